@@ -1,0 +1,162 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Complexity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMPLEXITY_UNSPECIFIED: _ClassVar[Complexity]
+    COMPLEXITY_LOW: _ClassVar[Complexity]
+    COMPLEXITY_MEDIUM: _ClassVar[Complexity]
+    COMPLEXITY_HIGH: _ClassVar[Complexity]
+
+class DataStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DATA_STATUS_UNSPECIFIED: _ClassVar[DataStatus]
+    DATA_STATUS_PREPARED: _ClassVar[DataStatus]
+    DATA_STATUS_METADATA_ONLY: _ClassVar[DataStatus]
+
+class CompetitionView(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMPETITION_VIEW_UNSPECIFIED: _ClassVar[CompetitionView]
+    COMPETITION_VIEW_BASIC: _ClassVar[CompetitionView]
+    COMPETITION_VIEW_FULL: _ClassVar[CompetitionView]
+COMPLEXITY_UNSPECIFIED: Complexity
+COMPLEXITY_LOW: Complexity
+COMPLEXITY_MEDIUM: Complexity
+COMPLEXITY_HIGH: Complexity
+DATA_STATUS_UNSPECIFIED: DataStatus
+DATA_STATUS_PREPARED: DataStatus
+DATA_STATUS_METADATA_ONLY: DataStatus
+COMPETITION_VIEW_UNSPECIFIED: CompetitionView
+COMPETITION_VIEW_BASIC: CompetitionView
+COMPETITION_VIEW_FULL: CompetitionView
+
+class Metric(_message.Message):
+    __slots__ = ("name", "params")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    params: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class PublicFile(_message.Message):
+    __slots__ = ("path", "size_bytes", "sha256")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    size_bytes: int
+    sha256: str
+    def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class Competition(_message.Message):
+    __slots__ = ("id", "name", "category", "complexity", "awards_medals", "splits", "metric", "lower_is_better", "source", "data_status", "data_status_reason", "leaderboard_size", "description", "public_files", "public_data_size_bytes", "checksums_skipped", "imported_at", "has_obfuscated_description", "id_columns", "target_columns")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    COMPLEXITY_FIELD_NUMBER: _ClassVar[int]
+    AWARDS_MEDALS_FIELD_NUMBER: _ClassVar[int]
+    SPLITS_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    LOWER_IS_BETTER_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DATA_STATUS_FIELD_NUMBER: _ClassVar[int]
+    DATA_STATUS_REASON_FIELD_NUMBER: _ClassVar[int]
+    LEADERBOARD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_FILES_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_DATA_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUMS_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    IMPORTED_AT_FIELD_NUMBER: _ClassVar[int]
+    HAS_OBFUSCATED_DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ID_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    category: str
+    complexity: Complexity
+    awards_medals: bool
+    splits: _containers.RepeatedScalarFieldContainer[str]
+    metric: Metric
+    lower_is_better: bool
+    source: str
+    data_status: DataStatus
+    data_status_reason: str
+    leaderboard_size: int
+    description: str
+    public_files: _containers.RepeatedCompositeFieldContainer[PublicFile]
+    public_data_size_bytes: int
+    checksums_skipped: bool
+    imported_at: _timestamp_pb2.Timestamp
+    has_obfuscated_description: bool
+    id_columns: _containers.RepeatedScalarFieldContainer[str]
+    target_columns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., category: _Optional[str] = ..., complexity: _Optional[_Union[Complexity, str]] = ..., awards_medals: _Optional[bool] = ..., splits: _Optional[_Iterable[str]] = ..., metric: _Optional[_Union[Metric, _Mapping]] = ..., lower_is_better: _Optional[bool] = ..., source: _Optional[str] = ..., data_status: _Optional[_Union[DataStatus, str]] = ..., data_status_reason: _Optional[str] = ..., leaderboard_size: _Optional[int] = ..., description: _Optional[str] = ..., public_files: _Optional[_Iterable[_Union[PublicFile, _Mapping]]] = ..., public_data_size_bytes: _Optional[int] = ..., checksums_skipped: _Optional[bool] = ..., imported_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., has_obfuscated_description: _Optional[bool] = ..., id_columns: _Optional[_Iterable[str]] = ..., target_columns: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LeaderboardEntry(_message.Message):
+    __slots__ = ("position", "score", "team_name", "extra")
+    class ExtraEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    TEAM_NAME_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    score: float
+    team_name: str
+    extra: _containers.ScalarMap[str, str]
+    def __init__(self, position: _Optional[int] = ..., score: _Optional[float] = ..., team_name: _Optional[str] = ..., extra: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Split(_message.Message):
+    __slots__ = ("name", "aliases", "competition_ids")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    COMPETITION_IDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    competition_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., competition_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GradingBundleHeader(_message.Message):
+    __slots__ = ("competition_id", "digest", "not_modified", "metric", "answers_format", "answers_size_bytes", "answers_sha256", "leaderboard", "lower_is_better", "awards_medals")
+    COMPETITION_ID_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    NOT_MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_SHA256_FIELD_NUMBER: _ClassVar[int]
+    LEADERBOARD_FIELD_NUMBER: _ClassVar[int]
+    LOWER_IS_BETTER_FIELD_NUMBER: _ClassVar[int]
+    AWARDS_MEDALS_FIELD_NUMBER: _ClassVar[int]
+    competition_id: str
+    digest: str
+    not_modified: bool
+    metric: Metric
+    answers_format: str
+    answers_size_bytes: int
+    answers_sha256: str
+    leaderboard: _containers.RepeatedCompositeFieldContainer[LeaderboardEntry]
+    lower_is_better: bool
+    awards_medals: bool
+    def __init__(self, competition_id: _Optional[str] = ..., digest: _Optional[str] = ..., not_modified: _Optional[bool] = ..., metric: _Optional[_Union[Metric, _Mapping]] = ..., answers_format: _Optional[str] = ..., answers_size_bytes: _Optional[int] = ..., answers_sha256: _Optional[str] = ..., leaderboard: _Optional[_Iterable[_Union[LeaderboardEntry, _Mapping]]] = ..., lower_is_better: _Optional[bool] = ..., awards_medals: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,117 @@
+from mleb.common.v1 import common_pb2 as _common_pb2
+from mleb.registry.v1 import registry_pb2 as _registry_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ListCompetitionsRequest(_message.Message):
+    __slots__ = ("split", "category", "complexity", "page_size", "page_token", "view")
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    COMPLEXITY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    split: str
+    category: str
+    complexity: _registry_pb2.Complexity
+    page_size: int
+    page_token: str
+    view: _registry_pb2.CompetitionView
+    def __init__(self, split: _Optional[str] = ..., category: _Optional[str] = ..., complexity: _Optional[_Union[_registry_pb2.Complexity, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., view: _Optional[_Union[_registry_pb2.CompetitionView, str]] = ...) -> None: ...
+
+class ListCompetitionsResponse(_message.Message):
+    __slots__ = ("competitions", "next_page_token", "total_size")
+    COMPETITIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    competitions: _containers.RepeatedCompositeFieldContainer[_registry_pb2.Competition]
+    next_page_token: str
+    total_size: int
+    def __init__(self, competitions: _Optional[_Iterable[_Union[_registry_pb2.Competition, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
+
+class GetCompetitionRequest(_message.Message):
+    __slots__ = ("competition_id", "description_variant")
+    COMPETITION_ID_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_VARIANT_FIELD_NUMBER: _ClassVar[int]
+    competition_id: str
+    description_variant: _common_pb2.DescriptionVariant
+    def __init__(self, competition_id: _Optional[str] = ..., description_variant: _Optional[_Union[_common_pb2.DescriptionVariant, str]] = ...) -> None: ...
+
+class GetCompetitionResponse(_message.Message):
+    __slots__ = ("competition",)
+    COMPETITION_FIELD_NUMBER: _ClassVar[int]
+    competition: _registry_pb2.Competition
+    def __init__(self, competition: _Optional[_Union[_registry_pb2.Competition, _Mapping]] = ...) -> None: ...
+
+class GetLeaderboardRequest(_message.Message):
+    __slots__ = ("competition_id",)
+    COMPETITION_ID_FIELD_NUMBER: _ClassVar[int]
+    competition_id: str
+    def __init__(self, competition_id: _Optional[str] = ...) -> None: ...
+
+class GetLeaderboardResponse(_message.Message):
+    __slots__ = ("competition_id", "entries", "lower_is_better", "thresholds")
+    COMPETITION_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    LOWER_IS_BETTER_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    competition_id: str
+    entries: _containers.RepeatedCompositeFieldContainer[_registry_pb2.LeaderboardEntry]
+    lower_is_better: bool
+    thresholds: _common_pb2.Ranking
+    def __init__(self, competition_id: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[_registry_pb2.LeaderboardEntry, _Mapping]]] = ..., lower_is_better: _Optional[bool] = ..., thresholds: _Optional[_Union[_common_pb2.Ranking, _Mapping]] = ...) -> None: ...
+
+class ListSplitsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSplitsResponse(_message.Message):
+    __slots__ = ("splits",)
+    SPLITS_FIELD_NUMBER: _ClassVar[int]
+    splits: _containers.RepeatedCompositeFieldContainer[_registry_pb2.Split]
+    def __init__(self, splits: _Optional[_Iterable[_Union[_registry_pb2.Split, _Mapping]]] = ...) -> None: ...
+
+class DownloadPublicDataRequest(_message.Message):
+    __slots__ = ("competition_id", "paths")
+    COMPETITION_ID_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    competition_id: str
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, competition_id: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DownloadPublicDataResponse(_message.Message):
+    __slots__ = ("path", "size_bytes", "sha256", "offset", "data", "last_chunk")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    size_bytes: int
+    sha256: str
+    offset: int
+    data: bytes
+    last_chunk: bool
+    def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., last_chunk: _Optional[bool] = ...) -> None: ...
+
+class GetGradingBundleRequest(_message.Message):
+    __slots__ = ("competition_id", "known_digest")
+    COMPETITION_ID_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    competition_id: str
+    known_digest: str
+    def __init__(self, competition_id: _Optional[str] = ..., known_digest: _Optional[str] = ...) -> None: ...
+
+class GetGradingBundleResponse(_message.Message):
+    __slots__ = ("header", "answers_chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: _registry_pb2.GradingBundleHeader
+    answers_chunk: bytes
+    def __init__(self, header: _Optional[_Union[_registry_pb2.GradingBundleHeader, _Mapping]] = ..., answers_chunk: _Optional[bytes] = ...) -> None: ...

@@ -1,0 +1,73 @@
+"""Settings from MLEB_* environment variables, with embedded defaults for a laptop."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+DEFAULT_PORTS = {"registry": 50051, "grader": 50052, "sandbox": 50053}
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(f"MLEB_{name}", default)
+
+
+def _env_bool(name: str) -> bool:
+    return _env(name).strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    cert_file: Path
+    key_file: Path
+    # When set, the server requires client certificates signed by this CA.
+    client_ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    # "kid:secret" pairs, comma separated; the first one signs new tokens.
+    auth_secret: str = ""
+    auth_disabled: bool = False
+    host: str = "127.0.0.1"
+    registry_addr: str = f"127.0.0.1:{DEFAULT_PORTS['registry']}"
+    grader_addr: str = f"127.0.0.1:{DEFAULT_PORTS['grader']}"
+    sandbox_addr: str = f"127.0.0.1:{DEFAULT_PORTS['sandbox']}"
+    # Token this service presents to the other services (service role).
+    service_token: str = ""
+    tls: TlsSettings | None = None
+    # Prometheus endpoint port; 0 picks a free port, -1 disables it.
+    metrics_port: int = -1
+    log_level: str = "info"
+    shutdown_grace_s: float = 10.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        data_dir = Path(_env("DATA_DIR") or platformdirs.user_data_dir("mleb")).expanduser()
+        tls = None
+        if _env("TLS_CERT") and _env("TLS_KEY"):
+            ca = _env("TLS_CLIENT_CA")
+            tls = TlsSettings(
+                Path(_env("TLS_CERT")), Path(_env("TLS_KEY")), Path(ca) if ca else None
+            )
+        return cls(
+            data_dir=data_dir,
+            database_url=_env("DATABASE_URL") or f"sqlite:///{data_dir / 'mleb.db'}",
+            auth_secret=_env("AUTH_SECRET"),
+            auth_disabled=_env_bool("AUTH_DISABLED"),
+            host=_env("HOST", "127.0.0.1"),
+            registry_addr=_env("REGISTRY_ADDR", f"127.0.0.1:{DEFAULT_PORTS['registry']}"),
+            grader_addr=_env("GRADER_ADDR", f"127.0.0.1:{DEFAULT_PORTS['grader']}"),
+            sandbox_addr=_env("SANDBOX_ADDR", f"127.0.0.1:{DEFAULT_PORTS['sandbox']}"),
+            service_token=_env("SERVICE_TOKEN"),
+            tls=tls,
+            metrics_port=int(_env("METRICS_PORT", "-1")),
+            log_level=_env("LOG_LEVEL", "info"),
+            shutdown_grace_s=float(_env("SHUTDOWN_GRACE_S", "10")),
+        )

@@ -1,0 +1,1 @@
+"""Metric families: pure functions over arrays and frames, with no knowledge of competitions."""
