@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
@@ -41,11 +41,17 @@ class Settings:
     # Token this service presents to the other services (service role).
     service_token: str = ""
     tls: TlsSettings | None = None
+    # CA bundle a service uses to verify the other services' TLS certificates.
+    client_tls_ca: Path | None = None
     # Prometheus endpoint port; 0 picks a free port, -1 disables it.
     metrics_port: int = -1
     log_level: str = "info"
     shutdown_grace_s: float = 10.0
-    extra: dict[str, str] = field(default_factory=dict)
+    # Grader: submission size cap, parsed-answers cache and per-sandbox validation rate.
+    max_submission_bytes: int = 2 * 1024**3
+    answers_cache_bytes: int = 1024**3
+    validate_rate_per_s: float = 1.0
+    validate_burst: int = 10
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -67,7 +73,12 @@ class Settings:
             sandbox_addr=_env("SANDBOX_ADDR", f"127.0.0.1:{DEFAULT_PORTS['sandbox']}"),
             service_token=_env("SERVICE_TOKEN"),
             tls=tls,
+            client_tls_ca=Path(_env("TLS_CA")) if _env("TLS_CA") else None,
             metrics_port=int(_env("METRICS_PORT", "-1")),
             log_level=_env("LOG_LEVEL", "info"),
             shutdown_grace_s=float(_env("SHUTDOWN_GRACE_S", "10")),
+            max_submission_bytes=int(_env("MAX_SUBMISSION_BYTES", str(2 * 1024**3))),
+            answers_cache_bytes=int(_env("ANSWERS_CACHE_BYTES", str(1024**3))),
+            validate_rate_per_s=float(_env("VALIDATE_RATE_PER_S", "1")),
+            validate_burst=int(_env("VALIDATE_BURST", "10")),
         )

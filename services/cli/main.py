@@ -1,0 +1,98 @@
+"""The `mleb` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from enum import StrEnum
+
+import typer
+from rich.console import Console
+
+from services.cli.servers import SERVICE_BUILDERS, start_services
+from services.common.auth import Role, TokenAuthority
+from services.common.server import run_until_signalled
+from services.common.settings import DEFAULT_PORTS, Settings
+
+app = typer.Typer(help="mleb: MLE-bench as gRPC services.", no_args_is_help=True)
+token_app = typer.Typer(help="Mint auth tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+console = Console(stderr=True)
+
+
+class ServiceName(StrEnum):
+    registry = "registry"
+    grader = "grader"
+    all = "all"
+
+
+@app.command()
+def serve(
+    service: ServiceName = typer.Argument(..., help="Which service to run, or all of them."),
+    port: int | None = typer.Option(None, help="Port (single service only)."),
+) -> None:
+    """Runs mleb server(s) until SIGTERM or Ctrl-C."""
+    settings = Settings.from_env()
+    names = list(SERVICE_BUILDERS) if service is ServiceName.all else [service.value]
+    ports = {service.value: port} if port is not None and len(names) == 1 else {}
+
+    async def main() -> None:
+        running = await start_services(names, settings, ports)
+        for name, server in running.items():
+            console.print(f"[green]{name}[/green] listening on {settings.host}:{server.port}")
+        await run_until_signalled(list(running.values()), settings.shutdown_grace_s)
+
+    asyncio.run(main())
+
+
+@token_app.command("issue")
+def issue_token(
+    role: Role = typer.Option(..., help="service, lab or sandbox."),
+    subject: str = typer.Option("cli", help="Who the token is for."),
+    ttl: float | None = typer.Option(None, help="Lifetime in seconds; none for no expiry."),
+    sandbox_id: str = typer.Option("", help="Sandbox tokens: the sandbox."),
+    competition_id: str = typer.Option("", help="Sandbox tokens: the competition."),
+) -> None:
+    """Prints a token signed with the first key of MLEB_AUTH_SECRET."""
+    settings = Settings.from_env()
+    if not settings.auth_secret:
+        console.print("[red]MLEB_AUTH_SECRET is not set[/red]")
+        raise typer.Exit(2)
+    authority = TokenAuthority.from_spec(settings.auth_secret)
+    typer.echo(
+        authority.issue(
+            role, subject, ttl_s=ttl, sandbox_id=sandbox_id, competition_id=competition_id
+        )
+    )
+
+
+@app.command()
+def health(
+    registry: str = typer.Option("", envvar="MLEB_REGISTRY_ADDR", help="Registry address."),
+    grader: str = typer.Option("", envvar="MLEB_GRADER_ADDR", help="Grader address."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Checks each service's health and lists what it serves, through reflection."""
+    from services.cli.probe import probe
+
+    targets = {
+        "registry": registry or f"127.0.0.1:{DEFAULT_PORTS['registry']}",
+        "grader": grader or f"127.0.0.1:{DEFAULT_PORTS['grader']}",
+    }
+    results = {name: probe(address) for name, address in targets.items()}
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+    else:
+        for name, result in results.items():
+            colour = "green" if result["status"] == "SERVING" else "red"
+            console.print(
+                f"{name:9} {result['address']:22} [{colour}]{result['status']}[/{colour}]"
+            )
+            for service in result["services"]:
+                console.print(f"          - {service}")
+    if any(r["status"] != "SERVING" for r in results.values()):
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,38 @@
+"""Assembles the grader service from settings."""
+
+from __future__ import annotations
+
+from mleb.grader.v1 import grader_service_pb2_grpc
+
+from services.common.channels import bearer_metadata, service_channel, service_token
+from services.common.server import ServiceDefinition
+from services.common.settings import Settings
+from services.grader.bundles import ParsedAnswersCache
+from services.grader.core import GraderCore
+from services.grader.rate_limit import TokenBucketLimiter
+from services.grader.registry_bundles import RegistryBundleProvider
+from services.grader.servicer import RPC_ROLES, GraderServicer
+
+
+def grader_service(settings: Settings) -> ServiceDefinition:
+    channel = service_channel(settings.registry_addr, settings)
+    bundles = RegistryBundleProvider(
+        channel,
+        bearer_metadata(service_token(settings, "grader")),
+        ParsedAnswersCache(settings.answers_cache_bytes),
+    )
+    core = GraderCore(
+        bundles,
+        validate_limiter=TokenBucketLimiter(settings.validate_rate_per_s, settings.validate_burst),
+    )
+
+    async def close() -> None:
+        await channel.close()
+
+    return ServiceDefinition(
+        full_name="mleb.grader.v1.GraderService",
+        servicer=GraderServicer(core, settings.max_submission_bytes),
+        add_to_server=grader_service_pb2_grpc.add_GraderServiceServicer_to_server,
+        rpc_roles=RPC_ROLES,
+        close=close,
+    )

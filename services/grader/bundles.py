@@ -1,0 +1,168 @@
+"""Grading bundles: parsed answers plus leaderboard, cached by content digest.
+
+The cache is the grader's only memory between requests, and it is content-addressed: any
+replica fetching the same competition ends up with the same bytes under the same digest,
+so which replica serves a call never changes its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import cachetools
+
+from services.common.errors import FailedPreconditionError, NotFoundError
+from services.grader.competitions import get_spec
+from services.grader.competitions.base import AnswersFormat, CompetitionSpec
+from services.grader.reading import read_answers, read_table
+
+
+@dataclass(frozen=True)
+class GradingBundle:
+    competition_id: str
+    digest: str
+    spec: CompetitionSpec
+    answers: Any
+    # Best first; None when no leaderboard is known.
+    leaderboard_scores: Sequence[float] | None
+    awards_medals: bool
+    answers_size_bytes: int
+
+
+class BundleProvider(Protocol):
+    async def get(self, competition_id: str) -> GradingBundle: ...
+
+    async def leaderboard(self, competition_id: str) -> tuple[Sequence[float] | None, bool]:
+        """Leaderboard scores (best first) and awards_medals, without the answers."""
+        ...
+
+
+def spec_for(competition_id: str) -> CompetitionSpec:
+    spec = get_spec(competition_id)
+    if spec is None:
+        raise NotFoundError(
+            f"mleb has no grader for competition {competition_id!r}",
+            reason="NO_GRADER",
+            metadata={"competition_id": competition_id},
+        )
+    return spec
+
+
+class ParsedAnswersCache:
+    """LRU of parsed answers keyed by digest, bounded by the answers' size in bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._cache: cachetools.LRUCache[str, GradingBundle] = cachetools.LRUCache(
+            maxsize=max_bytes, getsizeof=lambda b: max(1, b.answers_size_bytes)
+        )
+        self._lock = asyncio.Lock()
+        self._latest: cachetools.LRUCache[str, str] = cachetools.LRUCache(maxsize=4096)
+
+    def latest_digest(self, competition_id: str) -> str:
+        return self._latest.get(competition_id, "")
+
+    def get(self, digest: str) -> GradingBundle | None:
+        return self._cache.get(digest)
+
+    def put(self, bundle: GradingBundle) -> None:
+        self._latest[bundle.competition_id] = bundle.digest
+        if bundle.answers_size_bytes <= self._cache.maxsize:
+            self._cache[bundle.digest] = bundle
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        return self._lock
+
+
+def bundle_digest(answers: bytes, leaderboard: Sequence[float] | None) -> str:
+    digest = hashlib.sha256(answers)
+    digest.update(repr(list(leaderboard) if leaderboard is not None else None).encode())
+    return digest.hexdigest()
+
+
+async def parse_bundle(
+    competition_id: str,
+    digest: str,
+    answers: bytes,
+    answers_format: AnswersFormat,
+    leaderboard_scores: Sequence[float] | None,
+    awards_medals: bool,
+) -> GradingBundle:
+    spec = spec_for(competition_id)
+    if spec.answers_format != answers_format:
+        raise FailedPreconditionError(
+            f"answers for {competition_id!r} are {answers_format}, the grader expects "
+            f"{spec.answers_format}",
+            reason="ANSWERS_FORMAT_MISMATCH",
+        )
+    parsed = await asyncio.to_thread(read_answers, answers, answers_format)
+    return GradingBundle(
+        competition_id=competition_id,
+        digest=digest,
+        spec=spec,
+        answers=parsed,
+        leaderboard_scores=leaderboard_scores,
+        awards_medals=awards_medals,
+        answers_size_bytes=len(answers),
+    )
+
+
+def read_leaderboard_scores(path: Path) -> list[float]:
+    table = read_table(path)
+    if "score" not in table.columns:
+        raise FailedPreconditionError(
+            f"leaderboard {path} has no 'score' column", reason="BAD_LEADERBOARD"
+        )
+    return [float(s) for s in table["score"]]
+
+
+class LocalBundleProvider:
+    """Answers and leaderboard from explicit files: offline grading with no registry."""
+
+    def __init__(
+        self,
+        competition_id: str,
+        answers_path: Path,
+        leaderboard_path: Path | None = None,
+        awards_medals: bool = True,
+    ) -> None:
+        self._competition_id = competition_id
+        self._answers_path = answers_path
+        self._leaderboard_path = leaderboard_path
+        self._awards_medals = awards_medals
+        self._bundle: GradingBundle | None = None
+
+    async def leaderboard(self, competition_id: str) -> tuple[Sequence[float] | None, bool]:
+        self._check(competition_id)
+        if self._leaderboard_path is None:
+            return None, self._awards_medals
+        return read_leaderboard_scores(self._leaderboard_path), self._awards_medals
+
+    async def get(self, competition_id: str) -> GradingBundle:
+        self._check(competition_id)
+        if self._bundle is None:
+            answers = self._answers_path.read_bytes()
+            scores, awards = await self.leaderboard(competition_id)
+            answers_format: AnswersFormat = (
+                "jsonl" if self._answers_path.suffix == ".jsonl" else "csv"
+            )
+            self._bundle = await parse_bundle(
+                competition_id,
+                bundle_digest(answers, scores),
+                answers,
+                answers_format,
+                scores,
+                awards,
+            )
+        return self._bundle
+
+    def _check(self, competition_id: str) -> None:
+        if competition_id != self._competition_id:
+            raise NotFoundError(
+                f"only {self._competition_id!r} is available offline", reason="NOT_FOUND"
+            )

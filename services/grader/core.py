@@ -1,0 +1,96 @@
+"""GraderCore: validate, score, grade and rank. Plain Python; the servicer is a thin shell."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+from typing import Any
+
+import pandas as pd
+
+from services.common.auth import Caller, Role
+from services.common.ranking import Ranking, rank_score
+from services.grader.bundles import BundleProvider, GradingBundle, spec_for
+from services.grader.rate_limit import TokenBucketLimiter
+from services.grader.reading import Source
+from services.grader.reports import CompetitionReport
+from services.grader.scoring import ScoreOutcome, score_source
+
+
+def _private_copy(answers: Any) -> Any:
+    # Cached answers are shared by concurrent calls; a spec must never see another's edits.
+    return answers.copy() if isinstance(answers, pd.DataFrame) else copy.deepcopy(answers)
+
+
+class GraderCore:
+    def __init__(
+        self,
+        bundles: BundleProvider,
+        *,
+        validate_limiter: TokenBucketLimiter | None = None,
+        max_parallel: int | None = None,
+    ) -> None:
+        self._bundles = bundles
+        self._validate_limiter = validate_limiter
+        # Grading is CPU-bound; more threads than cores only adds contention and memory.
+        self._slots = asyncio.Semaphore(max_parallel or os.cpu_count() or 1)
+
+    async def _score(self, bundle: GradingBundle, submission: Source) -> ScoreOutcome:
+        async with self._slots:
+            return await asyncio.to_thread(
+                lambda: score_source(bundle.spec, submission, _private_copy(bundle.answers))
+            )
+
+    async def validate(
+        self, caller: Caller, competition_id: str, submission: Source
+    ) -> ScoreOutcome:
+        """Grades to decide validity; callers must only ever see `validation_message()`."""
+        if caller.role is Role.SANDBOX and self._validate_limiter is not None:
+            self._validate_limiter.acquire(caller.sandbox_id)
+        spec_for(competition_id)
+        bundle = await self._bundles.get(competition_id)
+        return await self._score(bundle, submission)
+
+    async def score(self, competition_id: str, submission: Source) -> tuple[ScoreOutcome, int]:
+        spec_for(competition_id)
+        bundle = await self._bundles.get(competition_id)
+        return await self._score(bundle, submission), bundle.spec.version
+
+    async def grade(
+        self, competition_id: str, submission: Source | None, submission_path: str
+    ) -> CompetitionReport:
+        """An MLE-bench competition report; `submission=None` means no submission exists."""
+        spec = spec_for(competition_id)
+        bundle = await self._bundles.get(competition_id)
+        if submission is None:
+            outcome = ScoreOutcome(None, "No submission file was found.")
+        else:
+            outcome = await self._score(bundle, submission)
+        ranking = rank_score(outcome.score, bundle.leaderboard_scores or [])
+        return CompetitionReport(
+            competition_id=competition_id,
+            score=outcome.score,
+            gold_threshold=ranking.gold_threshold,
+            silver_threshold=ranking.silver_threshold,
+            bronze_threshold=ranking.bronze_threshold,
+            median_threshold=ranking.median_threshold,
+            any_medal=ranking.any_medal,
+            gold_medal=ranking.gold_medal,
+            silver_medal=ranking.silver_medal,
+            bronze_medal=ranking.bronze_medal,
+            above_median=ranking.above_median,
+            submission_exists=submission is not None,
+            valid_submission=outcome.valid,
+            is_lower_better=ranking.is_lower_better,
+            submission_path=submission_path,
+            error=outcome.error,
+            awards_medals=bundle.awards_medals,
+            grader_spec_version=spec.version,
+            bundle_digest=bundle.digest,
+        )
+
+    async def rank(self, competition_id: str, score: float | None) -> tuple[Ranking, bool]:
+        """The ranking of `score`, and whether Kaggle awarded medals in this competition."""
+        scores, awards_medals = await self._bundles.leaderboard(competition_id)
+        return rank_score(score, scores or []), awards_medals

@@ -1,0 +1,53 @@
+"""Turns a spec's grade function into MLE-bench's score semantics: rounded, or no score."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from services.grader.competitions.base import CompetitionSpec, InvalidSubmission
+from services.grader.reading import Source, read_submission
+
+log = structlog.get_logger("mleb.grader")
+
+VALID_MESSAGE = "Submission is valid."
+INVALID_PREFIX = "Submission invalid! "
+
+
+@dataclass(frozen=True)
+class ScoreOutcome:
+    score: float | None
+    # Why there is no score; empty when there is one.
+    error: str = ""
+
+    @property
+    def valid(self) -> bool:
+        return self.score is not None
+
+    def validation_message(self) -> str:
+        """MLE-bench's wording, with no hint of the score."""
+        return VALID_MESSAGE if self.valid else INVALID_PREFIX + self.error
+
+
+def score_frame(spec: CompetitionSpec, submission: Any, answers: Any) -> ScoreOutcome:
+    """Grades a parsed submission. Like the reference, any failure means no score."""
+    try:
+        raw = spec.grade(submission, answers)
+    except InvalidSubmission as exc:
+        return ScoreOutcome(None, str(exc))
+    except Exception as exc:
+        # The exception text may quote the answers, so only its type leaves this function.
+        log.warning("grade_raised", competition_id=spec.id, error_type=type(exc).__name__)
+        return ScoreOutcome(None, f"The submission could not be graded ({type(exc).__name__}).")
+    # round() on the metric's own type, as the reference does (numpy and Python round differ).
+    return ScoreOutcome(float(round(raw, 5)))
+
+
+def score_source(spec: CompetitionSpec, source: Source, answers: Any) -> ScoreOutcome:
+    try:
+        submission = read_submission(source)
+    except InvalidSubmission as exc:
+        return ScoreOutcome(None, str(exc))
+    return score_frame(spec, submission, answers)
