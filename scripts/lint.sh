@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Static checks CI runs: generated code up to date, buf lint/format, ruff.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/gen_protos.sh
+if ! git diff --exit-code --stat -- clients/python/src || [ -n "$(git status --porcelain -- clients/python/src)" ]; then
+  echo "generated code is stale: run scripts/gen_protos.sh and commit the result" >&2
+  git status --porcelain -- clients/python/src >&2
+  exit 1
+fi
+.venv/bin/buf lint
+.venv/bin/buf format --diff --exit-code
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .

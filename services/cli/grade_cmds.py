@@ -1,0 +1,224 @@
+"""`mleb grade-sample` and `mleb grade`, mirroring MLE-bench's commands of the same names."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import grpc
+import typer
+from mleb.grader.v1 import grader_service_pb2, grader_service_pb2_grpc
+from rich.console import Console
+from rich.table import Table
+
+from services.common.channels import bearer_metadata, service_channel
+from services.common.errors import MlebError
+from services.common.settings import Settings
+from services.grader.bundles import BundleProvider, LocalBundleProvider, ParsedAnswersCache
+from services.grader.core import GraderCore
+from services.grader.registry_bundles import RegistryBundleProvider
+from services.grader.reports import CompetitionReport, aggregate_reports
+
+console = Console(stderr=True)
+_CHUNK = 1024 * 1024
+
+
+def submission_exists(path: Path) -> bool:
+    # MLE-bench only grades an existing file with a .csv suffix.
+    return path.is_file() and path.suffix.lower() == ".csv"
+
+
+def _report_from_proto(message) -> CompetitionReport:
+    def optional(name: str) -> float | None:
+        return getattr(message, name) if message.HasField(name) else None
+
+    return CompetitionReport(
+        competition_id=message.competition_id,
+        score=optional("score"),
+        gold_threshold=optional("gold_threshold"),
+        silver_threshold=optional("silver_threshold"),
+        bronze_threshold=optional("bronze_threshold"),
+        median_threshold=optional("median_threshold"),
+        any_medal=message.any_medal,
+        gold_medal=message.gold_medal,
+        silver_medal=message.silver_medal,
+        bronze_medal=message.bronze_medal,
+        above_median=message.above_median,
+        submission_exists=message.submission_exists,
+        valid_submission=message.valid_submission,
+        is_lower_better=message.is_lower_better,
+        submission_path=message.submission_path,
+        created_at=message.created_at.ToDatetime().astimezone(),
+        error=message.error,
+        awards_medals=message.awards_medals,
+        grader_spec_version=message.grader_spec_version,
+        bundle_digest=message.bundle_digest,
+    )
+
+
+async def _grade_remote(
+    address: str, token: str, settings: Settings, competition_id: str, path: Path, shown: str
+) -> CompetitionReport:
+    async def requests():
+        header = grader_service_pb2.SubmissionHeader(
+            competition_id=competition_id, submission_path=shown, size_bytes=path.stat().st_size
+        )
+        yield grader_service_pb2.GradeSubmissionRequest(header=header)
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                yield grader_service_pb2.GradeSubmissionRequest(chunk=chunk)
+
+    async with service_channel(address, settings) as channel:
+        stub = grader_service_pb2_grpc.GraderServiceStub(channel)
+        response = await stub.GradeSubmission(requests(), metadata=bearer_metadata(token))
+    return _report_from_proto(response.report)
+
+
+async def grade_one(
+    competition_id: str,
+    submission: Path,
+    shown_path: str,
+    *,
+    answers: Path | None,
+    leaderboard: Path | None,
+    grader: str,
+    registry: str,
+    token: str,
+    settings: Settings,
+) -> CompetitionReport:
+    """Offline with explicit answers; else through a grader; else in-process via the registry."""
+    exists = submission_exists(submission)
+    if grader and answers is None and exists:
+        return await _grade_remote(grader, token, settings, competition_id, submission, shown_path)
+    provider: BundleProvider
+    channel = None
+    if answers is not None:
+        provider = LocalBundleProvider(competition_id, answers, leaderboard)
+    else:
+        channel = service_channel(registry or settings.registry_addr, settings)
+        provider = RegistryBundleProvider(
+            channel, bearer_metadata(token), ParsedAnswersCache(settings.answers_cache_bytes)
+        )
+    try:
+        return await GraderCore(provider).grade(
+            competition_id, submission if exists else None, shown_path
+        )
+    finally:
+        if channel is not None:
+            await channel.close()
+
+
+def print_report(report: CompetitionReport) -> None:
+    table = Table(title=f"{report.competition_id}", show_header=False)
+    for key, value in report.to_dict().items():
+        table.add_row(key, "" if value is None else str(value))
+    Console().print(table)
+
+
+_ANSWERS = typer.Option(None, help="Private answers file: grade offline, with no server.")
+_LEADERBOARD = typer.Option(None, help="Leaderboard CSV (with a score column), for medals.")
+_GRADER = typer.Option("", envvar="MLEB_GRADER_ADDR", help="Grade through this grader.")
+_REGISTRY = typer.Option("", envvar="MLEB_REGISTRY_ADDR", help="Registry for answers.")
+_TOKEN = typer.Option("", envvar="MLEB_TOKEN", help="Bearer token (lab role).")
+
+
+def grade_sample(
+    submission: Path = typer.Argument(..., help="The submission CSV."),
+    competition_id: str = typer.Argument(..., help="Competition id."),
+    answers: Path | None = _ANSWERS,
+    leaderboard: Path | None = _LEADERBOARD,
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    grader: str = _GRADER,
+    registry: str = _REGISTRY,
+    token: str = _TOKEN,
+) -> None:
+    """Grades one submission and prints its competition report (exit 0 whenever grading ran)."""
+    for path in filter(None, (answers, leaderboard)):
+        if not path.is_file():
+            console.print(f"[red]no such file: {path}[/red]")
+            raise typer.Exit(2)
+    report = _run(
+        grade_one(
+            competition_id,
+            submission,
+            str(submission),
+            answers=answers,
+            leaderboard=leaderboard,
+            grader=grader,
+            registry=registry,
+            token=token,
+            settings=Settings.from_env(),
+        )
+    )
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        print_report(report)
+
+
+def grade(
+    submission: Path = typer.Option(..., help="JSONL: competition_id, submission_path per line."),
+    output_dir: Path = typer.Option(..., help="Where the grading report is written."),
+    grader: str = _GRADER,
+    registry: str = _REGISTRY,
+    token: str = _TOKEN,
+) -> None:
+    """Grades many submissions and writes MLE-bench's aggregated grading report."""
+    try:
+        lines = submission.read_text().splitlines()
+    except OSError as exc:
+        console.print(f"[red]cannot read {submission}: {exc}[/red]")
+        raise typer.Exit(2) from exc
+    entries = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith(("#", "//")):
+            continue
+        try:
+            entry = json.loads(line)
+            entries.append((entry["competition_id"], entry["submission_path"], entry))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            console.print(
+                f"[red]{submission}:{number}: needs competition_id and submission_path[/red]"
+            )
+            raise typer.Exit(2) from exc
+    settings = Settings.from_env()
+
+    async def grade_all() -> list[CompetitionReport]:
+        return [
+            await grade_one(
+                competition_id,
+                Path(path),
+                path,
+                answers=Path(entry["answers_path"]) if entry.get("answers_path") else None,
+                leaderboard=Path(entry["leaderboard_path"])
+                if entry.get("leaderboard_path")
+                else None,
+                grader=grader,
+                registry=registry,
+                token=token,
+                settings=settings,
+            )
+            for competition_id, path, entry in entries
+        ]
+
+    aggregated = aggregate_reports(_run(grade_all()))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    out = output_dir / f"{time.strftime('%Y-%m-%dT%H-%M-%S-%Z', time.gmtime())}_grading_report.json"
+    out.write_text(json.dumps(aggregated, indent=2))
+    summary = {k: v for k, v in aggregated.items() if k != "competition_reports"}
+    console.print_json(json.dumps(summary))
+    console.print(f"Saved the grading report to {out}")
+
+
+def _run(coroutine):
+    try:
+        return asyncio.run(coroutine)
+    except MlebError as exc:
+        console.print(f"[red]{exc.code}: {exc.message}[/red]")
+        raise typer.Exit(2) from exc
+    except grpc.aio.AioRpcError as exc:
+        console.print(f"[red]{exc.code().name}: {exc.details()}[/red]")
+        raise typer.Exit(2) from exc

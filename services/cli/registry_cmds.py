@@ -1,0 +1,232 @@
+"""`mleb registry ...` (imports, straight into the database and data dir) and
+`mleb competitions ...` (reads, through a running registry over gRPC)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import typer
+from mleb.common.v1 import common_pb2
+from mleb.registry.v1 import registry_pb2, registry_service_pb2, registry_service_pb2_grpc
+from rich.console import Console
+from rich.table import Table
+
+from services.common.errors import MlebError
+from services.common.settings import DEFAULT_PORTS, Settings
+from services.registry.core import RegistryCore
+from services.registry.importers.install import CompetitionInstaller, ImportReport, ImportStatus
+from services.registry.importers.mlebench import import_mlebench
+from services.registry.importers.own_format import import_competition
+
+registry_app = typer.Typer(help="Import competitions into the registry.", no_args_is_help=True)
+competitions_app = typer.Typer(help="Browse a running registry.", no_args_is_help=True)
+console = Console()
+errors = Console(stderr=True)
+
+_STATUS_STYLE = {
+    ImportStatus.PREPARED: "green",
+    ImportStatus.METADATA_ONLY: "yellow",
+    ImportStatus.FAILED: "red",
+}
+
+
+def _installer() -> tuple[RegistryCore, CompetitionInstaller]:
+    settings = Settings.from_env()
+    core = RegistryCore.from_settings(settings)
+    return core, CompetitionInstaller(core.sessions, core.storage)
+
+
+def _print_report(report: ImportReport) -> None:
+    for warning in report.warnings:
+        errors.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    table = Table("competition", "status", "notes")
+    for result in report.results:
+        style = _STATUS_STYLE[result.status]
+        table.add_row(
+            result.competition_id,
+            f"[{style}]{result.status.value}[/{style}]",
+            "\n".join([result.error, *result.notes] if result.error else result.notes),
+        )
+    console.print(table)
+    counts = {s: sum(r.status is s for r in report.results) for s in ImportStatus}
+    console.print(", ".join(f"{n} {s.value}" for s, n in counts.items()))
+
+
+@registry_app.command("import-mlebench")
+def import_mlebench_command(
+    repo: Path = typer.Option(..., help="An MLE-bench checkout (with `git lfs pull` done)."),
+    data_dir: Path | None = typer.Option(
+        None, help="MLE-bench's data dir, holding <id>/prepared/{public,private}."
+    ),
+    competitions: list[str] | None = typer.Option(
+        None, "--competitions", help="Import only these ids (repeat the option)."
+    ),
+    skip_checksums: bool = typer.Option(
+        False, help="Do not verify prepared files against checksums.yaml (recorded)."
+    ),
+) -> None:
+    """Imports MLE-bench's competitions; without prepared data they are metadata only."""
+    try:
+        core, installer = _installer()
+        try:
+            report = import_mlebench(
+                installer,
+                repo,
+                data_dir,
+                competitions=competitions or (),
+                skip_checksums=skip_checksums,
+            )
+        finally:
+            core.close()
+    except MlebError as exc:
+        errors.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(2) from exc
+    _print_report(report)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@registry_app.command("import")
+def import_command(
+    path: Path = typer.Argument(..., help="A competition folder in mleb's own format."),
+) -> None:
+    """Validates and imports a competition in mleb's own format (see docs/registry.md)."""
+    try:
+        core, installer = _installer()
+        try:
+            result = import_competition(installer, path)
+        finally:
+            core.close()
+    except MlebError as exc:
+        errors.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(2) from exc
+    _print_report(ImportReport(results=[result]))
+
+
+def _stub(address: str) -> tuple[grpc.Channel, registry_service_pb2_grpc.RegistryServiceStub]:
+    channel = grpc.insecure_channel(address)
+    return channel, registry_service_pb2_grpc.RegistryServiceStub(channel)
+
+
+def _metadata(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def _fail(error: grpc.RpcError) -> typer.Exit:
+    errors.print(f"[red]{error.code().name}:[/red] {error.details()}", highlight=False)
+    return typer.Exit(1)
+
+
+_REGISTRY = typer.Option(
+    f"127.0.0.1:{DEFAULT_PORTS['registry']}", envvar="MLEB_REGISTRY_ADDR", help="host:port"
+)
+_TOKEN = typer.Option("", envvar="MLEB_TOKEN", help="Bearer token.", show_default=False)
+_COMPLEXITY = {"": 0, "low": 1, "medium": 2, "high": 3}
+
+
+@competitions_app.command("list")
+def list_command(
+    split: str = typer.Option("", help="low (lite), medium, high, all, dev, ..."),
+    category: str = typer.Option("", help="e.g. 'Image Classification'."),
+    complexity: str = typer.Option("", help="low, medium or high."),
+    registry: str = _REGISTRY,
+    token: str = _TOKEN,
+) -> None:
+    """Lists competitions, following every page."""
+    if complexity not in _COMPLEXITY:
+        errors.print("[red]--complexity must be low, medium or high[/red]")
+        raise typer.Exit(2)
+    channel, stub = _stub(registry)
+    table = Table("id", "name", "category", "complexity", "metric", "data", "leaderboard")
+    page_token, total = "", 0
+    with channel:
+        while True:
+            request = registry_service_pb2.ListCompetitionsRequest(
+                split=split,
+                category=category,
+                complexity=_COMPLEXITY[complexity],
+                page_size=500,
+                page_token=page_token,
+            )
+            try:
+                response = stub.ListCompetitions(request, metadata=_metadata(token))
+            except grpc.RpcError as error:
+                raise _fail(error) from error
+            total = response.total_size
+            for c in response.competitions:
+                table.add_row(
+                    c.id,
+                    c.name,
+                    c.category,
+                    registry_pb2.Complexity.Name(c.complexity).removeprefix("COMPLEXITY_").lower(),
+                    c.metric.name,
+                    _data_label(c),
+                    str(c.leaderboard_size) if c.leaderboard_size else "-",
+                )
+            page_token = response.next_page_token
+            if not page_token:
+                break
+    console.print(table)
+    console.print(f"{total} competitions")
+
+
+def _data_label(competition: registry_pb2.Competition) -> str:
+    if competition.data_status == registry_pb2.DATA_STATUS_PREPARED:
+        return "prepared"
+    return "metadata only"
+
+
+def _checksums_label(competition: registry_pb2.Competition) -> str:
+    if competition.checksums_skipped:
+        return "skipped at import (--skip-checksums)"
+    prepared = competition.data_status == registry_pb2.DATA_STATUS_PREPARED
+    return "verified" if prepared and competition.source == "mlebench" else "n/a"
+
+
+@competitions_app.command("show")
+def show_command(
+    competition_id: str = typer.Argument(...),
+    obfuscated: bool = typer.Option(False, help="Show the obfuscated description."),
+    registry: str = _REGISTRY,
+    token: str = _TOKEN,
+) -> None:
+    """Shows one competition: metadata, public files and description."""
+    variant = (
+        common_pb2.DESCRIPTION_VARIANT_OBFUSCATED
+        if obfuscated
+        else common_pb2.DESCRIPTION_VARIANT_PLAIN
+    )
+    channel, stub = _stub(registry)
+    with channel:
+        try:
+            c = stub.GetCompetition(
+                registry_service_pb2.GetCompetitionRequest(
+                    competition_id=competition_id, description_variant=variant
+                ),
+                metadata=_metadata(token),
+            ).competition
+        except grpc.RpcError as error:
+            raise _fail(error) from error
+    facts = Table(show_header=False, title=f"{c.name} ({c.id})")
+    for label, value in (
+        ("source", c.source),
+        ("category", c.category or "-"),
+        ("complexity", registry_pb2.Complexity.Name(c.complexity).removeprefix("COMPLEXITY_")),
+        ("splits", ", ".join(c.splits) or "-"),
+        ("metric", c.metric.name + "".join(f" {k}={v}" for k, v in c.metric.params.items())),
+        ("lower is better", str(c.lower_is_better)),
+        ("awards medals", str(c.awards_medals)),
+        ("leaderboard", f"{c.leaderboard_size} teams" if c.leaderboard_size else "none"),
+        ("data", _data_label(c) + (f": {c.data_status_reason}" if c.data_status_reason else "")),
+        ("public data", f"{len(c.public_files)} files, {c.public_data_size_bytes} bytes"),
+        ("checksums", _checksums_label(c)),
+    ):
+        facts.add_row(label, value)
+    console.print(facts)
+    if c.public_files:
+        files = Table("path", "bytes", "sha256")
+        for f in c.public_files:
+            files.add_row(f.path, str(f.size_bytes), f.sha256[:16])
+        console.print(files)
+    console.print(c.description, markup=False, highlight=False)

@@ -1,0 +1,150 @@
+"""What the sandbox core needs from an engine that runs agents.
+
+The core owns state (database), policy (time limits, leases, retries) and the host-side
+endpoints; a backend only starts, watches, stops, collects and lists what it started.
+Every backend call is async; blocking engine clients run in threads.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+# Paths inside the sandbox (MLE-bench's layout, so existing agents work).
+DATA_DIR = "/home/data"
+SUBMISSION_DIR = "/home/submission"
+LOGS_DIR = "/home/logs"
+CODE_DIR = "/home/code"
+AGENT_DIR = "/home/agent"
+INSTRUCTIONS_FILE = "/home/instructions.txt"
+VALIDATE_SCRIPT = "/home/validate_submission.sh"
+
+# Ports the agent reaches on its own loopback.
+HTTP_VALIDATE_PORT = 5000
+GRPC_GRADER_PORT = 50052
+EGRESS_PROXY_PORT = 3128
+
+
+class NetworkMode(enum.StrEnum):
+    NONE = "none"
+    ALLOWLIST = "allowlist"
+    INTERNET = "internet"
+
+
+class OutputStream(enum.StrEnum):
+    STDOUT = "stdout"
+    STDERR = "stderr"
+
+
+@dataclass(frozen=True)
+class HostLayout:
+    """Host paths prepared by the core for one sandbox before launch.
+
+    - data_dir: public data plus description.md, mounted read-only at /home/data
+    - submission_dir, logs_dir, code_dir: mounted read-write at /home/submission, ...
+    - instructions_file, validate_script: mounted read-only at /home/instructions.txt, ...
+    - sockets_dir: host-side Unix sockets the sidecar forwards loopback ports to:
+      `validate-http.sock` (port 5000), `grader.sock` (port 50052) and, in allowlist
+      mode, `egress-proxy.sock` (port 3128)
+    """
+
+    root: Path
+    data_dir: Path
+    submission_dir: Path
+    logs_dir: Path
+    code_dir: Path
+    instructions_file: Path
+    validate_script: Path
+    sockets_dir: Path
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    sandbox_id: str
+    competition_id: str
+    image: str
+    # Empty means the image's own command (or start.sh in mlebench_compat mode).
+    command: list[str]
+    # Plain and secret variables together: a backend must never log or persist this.
+    env: dict[str, str]
+    cpus: float
+    memory_bytes: int
+    shm_bytes: int
+    pids_limit: int
+    gpu_uuids: list[str]
+    network: NetworkMode
+    allowed_hosts: list[str]
+    layout: HostLayout
+    mlebench_compat: bool
+    # Labels the backend must put on everything it creates, so reconcile can find it.
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Handle:
+    """A running (or finished) agent as the backend knows it."""
+
+    sandbox_id: str
+    # Container id, or process id for the local backend.
+    ref: str
+    image_digest: str = ""
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    exit_code: int
+    oom_killed: bool = False
+
+
+@dataclass(frozen=True)
+class Usage:
+    cpu_seconds: float = 0.0
+    peak_memory_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class OutputLine:
+    stream: OutputStream
+    text: str
+    # Engine timestamp (unix seconds); lets a re-attached reader skip what it already has.
+    time: float
+
+
+class BackendError(Exception):
+    """The engine failed: an infrastructure failure, never the agent's."""
+
+    def __init__(self, message: str, *, reason: str = "ENGINE_ERROR") -> None:
+        super().__init__(message)
+        # One of ENGINE_ERROR, IMAGE_NOT_FOUND, GPU_UNAVAILABLE, RUNTIME_ERROR.
+        self.reason = reason
+
+
+class Backend(Protocol):
+    name: str
+
+    async def launch(self, spec: LaunchSpec) -> Handle:
+        """Creates and starts the agent. Raises BackendError on infrastructure failure."""
+        ...
+
+    def output(self, handle: Handle, since: float = 0.0) -> AsyncIterator[OutputLine]:
+        """Yields output lines from `since` (engine time) until the agent exits."""
+        ...
+
+    async def wait(self, handle: Handle) -> ExitInfo: ...
+
+    async def stop(self, handle: Handle, grace_s: float) -> None:
+        """SIGTERM, then SIGKILL after grace_s. Idempotent."""
+        ...
+
+    async def usage(self, handle: Handle) -> Usage: ...
+
+    async def remove(self, handle: Handle) -> None:
+        """Removes the container and anything else launched for it. Idempotent."""
+        ...
+
+    async def list_owned(self, instance_labels: dict[str, str]) -> list[tuple[Handle, bool]]:
+        """Everything this service instance started, with whether it is still running."""
+        ...
