@@ -32,13 +32,23 @@ class GradingBundle:
     leaderboard_scores: Sequence[float] | None
     awards_medals: bool
     answers_size_bytes: int
+    # None: infer from the leaderboard's order, as MLE-bench does.
+    lower_is_better: bool | None = None
+
+
+@dataclass(frozen=True)
+class LeaderboardInfo:
+    # Best first; None when no leaderboard is known.
+    scores: Sequence[float] | None
+    awards_medals: bool
+    lower_is_better: bool | None = None
 
 
 class BundleProvider(Protocol):
     async def get(self, competition_id: str) -> GradingBundle: ...
 
-    async def leaderboard(self, competition_id: str) -> tuple[Sequence[float] | None, bool]:
-        """Leaderboard scores (best first) and awards_medals, without the answers."""
+    async def leaderboard(self, competition_id: str) -> LeaderboardInfo:
+        """What ranking needs, without the answers."""
         ...
 
 
@@ -92,6 +102,7 @@ async def parse_bundle(
     answers_format: AnswersFormat,
     leaderboard_scores: Sequence[float] | None,
     awards_medals: bool,
+    lower_is_better: bool | None = None,
 ) -> GradingBundle:
     spec = spec_for(competition_id)
     if spec.answers_format != answers_format:
@@ -109,6 +120,7 @@ async def parse_bundle(
         leaderboard_scores=leaderboard_scores,
         awards_medals=awards_medals,
         answers_size_bytes=len(answers),
+        lower_is_better=lower_is_better,
     )
 
 
@@ -137,27 +149,27 @@ class LocalBundleProvider:
         self._awards_medals = awards_medals
         self._bundle: GradingBundle | None = None
 
-    async def leaderboard(self, competition_id: str) -> tuple[Sequence[float] | None, bool]:
+    async def leaderboard(self, competition_id: str) -> LeaderboardInfo:
         self._check(competition_id)
         if self._leaderboard_path is None:
-            return None, self._awards_medals
-        return read_leaderboard_scores(self._leaderboard_path), self._awards_medals
+            return LeaderboardInfo(None, self._awards_medals)
+        return LeaderboardInfo(read_leaderboard_scores(self._leaderboard_path), self._awards_medals)
 
     async def get(self, competition_id: str) -> GradingBundle:
         self._check(competition_id)
         if self._bundle is None:
             answers = self._answers_path.read_bytes()
-            scores, awards = await self.leaderboard(competition_id)
+            info = await self.leaderboard(competition_id)
             answers_format: AnswersFormat = (
                 "jsonl" if self._answers_path.suffix == ".jsonl" else "csv"
             )
             self._bundle = await parse_bundle(
                 competition_id,
-                bundle_digest(answers, scores),
+                bundle_digest(answers, info.scores),
                 answers,
                 answers_format,
-                scores,
-                awards,
+                info.scores,
+                info.awards_medals,
             )
         return self._bundle
 

@@ -67,7 +67,9 @@ class GraderCore:
             outcome = ScoreOutcome(None, "No submission file was found.")
         else:
             outcome = await self._score(bundle, submission)
-        ranking = rank_score(outcome.score, bundle.leaderboard_scores or [])
+        ranking = rank_score(
+            outcome.score, bundle.leaderboard_scores or [], lower_is_better=bundle.lower_is_better
+        )
         return CompetitionReport(
             competition_id=competition_id,
             score=outcome.score,
@@ -92,5 +94,6 @@ class GraderCore:
 
     async def rank(self, competition_id: str, score: float | None) -> tuple[Ranking, bool]:
         """The ranking of `score`, and whether Kaggle awarded medals in this competition."""
-        scores, awards_medals = await self._bundles.leaderboard(competition_id)
-        return rank_score(score, scores or []), awards_medals
+        info = await self._bundles.leaderboard(competition_id)
+        ranking = rank_score(score, info.scores or [], lower_is_better=info.lower_is_better)
+        return ranking, info.awards_medals

@@ -13,7 +13,12 @@ from services.common.errors import (
     NotFoundError,
     UnavailableError,
 )
-from services.grader.bundles import GradingBundle, ParsedAnswersCache, parse_bundle
+from services.grader.bundles import (
+    GradingBundle,
+    LeaderboardInfo,
+    ParsedAnswersCache,
+    parse_bundle,
+)
 
 _REGISTRY_TIMEOUT_S = 120.0
 
@@ -79,11 +84,12 @@ class RegistryBundleProvider:
             "jsonl" if header.answers_format == "jsonl" else "csv",
             [entry.score for entry in header.leaderboard] or None,
             header.awards_medals,
+            header.lower_is_better,
         )
         self._cache.put(bundle)
         return bundle
 
-    async def leaderboard(self, competition_id: str) -> tuple[Sequence[float] | None, bool]:
+    async def leaderboard(self, competition_id: str) -> LeaderboardInfo:
         request = registry_service_pb2.GetLeaderboardRequest(competition_id=competition_id)
         try:
             response = await self._stub.GetLeaderboard(
@@ -92,4 +98,6 @@ class RegistryBundleProvider:
         except grpc.aio.AioRpcError as error:
             raise _domain_error(error, competition_id) from error
         scores = [entry.score for entry in response.entries]
-        return scores or None, response.thresholds.awards_medals
+        return LeaderboardInfo(
+            scores or None, response.thresholds.awards_medals, response.lower_is_better
+        )

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import json
 import re
-import signal
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -22,7 +20,8 @@ from mleb.grader.v1 import grader_service_pb2, grader_service_pb2_grpc
 from services.common.auth import Role
 from services.common.settings import TlsSettings
 from services.grader.app import grader_service
-from tests.conftest import TEST_AUTH_SECRET, bearer
+from tests.conftest import bearer
+from tests.fixtures.processes import settings_env, spawn_server
 
 GRADER = "mleb.grader.v1.GraderService"
 
@@ -146,37 +145,17 @@ async def test_tls_server_accepts_tls_and_refuses_plaintext(serve, settings, tmp
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-def test_sigterm_stops_the_server_gracefully(tmp_path):
-    env = {
-        **os.environ,
-        "MLEB_AUTH_SECRET": TEST_AUTH_SECRET,
-        "MLEB_DATA_DIR": str(tmp_path),
-        "MLEB_SHUTDOWN_GRACE_S": "1",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli.main", "serve", "grader", "--port", "0"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def test_sigterm_stops_the_server_gracefully(settings):
+    server = spawn_server("grader", settings_env(settings))
     try:
-        port = None
-        for line in process.stderr:
-            if match := re.search(r"listening on [\d.]+:(\d+)", line):
-                port = int(match.group(1))
-                break
-        assert port, "server never reported its port"
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with grpc.insecure_channel(server.address) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=5
             )
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
-        process.send_signal(signal.SIGTERM)
-        rest = process.communicate(timeout=20)[1]
-        assert process.returncode == 0
-        events = [e for e in ("signal_received", "server_stopping", "server_stopped") if e in rest]
-        assert events == ["signal_received", "server_stopping", "server_stopped"]
+        assert server.terminate() == 0
+        events = [json.loads(line)["event"] for line in server.lines if line.startswith("{")]
+        tail = [e for e in events if e in ("signal_received", "server_stopping", "server_stopped")]
+        assert tail == ["signal_received", "server_stopping", "server_stopped"]
     finally:
-        if process.poll() is None:
-            process.kill()
+        server.kill()
