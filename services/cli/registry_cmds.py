@@ -39,7 +39,7 @@ def _installer() -> tuple[RegistryCore, CompetitionInstaller]:
 
 def _print_report(report: ImportReport) -> None:
     for warning in report.warnings:
-        errors.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        errors.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     table = Table("competition", "status", "notes")
     for result in report.results:
         style = _STATUS_STYLE[result.status]
@@ -80,7 +80,7 @@ def import_mlebench_command(
         finally:
             core.close()
     except MlebError as exc:
-        errors.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        errors.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
     _print_report(report)
     if report.failed:
@@ -99,7 +99,7 @@ def import_command(
         finally:
             core.close()
     except MlebError as exc:
-        errors.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        errors.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
     _print_report(ImportReport(results=[result]))
 
@@ -114,7 +114,9 @@ def _metadata(token: str) -> tuple[tuple[str, str], ...]:
 
 
 def _fail(error: grpc.RpcError) -> typer.Exit:
-    errors.print(f"[red]{error.code().name}:[/red] {error.details()}", highlight=False)
+    errors.print(
+        f"[red]{error.code().name}:[/red] {error.details()}", highlight=False, soft_wrap=True
+    )
     return typer.Exit(1)
 
 
@@ -229,4 +231,4 @@ def show_command(
         for f in c.public_files:
             files.add_row(f.path, str(f.size_bytes), f.sha256[:16])
         console.print(files)
-    console.print(c.description, markup=False, highlight=False)
+    console.print(c.description, markup=False, highlight=False, soft_wrap=True)
