@@ -19,6 +19,7 @@ import cachetools
 from services.common.errors import FailedPreconditionError, NotFoundError
 from services.grader.competitions import get_spec
 from services.grader.competitions.base import AnswersFormat, CompetitionSpec
+from services.grader.generic_specs import GENERIC_METRICS, generic_spec
 from services.grader.reading import read_answers, read_table
 
 
@@ -52,13 +53,27 @@ class BundleProvider(Protocol):
         ...
 
 
-def spec_for(competition_id: str) -> CompetitionSpec:
-    spec = get_spec(competition_id)
+@dataclass(frozen=True)
+class MetricRef:
+    """How the registry says a competition is graded (used when mleb has no spec of its own)."""
+
+    name: str = ""
+    id_columns: Sequence[str] = ()
+    target_columns: Sequence[str] = ()
+
+
+def spec_for(competition_id: str, metric: MetricRef = MetricRef()) -> CompetitionSpec:
+    """MLE-bench's competitions by id; any other by its metric name and columns."""
+    spec = get_spec(competition_id) or generic_spec(
+        competition_id, metric.name, metric.id_columns, metric.target_columns
+    )
     if spec is None:
         raise NotFoundError(
-            f"mleb has no grader for competition {competition_id!r}",
+            f"mleb has no grader for competition {competition_id!r} (metric "
+            f"{metric.name or 'unknown'!r}; metric-named competitions support "
+            f"{', '.join(GENERIC_METRICS)} with one id column)",
             reason="NO_GRADER",
-            metadata={"competition_id": competition_id},
+            metadata={"competition_id": competition_id, "metric": metric.name},
         )
     return spec
 
@@ -103,8 +118,9 @@ async def parse_bundle(
     leaderboard_scores: Sequence[float] | None,
     awards_medals: bool,
     lower_is_better: bool | None = None,
+    metric: MetricRef = MetricRef(),
 ) -> GradingBundle:
-    spec = spec_for(competition_id)
+    spec = spec_for(competition_id, metric)
     if spec.answers_format != answers_format:
         raise FailedPreconditionError(
             f"answers for {competition_id!r} are {answers_format}, the grader expects "

@@ -11,7 +11,7 @@ import pandas as pd
 
 from services.common.auth import Caller, Role
 from services.common.ranking import Ranking, rank_score
-from services.grader.bundles import BundleProvider, GradingBundle, spec_for
+from services.grader.bundles import BundleProvider, GradingBundle
 from services.grader.rate_limit import TokenBucketLimiter
 from services.grader.reading import Source
 from services.grader.reports import CompetitionReport
@@ -48,12 +48,10 @@ class GraderCore:
         """Grades to decide validity; callers must only ever see `validation_message()`."""
         if caller.role is Role.SANDBOX and self._validate_limiter is not None:
             self._validate_limiter.acquire(caller.sandbox_id)
-        spec_for(competition_id)
         bundle = await self._bundles.get(competition_id)
         return await self._score(bundle, submission)
 
     async def score(self, competition_id: str, submission: Source) -> tuple[ScoreOutcome, int]:
-        spec_for(competition_id)
         bundle = await self._bundles.get(competition_id)
         return await self._score(bundle, submission), bundle.spec.version
 
@@ -61,7 +59,6 @@ class GraderCore:
         self, competition_id: str, submission: Source | None, submission_path: str
     ) -> CompetitionReport:
         """An MLE-bench competition report; `submission=None` means no submission exists."""
-        spec = spec_for(competition_id)
         bundle = await self._bundles.get(competition_id)
         if submission is None:
             outcome = ScoreOutcome(None, "No submission file was found.")
@@ -88,7 +85,7 @@ class GraderCore:
             submission_path=submission_path,
             error=outcome.error,
             awards_medals=bundle.awards_medals,
-            grader_spec_version=spec.version,
+            grader_spec_version=bundle.spec.version,
             bundle_digest=bundle.digest,
         )
 

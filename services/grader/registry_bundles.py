@@ -16,6 +16,7 @@ from services.common.errors import (
 from services.grader.bundles import (
     GradingBundle,
     LeaderboardInfo,
+    MetricRef,
     ParsedAnswersCache,
     parse_bundle,
 )
@@ -85,6 +86,7 @@ class RegistryBundleProvider:
             [entry.score for entry in header.leaderboard] or None,
             header.awards_medals,
             header.lower_is_better,
+            MetricRef(header.metric.name, header.id_columns, header.target_columns),
         )
         self._cache.put(bundle)
         return bundle

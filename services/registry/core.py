@@ -179,6 +179,8 @@ class RegistryCore:
             leaderboard=leaderboard,
             lower_is_better=record.lower_is_better,
             awards_medals=record.awards_medals,
+            id_columns=record.id_columns,
+            target_columns=record.target_columns,
         )
         if not_modified:
             return header, iter(())

@@ -119,3 +119,5 @@ class GradingBundleHeader:
     leaderboard: list[LeaderboardEntry]
     lower_is_better: bool
     awards_medals: bool
+    id_columns: list[str] = field(default_factory=list)
+    target_columns: list[str] = field(default_factory=list)

@@ -90,6 +90,7 @@ def competition_to_proto(record: CompetitionRecord, *, full: bool) -> registry_p
         has_obfuscated_description=record.description_obfuscated is not None,
         id_columns=record.id_columns,
         target_columns=record.target_columns,
+        import_notes=record.notes,
     )
     if record.imported_at is not None:
         imported_at = Timestamp()
@@ -217,6 +218,8 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
                 leaderboard=[leaderboard_entry_to_proto(e) for e in header.leaderboard],
                 lower_is_better=header.lower_is_better,
                 awards_medals=header.awards_medals,
+                id_columns=header.id_columns,
+                target_columns=header.target_columns,
             )
         )
         async for data in _iterate_in_thread(chunks):
