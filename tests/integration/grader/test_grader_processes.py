@@ -17,8 +17,8 @@ from mleb.grader.v1 import grader_service_pb2_grpc
 
 from services.common.auth import Role
 from tests.conftest import bearer
+from tests.fixtures.grading_stack import COMPETITION, TRUTH, submission_csv
 from tests.fixtures.processes import ServerProcess, settings_env, spawn_server
-from tests.integration.grader.conftest import COMPETITION, TRUTH, submission_csv
 
 
 @pytest.fixture

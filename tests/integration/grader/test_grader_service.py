@@ -13,7 +13,7 @@ from mleb.grader.v1 import grader_service_pb2_grpc
 
 from services.common.auth import Role
 from tests.conftest import bearer
-from tests.integration.grader.conftest import (
+from tests.fixtures.grading_stack import (
     COMPETITION,
     IDS,
     MARKER,
@@ -91,7 +91,7 @@ async def test_validation_never_reveals_a_score_or_the_answers(grader, authority
 
 async def test_oversize_uploads_are_resource_exhausted_with_the_limit(serve, stack, lab_token):
     from services.grader.app import grader_service
-    from tests.integration.grader.conftest import Settings
+    from tests.fixtures.grading_stack import Settings
 
     small = Settings(**{**stack.settings.__dict__, "max_submission_bytes": 100})
     server = await serve([grader_service(small)], small)
@@ -134,7 +134,7 @@ async def test_bad_requests_get_clear_statuses(grader, lab_token):
 
 async def test_sandbox_validation_is_rate_limited_per_sandbox(serve, stack, authority):
     from services.grader.app import grader_service
-    from tests.integration.grader.conftest import Settings
+    from tests.fixtures.grading_stack import Settings
 
     limited = Settings(
         **{**stack.settings.__dict__, "validate_burst": 2, "validate_rate_per_s": 0.01}
