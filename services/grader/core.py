@@ -19,8 +19,14 @@ from services.grader.scoring import ScoreOutcome, score_source
 
 
 def _private_copy(answers: Any) -> Any:
-    # Cached answers are shared by concurrent calls; a spec must never see another's edits.
-    return answers.copy() if isinstance(answers, pd.DataFrame) else copy.deepcopy(answers)
+    """Cached answers are shared by concurrent calls; a spec must never see another's edits.
+
+    Frames are shallow copies, which copy-on-write (see services/grader/__init__.py) turns
+    into private ones on the first write.
+    """
+    if isinstance(answers, pd.DataFrame):
+        return answers.copy(deep=False)
+    return copy.deepcopy(answers)
 
 
 class GraderCore:

@@ -1,0 +1,18 @@
+"""Binary ROC AUC of `has_cactus`, rows matched on `id`.
+
+`has_cactus` is the probability that a cactus is in the image.
+"""
+
+import pandas as pd
+
+from services.grader.competitions.base import CompetitionSpec
+from services.grader.competitions.checks import probability_auc_inputs
+from services.grader.metrics.auc import mean_column_roc_auc
+
+
+def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
+    # With a single label column the column mean is the plain ROC AUC.
+    return mean_column_roc_auc(*probability_auc_inputs(submission, answers, "id", ["has_cactus"]))
+
+
+SPEC = CompetitionSpec(id="aerial-cactus-identification", grade=grade)

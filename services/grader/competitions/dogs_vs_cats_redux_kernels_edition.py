@@ -1,0 +1,20 @@
+"""Dogs vs. Cats Redux: binary log loss of `label`.
+
+Rows pair on `id`; `label` is the probability that the image shows a dog.
+"""
+
+import pandas as pd
+
+from services.grader.competitions.base import CompetitionSpec
+from services.grader.competitions.checks import probability_auc_inputs
+from services.grader.metrics.classification import log_loss
+
+
+def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
+    # The AUC preparation's checks (columns, row count, probabilities in [0, 1], exact ids)
+    # are exactly this grader's.
+    y_true, y_proba = probability_auc_inputs(submission, answers, "id", ["label"])
+    return log_loss(y_true[:, 0], y_proba[:, 0])
+
+
+SPEC = CompetitionSpec(id="dogs-vs-cats-redux-kernels-edition", grade=grade)

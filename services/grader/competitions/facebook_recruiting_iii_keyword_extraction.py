@@ -1,0 +1,16 @@
+"""Facebook Recruiting III keyword extraction: micro F1 over the space-separated Tags of each
+row; rows paired by Id."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from services.grader.competitions.base import CompetitionSpec
+from services.grader.competitions.imet_2020_fgvc7 import label_set_f1_by_id
+
+
+def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
+    return label_set_f1_by_id(submission, answers, "Id", "Tags")
+
+
+SPEC = CompetitionSpec(id="facebook-recruiting-iii-keyword-extraction", grade=grade)

@@ -1,0 +1,15 @@
+"""Automated essay scoring 2.0: quadratic weighted kappa of score; rows paired by essay_id."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from services.grader.competitions.aptos2019_blindness_detection import kappa_by_id
+from services.grader.competitions.base import CompetitionSpec
+
+
+def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
+    return kappa_by_id(submission, answers, "essay_id", "score")
+
+
+SPEC = CompetitionSpec(id="learning-agency-lab-automated-essay-scoring-2", grade=grade)

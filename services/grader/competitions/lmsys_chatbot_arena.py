@@ -1,0 +1,31 @@
+"""LMSYS Chatbot Arena: log loss of the three-way preference, rows paired on `id`.
+
+Answers are the held-out training rows; only `id` and the one-hot `winner_model_a`,
+`winner_model_b`, `winner_tie` columns are used. Submission rows must hold probabilities in
+[0, 1] summing to 1 after rounding to 6 decimals; extra columns are ignored.
+"""
+
+import pandas as pd
+
+from services.grader.competitions.base import CompetitionSpec
+from services.grader.competitions.checks import (
+    one_hot_log_loss_inputs,
+    require_columns,
+    require_probabilities,
+    require_rows_sum_to_one,
+    require_same_length,
+)
+from services.grader.metrics.classification import log_loss
+
+CLASSES = ["winner_model_a", "winner_model_b", "winner_tie"]
+
+
+def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
+    require_columns(submission, ["id", *CLASSES])
+    require_same_length(submission, answers)
+    require_probabilities(submission, CLASSES)
+    require_rows_sum_to_one(submission, CLASSES, decimals=6)
+    return log_loss(*one_hot_log_loss_inputs(submission, answers[["id", *CLASSES]], "id"))
+
+
+SPEC = CompetitionSpec(id="lmsys-chatbot-arena", grade=grade)

@@ -1,0 +1,11 @@
+"""Spaceship Titanic: accuracy of `Transported`, rows paired on `PassengerId`."""
+
+from functools import partial
+
+from services.grader.competitions.base import CompetitionSpec
+from services.grader.competitions.checks import accuracy_by_id
+
+SPEC = CompetitionSpec(
+    id="spaceship-titanic",
+    grade=partial(accuracy_by_id, id_column="PassengerId", target_column="Transported"),
+)

@@ -1,0 +1,85 @@
+"""Classification metrics: accuracy, log loss and their probabilistic relatives.
+
+All functions take labels and predictions that are already aligned row by row. Where MLE-bench
+scores with scikit-learn, so do we (same validation of label types, same clipping), and inputs
+scikit-learn refuses raise its ValueError or TypeError.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score
+from sklearn.metrics import log_loss as _sklearn_log_loss
+
+
+def accuracy(y_true: np.ndarray | list, y_pred: np.ndarray | list) -> float:
+    """Share of rows whose predicted label equals the true one (scikit-learn's accuracy)."""
+    return float(accuracy_score(y_true, y_pred))
+
+
+def exact_match_rate(y_true: np.ndarray | pd.Series, y_pred: np.ndarray | pd.Series) -> float:
+    """Share of rows where the two values are equal, with no check of label types.
+
+    Equals scikit-learn's accuracy wherever that accepts the input (e.g. two arrays of text),
+    without its cost of collecting the distinct labels.
+    """
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+
+def log_loss(y_true: np.ndarray, y_proba: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true labels, as scikit-learn computes it.
+
+    `y_true` is either a vector of labels (with `y_proba` the probability of the larger label)
+    or a one-hot indicator matrix (with `y_proba` a matching matrix of class probabilities).
+    Probabilities are clipped to [eps, 1 - eps] with eps the float64 machine epsilon; rows are
+    not renormalised.
+    """
+    return float(_sklearn_log_loss(y_true, y_proba))
+
+
+def weighted_binary_log_loss(
+    y_true: np.ndarray,
+    y_proba: np.ndarray,
+    negative_weights: np.ndarray,
+    positive_weights: np.ndarray,
+    eps: float = 1e-15,
+) -> float:
+    """Per-row weighted mean of binary log losses over several targets, averaged over rows.
+
+    `y_true` and `y_proba` have shape (rows, targets). Each cell's loss is weighted by
+    `positive_weights[target]` when its label is 1 and `negative_weights[target]` when 0; a row's
+    loss is the weighted sum divided by the row's total weight. Probabilities are clipped to
+    [eps, 1 - eps] so that confident mistakes cost a large but finite amount.
+    """
+    y_proba = np.clip(y_proba, eps, 1 - eps)
+    cell_loss = -(y_true * np.log(y_proba) + (1 - y_true) * np.log(1 - y_proba))
+    weights = y_true * positive_weights + (1 - y_true) * negative_weights
+    row_loss = _row_sums(cell_loss * weights) / _row_sums(weights)
+    return float(np.mean(row_loss))
+
+
+def kl_divergence(y_true: np.ndarray, y_proba: np.ndarray, eps: float = 1e-15) -> float:
+    """Mean over rows of KL(y_true_row || y_proba_row), for (rows, classes) distributions.
+
+    Predictions are clipped to [eps, 1 - eps]; cells where the true probability is 0 contribute
+    0 (scipy's `rel_entr` convention), as in Kaggle's KL-divergence metric with row averaging.
+    """
+    y_true = np.asarray(y_true, dtype=float)
+    y_proba = np.clip(np.asarray(y_proba, dtype=float), eps, 1 - eps)
+    positive = y_true != 0
+    terms = np.zeros_like(y_true)
+    terms[positive] = y_true[positive] * np.log(y_true[positive] / y_proba[positive])
+    return float(np.mean(_row_sums(terms)))
+
+
+def _row_sums(values: np.ndarray) -> np.ndarray:
+    """Row sums added strictly left to right, whatever the array's memory layout.
+
+    numpy's own sum(axis=1) adds in a layout-dependent order; MLE-bench's arrays come from
+    DataFrames (column-major), which means left to right, and we match its last bits.
+    """
+    total = values[:, 0].copy()
+    for j in range(1, values.shape[1]):
+        total += values[:, j]
+    return total
