@@ -16,7 +16,7 @@ from services.grader.metrics.regression import rmse
 def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     require_columns(submission, ["id", "value"])
     predicted = finite_scores(submission, ["value"])[:, 0]
-    # Paired by hashing ~6M pixel ids rather than sorting them (see docs/grading/numeric.md).
+    # Paired by hashing ~6M pixel ids rather than sorting them (see docs/grading.md).
     sub = submission_in_answer_order(submission.assign(value=predicted), answers, "id")
     return rmse(answers["value"].to_numpy(dtype=float), sub["value"].to_numpy())
 

@@ -1,5 +1,5 @@
 """Google QUEST Q&A labeling: mean column-wise Spearman correlation over the 30 targets; rows
-paired by qa_id (MLE-bench never compares the ids; see docs/grading/numeric.md)."""
+paired by qa_id (MLE-bench never compares the ids; see docs/grading.md)."""
 
 from __future__ import annotations
 

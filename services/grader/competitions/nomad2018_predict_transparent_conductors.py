@@ -1,5 +1,5 @@
 """NOMAD2018 transparent conductors: mean of the RMSLE of the two targets; rows paired by id
-(MLE-bench pairs them by position; see docs/grading/numeric.md)."""
+(MLE-bench pairs them by position; see docs/grading.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Google Smartphone Decimeter 2022: per phone trip, the mean of the 50th and 95th percentile
 haversine error in metres, averaged over trips; rows paired by (tripId, UnixTimeMillis)
-(MLE-bench pairs them by position within each trip; see docs/grading/numeric.md)."""
+(MLE-bench pairs them by position within each trip; see docs/grading.md)."""
 
 from __future__ import annotations
 

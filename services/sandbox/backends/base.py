@@ -81,6 +81,8 @@ class LaunchSpec:
     mlebench_compat: bool
     # Labels the backend must put on everything it creates, so reconcile can find it.
     labels: dict[str, str] = field(default_factory=dict)
+    # The service enforces the limit itself; a backend may also use it (local: RLIMIT_CPU).
+    time_limit_s: float = 0.0
 
 
 @dataclass(frozen=True)

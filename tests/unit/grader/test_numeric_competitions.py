@@ -636,7 +636,7 @@ def test_every_case_plants_the_secret_in_its_answers(cid):
 
 
 # Competition-specific rules, and the documented differences from MLE-bench
-# (docs/grading/numeric.md).
+# (docs/grading.md).
 
 
 def _tiny(cid: str, **columns) -> pd.DataFrame:

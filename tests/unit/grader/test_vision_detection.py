@@ -2,7 +2,7 @@
 
 Expected values of the tiny cases come from MLE-bench's graders on the same CSVs (pandas
 2.2.3, numpy 2.4, pycocotools 2.0.11, shapely 2.2, pyquaternion 0.9.9; VinBigData's grader
-with its numpy-2 crash patched, see docs/grading/vision.md); simpler ones are by hand.
+with its numpy-2 crash patched, see docs/grading.md); simpler ones are by hand.
 """
 
 from __future__ import annotations
