@@ -8,6 +8,7 @@ if ! git diff --exit-code --stat -- clients/python/src || [ -n "$(git status --p
   git status --porcelain -- clients/python/src >&2
   exit 1
 fi
+bash clients/typescript/scripts/check_gen.sh
 .venv/bin/buf lint
 .venv/bin/buf format --diff --exit-code
 .venv/bin/ruff check .
