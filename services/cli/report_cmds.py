@@ -1,0 +1,127 @@
+"""`mleb report RUN_GROUP_DIR...`: the medal table of one or more run groups."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from importlib import metadata
+from pathlib import Path
+
+import typer
+from mleb.client import Client
+from mleb.errors import MlebError
+from rich.console import Console
+
+from services.common.settings import Settings
+from services.registry.splits import canonical_split
+from services.runs.aggregate import build_report
+from services.runs.records import RecordError, load_run_group
+from services.runs.report_render import RENDERERS
+
+# The splits a report covers, in this order ("low" is also called lite, "all" split75).
+REPORT_SPLITS = ("low", "medium", "high", "all")
+REGISTRY_TIMEOUT_S = 15.0
+console = Console(stderr=True)
+
+
+class ReportFormat(StrEnum):
+    md = "md"
+    json = "json"
+    html = "html"
+
+
+class SplitsError(Exception):
+    """The split lists could not be had; the message says why."""
+
+
+def splits_from_dir(folder: Path) -> dict[str, list[str]]:
+    """MLE-bench's experiments/splits/*.txt: one competition id a line."""
+    if not folder.is_dir():
+        raise SplitsError(f"--splits-dir {folder} is not a folder")
+    found = {}
+    for path in sorted(folder.glob("*.txt")):
+        name = canonical_split(path.stem)
+        if name in REPORT_SPLITS:
+            lines = path.read_text(encoding="utf-8").splitlines()
+            found[name] = [s.strip() for s in lines if s.strip() and not s.startswith("#")]
+    if not found:
+        raise SplitsError(
+            f"--splits-dir {folder} holds none of low.txt, medium.txt, high.txt, split75.txt"
+        )
+    return {name: found[name] for name in REPORT_SPLITS if name in found}
+
+
+def splits_from_registry(address: str, token: str) -> dict[str, list[str]]:
+    settings = Settings.from_env()
+    tls_ca = settings.client_tls_ca.read_bytes() if settings.client_tls_ca else None
+    try:
+        with Client(registry=address, token=token, tls_ca=tls_ca) as client:
+            response = client.list_splits(timeout=REGISTRY_TIMEOUT_S)
+    except MlebError as exc:
+        raise SplitsError(f"registry {address}: {exc}") from exc
+    found = {s.name: list(s.competition_ids) for s in response.splits}
+    if not any(name in found for name in REPORT_SPLITS):
+        raise SplitsError(f"registry {address} has none of the splits {', '.join(REPORT_SPLITS)}")
+    return {name: found[name] for name in REPORT_SPLITS if name in found}
+
+
+def mleb_version() -> str:
+    try:
+        return metadata.version("mleb-server")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def report(
+    run_groups: list[Path] = typer.Argument(
+        ..., help="Run-group folders; seeds from several groups are merged."
+    ),
+    output_format: ReportFormat | None = typer.Option(
+        None,
+        "--format",
+        help="md, json or html. Default: md on stdout, or all three with --output-dir.",
+    ),
+    output_dir: Path | None = typer.Option(
+        None, help="Write report.<format> files here instead of printing."
+    ),
+    registry: str = typer.Option(
+        "", envvar="MLEB_REGISTRY_ADDR", help="Registry to read the splits from (ListSplits)."
+    ),
+    splits_dir: Path | None = typer.Option(
+        None,
+        help="Offline: a folder of MLE-bench's experiments/splits/*.txt (wins over --registry).",
+    ),
+    token: str = typer.Option("", envvar="MLEB_TOKEN", help="Bearer token for the registry."),
+) -> None:
+    """Medal table per split, per-competition scores, pass@k, failures and provenance.
+
+    The split numbers are MLE-bench's unified aggregation (mean +- SEM over seeds).
+    """
+    try:
+        if splits_dir is not None:
+            splits = splits_from_dir(splits_dir)
+        elif registry:
+            splits = splits_from_registry(registry, token)
+        else:
+            raise SplitsError(
+                "split membership is needed: pass --registry ADDR (or set MLEB_REGISTRY_ADDR) "
+                "or --splits-dir DIR"
+            )
+        groups = [load_run_group(path) for path in run_groups]
+    except (SplitsError, RecordError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
+    result = build_report(
+        groups,
+        splits,
+        mleb_version=mleb_version(),
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    if output_dir is None:
+        typer.echo(RENDERERS[output_format or ReportFormat.md](result), nl=False)
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for chosen in [output_format] if output_format else list(ReportFormat):
+        path = output_dir / f"report.{chosen.value}"
+        path.write_text(RENDERERS[chosen](result), encoding="utf-8")
+        console.print(f"wrote {path}", highlight=False)

@@ -1,0 +1,200 @@
+"""`mleb report` end to end: split lists from a folder or a real registry server, every output
+format, and the HTML page rendered in a real headless chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from services.cli.report_cmds import report
+from services.registry.app import registry_service
+from services.registry.core import RegistryCore
+from services.registry.importers.install import CompetitionInstaller, ImportStatus
+from services.registry.importers.own_format import import_competition
+from tests.conftest import require_or_skip
+from tests.fixtures.registry_trees import build_own_competition
+from tests.unit.runs.run_group_builder import write_example
+
+runner = CliRunner()
+app = typer.Typer()
+app.command()(report)
+# The environment a developer may have set must not change what these tests read.
+CLEAN_ENV = {"MLEB_REGISTRY_ADDR": None, "MLEB_TOKEN": None}
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> tuple[list[str], Path]:
+    groups, splits_dir = write_example(tmp_path)
+    return [str(g) for g in groups], splits_dir
+
+
+def invoke(*args: str, env: dict[str, str | None] | None = None):
+    return runner.invoke(app, list(args), env={**CLEAN_ENV, **(env or {})})
+
+
+def test_json_has_mleb_bench_numbers(example) -> None:
+    groups, splits_dir = example
+    result = invoke(*groups, "--splits-dir", str(splits_dir), "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    splits = {s["split"]: s for s in data["splits"]}
+    assert list(splits) == ["low", "medium", "all"]
+    any_medal = splits["all"]["metrics"]["any_medal_percentage"]
+    assert any_medal["mean"] == pytest.approx(25)
+    assert any_medal["standard_error"] == pytest.approx(25 / 3**0.5)
+    assert splits["all"]["padded_results"] == 4
+    assert splits["all"]["pass_at_k"] == pytest.approx({"1": 25, "2": 500 / 12, "3": 50})
+    assert data["failures"]["infrastructure_failures"] == 1
+    assert data["failures"]["agent_failures"] == 1
+    assert data["groups"][0]["budget"]["time_limit_s"] == 86400
+
+
+def test_markdown_on_stdout(example) -> None:
+    groups, splits_dir = example
+    result = invoke(*groups, "--splits-dir", str(splits_dir))
+    assert result.exit_code == 0, result.output
+    markdown = result.stdout
+    assert "| low (lite) | 2 (2) | 3 | 33.33 ± 16.67 |" in markdown
+    assert "| all (split75) | 4 (3) | 3 | 25.00 ± 14.43 |" in markdown
+    assert "| all (split75) | 25.00 | 41.67 | 50.00 |" in markdown
+    assert "seed 0: 0.95 gold; seed 1: 0.72 bronze; seed 2: invalid | 2/3 | v2 |" in markdown
+    assert "| total | 9 | 7 | 1 | 1 | 3 | 0 |" in markdown
+    assert f"sha256:{'ab' * 32}" in markdown and "| 24h | 1 | 8 | 64 GiB | none |" in markdown
+
+
+def test_output_dir_gets_every_format(example, tmp_path: Path) -> None:
+    groups, splits_dir = example
+    out = tmp_path / "out"
+    result = invoke(*groups, "--splits-dir", str(splits_dir), "--output-dir", str(out))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
+    assert result.stdout == ""
+    only_html = tmp_path / "html"
+    result = invoke(*groups, "--splits-dir", str(splits_dir), "--format", "html",
+                    "--output-dir", str(only_html))  # fmt: skip
+    assert [p.name for p in only_html.iterdir()] == ["report.html"]
+
+
+def test_html_is_self_contained(example) -> None:
+    groups, splits_dir = example
+    page = invoke(*groups, "--splits-dir", str(splits_dir), "--format", "html").stdout
+    assert page.startswith("<!DOCTYPE html>")
+    for fetches in ("<script", "<link", "src=", "url(", "@import"):
+        assert fetches not in page, fetches
+    # The only URL is SVG's namespace name, which is never fetched.
+    assert set(re.findall(r"https?://[^\"' ]+", page)) == {"http://www.w3.org/2000/svg"}
+
+
+def test_markup_in_ids_is_escaped(example) -> None:
+    groups, splits_dir = example
+    report_path = next(Path(groups[0]).glob("*_grading_report.json"))
+    data = json.loads(report_path.read_text())
+    data["competition_reports"][0]["competition_id"] = "<img onerror=x>"
+    report_path.write_text(json.dumps(data))
+    page = invoke(*groups, "--splits-dir", str(splits_dir), "--format", "html").stdout
+    assert "<img" not in page and "&lt;img onerror=x&gt;" in page
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "pass --registry ADDR (or set MLEB_REGISTRY_ADDR) or --splits-dir DIR"),
+        (["--splits-dir", "{tmp}/nowhere"], "is not a folder"),
+        (["--splits-dir", "{tmp}"], "holds none of low.txt, medium.txt, high.txt, split75.txt"),
+        # Nothing listens on port 1.
+        (["--registry", "127.0.0.1:1"], "registry 127.0.0.1:1: UNAVAILABLE"),
+    ],
+)
+def test_split_source_errors(example, tmp_path: Path, args: list[str], message: str) -> None:
+    groups, _ = example
+    (tmp_path / "empty").mkdir()
+    result = invoke(*groups, *[a.format(tmp=tmp_path / "empty") for a in args])
+    assert result.exit_code == 2 and message in result.stderr, result.output
+
+
+def test_unreadable_group_is_named(example, tmp_path: Path) -> None:
+    groups, splits_dir = example
+    next(Path(groups[1]).glob("*_grading_report.json")).unlink()
+    result = invoke(*groups, "--splits-dir", str(splits_dir))
+    assert result.exit_code == 2
+    assert groups[1] in result.stderr and "no *_grading_report.json" in result.stderr
+
+
+@pytest.fixture
+def registry_settings(settings, tmp_path: Path):
+    """A registry whose splits match the example's splits folder."""
+    core = RegistryCore.from_settings(settings)
+    installer = CompetitionInstaller(core.sessions, core.storage)
+    try:
+        for competition_id, complexity in (("alpha", "low"), ("beta", "low"),
+                                           ("gamma", "medium"), ("delta", "high")):  # fmt: skip
+            folder = build_own_competition(
+                tmp_path / "own", competition_id, complexity=complexity, splits=["all"]
+            )
+            assert import_competition(installer, folder).status is ImportStatus.PREPARED
+    finally:
+        core.close()
+    return settings
+
+
+async def test_splits_from_a_registry_server(example, registry_settings, serve, lab_token):
+    groups, splits_dir = example
+    server = await serve([registry_service(registry_settings)], registry_settings)
+    env = {"MLEB_REGISTRY_ADDR": f"127.0.0.1:{server.port}", "MLEB_TOKEN": lab_token}
+    online = await asyncio.to_thread(invoke, *groups, "--format", "json", env=env)
+    assert online.exit_code == 0, online.output
+    offline = invoke(*groups, "--splits-dir", str(splits_dir), "--format", "json")
+    drop_time = re.compile(r'"generated_at": "[^"]+"')
+    assert drop_time.sub("", online.stdout) == drop_time.sub("", offline.stdout)
+
+    denied = await asyncio.to_thread(
+        invoke, *groups, "--registry", env["MLEB_REGISTRY_ADDR"], env={"MLEB_TOKEN": ""}
+    )
+    assert denied.exit_code == 2 and "UNAUTHENTICATED" in denied.stderr, denied.output
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _headless(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={profile}", *args],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+
+
+def test_html_renders_in_headless_chromium(example, tmp_path: Path) -> None:
+    browser = _chromium()
+    require_or_skip(browser is not None, "chromium (apt-get install chromium)",
+                    "MLEB_REQUIRE_CHROMIUM")  # fmt: skip
+    groups, splits_dir = example
+    out = tmp_path / "out"
+    assert invoke(*groups, "--splits-dir", str(splits_dir), "--format", "html",
+                  "--output-dir", str(out)).exit_code == 0  # fmt: skip
+    url = (out / "report.html").as_uri()
+    dom = _headless(browser, tmp_path / "profile", "--dump-dom", url).stdout
+    # The browser parsed both charts into SVG elements: gold bars for low and all (medium's
+    # medal is silver), silver ones for medium and all, a row per competition and a dot per
+    # valid score (6 of the 8 results).
+    assert re.search(r'<svg id="chart-medals"[^>]*>', dom)
+    assert len(re.findall(r'<rect class="bar-gold"', dom)) == 2
+    assert len(re.findall(r'<rect class="bar-silver"', dom)) == 2
+    assert len(re.findall(r'<g class="competition-row"', dom)) == 3
+    assert len(re.findall(r'<circle class="score"', dom)) == 6
+    assert len(re.findall(r'<line class="threshold threshold-gold"', dom)) == 3
+    screenshot = tmp_path / "report.png"
+    _headless(browser, tmp_path / "profile", f"--screenshot={screenshot}",
+              "--window-size=1280,2000", url)  # fmt: skip
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert screenshot.stat().st_size > 20_000
