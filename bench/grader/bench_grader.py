@@ -76,6 +76,15 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+async def median_time_async(make_call, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        await make_call()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -133,14 +142,18 @@ def bench_rows(rows: int, repeats: int, root: Path) -> dict:
         parse = median_time(lambda: read_submission(io.BytesIO(submission)), repeats)
 
         def in_process(provider):
-            return asyncio.run(
-                GraderCore(provider).grade(COMPETITION, io.BytesIO(submission), "s.csv")
-            )
+            return GraderCore(provider).grade(COMPETITION, io.BytesIO(submission), "s.csv")
 
-        cached_provider = LocalBundleProvider(COMPETITION, answers)
-        score = in_process(cached_provider).score
-        cached = median_time(lambda: in_process(cached_provider), repeats)
-        cold = median_time(lambda: in_process(LocalBundleProvider(COMPETITION, answers)), repeats)
+        async def in_process_times() -> tuple[float, float, float]:
+            cached_provider = LocalBundleProvider(COMPETITION, answers)
+            score = (await in_process(cached_provider)).score
+            cached = await median_time_async(lambda: in_process(cached_provider), repeats)
+            cold = await median_time_async(
+                lambda: in_process(LocalBundleProvider(COMPETITION, answers)), repeats
+            )
+            return score, cached, cold
+
+        score, cached, cold = asyncio.run(in_process_times())
         with grpc.insecure_channel(grader.address) as channel:
             stub = grader_service_pb2_grpc.GraderServiceStub(channel)
             meta = (("authorization", f"Bearer {token}"),)

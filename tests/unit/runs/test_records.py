@@ -98,7 +98,7 @@ def _break_report(group: Path, change) -> None:
         (lambda g: _break_run(g, lambda d: d.update(failure_type="cosmic")),
          "'failure_type' is 'cosmic', expected one of: none, agent, infrastructure"),
         (lambda g: _break_run(g, lambda d: d.pop("budget")), "missing field 'budget'"),
-        (lambda g: _break_run(g, lambda d: d["attempts"].append(3)), "attempts[1]: expected"),
+        (lambda g: _break_run(g, lambda d: d["attempts"].append(3)), "]: expected a JSON object"),
         (lambda g: next(g.glob("*/run.json")).write_text("{"), "not valid JSON"),
         (lambda g: (g / "metadata.json").write_text("[]"), "metadata.json: expected a JSON object"),
         (lambda g: _break_report(g, lambda d: d["competition_reports"][2].pop("gold_medal")),
