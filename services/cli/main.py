@@ -9,7 +9,7 @@ from enum import StrEnum
 import typer
 from rich.console import Console
 
-from services.cli import grade_cmds, registry_cmds, report_cmds
+from services.cli import builtin_cmds, grade_cmds, registry_cmds, report_cmds
 from services.cli.servers import SERVICE_BUILDERS, start_services
 from services.common.auth import Role, TokenAuthority
 from services.common.server import run_until_signalled
@@ -18,6 +18,7 @@ from services.common.settings import DEFAULT_PORTS, Settings
 app = typer.Typer(help="mleb: MLE-bench as gRPC services.", no_args_is_help=True)
 token_app = typer.Typer(help="Mint auth tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+registry_cmds.registry_app.command("import-builtin")(builtin_cmds.import_builtin)
 app.add_typer(registry_cmds.registry_app, name="registry")
 app.add_typer(registry_cmds.competitions_app, name="competitions")
 app.command("grade-sample")(grade_cmds.grade_sample)
