@@ -19,6 +19,7 @@ from services.common.settings import Settings
 from services.grader.bundles import BundleProvider, LocalBundleProvider, ParsedAnswersCache
 from services.grader.core import GraderCore
 from services.grader.registry_bundles import RegistryBundleProvider
+from services.grader.report_proto import report_from_proto
 from services.grader.reports import CompetitionReport, aggregate_reports
 
 console = Console(stderr=True)
@@ -28,34 +29,6 @@ _CHUNK = 1024 * 1024
 def submission_exists(path: Path) -> bool:
     # MLE-bench only grades an existing file with a .csv suffix.
     return path.is_file() and path.suffix.lower() == ".csv"
-
-
-def _report_from_proto(message) -> CompetitionReport:
-    def optional(name: str) -> float | None:
-        return getattr(message, name) if message.HasField(name) else None
-
-    return CompetitionReport(
-        competition_id=message.competition_id,
-        score=optional("score"),
-        gold_threshold=optional("gold_threshold"),
-        silver_threshold=optional("silver_threshold"),
-        bronze_threshold=optional("bronze_threshold"),
-        median_threshold=optional("median_threshold"),
-        any_medal=message.any_medal,
-        gold_medal=message.gold_medal,
-        silver_medal=message.silver_medal,
-        bronze_medal=message.bronze_medal,
-        above_median=message.above_median,
-        submission_exists=message.submission_exists,
-        valid_submission=message.valid_submission,
-        is_lower_better=message.is_lower_better,
-        submission_path=message.submission_path,
-        created_at=message.created_at.ToDatetime().astimezone(),
-        error=message.error,
-        awards_medals=message.awards_medals,
-        grader_spec_version=message.grader_spec_version,
-        bundle_digest=message.bundle_digest,
-    )
 
 
 async def _grade_remote(
@@ -73,7 +46,7 @@ async def _grade_remote(
     async with service_channel(address, settings) as channel:
         stub = grader_service_pb2_grpc.GraderServiceStub(channel)
         response = await stub.GradeSubmission(requests(), metadata=bearer_metadata(token))
-    return _report_from_proto(response.report)
+    return report_from_proto(response.report)
 
 
 async def grade_one(

@@ -9,7 +9,7 @@ from enum import StrEnum
 import typer
 from rich.console import Console
 
-from services.cli import builtin_cmds, grade_cmds, registry_cmds, report_cmds
+from services.cli import builtin_cmds, grade_cmds, registry_cmds, report_cmds, run_cmds
 from services.cli.servers import SERVICE_BUILDERS, start_services
 from services.common.auth import Role, TokenAuthority
 from services.common.server import run_until_signalled
@@ -24,6 +24,9 @@ app.add_typer(registry_cmds.competitions_app, name="competitions")
 app.command("grade-sample")(grade_cmds.grade_sample)
 app.command("grade")(grade_cmds.grade)
 app.command("report")(report_cmds.report)
+app.command("run")(run_cmds.run)
+app.command("logs")(run_cmds.logs)
+app.command("cancel")(run_cmds.cancel)
 console = Console(stderr=True)
 
 

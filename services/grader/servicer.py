@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from google.protobuf import timestamp_pb2
-from mleb.grader.v1 import grader_pb2, grader_service_pb2, grader_service_pb2_grpc
+from mleb.grader.v1 import grader_service_pb2, grader_service_pb2_grpc
 
 from services.common.auth import Role, current_caller, require_competition_access
 from services.common.errors import invalid_field
 from services.common.ranking import ranking_to_proto
 from services.grader.core import GraderCore
-from services.grader.reports import CompetitionReport
+from services.grader.report_proto import report_to_proto
 from services.grader.uploads import SubmissionBuffer
 
 _LAB = frozenset({Role.SERVICE, Role.LAB})
@@ -46,39 +45,6 @@ async def receive_submission(
         buffer.close()
         raise
     return header, buffer
-
-
-def report_to_proto(report: CompetitionReport) -> grader_pb2.CompetitionReport:
-    created_at = timestamp_pb2.Timestamp()
-    created_at.FromDatetime(report.created_at)
-    message = grader_pb2.CompetitionReport(
-        competition_id=report.competition_id,
-        any_medal=report.any_medal,
-        gold_medal=report.gold_medal,
-        silver_medal=report.silver_medal,
-        bronze_medal=report.bronze_medal,
-        above_median=report.above_median,
-        submission_exists=report.submission_exists,
-        valid_submission=report.valid_submission,
-        is_lower_better=report.is_lower_better,
-        created_at=created_at,
-        submission_path=report.submission_path,
-        error=report.error,
-        awards_medals=report.awards_medals,
-        grader_spec_version=report.grader_spec_version,
-        bundle_digest=report.bundle_digest,
-    )
-    for name in (
-        "score",
-        "gold_threshold",
-        "silver_threshold",
-        "bronze_threshold",
-        "median_threshold",
-    ):
-        value = getattr(report, name)
-        if value is not None:
-            setattr(message, name, value)
-    return message
 
 
 class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
