@@ -14,7 +14,12 @@ from services.common.auth import Role, TokenAuthority
 from services.common.server import RunningServer, ServiceDefinition, start_server
 from services.common.settings import Settings
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.grading_stack"]
+pytest_plugins = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.grading_stack",
+    "tests.fixtures.sandbox_dirs",
+    "tests.fixtures.sandbox_stack",
+]
 
 TEST_AUTH_SECRET = "test-key:" + "s" * 40
 

@@ -9,7 +9,14 @@ from enum import StrEnum
 import typer
 from rich.console import Console
 
-from services.cli import builtin_cmds, grade_cmds, registry_cmds, report_cmds, run_cmds
+from services.cli import (
+    builtin_cmds,
+    grade_cmds,
+    registry_cmds,
+    report_cmds,
+    run_cmds,
+    sandbox_cmds,
+)
 from services.cli.servers import SERVICE_BUILDERS, start_services
 from services.common.auth import Role, TokenAuthority
 from services.common.server import run_until_signalled
@@ -21,6 +28,7 @@ app.add_typer(token_app, name="token")
 registry_cmds.registry_app.command("import-builtin")(builtin_cmds.import_builtin)
 app.add_typer(registry_cmds.registry_app, name="registry")
 app.add_typer(registry_cmds.competitions_app, name="competitions")
+app.add_typer(sandbox_cmds.sandboxes_app, name="sandboxes")
 app.command("grade-sample")(grade_cmds.grade_sample)
 app.command("grade")(grade_cmds.grade)
 app.command("report")(report_cmds.report)
@@ -33,6 +41,7 @@ console = Console(stderr=True)
 class ServiceName(StrEnum):
     registry = "registry"
     grader = "grader"
+    sandbox = "sandbox"
     all = "all"
 
 
@@ -80,6 +89,7 @@ def issue_token(
 def health(
     registry: str = typer.Option("", envvar="MLEB_REGISTRY_ADDR", help="Registry address."),
     grader: str = typer.Option("", envvar="MLEB_GRADER_ADDR", help="Grader address."),
+    sandbox: str = typer.Option("", envvar="MLEB_SANDBOX_ADDR", help="Sandbox address."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Checks each service's health and lists what it serves, through reflection."""
@@ -88,6 +98,7 @@ def health(
     targets = {
         "registry": registry or f"127.0.0.1:{DEFAULT_PORTS['registry']}",
         "grader": grader or f"127.0.0.1:{DEFAULT_PORTS['grader']}",
+        "sandbox": sandbox or f"127.0.0.1:{DEFAULT_PORTS['sandbox']}",
     }
     results = {name: probe(address) for name, address in targets.items()}
     if as_json:

@@ -20,9 +20,16 @@ def _grader(settings: Settings) -> ServiceDefinition:
     return grader_service(settings)
 
 
+def _sandbox(settings: Settings) -> ServiceDefinition:
+    from services.sandbox.app import sandbox_service
+
+    return sandbox_service(settings)
+
+
 SERVICE_BUILDERS: dict[str, Callable[[Settings], ServiceDefinition]] = {
     "registry": _registry,
     "grader": _grader,
+    "sandbox": _sandbox,
 }
 
 

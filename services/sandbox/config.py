@@ -1,0 +1,78 @@
+"""The sandbox service's own settings (MLEB_SANDBOX_* variables), next to the shared Settings."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.common.errors import invalid_field
+from services.common.settings import Settings
+
+GIB = 1024**3
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"MLEB_SANDBOX_{name}", default)
+
+
+def _float(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise invalid_field(f"MLEB_SANDBOX_{name}", f"not a number: {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    # Where sandboxes' host folders and the public-data cache live.
+    work_dir: Path
+    # "docker", "local" or "auto" (docker when an engine answers).
+    backend: str = "auto"
+    # Leases and reconcile are per node; two services on one node must share a node name.
+    node: str = field(default_factory=socket.gethostname)
+    # Labels containers so reconcile only touches what this service instance started.
+    instance_id: str = "default"
+    default_time_limit_s: float = 24 * 3600.0
+    max_time_limit_s: float = 7 * 24 * 3600.0
+    default_cpus: float = 2.0
+    default_memory_bytes: int = 8 * GIB
+    default_shm_bytes: int = 1 * GIB
+    default_pids_limit: int = 1024
+    stop_grace_s: float = 10.0
+    # The sandbox token outlives the time limit by this much, so a late validation still works.
+    token_margin_s: float = 600.0
+    max_artifacts_bytes: int = 10 * GIB
+    # Terminal sandboxes' host folders are deleted after this long; 0 keeps them.
+    artifacts_retention_s: float = 0.0
+    log_batch_lines: int = 500
+    log_flush_interval_s: float = 0.2
+    # How often CPU, memory and GPU usage are sampled while an agent runs.
+    sample_interval_s: float = 2.0
+    # The Docker backend's network sidecar image; empty for the backend's default.
+    sidecar_image: str = ""
+    # How often queued sandboxes look for free GPUs released by another process.
+    queue_poll_interval_s: float = 2.0
+
+    @classmethod
+    def from_env(cls, settings: Settings) -> SandboxSettings:
+        return cls(
+            work_dir=Path(_env("WORK_DIR", str(settings.data_dir / "sandboxes"))),
+            backend=_env("BACKEND", "auto").strip().lower(),
+            node=_env("NODE", socket.gethostname()),
+            instance_id=_env("INSTANCE_ID", "default"),
+            default_time_limit_s=_float("DEFAULT_TIME_LIMIT_S", 24 * 3600.0),
+            max_time_limit_s=_float("MAX_TIME_LIMIT_S", 7 * 24 * 3600.0),
+            default_cpus=_float("DEFAULT_CPUS", 2.0),
+            default_memory_bytes=int(_float("DEFAULT_MEMORY_BYTES", 8 * GIB)),
+            default_shm_bytes=int(_float("DEFAULT_SHM_BYTES", 1 * GIB)),
+            default_pids_limit=int(_float("DEFAULT_PIDS_LIMIT", 1024)),
+            stop_grace_s=_float("STOP_GRACE_S", 10.0),
+            max_artifacts_bytes=int(_float("MAX_ARTIFACTS_BYTES", 10 * GIB)),
+            artifacts_retention_s=_float("ARTIFACTS_RETENTION_S", 0.0),
+            sample_interval_s=_float("SAMPLE_INTERVAL_S", 2.0),
+            queue_poll_interval_s=_float("QUEUE_POLL_INTERVAL_S", 2.0),
+            sidecar_image=_env("SIDECAR_IMAGE", ""),
+        )

@@ -1,0 +1,182 @@
+"""Sandbox logs: numbered, batched into the database, and read back page by page.
+
+Writers never wait for readers: the capture loop only ever waits for its own database
+flush, and every reader pages from the database on its own, so a slow client holds at most
+one page in memory and cannot slow the agent down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.sandbox import store
+from services.sandbox.records import LogEntry, LogStream
+from services.sandbox.states import SandboxState
+from services.sandbox.threads import WorkerThreads
+
+# One huge line must not become one huge row or message.
+MAX_LINE_CHARS = 16 * 1024
+READ_PAGE_ENTRIES = 500
+# Followers also poll, so lines written by another process still arrive.
+FOLLOW_POLL_S = 1.0
+REDACTED = "[REDACTED]"
+
+
+class LogSignals:
+    """Wakes this process's followers when new entries (or a terminal state) are committed."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    def notify(self, sandbox_id: str) -> None:
+        event = self._events.pop(sandbox_id, None)
+        if event is not None:
+            event.set()
+
+    async def wait(self, sandbox_id: str, timeout: float) -> None:
+        event = self._events.setdefault(sandbox_id, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+
+
+class Redactor:
+    """Replaces secret values in text. Only values long enough to be secrets are replaced."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: list[str] = []
+        for secret in secrets:
+            self.add(secret)
+
+    def add(self, secret: str) -> None:
+        if len(secret) >= 4 and secret not in self._secrets:
+            self._secrets.append(secret)
+            # Longest first, so a secret containing another is replaced whole.
+            self._secrets.sort(key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+
+def clip(text: str) -> str:
+    if len(text) <= MAX_LINE_CHARS:
+        return text
+    return text[:MAX_LINE_CHARS] + f" [... {len(text) - MAX_LINE_CHARS} characters cut]"
+
+
+class LogWriter:
+    """Numbers one sandbox's lines and stores them in batches.
+
+    `add` never blocks; `flush` runs on a timer and whenever a batch is full. Sequence numbers
+    continue from the stored last_log_seq, so they stay gapless across restarts.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        signals: LogSignals,
+        threads: WorkerThreads,
+        sandbox_id: str,
+        *,
+        last_seq: int,
+        redact: Redactor,
+        batch_lines: int = 500,
+        flush_interval_s: float = 0.2,
+    ) -> None:
+        self._sessions = sessions
+        self._signals = signals
+        self._threads = threads
+        self.sandbox_id = sandbox_id
+        self._next_seq = last_seq + 1
+        self.redact = redact
+        self._batch_lines = batch_lines
+        self._flush_interval_s = flush_interval_s
+        self._pending: list[LogEntry] = []
+        self._pending_output_time: float | None = None
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.Task[None] | None = None
+
+    @property
+    def full(self) -> bool:
+        return len(self._pending) >= self._batch_lines
+
+    def add(self, stream: LogStream, text: str, at: float | None = None) -> None:
+        moment = time.time() if at is None else at
+        entry = LogEntry(self._next_seq, moment, stream, clip(self.redact(text)))
+        self._next_seq += 1
+        self._pending.append(entry)
+        if stream is not LogStream.SYSTEM:
+            self._pending_output_time = moment
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.create_task(self._flush_later())
+
+    def system(self, text: str) -> None:
+        self.add(LogStream.SYSTEM, text)
+
+    async def _flush_later(self) -> None:
+        while self._pending:
+            await asyncio.sleep(self._flush_interval_s)
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self._lock:
+            batch, self._pending = self._pending, []
+            output_time, self._pending_output_time = self._pending_output_time, None
+            if not batch:
+                return
+            await self._threads.run(self._store, batch, output_time)
+        self._signals.notify(self.sandbox_id)
+
+    def _store(self, batch: list[LogEntry], output_time: float | None) -> None:
+        with self._sessions.begin() as session:
+            store.append_logs(session, self.sandbox_id, batch, output_time)
+
+    async def close(self) -> None:
+        """Flushes what is pending and stops the timer."""
+        await self.flush()
+        if self._timer is not None and self._timer is not asyncio.current_task():
+            self._timer.cancel()
+
+
+@dataclass(frozen=True)
+class _Page:
+    entries: list[LogEntry]
+    terminal: bool
+
+
+class LogReader:
+    def __init__(
+        self, sessions: sessionmaker[Session], signals: LogSignals, threads: WorkerThreads
+    ) -> None:
+        self._sessions = sessions
+        self._signals = signals
+        self._threads = threads
+
+    def _page(self, sandbox_id: str, after_seq: int) -> _Page:
+        with self._sessions() as session:
+            # State first: a terminal state is committed only after every entry, so entries
+            # read after seeing it are complete.
+            state = SandboxState(store.get_row(session, sandbox_id).state)
+            entries = store.read_logs(session, sandbox_id, after_seq, READ_PAGE_ENTRIES)
+        return _Page(entries, state.terminal)
+
+    async def stream(
+        self, sandbox_id: str, after_seq: int, follow: bool
+    ) -> AsyncIterator[list[LogEntry]]:
+        """Pages of consecutive entries after `after_seq`; with follow, until the end."""
+        while True:
+            page = await self._threads.run(self._page, sandbox_id, after_seq)
+            if page.entries:
+                after_seq = page.entries[-1].seq
+                yield page.entries
+                continue
+            if not follow or page.terminal:
+                return
+            await self._signals.wait(sandbox_id, FOLLOW_POLL_S)

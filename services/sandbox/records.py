@@ -1,0 +1,168 @@
+"""Plain values the sandbox core takes and returns (no ORM, no proto)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from services.sandbox.backends.base import NetworkMode
+from services.sandbox.states import FailureClass, FailureReason, SandboxState
+
+
+class DescriptionVariant(enum.StrEnum):
+    PLAIN = "PLAIN"
+    OBFUSCATED = "OBFUSCATED"
+
+
+class LogStream(enum.StrEnum):
+    STDOUT = "stdout"
+    STDERR = "stderr"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class SandboxRequest:
+    """What a caller asks for. Zero resource values mean the service default."""
+
+    competition_id: str
+    image: str
+    command: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    # Handed to the backend only; never stored, logged or returned.
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)
+    cpus: float = 0.0
+    memory_bytes: int = 0
+    shm_bytes: int = 0
+    pids_limit: int = 0
+    gpu_count: int = 0
+    gpu_uuids: list[str] = field(default_factory=list)
+    time_limit_s: float = 0.0
+    network: NetworkMode = NetworkMode.NONE
+    allowed_hosts: list[str] = field(default_factory=list)
+    description_variant: DescriptionVariant = DescriptionVariant.PLAIN
+    labels: dict[str, str] = field(default_factory=dict)
+    owner: str = ""
+    idempotency_key: str = ""
+    wait_for_gpus: bool = False
+    mlebench_compat: bool = False
+
+
+@dataclass(frozen=True)
+class ResourceUsage:
+    cpu_seconds: float = 0.0
+    peak_memory_bytes: int = 0
+    gpu_utilization_percent: float = 0.0
+    peak_gpu_memory_bytes: int = 0
+    artifacts_size_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class SandboxRecord:
+    id: str
+    competition_id: str
+    image: str
+    image_digest: str
+    command: list[str]
+    env: dict[str, str]
+    secret_env_names: list[str]
+    cpus: float
+    memory_bytes: int
+    shm_bytes: int
+    pids_limit: int
+    gpu_count: int
+    requested_gpu_uuids: list[str]
+    time_limit_s: float
+    network: NetworkMode
+    allowed_hosts: list[str]
+    description_variant: DescriptionVariant
+    labels: dict[str, str]
+    owner: str
+    idempotency_key: str
+    wait_for_gpus: bool
+    mlebench_compat: bool
+    backend: str
+    state: SandboxState
+    failure_class: FailureClass | None
+    failure_reason: FailureReason | None
+    failure_message: str
+    exit_code: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    deadline_at: datetime | None
+    leased_gpu_uuids: list[str]
+    usage: ResourceUsage
+    node: str
+    submission_collected: bool
+    last_log_seq: int
+    layout_root: str
+    artifacts_deleted: bool
+
+
+@dataclass(frozen=True)
+class SandboxFilter:
+    labels: dict[str, str] = field(default_factory=dict)
+    states: list[SandboxState] = field(default_factory=list)
+    owner: str = ""
+    competition_id: str = ""
+
+
+@dataclass(frozen=True)
+class SandboxPage:
+    sandboxes: list[SandboxRecord]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    seq: int
+    time: float
+    stream: LogStream
+    text: str
+
+
+@dataclass(frozen=True)
+class GpuView:
+    """A GPU from the inventory, with the sandbox leasing it (empty when free)."""
+
+    index: int
+    uuid: str
+    name: str
+    memory_total_bytes: int
+    memory_used_bytes: int
+    utilization_percent: int
+    health: str
+    health_notes: list[str]
+    uncorrected_ecc_errors: int
+    retired_pages: int
+    mig_enabled: bool
+    mig_devices: list[tuple[str, str, int]]
+    leased_by: str
+
+
+@dataclass(frozen=True)
+class GpuListing:
+    node: str
+    nvml_available: bool
+    driver_version: str
+    gpus: list[GpuView]
+
+
+@dataclass(frozen=True)
+class PublicFile:
+    path: str
+    size_bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Competition:
+    """What the sandbox needs to know about a competition from the registry."""
+
+    id: str
+    prepared: bool
+    data_status_reason: str
+    # In the variant that was asked for.
+    description: str
+    public_files: list[PublicFile]

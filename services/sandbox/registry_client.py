@@ -1,0 +1,100 @@
+"""The registry as the sandbox sees it: competition metadata and public data, over gRPC.
+
+Only public data is ever requested; the private answers have no call here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+import grpc
+from mleb.common.v1 import common_pb2
+from mleb.registry.v1 import registry_pb2, registry_service_pb2, registry_service_pb2_grpc
+
+from services.common.errors import (
+    FailedPreconditionError,
+    MlebError,
+    NotFoundError,
+    UnavailableError,
+    invalid_field,
+)
+from services.sandbox.records import Competition, DescriptionVariant, PublicFile
+
+_TIMEOUT_S = 60.0
+_DOWNLOAD_TIMEOUT_S = 3600.0
+_VARIANTS = {
+    DescriptionVariant.PLAIN: common_pb2.DESCRIPTION_VARIANT_PLAIN,
+    DescriptionVariant.OBFUSCATED: common_pb2.DESCRIPTION_VARIANT_OBFUSCATED,
+}
+
+
+def _domain_error(error: grpc.aio.AioRpcError, competition_id: str) -> MlebError:
+    meta = {"competition_id": competition_id}
+    details = error.details() or ""
+    if error.code() == grpc.StatusCode.NOT_FOUND:
+        return NotFoundError(
+            details or "unknown competition", reason="COMPETITION_NOT_FOUND", metadata=meta
+        )
+    if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+        return FailedPreconditionError(details, reason="COMPETITION_NOT_READY", metadata=meta)
+    if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+        return invalid_field("competition_id", details)
+    return UnavailableError(
+        f"registry unavailable: {error.code().name}", reason="REGISTRY_UNAVAILABLE", metadata=meta
+    )
+
+
+def safe_relative(path: str) -> PurePosixPath:
+    """A registry-given path that stays inside the folder it is written to."""
+    relative = PurePosixPath(path)
+    if not path or relative.is_absolute() or ".." in relative.parts or "\\" in path:
+        raise UnavailableError(f"registry sent an unsafe path {path!r}", reason="BAD_REGISTRY_PATH")
+    return relative
+
+
+class RegistryCompetitions:
+    def __init__(self, channel: grpc.aio.Channel, metadata: Sequence[tuple[str, str]]) -> None:
+        self._stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+        self._metadata = tuple(metadata)
+
+    async def get(self, competition_id: str, variant: DescriptionVariant) -> Competition:
+        request = registry_service_pb2.GetCompetitionRequest(
+            competition_id=competition_id, description_variant=_VARIANTS[variant]
+        )
+        try:
+            reply = await self._stub.GetCompetition(
+                request, metadata=self._metadata, timeout=_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as error:
+            raise _domain_error(error, competition_id) from error
+        found = reply.competition
+        return Competition(
+            id=found.id,
+            prepared=found.data_status == registry_pb2.DATA_STATUS_PREPARED,
+            data_status_reason=found.data_status_reason,
+            description=found.description,
+            public_files=[PublicFile(f.path, f.size_bytes, f.sha256) for f in found.public_files],
+        )
+
+    async def download(self, competition_id: str, dest: Path) -> None:
+        """Writes every public file under `dest`; the caller verifies the checksums."""
+        request = registry_service_pb2.DownloadPublicDataRequest(competition_id=competition_id)
+        handle = None
+        try:
+            async for chunk in self._stub.DownloadPublicData(
+                request, metadata=self._metadata, timeout=_DOWNLOAD_TIMEOUT_S
+            ):
+                if handle is None:
+                    target = dest / safe_relative(chunk.path)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    handle = target.open("wb")
+                handle.write(chunk.data)
+                if chunk.last_chunk:
+                    handle.close()
+                    handle = None
+        except grpc.aio.AioRpcError as error:
+            raise _domain_error(error, competition_id) from error
+        finally:
+            if handle is not None:
+                handle.close()

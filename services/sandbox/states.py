@@ -1,0 +1,81 @@
+"""A sandbox's states, the transitions between them, and why a sandbox did not succeed."""
+
+from __future__ import annotations
+
+import enum
+
+from services.common.errors import FailedPreconditionError
+
+
+class SandboxState(enum.StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {SandboxState.SUCCEEDED, SandboxState.FAILED, SandboxState.TIMED_OUT, SandboxState.CANCELLED}
+)
+
+_TRANSITIONS: dict[SandboxState, frozenset[SandboxState]] = {
+    SandboxState.PENDING: frozenset(
+        {SandboxState.RUNNING, SandboxState.FAILED, SandboxState.CANCELLED}
+    ),
+    SandboxState.RUNNING: TERMINAL_STATES,
+}
+
+
+def check_transition(current: SandboxState, target: SandboxState) -> None:
+    if target not in _TRANSITIONS.get(current, frozenset()):
+        raise FailedPreconditionError(
+            f"a sandbox cannot go from {current.value} to {target.value}",
+            reason="BAD_STATE_TRANSITION",
+            metadata={"from": current.value, "to": target.value},
+        )
+
+
+def predecessors(target: SandboxState) -> frozenset[SandboxState]:
+    """The states a sandbox may be in for a move to `target`."""
+    return frozenset(s for s, nexts in _TRANSITIONS.items() if target in nexts)
+
+
+class FailureClass(enum.StrEnum):
+    AGENT = "AGENT"
+    INFRASTRUCTURE = "INFRASTRUCTURE"
+
+
+class FailureReason(enum.StrEnum):
+    # The agent's fault.
+    NONZERO_EXIT = "NONZERO_EXIT"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    # Ours (or the engine's): worth a retry.
+    ENGINE_ERROR = "ENGINE_ERROR"
+    IMAGE_NOT_FOUND = "IMAGE_NOT_FOUND"
+    GPU_UNAVAILABLE = "GPU_UNAVAILABLE"
+    RUNTIME_ERROR = "RUNTIME_ERROR"
+    LOST = "LOST"
+    REGISTRY_ERROR = "REGISTRY_ERROR"
+
+    @property
+    def failure_class(self) -> FailureClass:
+        if self in (FailureReason.NONZERO_EXIT, FailureReason.OUT_OF_MEMORY):
+            return FailureClass.AGENT
+        return FailureClass.INFRASTRUCTURE
+
+
+def backend_failure_reason(reason: str) -> FailureReason:
+    """A BackendError's reason as a FailureReason; unknown ones are engine errors."""
+    try:
+        found = FailureReason(reason)
+    except ValueError:
+        return FailureReason.ENGINE_ERROR
+    return (
+        found if found.failure_class is FailureClass.INFRASTRUCTURE else FailureReason.ENGINE_ERROR
+    )

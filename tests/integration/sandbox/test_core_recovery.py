@@ -1,0 +1,164 @@
+"""Crash recovery: a restarted sandbox service adopts running agents, finishes vanished ones,
+removes orphans and replays logs; including SIGKILL of a real `mleb serve sandbox`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import grpc
+from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2_grpc
+
+from services.sandbox.backends.local import LocalBackend
+from services.sandbox.core import INSTANCE_LABEL, NODE_LABEL, SERVICE_LABEL
+from services.sandbox.layout import host_layout
+from tests.fixtures.processes import settings_env, spawn_server
+from tests.fixtures.sandbox_stack import agent
+
+S = sandbox_pb2
+
+TICKER = (
+    "import os, time\n"
+    "for i in range(15):\n"
+    "    print(f'tick {i}', flush=True)\n"
+    "    time.sleep(0.2)\n"
+    "open(os.environ['SUBMISSION_DIR'] + '/submission.csv', 'w').write('id\\n')\n"
+)
+
+
+async def wait_for_line(sandbox_stack, stub, sandbox_id: str, text: str) -> None:
+    async with asyncio.timeout(30):
+        while not any(e.text == text for e in await sandbox_stack.logs(stub, sandbox_id)):
+            await asyncio.sleep(0.05)
+
+
+def assert_ticks_once(entries) -> None:
+    assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+    ticks = [e.text for e in entries if e.stream == S.LOG_STREAM_STDOUT]
+    assert ticks == [f"tick {i}" for i in range(15)]
+
+
+def instance_labels(sandbox_stack) -> dict[str, str]:
+    settings = sandbox_stack.sandbox_settings
+    return {
+        SERVICE_LABEL: "sandbox",
+        NODE_LABEL: settings.node,
+        INSTANCE_LABEL: settings.instance_id,
+    }
+
+
+async def test_a_restarted_service_adopts_a_running_agent(sandbox_stack):
+    first, stub = await sandbox_stack.start()
+    sandbox = await sandbox_stack.create(stub, agent(TICKER))
+    await wait_for_line(sandbox_stack, stub, sandbox.id, "tick 3")
+    await first.stop(grace=0.5)  # the agent keeps running without its service
+    _second, stub = await sandbox_stack.start()
+    done = await sandbox_stack.wait_for(stub, sandbox.id)
+    assert done.state == S.SANDBOX_STATE_SUCCEEDED and done.submission_collected
+    entries = await sandbox_stack.logs(stub, sandbox.id)
+    assert_ticks_once(entries)
+    assert "re-attached after a service restart" in [e.text for e in entries]
+
+
+async def test_a_vanished_agent_is_lost_and_an_orphan_is_removed(sandbox_stack, open_tmp):
+    first, stub = await sandbox_stack.start()
+    sandbox = await sandbox_stack.create(
+        stub, agent("import time; print('up', flush=True); time.sleep(60)")
+    )
+    await wait_for_line(sandbox_stack, stub, sandbox.id, "up")
+    await first.stop(grace=0.5)
+    runs = sandbox_stack.sandbox_settings.work_dir / "local-runs"
+    backend = LocalBackend(runs)
+    ((handle, running),) = await backend.list_owned(instance_labels(sandbox_stack))
+    assert running and handle.sandbox_id == sandbox.id
+    await backend.remove(handle)  # the agent vanishes while no service watches
+    # An agent labelled as ours that no record knows: an orphan.
+    orphan_root = open_tmp / "orphan"
+    layout = host_layout(orphan_root)
+    for folder in (layout.data_dir, layout.submission_dir, layout.logs_dir, layout.code_dir,
+                   layout.sockets_dir):  # fmt: skip
+        folder.mkdir(parents=True)
+    from services.sandbox.backends.base import LaunchSpec, NetworkMode
+
+    await backend.launch(
+        LaunchSpec(
+            sandbox_id="sbx-orphan", competition_id="c", image="",
+            command=agent("import time; time.sleep(60)"), env={}, cpus=1.0, memory_bytes=1 << 30,
+            shm_bytes=0, pids_limit=64, gpu_uuids=[], network=NetworkMode.NONE, allowed_hosts=[],
+            layout=layout, mlebench_compat=False, labels=instance_labels(sandbox_stack),
+        )
+    )  # fmt: skip
+    orphan_pid = int((runs / "sbx-orphan" / "agent.pid").read_text())
+    _second, stub = await sandbox_stack.start()
+    done = await sandbox_stack.wait_for(stub, sandbox.id)
+    assert done.state == S.SANDBOX_STATE_FAILED
+    assert done.failure_reason == S.FAILURE_REASON_LOST
+    assert done.failure_class == S.FAILURE_CLASS_INFRASTRUCTURE
+    async with asyncio.timeout(10):
+        while (runs / "sbx-orphan").exists():
+            await asyncio.sleep(0.05)
+    assert not _pid_alive(orphan_pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_logs_replay_after_a_restart(sandbox_stack):
+    first, stub = await sandbox_stack.start()
+    sandbox = await sandbox_stack.create(stub, agent("for i in range(700): print(i)"))
+    await sandbox_stack.wait_for(stub, sandbox.id)
+    before = await sandbox_stack.logs(stub, sandbox.id)
+    await first.stop(grace=0.5)
+    _second, stub = await sandbox_stack.start()
+    after = await sandbox_stack.logs(stub, sandbox.id, follow=True)
+    assert [(e.seq, e.stream, e.text) for e in after] == [(e.seq, e.stream, e.text) for e in before]
+    assert [e.text for e in after if e.stream == S.LOG_STREAM_STDOUT] == [
+        str(i) for i in range(700)
+    ]
+
+
+def spawn_sandbox(env: dict[str, str]):
+    return spawn_server("sandbox", env)
+
+
+async def test_sigkill_of_the_service_mid_run_then_restart(sandbox_stack):
+    """A real `mleb serve sandbox` process is SIGKILLed while an agent runs; the next one
+    adopts the agent, keeps the log gapless and duplicate-free, and finishes the record."""
+    sandbox_settings = sandbox_stack.sandbox_settings
+    env = settings_env(
+        sandbox_stack.settings,
+        MLEB_SANDBOX_BACKEND="local",
+        MLEB_SANDBOX_WORK_DIR=str(sandbox_settings.work_dir),
+        MLEB_SANDBOX_NODE=sandbox_settings.node,
+        MLEB_SANDBOX_INSTANCE_ID=sandbox_settings.instance_id,
+        MLEB_SANDBOX_QUEUE_POLL_INTERVAL_S="0.2",
+    )
+    first = await asyncio.to_thread(spawn_sandbox, env)
+    try:
+        async with grpc.aio.insecure_channel(first.address) as channel:
+            stub = sandbox_service_pb2_grpc.SandboxServiceStub(channel)
+            sandbox = await sandbox_stack.create(stub, agent(TICKER))
+            await wait_for_line(sandbox_stack, stub, sandbox.id, "tick 4")
+            first.process.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(first.process.wait, 20)
+    finally:
+        first.kill()
+    second = await asyncio.to_thread(spawn_sandbox, env)
+    try:
+        async with grpc.aio.insecure_channel(second.address) as channel:
+            stub = sandbox_service_pb2_grpc.SandboxServiceStub(channel)
+            done = await sandbox_stack.wait_for(stub, sandbox.id)
+            assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
+            assert done.submission_collected
+            assert_ticks_once(await sandbox_stack.logs(stub, sandbox.id))
+        assert second.terminate() == 0
+    finally:
+        second.kill()

@@ -1,0 +1,68 @@
+"""The sandbox state machine and the failure taxonomy."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.errors import FailedPreconditionError
+from services.sandbox.states import (
+    FailureClass,
+    FailureReason,
+    SandboxState,
+    backend_failure_reason,
+    check_transition,
+    predecessors,
+)
+
+S = SandboxState
+
+
+@pytest.mark.parametrize(
+    ("current", "target"),
+    [
+        (S.PENDING, S.RUNNING),
+        (S.PENDING, S.FAILED),
+        (S.PENDING, S.CANCELLED),
+        (S.RUNNING, S.SUCCEEDED),
+        (S.RUNNING, S.FAILED),
+        (S.RUNNING, S.TIMED_OUT),
+        (S.RUNNING, S.CANCELLED),
+    ],
+)
+def test_allowed_transitions(current, target):
+    check_transition(current, target)
+
+
+@pytest.mark.parametrize(
+    ("current", "target"),
+    [
+        (S.PENDING, S.SUCCEEDED),
+        (S.PENDING, S.TIMED_OUT),
+        (S.RUNNING, S.PENDING),
+        (S.SUCCEEDED, S.FAILED),
+        (S.CANCELLED, S.RUNNING),
+        (S.FAILED, S.FAILED),
+    ],
+)
+def test_refused_transitions(current, target):
+    with pytest.raises(FailedPreconditionError) as err:
+        check_transition(current, target)
+    assert err.value.reason == "BAD_STATE_TRANSITION"
+
+
+def test_terminal_states_have_no_way_out():
+    for state in S:
+        if state.terminal:
+            assert all(state not in predecessors(t) for t in S)
+    assert predecessors(S.RUNNING) == {S.PENDING}
+    assert predecessors(S.TIMED_OUT) == {S.RUNNING}
+
+
+def test_agent_and_infrastructure_failures_are_apart():
+    agent = {r for r in FailureReason if r.failure_class is FailureClass.AGENT}
+    assert agent == {FailureReason.NONZERO_EXIT, FailureReason.OUT_OF_MEMORY}
+    for reason in ("ENGINE_ERROR", "IMAGE_NOT_FOUND", "GPU_UNAVAILABLE", "RUNTIME_ERROR"):
+        assert backend_failure_reason(reason).failure_class is FailureClass.INFRASTRUCTURE
+    # A backend can never blame the agent, and unknown reasons are engine errors.
+    assert backend_failure_reason("NONZERO_EXIT") is FailureReason.ENGINE_ERROR
+    assert backend_failure_reason("SOMETHING_NEW") is FailureReason.ENGINE_ERROR
