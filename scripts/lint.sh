@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Static checks CI runs: generated code up to date, buf lint/format, ruff.
+# Static checks CI runs: generated code up to date, buf lint/format/breaking, ruff.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/gen_protos.sh
@@ -11,5 +11,7 @@ fi
 bash clients/typescript/scripts/check_gen.sh
 .venv/bin/buf lint
 .venv/bin/buf format --diff --exit-code
+# v1 is tagged: only additive changes from here (protos/v1.binpb is the tagged API's image).
+.venv/bin/buf breaking --against protos/v1.binpb
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
