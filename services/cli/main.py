@@ -11,6 +11,7 @@ from rich.console import Console
 
 from services.cli import (
     builtin_cmds,
+    demo_cmds,
     grade_cmds,
     registry_cmds,
     report_cmds,
@@ -35,6 +36,7 @@ app.command("report")(report_cmds.report)
 app.command("run")(run_cmds.run)
 app.command("logs")(run_cmds.logs)
 app.command("cancel")(run_cmds.cancel)
+app.command("demo")(demo_cmds.demo)
 console = Console(stderr=True)
 
 
