@@ -795,8 +795,9 @@ class SandboxCore:
             recorded=recorded,
             reason=reason.value if reason else "",
         )
-        self._signals.notify(sandbox_id)
         await self._release(sandbox_id)
+        # Waiters (StopSandbox, followed logs) wake once the GPUs are free again.
+        self._signals.notify(sandbox_id)
         if handle is not None:
             try:
                 await self._backend.remove(handle)
@@ -933,7 +934,9 @@ class SandboxCore:
         give_up = time.monotonic() + grace + _OUTPUT_DRAIN_S
         while time.monotonic() < give_up:
             record = await self.get(sandbox_id)
-            if record.state.terminal:
+            # The end is recorded before the leases are released: return once both are done,
+            # so a caller can reuse the GPUs at once.
+            if record.state.terminal and not record.leased_gpu_uuids:
                 return record
             await self._signals.wait(sandbox_id, 0.2)
         return await self.get(sandbox_id)

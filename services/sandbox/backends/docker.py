@@ -15,13 +15,13 @@ import asyncio
 import collections
 import contextlib
 import functools
+import shutil
 import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
@@ -61,8 +61,9 @@ DEFAULT_SIDECAR_IMAGE = "mleb-sidecar"
 DEFAULT_AGENT_USER = "1000:1000"
 MLEBENCH_USER = "nonroot"
 
-_FORWARDER_IN_SIDECAR = "/opt/mleb/sidecar_forwarder.py"
 _SOCKETS_IN_SIDECAR = "/run/mleb"
+_FORWARDER_NAME = "sidecar_forwarder.py"
+_FORWARDER_IN_SIDECAR = f"{_SOCKETS_IN_SIDECAR}/{_FORWARDER_NAME}"
 _SIDECAR_READY_TIMEOUT_S = 15.0
 # Lines the log reader may hold for a slow consumer before it stops reading from the engine.
 _OUTPUT_BUFFER_LINES = 4096
@@ -207,7 +208,13 @@ class DockerBackend:
         routes = {HTTP_VALIDATE_PORT: "validate-http.sock", GRPC_GRADER_PORT: "grader.sock"}
         if spec.network is NetworkMode.ALLOWLIST:
             routes[EGRESS_PROXY_PORT] = "egress-proxy.sock"
-        forwarder = Path(sidecar_forwarder.__file__).resolve()
+        # Bind sources resolve on the engine's host, where this package may not exist (the
+        # service can itself run in a container); the sockets folder is on the host by
+        # design, so the forwarder travels in it.
+        forwarder = spec.layout.sockets_dir / _FORWARDER_NAME
+        forwarder.unlink(missing_ok=True)
+        shutil.copyfile(sidecar_forwarder.__file__, forwarder)
+        forwarder.chmod(0o444)
         sidecar = self._client.containers.run(
             self._sidecar_image,
             [_FORWARDER_IN_SIDECAR, *(f"{p}={_SOCKETS_IN_SIDECAR}/{s}" for p, s in routes.items())],
@@ -216,7 +223,6 @@ class DockerBackend:
             labels=self._labels(spec, "sidecar"),
             network_mode="bridge" if spec.network is NetworkMode.INTERNET else "none",
             mounts=[
-                docker.types.Mount(_FORWARDER_IN_SIDECAR, str(forwarder), "bind", read_only=True),
                 docker.types.Mount(
                     _SOCKETS_IN_SIDECAR, str(spec.layout.sockets_dir), "bind", read_only=True
                 ),
