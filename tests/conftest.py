@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.grading_stack",
     "tests.fixtures.sandbox_dirs",
     "tests.fixtures.sandbox_stack",
+    "tests.fixtures.sandbox_docker",
 ]
 
 TEST_AUTH_SECRET = "test-key:" + "s" * 40

@@ -10,8 +10,7 @@ from pathlib import Path
 import typer
 
 from services.builtin.catalog import BUILTINS, import_builtins
-from services.cli.registry_cmds import _installer, _print_report, errors
-from services.common.errors import MlebError
+from services.cli.registry_cmds import run_import
 
 _COMPETITIONS_HELP = f"Import only these (repeat the option): {', '.join(BUILTINS)}."
 
@@ -27,15 +26,4 @@ def import_builtin(
     ),
 ) -> None:
     """Builds the built-in competitions from packaged data and imports them (no downloads)."""
-    try:
-        core, installer = _installer()
-        try:
-            report = import_builtins(installer, competitions or (), build_dir)
-        finally:
-            core.close()
-    except MlebError as exc:
-        errors.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from exc
-    _print_report(report)
-    if report.failed:
-        raise typer.Exit(1)
+    run_import(lambda installer: import_builtins(installer, competitions or (), build_dir))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -31,10 +32,22 @@ _STATUS_STYLE = {
 }
 
 
-def _installer() -> tuple[RegistryCore, CompetitionInstaller]:
+def run_import(do_import: Callable[[CompetitionInstaller], ImportReport]) -> None:
+    """Runs an import against the configured database and data dir, prints its report, and
+    exits 2 when it could not run at all, 1 when any competition failed."""
     settings = Settings.from_env()
-    core = RegistryCore.from_settings(settings)
-    return core, CompetitionInstaller(core.sessions, core.storage)
+    try:
+        core = RegistryCore.from_settings(settings)
+        try:
+            report = do_import(CompetitionInstaller(core.sessions, core.storage))
+        finally:
+            core.close()
+    except MlebError as exc:
+        errors.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
+    _print_report(report)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 def _print_report(report: ImportReport) -> None:
@@ -67,24 +80,15 @@ def import_mlebench_command(
     ),
 ) -> None:
     """Imports MLE-bench's competitions; without prepared data they are metadata only."""
-    try:
-        core, installer = _installer()
-        try:
-            report = import_mlebench(
-                installer,
-                repo,
-                data_dir,
-                competitions=competitions or (),
-                skip_checksums=skip_checksums,
-            )
-        finally:
-            core.close()
-    except MlebError as exc:
-        errors.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from exc
-    _print_report(report)
-    if report.failed:
-        raise typer.Exit(1)
+    run_import(
+        lambda installer: import_mlebench(
+            installer,
+            repo,
+            data_dir,
+            competitions=competitions or (),
+            skip_checksums=skip_checksums,
+        )
+    )
 
 
 @registry_app.command("import")
@@ -92,16 +96,7 @@ def import_command(
     path: Path = typer.Argument(..., help="A competition folder in mleb's own format."),
 ) -> None:
     """Validates and imports a competition in mleb's own format (see docs/registry.md)."""
-    try:
-        core, installer = _installer()
-        try:
-            result = import_competition(installer, path)
-        finally:
-            core.close()
-    except MlebError as exc:
-        errors.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from exc
-    _print_report(ImportReport(results=[result]))
+    run_import(lambda installer: ImportReport(results=[import_competition(installer, path)]))
 
 
 def _stub(address: str) -> tuple[grpc.Channel, registry_service_pb2_grpc.RegistryServiceStub]:

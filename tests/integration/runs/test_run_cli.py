@@ -27,10 +27,8 @@ from services.cli.report_cmds import report
 from services.runs.orchestrator import RUN_GROUP_LABEL
 from services.runs.records import RunState, load_run_group, read_run
 from services.sandbox.core import INSTANCE_LABEL
-from tests.conftest import require_or_skip
 from tests.fixtures.grading_stack import COMPETITION, IDS, TRUTH
 from tests.fixtures.sandbox_dirs import open_tmp  # noqa: F401
-from tests.fixtures.sandbox_docker import docker_client, ensure_images
 from tests.fixtures.sandbox_stack import AGENT_PYTHON, SandboxStack, sandbox_stack  # noqa: F401
 
 S = sandbox_pb2
@@ -93,15 +91,6 @@ async def start_servers(stack: SandboxStack, lab_token: str, **overrides) -> Ser
         "COLUMNS": "200",
     }
     return Servers(env, stack, sandbox_addr, lab_token)
-
-
-@pytest.fixture(scope="module")
-def engine() -> docker.DockerClient:
-    client = docker_client()
-    require_or_skip(client is not None, "a Docker engine", "MLEB_REQUIRE_DOCKER")
-    problem = ensure_images(client)
-    assert not problem, problem
-    return client
 
 
 @pytest.fixture

@@ -11,23 +11,12 @@ from google.protobuf import duration_pb2
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
 from services.sandbox.core import INSTANCE_LABEL
-from tests.conftest import require_or_skip
 from tests.fixtures.fake_nvml import FakeNvml, h100s
-from tests.fixtures.sandbox_docker import docker_client, ensure_images
 
 pytestmark = pytest.mark.docker
 S = sandbox_pb2
 BUSYBOX = "mleb-test-busybox"
 PYTHON = "mleb-test-python"
-
-
-@pytest.fixture(scope="module")
-def engine() -> docker.DockerClient:
-    client = docker_client()
-    require_or_skip(client is not None, "a Docker engine", "MLEB_REQUIRE_DOCKER")
-    problem = ensure_images(client)
-    assert not problem, problem
-    return client
 
 
 @pytest.fixture

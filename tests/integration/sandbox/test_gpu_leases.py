@@ -17,9 +17,7 @@ from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
 from services.sandbox import gpus
 from services.sandbox.core import INSTANCE_LABEL
-from tests.conftest import require_or_skip
 from tests.fixtures.fake_nvml import FakeGpu, FakeNvml, gpu_uuid, h100s
-from tests.fixtures.sandbox_docker import docker_client, ensure_images
 from tests.fixtures.sandbox_stack import agent
 
 S = sandbox_pb2
@@ -186,14 +184,10 @@ async def test_a_lease_survives_a_restart_of_the_service(sandbox_stack, fake_nvm
 
 @pytest.mark.docker
 async def test_docker_gets_the_leased_uuids_and_a_missing_runtime_releases_them(
-    sandbox_stack, fake_nvml, monkeypatch
+    sandbox_stack, fake_nvml, monkeypatch, engine
 ):
     """No NVIDIA runtime here: the agent container is created with a DeviceRequest for the
     leased GPUs, its start fails, and that is an infrastructure failure that frees them."""
-    engine = docker_client()
-    require_or_skip(engine is not None, "a Docker engine", "MLEB_REQUIRE_DOCKER")
-    problem = ensure_images(engine)
-    assert not problem, problem
     # Reads each container's DeviceRequests from the engine just before it is started.
     requested: dict[str, list] = {}
     real_start = docker.models.containers.Container.start

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import docker
 import pytest
 
 from services.common.auth import Role, TokenAuthority
@@ -33,16 +32,12 @@ from services.sandbox.backends.base import (
 )
 from services.sandbox.backends.docker import DockerBackend
 from services.sandbox.endpoints import VALIDATE_SOCKET, SandboxEndpoints
-from tests.conftest import require_or_skip
 from tests.fixtures.sandbox_docker import (
     COMPETITION,
     MARKER,
-    docker_client,
-    ensure_images,
     grader_definition,
     make_layout,
     make_spec,
-    remove_test_containers,
     sample_submission,
     write_answers,
 )
@@ -52,16 +47,6 @@ pytestmark = pytest.mark.docker
 
 PYTHON_IMAGE = "mleb-test-python"
 BUSYBOX_IMAGE = "mleb-test-busybox"
-
-
-@pytest.fixture(scope="session")
-def engine() -> docker.DockerClient:
-    client = docker_client()
-    require_or_skip(client is not None, "a Docker engine", "MLEB_REQUIRE_DOCKER")
-    problem = ensure_images(client)
-    require_or_skip(not problem, f"the sandbox test images: {problem}", "MLEB_REQUIRE_DOCKER")
-    yield client
-    remove_test_containers(client)
 
 
 @dataclasses.dataclass
