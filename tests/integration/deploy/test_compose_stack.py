@@ -15,6 +15,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -29,8 +30,10 @@ from mleb.registry.v1 import registry_pb2
 from mleb.sandbox.v1 import sandbox_pb2
 from mleb.sandbox.v1 import sandbox_service_pb2 as sandbox_pb
 
+from services.builtin.catalog import DEMO_COMPETITION
 from services.cli.probe import probe
 from services.common.auth import Role, TokenAuthority
+from services.demo import docker_agent_image
 from services.grader.scoring import VALID_MESSAGE
 from services.sandbox.core import INSTANCE_LABEL
 from tests.conftest import TEST_AUTH_SECRET, require_or_skip
@@ -368,3 +371,41 @@ def test_backup_and_restore_after_the_database_is_lost(
         restored = client.get_competition(competition).competition
     assert restored.data_status == registry_pb2.DATA_STATUS_PREPARED
     assert restored.leaderboard_size == 3
+
+
+def test_mleb_run_grades_the_demo_agent_on_a_builtin_competition(
+    stack: ComposeStack, docker_client: docker.DockerClient, lab_token: str, tmp_path: Path
+) -> None:
+    """The issue's end-to-end check: the demo agent through `mleb run` against the stack,
+    then the graded report of the run group."""
+    image = docker_agent_image(lambda message: None)
+    require_or_skip(image is not None, "the demo agent image", "MLEB_REQUIRE_DOCKER")
+    output = stack.exec(
+        "registry", "mleb", "registry", "import-builtin", "--competitions", DEMO_COMPETITION
+    )
+    assert "1 prepared" in output, output
+    competitions = tmp_path / "competitions.txt"
+    competitions.write_text(f"{DEMO_COMPETITION}\n")
+    env = {
+        **os.environ,
+        "MLEB_REGISTRY_ADDR": stack.published("registry", 50051),
+        "MLEB_GRADER_ADDR": stack.published("grader", 50052),
+        "MLEB_SANDBOX_ADDR": stack.published("sandbox", 50053),
+        "MLEB_TOKEN": lab_token,
+        "COLUMNS": "200",
+    }
+    runs = tmp_path / "runs"
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli.main", "run", "--agent", image,
+         "--competitions", str(competitions), "--seeds", "1", "--time-limit", "10m",
+         "--runs-dir", str(runs), "--run-group", "compose-demo"],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr + stack.logs()
+    report_file = next((runs / "compose-demo").glob("*_grading_report.json"))
+    report = json.loads(report_file.read_text())
+    assert report["total_runs"] == 1 and report["total_valid_submissions"] == 1, report
+    entry = report["competition_reports"][0]
+    assert entry["competition_id"] == DEMO_COMPETITION
+    # The baseline agent earns a medal on this competition's synthetic-baseline board.
+    assert entry["any_medal"], entry
