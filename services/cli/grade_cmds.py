@@ -13,14 +13,14 @@ from mleb.grader.v1 import grader_service_pb2, grader_service_pb2_grpc
 from rich.console import Console
 from rich.table import Table
 
-from services.common.channels import bearer_metadata, service_channel
+from services.common.channels import bearer_metadata, service_channel, service_token
 from services.common.errors import MlebError
 from services.common.settings import Settings
 from services.grader.bundles import BundleProvider, LocalBundleProvider, ParsedAnswersCache
 from services.grader.core import GraderCore
 from services.grader.registry_bundles import RegistryBundleProvider
-from services.grader.report_proto import report_from_proto
-from services.grader.reports import CompetitionReport, aggregate_reports
+from services.grader.report_proto import report_from_proto, report_without_score
+from services.grader.reports import NO_SUBMISSION, CompetitionReport, aggregate_reports
 
 console = Console(stderr=True)
 _CHUNK = 1024 * 1024
@@ -61,18 +61,24 @@ async def grade_one(
     token: str,
     settings: Settings,
 ) -> CompetitionReport:
-    """Offline with explicit answers; else through a grader; else in-process via the registry."""
+    """Offline with explicit answers; else through a grader; else in-process, reading the
+    answers from the registry (which needs service credentials)."""
     exists = submission_exists(submission)
-    if grader and answers is None and exists:
-        return await _grade_remote(grader, token, settings, competition_id, submission, shown_path)
+    if answers is None and grader:
+        if exists:
+            return await _grade_remote(
+                grader, token, settings, competition_id, submission, shown_path
+            )
+        return await _missing_remote(grader, token, settings, competition_id, shown_path)
     provider: BundleProvider
     channel = None
     if answers is not None:
         provider = LocalBundleProvider(competition_id, answers, leaderboard)
     else:
         channel = service_channel(registry or settings.registry_addr, settings)
+        credentials = token or service_token(settings, "mleb-cli")
         provider = RegistryBundleProvider(
-            channel, bearer_metadata(token), ParsedAnswersCache(settings.answers_cache_bytes)
+            channel, bearer_metadata(credentials), ParsedAnswersCache(settings.answers_cache_bytes)
         )
     try:
         return await GraderCore(provider).grade(
@@ -81,6 +87,22 @@ async def grade_one(
     finally:
         if channel is not None:
             await channel.close()
+
+
+async def _missing_remote(
+    address: str, token: str, settings: Settings, competition_id: str, shown: str
+) -> CompetitionReport:
+    request = grader_service_pb2.RankScoreRequest(competition_id=competition_id)
+    async with service_channel(address, settings) as channel:
+        stub = grader_service_pb2_grpc.GraderServiceStub(channel)
+        reply = await stub.RankScore(request, metadata=bearer_metadata(token))
+    return report_without_score(
+        competition_id,
+        reply.ranking,
+        submission_path=shown,
+        submission_exists=False,
+        error=NO_SUBMISSION,
+    )
 
 
 def print_report(report: CompetitionReport) -> None:

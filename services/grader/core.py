@@ -14,7 +14,7 @@ from services.common.ranking import Ranking, rank_score
 from services.grader.bundles import BundleProvider, GradingBundle
 from services.grader.rate_limit import TokenBucketLimiter
 from services.grader.reading import Source
-from services.grader.reports import CompetitionReport
+from services.grader.reports import NO_SUBMISSION, CompetitionReport
 from services.grader.scoring import ScoreOutcome, score_source
 
 
@@ -67,7 +67,7 @@ class GraderCore:
         """An MLE-bench competition report; `submission=None` means no submission exists."""
         bundle = await self._bundles.get(competition_id)
         if submission is None:
-            outcome = ScoreOutcome(None, "No submission file was found.")
+            outcome = ScoreOutcome(None, NO_SUBMISSION)
         else:
             outcome = await self._score(bundle, submission)
         ranking = rank_score(

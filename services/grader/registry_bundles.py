@@ -11,6 +11,7 @@ from services.common.errors import (
     FailedPreconditionError,
     MlebError,
     NotFoundError,
+    PermissionDeniedError,
     UnavailableError,
 )
 from services.grader.bundles import (
@@ -28,6 +29,13 @@ def _domain_error(error: grpc.aio.AioRpcError, competition_id: str) -> MlebError
     meta = {"competition_id": competition_id}
     if error.code() == grpc.StatusCode.NOT_FOUND:
         return NotFoundError(error.details() or "unknown competition", metadata=meta)
+    if error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+        return PermissionDeniedError(
+            "the registry refused the grading bundle: reading private answers needs service "
+            f"credentials ({error.code().name}: {error.details()})",
+            reason="BUNDLE_REFUSED",
+            metadata=meta,
+        )
     if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
         return FailedPreconditionError(
             error.details() or "competition cannot be graded", reason="NOT_GRADABLE", metadata=meta

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from google.protobuf import timestamp_pb2
+from mleb.common.v1 import common_pb2
 from mleb.grader.v1 import grader_pb2
 
 from services.grader.reports import CompetitionReport
@@ -58,3 +59,32 @@ def report_from_proto(message: grader_pb2.CompetitionReport) -> CompetitionRepor
         grader_spec_version=message.grader_spec_version,
         bundle_digest=message.bundle_digest,
     )
+
+
+def report_without_score(
+    competition_id: str,
+    ranking: common_pb2.Ranking,
+    *,
+    submission_path: str,
+    submission_exists: bool,
+    error: str,
+) -> CompetitionReport:
+    """A report for a submission that was never graded (missing, or refused outright).
+
+    GradeSubmission cannot express a missing file, so such an entry is built from RankScore's
+    ranking of "no score": the thresholds and direction, and no medal.
+    """
+    message = grader_pb2.CompetitionReport(
+        competition_id=competition_id,
+        is_lower_better=ranking.is_lower_better,
+        awards_medals=ranking.awards_medals,
+        submission_exists=submission_exists,
+        valid_submission=False,
+        submission_path=submission_path,
+        error=error,
+    )
+    message.created_at.GetCurrentTime()
+    for name in _OPTIONAL[1:]:
+        if ranking.HasField(name):
+            setattr(message, name, getattr(ranking, name))
+    return report_from_proto(message)

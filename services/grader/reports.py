@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+# The error of a report whose submission file does not exist.
+NO_SUBMISSION = "No submission file was found."
+
 
 @dataclass(frozen=True)
 class CompetitionReport:

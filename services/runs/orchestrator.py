@@ -25,13 +25,12 @@ import grpc
 from google.protobuf import duration_pb2
 from mleb.client import NO_DEADLINE, AsyncClient
 from mleb.errors import MlebError, NotFound
-from mleb.grader.v1 import grader_pb2
 from mleb.registry.v1 import registry_pb2
 from mleb.sandbox.v1 import sandbox_pb2
 from mleb.sandbox.v1 import sandbox_service_pb2 as sandbox_pb
 
-from services.grader.report_proto import report_from_proto
-from services.grader.reports import CompetitionReport, aggregate_reports
+from services.grader.report_proto import report_from_proto, report_without_score
+from services.grader.reports import NO_SUBMISSION, CompetitionReport, aggregate_reports
 from services.registry.splits import canonical_split
 from services.runs.records import (
     METADATA_FILE,
@@ -68,7 +67,6 @@ LAUNCH_KEY = "launch"
 TRANSIENT = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN}
 )
-NO_SUBMISSION = "No submission file was found."
 _ACTIVE_STATES = (sandbox_pb2.SANDBOX_STATE_PENDING, sandbox_pb2.SANDBOX_STATE_RUNNING)
 _ARTIFACTS_TIMEOUT_S = 3600.0
 
@@ -686,24 +684,14 @@ class Orchestrator:
 
     async def _ungraded(self, record: RunRecord, shown: str, *, exists: bool,
                         error: str) -> CompetitionReport:  # fmt: skip
-        """GradeSubmission cannot express a missing file, so the entry is built from RankScore
-        (the thresholds and direction) with the same fields the grader fills in."""
         reply = await self._rpc(self.client.rank_score, record.competition_id, None)
-        ranking = reply.ranking
-        message = grader_pb2.CompetitionReport(
-            competition_id=record.competition_id,
-            is_lower_better=ranking.is_lower_better,
-            awards_medals=ranking.awards_medals,
-            submission_exists=exists,
-            valid_submission=False,
+        return report_without_score(
+            record.competition_id,
+            reply.ranking,
             submission_path=shown,
+            submission_exists=exists,
             error=error,
         )
-        message.created_at.GetCurrentTime()
-        for name in ("gold_threshold", "silver_threshold", "bronze_threshold", "median_threshold"):
-            if ranking.HasField(name):
-                setattr(message, name, getattr(ranking, name))
-        return report_from_proto(message)
 
 
 def _trailing_failures(attempts: Iterable[Attempt]) -> int:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import grpc
 import pytest
 from google.protobuf import message_factory
 from mleb.grader.v1 import grader_service_pb2
 from mleb.registry.v1 import registry_service_pb2
+from mleb.sandbox.v1 import sandbox_service_pb2
 
 from services.common.auth import Role
 from services.grader.app import grader_service
 from services.grader.servicer import RPC_ROLES as GRADER_ROLES
 from services.registry.app import registry_service
 from services.registry.servicer import RPC_ROLES as REGISTRY_ROLES
+from services.sandbox.app import sandbox_service
+from services.sandbox.config import SandboxSettings
+from services.sandbox.servicer import RPC_ROLES as SANDBOX_ROLES
 from tests.conftest import bearer
 
 OWN, OTHER = "comp-a", "comp-b"
@@ -24,6 +30,10 @@ SERVICES = {
         REGISTRY_ROLES,
     ),
     "grader": (grader_service_pb2.DESCRIPTOR.services_by_name["GraderService"], GRADER_ROLES),
+    "sandbox": (
+        sandbox_service_pb2.DESCRIPTOR.services_by_name["SandboxService"],
+        SANDBOX_ROLES,
+    ),
 }
 
 
@@ -64,10 +74,12 @@ async def _call(channel: grpc.aio.Channel, service, method, request, metadata):
 @pytest.fixture
 async def stack(serve, settings):
     registry = await serve([registry_service(settings)], settings)
-    grader = await serve(
-        [grader_service(settings)], settings, registry_addr=f"127.0.0.1:{registry.port}"
-    )
-    return {"registry": registry, "grader": grader}
+    settings = replace(settings, registry_addr=f"127.0.0.1:{registry.port}")
+    grader = await serve([grader_service(settings)], settings)
+    settings = replace(settings, grader_addr=f"127.0.0.1:{grader.port}")
+    local = replace(SandboxSettings.from_env(settings), backend="local")
+    sandbox = await serve([sandbox_service(settings, local)], settings)
+    return {"registry": registry, "grader": grader, "sandbox": sandbox}
 
 
 async def test_every_rpc_declares_its_roles():
