@@ -167,9 +167,12 @@ class RegistryCore:
         """The grading header and, unless the caller holds `known_digest`, the answer bytes."""
         record = self._prepared_record(competition_id)
         assert record.answers is not None  # prepared competitions always have answers
-        with self.sessions() as session:
-            leaderboard = store.leaderboard(session, competition_id)
         not_modified = bool(known_digest) and known_digest == record.bundle_digest
+        # The digest covers the leaderboard too: a caller holding it needs no rows again.
+        leaderboard: list[LeaderboardEntry] = []
+        if not not_modified:
+            with self.sessions() as session:
+                leaderboard = store.leaderboard(session, competition_id)
         header = GradingBundleHeader(
             competition_id=record.id,
             digest=record.bundle_digest,

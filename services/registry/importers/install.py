@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -56,6 +57,8 @@ def bundle_digest(
     *,
     lower_is_better: bool,
     awards_medals: bool,
+    id_columns: Sequence[str] = (),
+    target_columns: Sequence[str] = (),
 ) -> str:
     """Content address of everything a grader caches: it changes exactly when grading would."""
     described = {
@@ -64,6 +67,8 @@ def bundle_digest(
         "metric": {"name": metric.name, "params": dict(sorted(metric.params.items()))},
         "lower_is_better": lower_is_better,
         "awards_medals": awards_medals,
+        # Metric-named competitions are graded by these columns.
+        "columns": [list(id_columns), list(target_columns)],
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
@@ -107,6 +112,8 @@ class CompetitionInstaller:
                 record.metric,
                 lower_is_better=record.lower_is_better,
                 awards_medals=record.awards_medals,
+                id_columns=record.id_columns,
+                target_columns=record.target_columns,
             )
         record.imported_at = datetime.now(UTC)
         with self.sessions.begin() as session:
