@@ -151,7 +151,7 @@ def try_lease(sessions, node: str, sandbox_id: str, leasable, unhealthy, wanted=
 
 def check_leasing(snapshot: InventorySnapshot, racers: int) -> None:
     node = snapshot.node
-    # The service's rule (services/sandbox/core.py): everything but "unhealthy" is leasable.
+    # The service's rule (services/sandbox/leases.py): everything but "unhealthy" is leasable.
     leasable = [g.uuid for g in snapshot.gpus if g.uuid and g.health != "unhealthy"]
     unhealthy = [g.uuid for g in snapshot.gpus if g.health == "unhealthy"]
     heading(f"leasing on node {node}: {len(leasable)} leasable, {len(unhealthy)} held back")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -90,3 +91,12 @@ def release(session: Session, sandbox_id: str) -> list[str]:
     rows = list(session.scalars(select(GpuLeaseRow).where(GpuLeaseRow.sandbox_id == sandbox_id)))
     session.execute(delete(GpuLeaseRow).where(GpuLeaseRow.sandbox_id == sandbox_id))
     return [row.gpu_uuid for row in rows]
+
+
+def gpu_sets(inventory: Any) -> tuple[list[str], list[str]]:
+    """(leasable, unhealthy) GPU UUIDs of an inventory snapshot: all but unhealthy lease."""
+    if inventory is None:
+        return [], []
+    leasable = [g.uuid for g in inventory.gpus if g.health != "unhealthy"]
+    unhealthy = [g.uuid for g in inventory.gpus if g.health == "unhealthy"]
+    return leasable, unhealthy

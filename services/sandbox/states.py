@@ -23,6 +23,8 @@ class SandboxState(enum.StrEnum):
 TERMINAL_STATES = frozenset(
     {SandboxState.SUCCEEDED, SandboxState.FAILED, SandboxState.TIMED_OUT, SandboxState.CANCELLED}
 )
+# The states of a sandbox that still holds (or waits for) resources.
+ACTIVE = (SandboxState.PENDING, SandboxState.RUNNING)
 
 _TRANSITIONS: dict[SandboxState, frozenset[SandboxState]] = {
     SandboxState.PENDING: frozenset(

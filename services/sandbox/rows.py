@@ -1,0 +1,39 @@
+"""The sandbox driver's own database calls, each in its own transaction.
+
+They block, so the async code runs them on its worker threads.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.sandbox import leases, store
+from services.sandbox.models import SandboxRow
+from services.sandbox.states import SandboxState
+
+
+class SandboxRows:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def get(self, sandbox_id: str) -> SandboxRow:
+        with self._sessions() as session:
+            return store.get_row(session, sandbox_id)
+
+    def update(
+        self,
+        sandbox_id: str,
+        target: SandboxState | None,
+        values: dict[str, object],
+        **conditions: object,
+    ) -> bool:
+        with self._sessions.begin() as session:
+            return store.transition(session, sandbox_id, target, values, **conditions)
+
+    def leased_gpus(self, sandbox_id: str) -> list[str]:
+        with self._sessions() as session:
+            return store.leases_of(session, [sandbox_id])[sandbox_id]
+
+    def release_leases(self, sandbox_id: str) -> list[str]:
+        with self._sessions.begin() as session:
+            return leases.release(session, sandbox_id)
