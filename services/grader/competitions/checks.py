@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from services.grader.competitions.base import InvalidSubmission
-from services.grader.metrics.classification import accuracy, exact_match_rate
+from services.grader.metrics.classification import accuracy, exact_match_rate, log_loss
 
 
 def require_columns(submission: pd.DataFrame, columns: list[str]) -> None:
@@ -422,3 +422,20 @@ def require_known_values(
             f"Submission column {column!r} has {len(unknown)} value(s) that are not "
             f"{expected}, e.g. {_examples(unknown)}."
         )
+
+
+def one_hot_probability_log_loss(
+    submission: pd.DataFrame,
+    answers: pd.DataFrame,
+    classes: list[str],
+    *,
+    decimals: int | None = None,
+) -> float:
+    """Log loss of per-class probabilities against one-hot answers, rows paired on `id`.
+
+    Each class column must hold probabilities in [0, 1] and each row must sum to one (see
+    require_rows_sum_to_one for `decimals`); no softmax is applied.
+    """
+    require_probabilities(submission, classes)
+    require_rows_sum_to_one(submission, classes, decimals=decimals)
+    return log_loss(*one_hot_log_loss_inputs(submission, answers, "id"))

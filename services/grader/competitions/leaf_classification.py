@@ -8,22 +8,17 @@ import pandas as pd
 
 from services.grader.competitions.base import CompetitionSpec
 from services.grader.competitions.checks import (
-    one_hot_log_loss_inputs,
+    one_hot_probability_log_loss,
     require_exact_columns,
-    require_probabilities,
-    require_rows_sum_to_one,
     require_same_length,
 )
-from services.grader.metrics.classification import log_loss
 
 
 def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     species = [c for c in answers.columns if c != "id"]
     require_exact_columns(submission, ["id", *species])
     require_same_length(submission, answers)
-    require_probabilities(submission, species)
-    require_rows_sum_to_one(submission, species)
-    return log_loss(*one_hot_log_loss_inputs(submission, answers, "id"))
+    return one_hot_probability_log_loss(submission, answers, species)
 
 
 SPEC = CompetitionSpec(id="leaf-classification", grade=grade)

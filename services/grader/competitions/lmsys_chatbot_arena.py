@@ -9,13 +9,10 @@ import pandas as pd
 
 from services.grader.competitions.base import CompetitionSpec
 from services.grader.competitions.checks import (
-    one_hot_log_loss_inputs,
+    one_hot_probability_log_loss,
     require_columns,
-    require_probabilities,
-    require_rows_sum_to_one,
     require_same_length,
 )
-from services.grader.metrics.classification import log_loss
 
 CLASSES = ["winner_model_a", "winner_model_b", "winner_tie"]
 
@@ -23,9 +20,7 @@ CLASSES = ["winner_model_a", "winner_model_b", "winner_tie"]
 def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     require_columns(submission, ["id", *CLASSES])
     require_same_length(submission, answers)
-    require_probabilities(submission, CLASSES)
-    require_rows_sum_to_one(submission, CLASSES, decimals=6)
-    return log_loss(*one_hot_log_loss_inputs(submission, answers[["id", *CLASSES]], "id"))
+    return one_hot_probability_log_loss(submission, answers[["id", *CLASSES]], CLASSES, decimals=6)
 
 
 SPEC = CompetitionSpec(id="lmsys-chatbot-arena", grade=grade)

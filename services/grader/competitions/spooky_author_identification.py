@@ -8,13 +8,7 @@ position (probabilities in [0, 1], rows summing to 1 within 1e-6).
 import pandas as pd
 
 from services.grader.competitions.base import CompetitionSpec, InvalidSubmission
-from services.grader.competitions.checks import (
-    one_hot_log_loss_inputs,
-    require_probabilities,
-    require_rows_sum_to_one,
-    require_same_length,
-)
-from services.grader.metrics.classification import log_loss
+from services.grader.competitions.checks import one_hot_probability_log_loss, require_same_length
 
 
 def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
@@ -24,10 +18,8 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
             f"Submission has {submission.shape[1]} columns {list(submission.columns)}, but "
             f"needs exactly {answers.shape[1]}: {list(answers.columns)}, with the id first."
         )
-    probabilities = list(submission.columns[1:])
-    require_probabilities(submission, probabilities)
-    require_rows_sum_to_one(submission, probabilities)
-    return log_loss(*one_hot_log_loss_inputs(submission, answers, "id"))
+    # By position, as MLE-bench checks them: every column after the id.
+    return one_hot_probability_log_loss(submission, answers, list(submission.columns[1:]))
 
 
 SPEC = CompetitionSpec(id="spooky-author-identification", grade=grade)
