@@ -42,7 +42,6 @@ from services.sandbox.logs import LogReader, LogSignals
 from services.sandbox.reconcile import Reconciler
 from services.sandbox.records import (
     GpuListing,
-    GpuView,
     LogEntry,
     SandboxFilter,
     SandboxPage,
@@ -223,24 +222,8 @@ class SandboxCore:
             node=self.node,
             nvml_available=snapshot.nvml_available,
             driver_version=snapshot.driver_version,
-            gpus=[
-                GpuView(
-                    index=g.index,
-                    uuid=g.uuid,
-                    name=g.name,
-                    memory_total_bytes=g.memory_total_bytes,
-                    memory_used_bytes=g.memory_used_bytes,
-                    utilization_percent=g.utilization_percent,
-                    health=g.health,
-                    health_notes=list(g.health_notes),
-                    uncorrected_ecc_errors=g.uncorrected_ecc_errors,
-                    retired_pages=g.retired_pages,
-                    mig_enabled=g.mig_enabled,
-                    mig_devices=[tuple(d) for d in g.mig_devices],
-                    leased_by=held.get(g.uuid, ""),
-                )
-                for g in snapshot.gpus
-            ],
+            gpus=list(snapshot.gpus),
+            leased_by=held,
         )
 
     # Stopping

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.sandbox.backends.base import NetworkMode
+from services.sandbox.gpus import GpuInfo
 from services.sandbox.states import FailureClass, FailureReason, SandboxState
 
 
@@ -123,30 +124,14 @@ class LogEntry:
 
 
 @dataclass(frozen=True)
-class GpuView:
-    """A GPU from the inventory, with the sandbox leasing it (empty when free)."""
-
-    index: int
-    uuid: str
-    name: str
-    memory_total_bytes: int
-    memory_used_bytes: int
-    utilization_percent: int
-    health: str
-    health_notes: list[str]
-    uncorrected_ecc_errors: int
-    retired_pages: int
-    mig_enabled: bool
-    mig_devices: list[tuple[str, str, int]]
-    leased_by: str
-
-
-@dataclass(frozen=True)
 class GpuListing:
+    """The node's NVML inventory, with the sandbox leasing each GPU (by UUID)."""
+
     node: str
     nvml_available: bool
     driver_version: str
-    gpus: list[GpuView]
+    gpus: list[GpuInfo]
+    leased_by: dict[str, str]
 
 
 @dataclass(frozen=True)

@@ -218,7 +218,7 @@ def gpus_to_proto(listing: GpuListing) -> sandbox_service_pb2.ListGpusResponse:
                     sandbox_pb2.MigDevice(uuid=uuid, name=name, memory_total_bytes=memory)
                     for uuid, name, memory in g.mig_devices
                 ],
-                leased_by=g.leased_by,
+                leased_by=listing.leased_by.get(g.uuid, ""),
             )
             for g in listing.gpus
         ],
