@@ -9,7 +9,8 @@ from pathlib import Path
 
 import grpc
 import typer
-from mleb.grader.v1 import grader_service_pb2, grader_service_pb2_grpc
+from mleb.client import AsyncClient
+from mleb.errors import MlebError as ClientError
 from rich.console import Console
 from rich.table import Table
 
@@ -23,7 +24,6 @@ from services.grader.report_proto import report_from_proto, report_without_score
 from services.grader.reports import NO_SUBMISSION, CompetitionReport, aggregate_reports
 
 console = Console(stderr=True)
-_CHUNK = 1024 * 1024
 
 
 def submission_exists(path: Path) -> bool:
@@ -31,22 +31,9 @@ def submission_exists(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() == ".csv"
 
 
-async def _grade_remote(
-    address: str, token: str, settings: Settings, competition_id: str, path: Path, shown: str
-) -> CompetitionReport:
-    async def requests():
-        header = grader_service_pb2.SubmissionHeader(
-            competition_id=competition_id, submission_path=shown, size_bytes=path.stat().st_size
-        )
-        yield grader_service_pb2.GradeSubmissionRequest(header=header)
-        with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                yield grader_service_pb2.GradeSubmissionRequest(chunk=chunk)
-
-    async with service_channel(address, settings) as channel:
-        stub = grader_service_pb2_grpc.GraderServiceStub(channel)
-        response = await stub.GradeSubmission(requests(), metadata=bearer_metadata(token))
-    return report_from_proto(response.report)
+def _grader_client(address: str, token: str, settings: Settings) -> AsyncClient:
+    tls_ca = settings.client_tls_ca.read_bytes() if settings.client_tls_ca else None
+    return AsyncClient(grader=address, token=token, tls_ca=tls_ca, timeout=600)
 
 
 async def grade_one(
@@ -65,11 +52,21 @@ async def grade_one(
     answers from the registry (which needs service credentials)."""
     exists = submission_exists(submission)
     if answers is None and grader:
-        if exists:
-            return await _grade_remote(
-                grader, token, settings, competition_id, submission, shown_path
-            )
-        return await _missing_remote(grader, token, settings, competition_id, shown_path)
+        async with _grader_client(grader, token, settings) as client:
+            if exists:
+                reply = await client.grade_submission(
+                    competition_id, submission, submission_path=shown_path
+                )
+                return report_from_proto(reply.report)
+            # GradeSubmission cannot express a missing file: rank "no score" instead.
+            ranked = await client.rank_score(competition_id, None)
+        return report_without_score(
+            competition_id,
+            ranked.ranking,
+            submission_path=shown_path,
+            submission_exists=False,
+            error=NO_SUBMISSION,
+        )
     provider: BundleProvider
     channel = None
     if answers is not None:
@@ -87,22 +84,6 @@ async def grade_one(
     finally:
         if channel is not None:
             await channel.close()
-
-
-async def _missing_remote(
-    address: str, token: str, settings: Settings, competition_id: str, shown: str
-) -> CompetitionReport:
-    request = grader_service_pb2.RankScoreRequest(competition_id=competition_id)
-    async with service_channel(address, settings) as channel:
-        stub = grader_service_pb2_grpc.GraderServiceStub(channel)
-        reply = await stub.RankScore(request, metadata=bearer_metadata(token))
-    return report_without_score(
-        competition_id,
-        reply.ranking,
-        submission_path=shown,
-        submission_exists=False,
-        error=NO_SUBMISSION,
-    )
 
 
 def print_report(report: CompetitionReport) -> None:
@@ -214,6 +195,6 @@ def _run(coroutine):
     except MlebError as exc:
         console.print(f"[red]{exc.code}: {exc.message}[/red]")
         raise typer.Exit(2) from exc
-    except grpc.aio.AioRpcError as exc:
-        console.print(f"[red]{exc.code().name}: {exc.details()}[/red]")
+    except (ClientError, grpc.aio.AioRpcError) as exc:
+        console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc

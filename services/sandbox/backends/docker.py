@@ -474,9 +474,7 @@ class DockerBackend:
         await self._call(self._remove_all, handle.sandbox_id, handle.ref)
 
     def _remove_all(self, sandbox_id: str, ref: str = "") -> None:
-        containers = self._client.containers.list(
-            all=True, filters={"label": f"{SANDBOX_LABEL}={sandbox_id}"}
-        )
+        containers = self._list(filters={"label": f"{SANDBOX_LABEL}={sandbox_id}"})
         ids = {c.id for c in containers} | ({ref} if ref else set())
         for container_id in ids:
             with contextlib.suppress(docker.errors.NotFound):
@@ -489,9 +487,14 @@ class DockerBackend:
     async def list_owned(self, instance_labels: dict[str, str]) -> list[tuple[Handle, bool]]:
         return await self._call(self._list_owned, instance_labels)
 
+    def _list(self, filters: dict[str, Any]) -> list[Container]:
+        # The SDK inspects each listed container; one removed meanwhile (another sandbox
+        # finishing) must not fail the whole listing.
+        return self._client.containers.list(all=True, filters=filters, ignore_removed=True)
+
     def _list_owned(self, instance_labels: dict[str, str]) -> list[tuple[Handle, bool]]:
         filters = {"label": [f"{k}={v}" for k, v in instance_labels.items()]}
-        containers = self._client.containers.list(all=True, filters=filters)
+        containers = self._list(filters=filters)
         agents = [c for c in containers if c.labels.get(ROLE_LABEL) == "agent"]
         with_agent = {c.labels.get(SANDBOX_LABEL) for c in agents}
         for sidecar in containers:

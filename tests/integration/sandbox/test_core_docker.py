@@ -32,7 +32,7 @@ async def docker_stack(engine, sandbox_stack):
 
 def containers_of(engine, sandbox_stack) -> list:
     label = f"{INSTANCE_LABEL}={sandbox_stack.sandbox_settings.instance_id}"
-    return engine.containers.list(all=True, filters={"label": label})
+    return engine.containers.list(all=True, filters={"label": label}, ignore_removed=True)
 
 
 async def test_a_docker_sandbox_runs_to_success_and_is_cleaned_up(engine, docker_stack):

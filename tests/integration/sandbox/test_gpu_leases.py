@@ -224,8 +224,12 @@ async def test_docker_gets_the_leased_uuids_and_a_missing_runtime_releases_them(
         ]
         assert requested[f"/mleb-{sandbox.id}-sidecar"] is None  # only the agent gets GPUs
         assert set((await holders(sandbox_stack, stub)).values()) == {""}
-        assert engine.containers.list(all=True, filters={"label": instance}) == []
+        assert (
+            engine.containers.list(all=True, filters={"label": instance}, ignore_removed=True) == []
+        )
     finally:
-        for container in engine.containers.list(all=True, filters={"label": instance}):
+        for container in engine.containers.list(
+            all=True, filters={"label": instance}, ignore_removed=True
+        ):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 container.remove(force=True)
