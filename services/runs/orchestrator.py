@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import shutil
 import tarfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -32,10 +31,10 @@ from mleb.sandbox.v1 import sandbox_service_pb2 as sandbox_pb
 from services.grader.report_proto import report_from_proto, report_without_score
 from services.grader.reports import NO_SUBMISSION, CompetitionReport, aggregate_reports
 from services.registry.splits import canonical_split
+from services.runs.artifact_extraction import UnsafeArchive, extract_artifacts
 from services.runs.records import (
     METADATA_FILE,
     RUN_FILE,
-    RUN_SUBDIRS,
     Attempt,
     Budget,
     FailureType,
@@ -327,36 +326,6 @@ def is_settled(record: RunRecord) -> bool:
 
 def retryable(attempt: Attempt) -> bool:
     return attempt.state is RunState.FAILED and attempt.failure_type is FailureType.INFRASTRUCTURE
-
-
-# Artifacts.
-
-
-class UnsafeArchive(Exception):
-    pass
-
-
-def extract_artifacts(archive: Path, run_dir: Path) -> None:
-    """Unpacks submission/, logs/ and code/ into the run folder. The archive comes from a
-    folder the agent could write, so anything but plain files and folders under those three
-    is refused, and tarfile's data filter blocks escapes on top."""
-    with tarfile.open(archive, "r:") as tar:
-        members = tar.getmembers()
-        for member in members:
-            parts = PurePosixPath(member.name).parts
-            if (
-                not parts
-                or parts[0] not in RUN_SUBDIRS
-                or ".." in parts
-                or member.name.startswith("/")
-            ):
-                raise UnsafeArchive(f"artifact {member.name!r} is outside {', '.join(RUN_SUBDIRS)}")
-            if not (member.isfile() or member.isdir()):
-                raise UnsafeArchive(f"artifact {member.name!r} is not a plain file or folder")
-        for name in RUN_SUBDIRS:
-            shutil.rmtree(run_dir / name, ignore_errors=True)
-            (run_dir / name).mkdir(parents=True)
-        tar.extractall(run_dir, members=members, filter="data")
 
 
 # Progress.

@@ -1,10 +1,8 @@
-"""The orchestrator's plain parts: plans, requests, the group folder, and artifact extraction."""
+"""The orchestrator's plain parts: plans, requests and the group folder."""
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -18,9 +16,7 @@ from services.runs.orchestrator import (
     LaunchSpec,
     PlanError,
     RunPlan,
-    UnsafeArchive,
     create_request,
-    extract_artifacts,
     is_settled,
     parse_network,
     plan_differences,
@@ -180,68 +176,6 @@ def test_which_runs_a_resume_skips(state, failure, settled) -> None:
     assert is_settled(record) is settled
     assert retryable(_attempt(state, failure)) is (
         state is RunState.FAILED and failure is FailureType.INFRASTRUCTURE
-    )
-
-
-# Artifacts.
-
-
-def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> Path:
-    with tarfile.open(path, "w") as tar:
-        for info, data in members:
-            info.size = len(data) if info.isfile() else 0
-            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
-    return path
-
-
-def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname, info.mode = kind, link, 0o644
-    return info
-
-
-def test_artifacts_land_in_the_three_folders(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    (run_dir / "logs").mkdir(parents=True)
-    (run_dir / "logs" / "stale.txt").write_text("from a killed download")
-    archive = _tar(tmp_path / "a.tar", [
-        (_member("submission", tarfile.DIRTYPE), b""),
-        (_member("submission/submission.csv"), b"id,y\n1,2\n"),
-        (_member("logs/deep/agent.log"), b"hello"),
-        (_member("code", tarfile.DIRTYPE), b""),
-    ])  # fmt: skip
-    extract_artifacts(archive, run_dir)
-    assert (run_dir / "submission" / "submission.csv").read_bytes() == b"id,y\n1,2\n"
-    assert (run_dir / "logs" / "deep" / "agent.log").read_text() == "hello"
-    assert not (run_dir / "logs" / "stale.txt").exists()
-    assert list((run_dir / "code").iterdir()) == []
-
-
-@pytest.mark.parametrize(
-    "member",
-    [
-        _member("../escape.txt"),
-        _member("/etc/evil"),
-        _member("submission/../../escape.txt"),
-        _member("elsewhere/file.txt"),
-        _member("logs/link", tarfile.SYMTYPE, "/etc/passwd"),
-        _member("logs/hard", tarfile.LNKTYPE, "submission/submission.csv"),
-        _member("logs/device", tarfile.CHRTYPE),
-        _member("logs/fifo", tarfile.FIFOTYPE),
-    ],
-    ids=lambda m: m.name,
-)
-def test_unsafe_archives_are_refused_before_anything_is_written(tmp_path, member) -> None:
-    run_dir = tmp_path / "group" / "run"
-    (run_dir / "submission").mkdir(parents=True)
-    (run_dir / "submission" / "keep.csv").write_text("kept")
-    archive = _tar(tmp_path / "a.tar", [(_member("logs/ok.txt"), b"ok"), (member, b"x")])
-    with pytest.raises(UnsafeArchive):
-        extract_artifacts(archive, run_dir)
-    assert (run_dir / "submission" / "keep.csv").read_text() == "kept"
-    assert not (run_dir / "logs").exists()
-    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
-        ["a.tar", "group", "run", "submission", "keep.csv"]
     )
 
 
