@@ -15,14 +15,17 @@ import asyncio
 import collections
 import contextlib
 import functools
+import io
+import os
 import shutil
 import struct
+import tarfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import docker
 import docker.errors
@@ -31,6 +34,7 @@ import structlog
 from docker.models.containers import Container
 
 from services.sandbox import sidecar_forwarder
+from services.sandbox.backends import agent_identity, compat_home
 from services.sandbox.backends.base import (
     AGENT_DIR,
     CODE_DIR,
@@ -57,8 +61,6 @@ log = structlog.get_logger("mleb.sandbox.docker")
 SANDBOX_LABEL = "mleb.sandbox.id"
 ROLE_LABEL = "mleb.role"
 DEFAULT_SIDECAR_IMAGE = "mleb-sidecar"
-# For images whose own user is root or unset: agents never run as root.
-DEFAULT_AGENT_USER = "1000:1000"
 MLEBENCH_USER = "nonroot"
 
 _SOCKETS_IN_SIDECAR = "/run/mleb"
@@ -68,15 +70,14 @@ _SIDECAR_READY_TIMEOUT_S = 15.0
 # Lines the log reader may hold for a slow consumer before it stops reading from the engine.
 _OUTPUT_BUFFER_LINES = 4096
 
-# MLE-bench's environment entrypoint makes /home writable for nonroot at start; compat mode
-# does the same for the image's own /home (not our mounts), then drops to nonroot for good.
-# With no-new-privileges, nothing run later can regain the capabilities kept for this step.
-_COMPAT_PRELUDE = (
-    "find /home -xdev -exec chmod a+rw {} + 2>/dev/null; "
-    f"exec setpriv --reuid={MLEBENCH_USER} --regid={MLEBENCH_USER} --init-groups "
-    f'--inh-caps=-all bash {AGENT_DIR}/start.sh "$@"'
-)
-_COMPAT_CAPS = ["FOWNER", "SETUID", "SETGID"]
+# The sandbox's own mounts: compat mode leaves them out of the image's /home it rewrites.
+_MOUNT_TARGETS = (DATA_DIR, SUBMISSION_DIR, LOGS_DIR, CODE_DIR, INSTRUCTIONS_FILE, VALIDATE_SCRIPT)
+# What the engine returns for a /home that does not exist in the image: an empty archive.
+_EMPTY_HOME = bytes(1024)
+# An image's /home larger than this is refused in compat mode rather than copied.
+COMPAT_HOME_MAX_BYTES = 2 * 1024**3
+# /etc/passwd and /etc/group larger than this are ignored (the default identity is used).
+_ACCOUNT_FILE_MAX_BYTES = 1024**2
 
 T = TypeVar("T")
 
@@ -100,11 +101,6 @@ def parse_engine_time(stamp: str) -> float:
     return _whole_seconds(whole) + (float("0." + fraction) if fraction else 0.0)
 
 
-def _is_root(user: str) -> bool:
-    name = user.split(":", 1)[0]
-    return name in {"", "root", "0"}
-
-
 def _start_failure(exc: docker.errors.APIError) -> BackendError:
     text = str(exc)
     if "nvidia" in text or "device driver" in text or "gpu" in text.lower():
@@ -118,6 +114,40 @@ def _close_all(responses: list[Any]) -> None:
     for response in responses:
         with contextlib.suppress(Exception):
             response.close()
+
+
+def _refuse_mlebench_entrypoint(image, spec: LaunchSpec) -> None:
+    """An MLE-bench agent image run as it is starts MLE-bench's entrypoint, whose grading
+    server wants port 5000 (ours) and answers that are not there: say what to do instead."""
+    config = image.attrs.get("Config", {})
+    env_names = {item.partition("=")[0] for item in config.get("Env") or []}
+    if (
+        not spec.mlebench_compat
+        and config.get("Entrypoint")
+        and {"AGENT_DIR", "SUBMISSION_DIR"} <= env_names
+    ):
+        raise BackendError(
+            f"image {spec.image!r} looks like an MLE-bench agent image (AGENT_DIR and "
+            f"SUBMISSION_DIR set, with an entrypoint that would start MLE-bench's grading "
+            f"server); run it with MLE-bench compat mode (mleb run --mlebench-compat, or "
+            f"mlebench_compat in CreateSandbox)",
+            reason="RUNTIME_ERROR",
+        )
+
+
+def _own_outputs(spec: LaunchSpec, identity: agent_identity.AgentIdentity) -> None:
+    """Only the engine reaches inside a sandbox's folder (through its mounts): other host
+    users cannot even traverse it, so nothing the agent leaves there (a setuid file, say)
+    can be run by them. The output folders belong to the agent's uid, or are open to any
+    uid where the service cannot change owners."""
+    layout = spec.layout
+    layout.root.chmod(0o700)
+    for folder in (layout.submission_dir, layout.logs_dir, layout.code_dir):
+        if os.geteuid() == 0:
+            os.chown(folder, identity.uid, identity.gid, follow_symlinks=False)
+            folder.chmod(0o700)
+        else:
+            folder.chmod(0o777)
 
 
 class DockerBackend:
@@ -136,6 +166,9 @@ class DockerBackend:
         # (created lazily), and short calls a bounded pool that waits can never starve.
         self._calls = ThreadPoolExecutor(16, thread_name_prefix="docker-call")
         self._waits = ThreadPoolExecutor(4096, thread_name_prefix="docker-wait")
+        # Resolved agent identities by (image id, image user): an image id is immutable.
+        self._identities: dict[tuple[str, str], agent_identity.AgentIdentity] = {}
+        self._identities_lock = threading.Lock()
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A short engine call; any engine error is an infrastructure failure."""
@@ -175,17 +208,90 @@ class DockerBackend:
     def _create(self, spec: LaunchSpec) -> tuple[Handle, Container]:
         image = self._image(spec.image)
         self._image(self._sidecar_image)
-        for folder in (spec.layout.submission_dir, spec.layout.logs_dir, spec.layout.code_dir):
-            # The agent's uid is the image's business; the folders are this sandbox's only.
-            folder.chmod(0o777)
+        _refuse_mlebench_entrypoint(image, spec)
+        identity = self._identity(image, spec)
+        _own_outputs(spec, identity)
         try:
+            home = self._compat_home(image, spec) if spec.mlebench_compat else None
             sidecar = self._start_sidecar(spec)
-            agent = self._client.containers.create(**self._agent_config(spec, image, sidecar))
+            config = self._agent_config(spec, image, sidecar, identity)
+            agent = self._client.containers.create(**config)
+            if home is not None:
+                with home:
+                    self._client.api.put_archive(agent.id, "/", home)
         except BaseException:
             self._remove_all(spec.sandbox_id)
             raise
         digests = image.attrs.get("RepoDigests") or []
         return Handle(spec.sandbox_id, agent.id, digests[0] if digests else image.id), agent
+
+    # The image's files, read from a container that is created but never started: nothing
+    # from the image runs, and the sandbox's mounts are not there.
+
+    @contextlib.contextmanager
+    def _probe(self, image_id: str, spec: LaunchSpec) -> Iterator[str]:
+        created = self._client.api.create_container(
+            image_id,
+            entrypoint=["/mleb-probe-never-started"],
+            network_disabled=True,
+            labels=self._labels(spec, "probe"),
+        )
+        try:
+            yield created["Id"]
+        finally:
+            self._remove_one(created["Id"])
+
+    def _account_file(self, probe: str, path: str) -> str:
+        try:
+            chunks, _ = self._client.api.get_archive(probe, path)
+        except docker.errors.NotFound:
+            return ""
+        data = bytearray()
+        for chunk in chunks:
+            data += chunk
+            if len(data) > _ACCOUNT_FILE_MAX_BYTES + 2048:  # the file, its header, the end
+                return ""  # a giant: resolved as if absent
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+                member = tar.next()
+                body = tar.extractfile(member) if member and member.isreg() else None
+                if body is None:
+                    return ""  # a link or anything else: resolved as if absent
+                return body.read().decode("utf-8", errors="replace")
+        except tarfile.TarError:
+            return ""
+
+    def _identity(self, image, spec: LaunchSpec) -> agent_identity.AgentIdentity:
+        image_user = (
+            MLEBENCH_USER
+            if spec.mlebench_compat
+            else image.attrs.get("Config", {}).get("User") or ""
+        )
+        key = (image.id, image_user)
+        with self._identities_lock:
+            if key in self._identities:
+                return self._identities[key]
+        files = ("", "")
+        if agent_identity.needs_image_files(image_user):
+            with self._probe(image.id, spec) as probe:
+                files = (
+                    self._account_file(probe, "/etc/passwd"),
+                    self._account_file(probe, "/etc/group"),
+                )
+        identity = agent_identity.resolve(image_user, *files)
+        if identity.note:
+            log.info("agent_user_replaced", image=image.id, uid=identity.uid, why=identity.note)
+        with self._identities_lock:
+            self._identities[key] = identity
+        return identity
+
+    def _compat_home(self, image, spec: LaunchSpec) -> IO[bytes]:
+        with self._probe(image.id, spec) as probe:
+            try:
+                chunks, _ = self._client.api.get_archive(probe, "/home")
+            except docker.errors.NotFound:
+                chunks = iter([_EMPTY_HOME])
+            return compat_home.writable_home(chunks, _MOUNT_TARGETS, COMPAT_HOME_MAX_BYTES)
 
     def _image(self, name: str):
         try:
@@ -251,7 +357,9 @@ class DockerBackend:
         tail = sidecar.logs(tail=5).decode(errors="replace")
         raise BackendError(f"the network sidecar did not start: {tail}", reason="RUNTIME_ERROR")
 
-    def _agent_config(self, spec: LaunchSpec, image, sidecar: Container) -> dict[str, Any]:
+    def _agent_config(
+        self, spec: LaunchSpec, image, sidecar: Container, identity: agent_identity.AgentIdentity
+    ) -> dict[str, Any]:
         env = dict(spec.env)
         env["MLEB_GRADER_ADDR"] = f"127.0.0.1:{GRPC_GRADER_PORT}"
         env["MLEB_VALIDATE_URL"] = f"http://localhost:{HTTP_VALIDATE_PORT}/validate"
@@ -272,6 +380,8 @@ class DockerBackend:
             "memswap_limit": spec.memory_bytes,
             "shm_size": spec.shm_bytes,
             "pids_limit": spec.pids_limit,
+            # Always numeric and never 0, whatever the image says (see agent_identity).
+            "user": identity.engine_user,
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             # tini as PID 1: forwards SIGTERM and reaps zombies.
@@ -293,17 +403,10 @@ class DockerBackend:
                 AGENT_DIR=AGENT_DIR,
                 HOME=f"/home/{MLEBENCH_USER}",
             )
-            config.update(
-                entrypoint=["/bin/sh", "-c", _COMPAT_PRELUDE, "start.sh"],
-                command=list(spec.command),
-                user="0:0",
-                cap_add=_COMPAT_CAPS,
-            )
-        else:
-            image_user = image.attrs.get("Config", {}).get("User") or ""
-            config["user"] = DEFAULT_AGENT_USER if _is_root(image_user) else image_user
-            if spec.command:
-                config["command"] = list(spec.command)
+            config["entrypoint"] = ["bash", f"{AGENT_DIR}/start.sh"]
+            config["command"] = list(spec.command)
+        elif spec.command:
+            config["command"] = list(spec.command)
         config["environment"] = env
         return config
 
@@ -475,14 +578,16 @@ class DockerBackend:
 
     def _remove_all(self, sandbox_id: str, ref: str = "") -> None:
         containers = self._list(filters={"label": f"{SANDBOX_LABEL}={sandbox_id}"})
-        ids = {c.id for c in containers} | ({ref} if ref else set())
-        for container_id in ids:
-            with contextlib.suppress(docker.errors.NotFound):
-                try:
-                    self._client.api.remove_container(container_id, force=True, v=True)
-                except docker.errors.APIError as exc:
-                    if exc.status_code not in (404, 409):  # 409: removal already under way
-                        raise BackendError(f"engine error: {exc}") from exc
+        for container_id in {c.id for c in containers} | ({ref} if ref else set()):
+            self._remove_one(container_id)
+
+    def _remove_one(self, container_id: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            try:
+                self._client.api.remove_container(container_id, force=True, v=True)
+            except docker.errors.APIError as exc:
+                if exc.status_code not in (404, 409):  # 409: removal already under way
+                    raise BackendError(f"engine error: {exc}") from exc
 
     async def list_owned(self, instance_labels: dict[str, str]) -> list[tuple[Handle, bool]]:
         return await self._call(self._list_owned, instance_labels)
@@ -497,12 +602,15 @@ class DockerBackend:
         containers = self._list(filters=filters)
         agents = [c for c in containers if c.labels.get(ROLE_LABEL) == "agent"]
         with_agent = {c.labels.get(SANDBOX_LABEL) for c in agents}
-        for sidecar in containers:
-            # A sidecar without its agent is debris of a launch that was cut short.
-            if sidecar.labels.get(ROLE_LABEL) == "sidecar":
-                sandbox_id = sidecar.labels.get(SANDBOX_LABEL, "")
-                if sandbox_id not in with_agent:
-                    self._remove_all(sandbox_id, sidecar.id)
+        for debris in containers:
+            # A sidecar without its agent, or an image probe, is debris of a launch that was
+            # cut short.
+            role = debris.labels.get(ROLE_LABEL)
+            sandbox_id = debris.labels.get(SANDBOX_LABEL, "")
+            if role == "probe":
+                self._remove_one(debris.id)
+            elif role == "sidecar" and sandbox_id not in with_agent:
+                self._remove_all(sandbox_id, debris.id)
         return [
             (
                 Handle(c.labels[SANDBOX_LABEL], c.id, c.attrs.get("Image", "")),
