@@ -66,6 +66,15 @@ class GpuHealth(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GPU_HEALTH_HEALTHY: _ClassVar[GpuHealth]
     GPU_HEALTH_DEGRADED: _ClassVar[GpuHealth]
     GPU_HEALTH_UNHEALTHY: _ClassVar[GpuHealth]
+
+class EgressVerdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EGRESS_VERDICT_UNSPECIFIED: _ClassVar[EgressVerdict]
+    EGRESS_VERDICT_ALLOWED: _ClassVar[EgressVerdict]
+    EGRESS_VERDICT_NOT_ALLOWLISTED: _ClassVar[EgressVerdict]
+    EGRESS_VERDICT_FORBIDDEN_ADDRESS: _ClassVar[EgressVerdict]
+    EGRESS_VERDICT_BAD_HOST: _ClassVar[EgressVerdict]
+    EGRESS_VERDICT_UNREACHABLE: _ClassVar[EgressVerdict]
 SANDBOX_STATE_UNSPECIFIED: SandboxState
 SANDBOX_STATE_PENDING: SandboxState
 SANDBOX_STATE_RUNNING: SandboxState
@@ -100,6 +109,12 @@ GPU_HEALTH_UNSPECIFIED: GpuHealth
 GPU_HEALTH_HEALTHY: GpuHealth
 GPU_HEALTH_DEGRADED: GpuHealth
 GPU_HEALTH_UNHEALTHY: GpuHealth
+EGRESS_VERDICT_UNSPECIFIED: EgressVerdict
+EGRESS_VERDICT_ALLOWED: EgressVerdict
+EGRESS_VERDICT_NOT_ALLOWLISTED: EgressVerdict
+EGRESS_VERDICT_FORBIDDEN_ADDRESS: EgressVerdict
+EGRESS_VERDICT_BAD_HOST: EgressVerdict
+EGRESS_VERDICT_UNREACHABLE: EgressVerdict
 
 class NetworkPolicy(_message.Message):
     __slots__ = ("mode", "allowed_hosts")
@@ -140,7 +155,7 @@ class ResourceUsage(_message.Message):
     def __init__(self, cpu_seconds: _Optional[float] = ..., peak_memory_bytes: _Optional[int] = ..., gpu_utilization_percent: _Optional[float] = ..., peak_gpu_memory_bytes: _Optional[int] = ..., artifacts_size_bytes: _Optional[int] = ...) -> None: ...
 
 class Sandbox(_message.Message):
-    __slots__ = ("id", "competition_id", "image", "image_digest", "command", "env", "secret_env_names", "resources", "time_limit", "network", "description_variant", "labels", "owner", "idempotency_key", "wait_for_gpus", "mlebench_compat", "backend", "state", "failure_class", "failure_reason", "failure_message", "exit_code", "created_at", "started_at", "finished_at", "leased_gpu_uuids", "usage", "node", "submission_collected", "last_log_seq")
+    __slots__ = ("id", "competition_id", "image", "image_digest", "command", "env", "secret_env_names", "resources", "time_limit", "network", "description_variant", "labels", "owner", "idempotency_key", "wait_for_gpus", "mlebench_compat", "backend", "state", "failure_class", "failure_reason", "failure_message", "exit_code", "created_at", "started_at", "finished_at", "leased_gpu_uuids", "usage", "node", "submission_collected", "last_log_seq", "tenant", "egress", "egress_omitted_connections")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +200,9 @@ class Sandbox(_message.Message):
     NODE_FIELD_NUMBER: _ClassVar[int]
     SUBMISSION_COLLECTED_FIELD_NUMBER: _ClassVar[int]
     LAST_LOG_SEQ_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_OMITTED_CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
     id: str
     competition_id: str
     image: str
@@ -215,7 +233,32 @@ class Sandbox(_message.Message):
     node: str
     submission_collected: bool
     last_log_seq: int
-    def __init__(self, id: _Optional[str] = ..., competition_id: _Optional[str] = ..., image: _Optional[str] = ..., image_digest: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., secret_env_names: _Optional[_Iterable[str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., time_limit: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., network: _Optional[_Union[NetworkPolicy, _Mapping]] = ..., description_variant: _Optional[_Union[_common_pb2.DescriptionVariant, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., owner: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., wait_for_gpus: _Optional[bool] = ..., mlebench_compat: _Optional[bool] = ..., backend: _Optional[_Union[Backend, str]] = ..., state: _Optional[_Union[SandboxState, str]] = ..., failure_class: _Optional[_Union[FailureClass, str]] = ..., failure_reason: _Optional[_Union[FailureReason, str]] = ..., failure_message: _Optional[str] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., leased_gpu_uuids: _Optional[_Iterable[str]] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., node: _Optional[str] = ..., submission_collected: _Optional[bool] = ..., last_log_seq: _Optional[int] = ...) -> None: ...
+    tenant: str
+    egress: _containers.RepeatedCompositeFieldContainer[EgressDestination]
+    egress_omitted_connections: int
+    def __init__(self, id: _Optional[str] = ..., competition_id: _Optional[str] = ..., image: _Optional[str] = ..., image_digest: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., secret_env_names: _Optional[_Iterable[str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., time_limit: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., network: _Optional[_Union[NetworkPolicy, _Mapping]] = ..., description_variant: _Optional[_Union[_common_pb2.DescriptionVariant, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., owner: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., wait_for_gpus: _Optional[bool] = ..., mlebench_compat: _Optional[bool] = ..., backend: _Optional[_Union[Backend, str]] = ..., state: _Optional[_Union[SandboxState, str]] = ..., failure_class: _Optional[_Union[FailureClass, str]] = ..., failure_reason: _Optional[_Union[FailureReason, str]] = ..., failure_message: _Optional[str] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., leased_gpu_uuids: _Optional[_Iterable[str]] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., node: _Optional[str] = ..., submission_collected: _Optional[bool] = ..., last_log_seq: _Optional[int] = ..., tenant: _Optional[str] = ..., egress: _Optional[_Iterable[_Union[EgressDestination, _Mapping]]] = ..., egress_omitted_connections: _Optional[int] = ...) -> None: ...
+
+class EgressDestination(_message.Message):
+    __slots__ = ("host", "port", "address", "verdict", "connections", "bytes_sent", "bytes_received", "first_at", "last_at")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_SENT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    FIRST_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_AT_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    port: int
+    address: str
+    verdict: EgressVerdict
+    connections: int
+    bytes_sent: int
+    bytes_received: int
+    first_at: _timestamp_pb2.Timestamp
+    last_at: _timestamp_pb2.Timestamp
+    def __init__(self, host: _Optional[str] = ..., port: _Optional[int] = ..., address: _Optional[str] = ..., verdict: _Optional[_Union[EgressVerdict, str]] = ..., connections: _Optional[int] = ..., bytes_sent: _Optional[int] = ..., bytes_received: _Optional[int] = ..., first_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class LogEntry(_message.Message):
     __slots__ = ("seq", "time", "stream", "text")

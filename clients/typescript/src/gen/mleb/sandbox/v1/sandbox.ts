@@ -382,6 +382,72 @@ export function gpuHealthToJSON(object: GpuHealth): string {
   }
 }
 
+/** What the egress proxy decided about a connection. */
+export enum EgressVerdict {
+  EGRESS_VERDICT_UNSPECIFIED = 0,
+  /** EGRESS_VERDICT_ALLOWED - Allowlisted, resolved to a permitted address and connected. */
+  EGRESS_VERDICT_ALLOWED = 1,
+  /** EGRESS_VERDICT_NOT_ALLOWLISTED - The host and port are not on the sandbox's allowlist. */
+  EGRESS_VERDICT_NOT_ALLOWLISTED = 2,
+  /**
+   * EGRESS_VERDICT_FORBIDDEN_ADDRESS - Allowlisted, but every address it resolves to is forbidden (loopback, link-local,
+   * private, multicast, unspecified, reserved, or the host's own) and not operator-allowed.
+   */
+  EGRESS_VERDICT_FORBIDDEN_ADDRESS = 3,
+  /** EGRESS_VERDICT_BAD_HOST - Not a usable host name or port (numeric shorthand, zone id, malformed). */
+  EGRESS_VERDICT_BAD_HOST = 4,
+  /** EGRESS_VERDICT_UNREACHABLE - Allowed, but the name did not resolve or no permitted address answered. */
+  EGRESS_VERDICT_UNREACHABLE = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function egressVerdictFromJSON(object: any): EgressVerdict {
+  switch (object) {
+    case 0:
+    case "EGRESS_VERDICT_UNSPECIFIED":
+      return EgressVerdict.EGRESS_VERDICT_UNSPECIFIED;
+    case 1:
+    case "EGRESS_VERDICT_ALLOWED":
+      return EgressVerdict.EGRESS_VERDICT_ALLOWED;
+    case 2:
+    case "EGRESS_VERDICT_NOT_ALLOWLISTED":
+      return EgressVerdict.EGRESS_VERDICT_NOT_ALLOWLISTED;
+    case 3:
+    case "EGRESS_VERDICT_FORBIDDEN_ADDRESS":
+      return EgressVerdict.EGRESS_VERDICT_FORBIDDEN_ADDRESS;
+    case 4:
+    case "EGRESS_VERDICT_BAD_HOST":
+      return EgressVerdict.EGRESS_VERDICT_BAD_HOST;
+    case 5:
+    case "EGRESS_VERDICT_UNREACHABLE":
+      return EgressVerdict.EGRESS_VERDICT_UNREACHABLE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return EgressVerdict.UNRECOGNIZED;
+  }
+}
+
+export function egressVerdictToJSON(object: EgressVerdict): string {
+  switch (object) {
+    case EgressVerdict.EGRESS_VERDICT_UNSPECIFIED:
+      return "EGRESS_VERDICT_UNSPECIFIED";
+    case EgressVerdict.EGRESS_VERDICT_ALLOWED:
+      return "EGRESS_VERDICT_ALLOWED";
+    case EgressVerdict.EGRESS_VERDICT_NOT_ALLOWLISTED:
+      return "EGRESS_VERDICT_NOT_ALLOWLISTED";
+    case EgressVerdict.EGRESS_VERDICT_FORBIDDEN_ADDRESS:
+      return "EGRESS_VERDICT_FORBIDDEN_ADDRESS";
+    case EgressVerdict.EGRESS_VERDICT_BAD_HOST:
+      return "EGRESS_VERDICT_BAD_HOST";
+    case EgressVerdict.EGRESS_VERDICT_UNREACHABLE:
+      return "EGRESS_VERDICT_UNREACHABLE";
+    case EgressVerdict.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface NetworkPolicy {
   mode: NetworkMode;
   /** Host names (optionally with :port) reachable in ALLOWLIST mode. */
@@ -452,6 +518,18 @@ export interface Sandbox {
   submissionCollected: boolean;
   /** Highest log sequence number written so far. */
   lastLogSeq: number;
+  /**
+   * The lab that created it: its token's tenant claim, else its subject. Only that tenant and
+   * the service role can see the sandbox; it is set by the service, never by the request.
+   */
+  tenant: string;
+  /**
+   * What the allowlist egress proxy was asked to reach, one entry per destination and
+   * verdict (allowlist mode only).
+   */
+  egress: EgressDestination[];
+  /** Connections left out of `egress` once the per-sandbox cap on destinations was reached. */
+  egressOmittedConnections: number;
 }
 
 export interface Sandbox_EnvEntry {
@@ -462,6 +540,26 @@ export interface Sandbox_EnvEntry {
 export interface Sandbox_LabelsEntry {
   key: string;
   value: string;
+}
+
+/** Connections from one sandbox to one destination with one verdict, summed. */
+export interface EgressDestination {
+  /** The host as the agent asked for it, normalised (lower case, no trailing dot). */
+  host: string;
+  port: number;
+  /** The checked address that was connected to; empty when none was. */
+  address: string;
+  verdict: EgressVerdict;
+  connections: number;
+  /** Bytes from the sandbox to the destination (including a rewritten HTTP request head). */
+  bytesSent: number;
+  /** Bytes from the destination back to the sandbox. */
+  bytesReceived: number;
+  firstAt:
+    | Date
+    | undefined;
+  /** When the latest connection ended. */
+  lastAt: Date | undefined;
 }
 
 export interface LogEntry {
@@ -939,6 +1037,9 @@ function createBaseSandbox(): Sandbox {
     node: "",
     submissionCollected: false,
     lastLogSeq: 0,
+    tenant: "",
+    egress: [],
+    egressOmittedConnections: 0,
   };
 }
 
@@ -1033,6 +1134,15 @@ export const Sandbox: MessageFns<Sandbox> = {
     }
     if (message.lastLogSeq !== 0) {
       writer.uint32(240).int64(message.lastLogSeq);
+    }
+    if (message.tenant !== "") {
+      writer.uint32(250).string(message.tenant);
+    }
+    for (const v of message.egress) {
+      EgressDestination.encode(v!, writer.uint32(258).fork()).join();
+    }
+    if (message.egressOmittedConnections !== 0) {
+      writer.uint32(264).int64(message.egressOmittedConnections);
     }
     return writer;
   },
@@ -1296,6 +1406,30 @@ export const Sandbox: MessageFns<Sandbox> = {
             message.lastLogSeq = longToNumber(reader.int64());
             continue;
           }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 32: {
+            if (tag !== 258) {
+              break;
+            }
+
+            message.egress.push(EgressDestination.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 33: {
+            if (tag !== 264) {
+              break;
+            }
+
+            message.egressOmittedConnections = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1440,6 +1574,15 @@ export const Sandbox: MessageFns<Sandbox> = {
         : isSet(object.last_log_seq)
         ? globalThis.Number(object.last_log_seq)
         : 0,
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      egress: globalThis.Array.isArray(object?.egress)
+        ? object.egress.map((e: any) => EgressDestination.fromJSON(e))
+        : [],
+      egressOmittedConnections: isSet(object.egressOmittedConnections)
+        ? globalThis.Number(object.egressOmittedConnections)
+        : isSet(object.egress_omitted_connections)
+        ? globalThis.Number(object.egress_omitted_connections)
+        : 0,
     };
   },
 
@@ -1547,6 +1690,15 @@ export const Sandbox: MessageFns<Sandbox> = {
     if (message.lastLogSeq !== 0) {
       obj.lastLogSeq = Math.round(message.lastLogSeq);
     }
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.egress?.length) {
+      obj.egress = message.egress.map((e) => EgressDestination.toJSON(e));
+    }
+    if (message.egressOmittedConnections !== 0) {
+      obj.egressOmittedConnections = Math.round(message.egressOmittedConnections);
+    }
     return obj;
   },
 
@@ -1609,6 +1761,9 @@ export const Sandbox: MessageFns<Sandbox> = {
     message.node = object.node ?? "";
     message.submissionCollected = object.submissionCollected ?? false;
     message.lastLogSeq = object.lastLogSeq ?? 0;
+    message.tenant = object.tenant ?? "";
+    message.egress = object.egress?.map((e) => EgressDestination.fromPartial(e)) || [];
+    message.egressOmittedConnections = object.egressOmittedConnections ?? 0;
     return message;
   },
 };
@@ -1779,6 +1934,229 @@ export const Sandbox_LabelsEntry: MessageFns<Sandbox_LabelsEntry> = {
     const message = createBaseSandbox_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseEgressDestination(): EgressDestination {
+  return {
+    host: "",
+    port: 0,
+    address: "",
+    verdict: 0,
+    connections: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+    firstAt: undefined,
+    lastAt: undefined,
+  };
+}
+
+export const EgressDestination: MessageFns<EgressDestination> = {
+  encode(message: EgressDestination, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.port !== 0) {
+      writer.uint32(16).int32(message.port);
+    }
+    if (message.address !== "") {
+      writer.uint32(26).string(message.address);
+    }
+    if (message.verdict !== 0) {
+      writer.uint32(32).int32(message.verdict);
+    }
+    if (message.connections !== 0) {
+      writer.uint32(40).int64(message.connections);
+    }
+    if (message.bytesSent !== 0) {
+      writer.uint32(48).int64(message.bytesSent);
+    }
+    if (message.bytesReceived !== 0) {
+      writer.uint32(56).int64(message.bytesReceived);
+    }
+    if (message.firstAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.firstAt), writer.uint32(66).fork()).join();
+    }
+    if (message.lastAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastAt), writer.uint32(74).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EgressDestination {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEgressDestination();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.port = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.verdict = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.connections = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.bytesSent = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.bytesReceived = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.firstAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.lastAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EgressDestination {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      verdict: isSet(object.verdict) ? egressVerdictFromJSON(object.verdict) : 0,
+      connections: isSet(object.connections) ? globalThis.Number(object.connections) : 0,
+      bytesSent: isSet(object.bytesSent)
+        ? globalThis.Number(object.bytesSent)
+        : isSet(object.bytes_sent)
+        ? globalThis.Number(object.bytes_sent)
+        : 0,
+      bytesReceived: isSet(object.bytesReceived)
+        ? globalThis.Number(object.bytesReceived)
+        : isSet(object.bytes_received)
+        ? globalThis.Number(object.bytes_received)
+        : 0,
+      firstAt: isSet(object.firstAt)
+        ? fromJsonTimestamp(object.firstAt)
+        : isSet(object.first_at)
+        ? fromJsonTimestamp(object.first_at)
+        : undefined,
+      lastAt: isSet(object.lastAt)
+        ? fromJsonTimestamp(object.lastAt)
+        : isSet(object.last_at)
+        ? fromJsonTimestamp(object.last_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: EgressDestination): unknown {
+    const obj: any = {};
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.verdict !== 0) {
+      obj.verdict = egressVerdictToJSON(message.verdict);
+    }
+    if (message.connections !== 0) {
+      obj.connections = Math.round(message.connections);
+    }
+    if (message.bytesSent !== 0) {
+      obj.bytesSent = Math.round(message.bytesSent);
+    }
+    if (message.bytesReceived !== 0) {
+      obj.bytesReceived = Math.round(message.bytesReceived);
+    }
+    if (message.firstAt !== undefined) {
+      obj.firstAt = message.firstAt.toISOString();
+    }
+    if (message.lastAt !== undefined) {
+      obj.lastAt = message.lastAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EgressDestination>, I>>(base?: I): EgressDestination {
+    return EgressDestination.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EgressDestination>, I>>(object: I): EgressDestination {
+    const message = createBaseEgressDestination();
+    message.host = object.host ?? "";
+    message.port = object.port ?? 0;
+    message.address = object.address ?? "";
+    message.verdict = object.verdict ?? 0;
+    message.connections = object.connections ?? 0;
+    message.bytesSent = object.bytesSent ?? 0;
+    message.bytesReceived = object.bytesReceived ?? 0;
+    message.firstAt = object.firstAt ?? undefined;
+    message.lastAt = object.lastAt ?? undefined;
     return message;
   },
 };
