@@ -43,6 +43,13 @@ class Caller:
     sandbox_id: str = ""
     competition_id: str = ""
     expires_at: float | None = None
+    # The lab a token acts for (claim "tnt"); tokens without the claim act for their subject.
+    tenant: str = ""
+
+    @property
+    def tenant_id(self) -> str:
+        """Whose sandboxes this caller may see (the service role sees every tenant's)."""
+        return self.tenant or self.subject
 
 
 # A caller for servers running with auth explicitly disabled.
@@ -116,6 +123,7 @@ class TokenAuthority:
         ttl_s: float | None = None,
         sandbox_id: str = "",
         competition_id: str = "",
+        tenant: str = "",
     ) -> str:
         if role is Role.SANDBOX and not (sandbox_id and competition_id):
             raise InvalidArgumentError("a sandbox token needs a sandbox id and a competition id")
@@ -129,6 +137,8 @@ class TokenAuthority:
         }
         if ttl_s is not None:
             claims["exp"] = now + int(ttl_s)
+        if tenant:
+            claims["tnt"] = tenant
         if sandbox_id:
             claims["sbx"] = sandbox_id
             claims["comp"] = competition_id
@@ -169,6 +179,7 @@ class TokenAuthority:
             sandbox_id=str(claims.get("sbx", "")),
             competition_id=str(claims.get("comp", "")),
             expires_at=claims.get("exp"),
+            tenant=str(claims.get("tnt", "")),
         )
         if role is Role.SANDBOX and not (caller.sandbox_id and caller.competition_id):
             raise UnauthenticatedError("sandbox token lacks its sandbox", reason="BAD_TOKEN")
