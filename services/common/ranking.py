@@ -23,6 +23,42 @@ class Medal(enum.StrEnum):
     GOLD = "gold"
 
 
+class LeaderboardState(enum.StrEnum):
+    """Whether a competition has a real leaderboard, and if not, why not."""
+
+    PRESENT = "present"
+    # No leaderboard file was imported (none in the source folder).
+    MISSING = "missing"
+    # The file was a Git LFS pointer, as in a plain clone of MLE-bench.
+    LFS_POINTER = "lfs_pointer"
+
+
+_LFS_FIX = "run `git lfs pull` in the MLE-bench checkout, then import the competition again"
+_LEADERBOARD_NOTES = {
+    LeaderboardState.PRESENT: "",
+    LeaderboardState.LFS_POINTER: (
+        "no leaderboard: its leaderboard.csv was a Git LFS pointer when it was imported, so "
+        f"there are no medal or median thresholds; {_LFS_FIX}"
+    ),
+    LeaderboardState.MISSING: (
+        "no leaderboard: none was imported, so there are no medal or median thresholds; for an "
+        f"MLE-bench competition, {_LFS_FIX}"
+    ),
+}
+
+
+def leaderboard_note(state: LeaderboardState) -> str:
+    """What to tell a reader about a competition's leaderboard; empty when it is present."""
+    return _LEADERBOARD_NOTES[state]
+
+
+def leaderboard_state_of(stored: str, leaderboard_size: int) -> LeaderboardState:
+    """A stored state, or for data written before states existed, one implied by the rows."""
+    if stored:
+        return LeaderboardState(stored)
+    return LeaderboardState.PRESENT if leaderboard_size else LeaderboardState.MISSING
+
+
 @dataclass(frozen=True)
 class Ranking:
     """Where a score lands on a leaderboard. Thresholds are None without a leaderboard."""
@@ -135,6 +171,20 @@ def rank_score(
     )
 
 
+LEADERBOARD_STATE_TO_PROTO = {
+    LeaderboardState.PRESENT: common_pb2.LEADERBOARD_STATE_PRESENT,
+    LeaderboardState.MISSING: common_pb2.LEADERBOARD_STATE_MISSING,
+    LeaderboardState.LFS_POINTER: common_pb2.LEADERBOARD_STATE_LFS_POINTER,
+}
+_LEADERBOARD_STATE_FROM_PROTO = {v: k for k, v in LEADERBOARD_STATE_TO_PROTO.items()}
+
+
+def leaderboard_state_from_proto(value: int, leaderboard_size: int) -> LeaderboardState:
+    """The wire value; UNSPECIFIED (a peer that predates states) is implied by the rows."""
+    state = _LEADERBOARD_STATE_FROM_PROTO.get(value)  # type: ignore[call-overload]
+    return state or leaderboard_state_of("", leaderboard_size)
+
+
 _MEDAL_TO_PROTO = {
     Medal.NONE: common_pb2.MEDAL_NONE,
     Medal.BRONZE: common_pb2.MEDAL_BRONZE,
@@ -143,9 +193,17 @@ _MEDAL_TO_PROTO = {
 }
 
 
-def ranking_to_proto(ranking: Ranking, *, awards_medals: bool) -> common_pb2.Ranking:
+def ranking_to_proto(
+    ranking: Ranking,
+    *,
+    awards_medals: bool,
+    leaderboard_state: LeaderboardState | None = None,
+) -> common_pb2.Ranking:
     """The wire form shared by the registry (thresholds) and the grader (a ranked score)."""
+    state = leaderboard_state or leaderboard_state_of("", ranking.leaderboard_size)
     message = common_pb2.Ranking(
+        leaderboard_state=LEADERBOARD_STATE_TO_PROTO[state],
+        leaderboard_note=leaderboard_note(state),
         gold_medal=ranking.gold_medal,
         silver_medal=ranking.silver_medal,
         bronze_medal=ranking.bronze_medal,

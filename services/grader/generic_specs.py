@@ -86,6 +86,20 @@ _ALIASES = {
     "mean-absolute-error": "mae",
 }
 GENERIC_METRICS = sorted({*_METRICS, *_ALIASES})
+# Each metric's direction: errors and losses are lower-is-better, the rest higher.
+_LOWER_IS_BETTER = {
+    "accuracy": False,
+    "auc-roc": False,
+    "macro-f1": False,
+    "log-loss": True,
+    "rmse": True,
+    "mae": True,
+}
+
+
+def generic_lower_is_better(metric_name: str) -> bool | None:
+    """The direction of a metric-named competition's metric, or None for an unknown metric."""
+    return _LOWER_IS_BETTER.get(_ALIASES.get(metric_name, metric_name))
 
 
 def generic_spec(
@@ -101,5 +115,6 @@ def generic_spec(
     id_column, targets = id_columns[0], list(target_columns)
     return CompetitionSpec(
         id=competition_id,
+        lower_is_better=_LOWER_IS_BETTER[_ALIASES.get(metric_name, metric_name)],
         grade=lambda submission, answers: grade(submission, answers, id_column, targets),
     )

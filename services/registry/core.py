@@ -10,12 +10,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import structlog
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.common import db
 from services.common.errors import FailedPreconditionError, NotFoundError, invalid_field
 from services.common.ranking import Ranking, rank_score
+from services.common.redact import redact_server_paths
 from services.common.settings import Settings
 from services.registry import store
 from services.registry.records import (
@@ -32,6 +34,8 @@ from services.registry.records import (
 )
 from services.registry.splits import SPLIT_ALIASES, canonical_split, split_sort_key
 from services.registry.storage import CompetitionStorage, check_relative_path
+
+log = structlog.get_logger("mleb.registry")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_registry"
@@ -182,6 +186,7 @@ class RegistryCore:
             leaderboard=leaderboard,
             lower_is_better=record.lower_is_better,
             awards_medals=record.awards_medals,
+            leaderboard_state=record.leaderboard_status(),
             id_columns=record.id_columns,
             target_columns=record.target_columns,
         )
@@ -211,8 +216,17 @@ class RegistryCore:
     def _prepared_record(self, competition_id: str) -> CompetitionRecord:
         record = self._record(competition_id)
         if record.data_status is not DataStatus.PREPARED:
+            # The stored reason may name the operator's paths (imports before they were kept
+            # out): the log keeps it whole, the caller reads it without them.
+            log.info(
+                "no_prepared_data",
+                competition_id=competition_id,
+                reason=record.data_status_reason,
+                data_dir=str(self.storage.competition_dir(competition_id)),
+            )
             raise FailedPreconditionError(
-                f"competition {competition_id!r} has no prepared data: {record.data_status_reason}",
+                f"competition {competition_id!r} has metadata only, no prepared data: "
+                f"{redact_server_paths(record.data_status_reason)}",
                 reason="NO_PREPARED_DATA",
                 metadata={"competition_id": competition_id},
             )

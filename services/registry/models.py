@@ -43,6 +43,8 @@ class CompetitionRow(Base):
     public_data_size_bytes: Mapped[int] = mapped_column(BigInteger)
     # Denormalised so listings need not count leaderboard rows.
     leaderboard_size: Mapped[int]
+    # "present", "missing" or "lfs_pointer"; "" for rows written before it existed.
+    leaderboard_state: Mapped[str] = mapped_column(String(16), server_default="")
     checksums_skipped: Mapped[bool]
     # What the importer wants a reader to know (missing leaderboard, skipped checks, ...).
     notes: Mapped[list[str]] = mapped_column(JSON)

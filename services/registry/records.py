@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from services.common.ranking import LeaderboardState, leaderboard_state_of
+
 # Kaggle slugs, plus MLE-bench's one capitalised id (AI4Code).
 COMPETITION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -76,6 +78,8 @@ class CompetitionRecord:
     answers: Answers | None = None
     public_files: list[PublicFile] = field(default_factory=list)
     leaderboard: list[LeaderboardEntry] = field(default_factory=list)
+    # Whether `leaderboard` came from a real file; "" for data stored before states existed.
+    leaderboard_state: str = ""
     checksums_skipped: bool = False
     notes: list[str] = field(default_factory=list)
     imported_at: datetime | None = None
@@ -83,6 +87,11 @@ class CompetitionRecord:
     # Kept by the store, so listings need not load the leaderboard or the file list.
     leaderboard_size: int = 0
     public_data_size_bytes: int = 0
+
+    def leaderboard_status(self) -> LeaderboardState:
+        return leaderboard_state_of(
+            self.leaderboard_state, self.leaderboard_size or len(self.leaderboard)
+        )
 
 
 @dataclass(frozen=True)
@@ -119,5 +128,6 @@ class GradingBundleHeader:
     leaderboard: list[LeaderboardEntry]
     lower_is_better: bool
     awards_medals: bool
+    leaderboard_state: LeaderboardState = LeaderboardState.PRESENT
     id_columns: list[str] = field(default_factory=list)
     target_columns: list[str] = field(default_factory=list)

@@ -17,7 +17,8 @@ from mleb.registry.v1 import registry_pb2, registry_service_pb2, registry_servic
 
 from services.common.auth import Role, current_caller, require_competition_access
 from services.common.errors import invalid_field
-from services.common.ranking import ranking_to_proto
+from services.common.ranking import LEADERBOARD_STATE_TO_PROTO, leaderboard_note, ranking_to_proto
+from services.common.redact import redact_server_paths
 from services.registry.core import RegistryCore
 from services.registry.records import (
     CompetitionRecord,
@@ -72,6 +73,7 @@ def leaderboard_entry_to_proto(entry: LeaderboardEntry) -> registry_pb2.Leaderbo
 
 
 def competition_to_proto(record: CompetitionRecord, *, full: bool) -> registry_pb2.Competition:
+    state = record.leaderboard_status()
     message = registry_pb2.Competition(
         id=record.id,
         name=record.name,
@@ -83,14 +85,17 @@ def competition_to_proto(record: CompetitionRecord, *, full: bool) -> registry_p
         lower_is_better=record.lower_is_better,
         source=record.source.value,
         data_status=_DATA_STATUS_TO_PROTO[record.data_status],
-        data_status_reason=record.data_status_reason,
+        # Stored before imports kept server paths out; never shown to a client with them.
+        data_status_reason=redact_server_paths(record.data_status_reason),
         leaderboard_size=record.leaderboard_size,
         public_data_size_bytes=record.public_data_size_bytes,
         checksums_skipped=record.checksums_skipped,
         has_obfuscated_description=record.description_obfuscated is not None,
         id_columns=record.id_columns,
         target_columns=record.target_columns,
-        import_notes=record.notes,
+        import_notes=[redact_server_paths(note) for note in record.notes],
+        leaderboard_state=LEADERBOARD_STATE_TO_PROTO[state],
+        leaderboard_note=leaderboard_note(state),
     )
     if record.imported_at is not None:
         imported_at = Timestamp()
@@ -163,7 +168,11 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
             competition_id=record.id,
             entries=[leaderboard_entry_to_proto(e) for e in record.leaderboard],
             lower_is_better=record.lower_is_better,
-            thresholds=ranking_to_proto(thresholds, awards_medals=record.awards_medals),
+            thresholds=ranking_to_proto(
+                thresholds,
+                awards_medals=record.awards_medals,
+                leaderboard_state=record.leaderboard_status(),
+            ),
         )
 
     async def ListSplits(
@@ -218,6 +227,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
                 leaderboard=[leaderboard_entry_to_proto(e) for e in header.leaderboard],
                 lower_is_better=header.lower_is_better,
                 awards_medals=header.awards_medals,
+                leaderboard_state=LEADERBOARD_STATE_TO_PROTO[header.leaderboard_state],
                 id_columns=header.id_columns,
                 target_columns=header.target_columns,
             )

@@ -55,6 +55,7 @@ def replace_competition(session: Session, record: CompetitionRecord) -> None:
             bundle_digest=record.bundle_digest,
             public_data_size_bytes=sum(f.size_bytes for f in record.public_files),
             leaderboard_size=len(record.leaderboard),
+            leaderboard_state=record.leaderboard_status().value,
             checksums_skipped=record.checksums_skipped,
             notes=list(record.notes),
             imported_at=record.imported_at,
@@ -125,6 +126,7 @@ def _to_record(row: CompetitionRow, splits: list[str]) -> CompetitionRecord:
         imported_at=row.imported_at,
         bundle_digest=row.bundle_digest,
         leaderboard_size=row.leaderboard_size,
+        leaderboard_state=row.leaderboard_state,
         public_data_size_bytes=row.public_data_size_bytes,
     )
 

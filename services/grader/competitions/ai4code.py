@@ -49,4 +49,4 @@ def _per_row(cells: pd.Series, rows: int) -> pd.Series:
     return cells.groupby(level=0).size().reindex(range(rows), fill_value=0)
 
 
-SPEC = CompetitionSpec(id="AI4Code", grade=grade)
+SPEC = CompetitionSpec(id="AI4Code", lower_is_better=False, grade=grade)

@@ -29,6 +29,10 @@ class CompetitionSpec:
 
     id: str
     grade: Callable[[pd.DataFrame, Any], float]
+    # The metric's direction, declared rather than inferred: MLE-bench infers it from the
+    # leaderboard's first and last rows, which a plain clone holds only as Git LFS pointers.
+    # Imports check it against the leaderboard when there is one.
+    lower_is_better: bool
     answers_format: AnswersFormat = "csv"
     # Bump when a change to this spec could change any score; reports carry it as provenance.
     version: int = 1

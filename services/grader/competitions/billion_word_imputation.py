@@ -18,4 +18,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return mean_levenshtein(ans["sentence"].tolist(), sub["sentence"].tolist())
 
 
-SPEC = CompetitionSpec(id="billion-word-imputation", grade=grade)
+SPEC = CompetitionSpec(id="billion-word-imputation", lower_is_better=True, grade=grade)

@@ -17,4 +17,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return mean_levenshtein(ans["InChI"].astype(str).tolist(), sub["InChI"].astype(str).tolist())
 
 
-SPEC = CompetitionSpec(id="bms-molecular-translation", grade=grade)
+SPEC = CompetitionSpec(id="bms-molecular-translation", lower_is_better=True, grade=grade)

@@ -7,5 +7,6 @@ from services.grader.competitions.checks import accuracy_by_id
 
 SPEC = CompetitionSpec(
     id="cdiscount-image-classification-challenge",
+    lower_is_better=False,
     grade=partial(accuracy_by_id, id_column="_id", target_column="category_id"),
 )

@@ -20,4 +20,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     )
 
 
-SPEC = CompetitionSpec(id="chaii-hindi-and-tamil-question-answering", grade=grade)
+SPEC = CompetitionSpec(
+    id="chaii-hindi-and-tamil-question-answering", lower_is_better=False, grade=grade
+)

@@ -23,4 +23,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     )
 
 
-SPEC = CompetitionSpec(id="champs-scalar-coupling", grade=grade)
+SPEC = CompetitionSpec(id="champs-scalar-coupling", lower_is_better=True, grade=grade)

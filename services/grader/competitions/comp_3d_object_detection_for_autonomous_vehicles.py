@@ -85,4 +85,6 @@ def _parse(sample_id, text) -> Boxes:
     return Boxes(numbers[:, 1:8], groups[:, 8], numbers[:, 0])
 
 
-SPEC = CompetitionSpec(id="3d-object-detection-for-autonomous-vehicles", grade=grade)
+SPEC = CompetitionSpec(
+    id="3d-object-detection-for-autonomous-vehicles", lower_is_better=False, grade=grade
+)

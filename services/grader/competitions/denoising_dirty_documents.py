@@ -21,4 +21,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return rmse(answers["value"].to_numpy(dtype=float), sub["value"].to_numpy())
 
 
-SPEC = CompetitionSpec(id="denoising-dirty-documents", grade=grade)
+SPEC = CompetitionSpec(id="denoising-dirty-documents", lower_is_better=True, grade=grade)

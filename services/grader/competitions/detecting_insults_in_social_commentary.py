@@ -15,4 +15,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return mean_column_roc_auc(*probability_auc_inputs(submission, answers, "Comment", ["Insult"]))
 
 
-SPEC = CompetitionSpec(id="detecting-insults-in-social-commentary", grade=grade)
+SPEC = CompetitionSpec(
+    id="detecting-insults-in-social-commentary", lower_is_better=False, grade=grade
+)

@@ -21,4 +21,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return one_hot_probability_log_loss(submission, answers, breeds)
 
 
-SPEC = CompetitionSpec(id="dog-breed-identification", grade=grade)
+SPEC = CompetitionSpec(id="dog-breed-identification", lower_is_better=True, grade=grade)

@@ -13,4 +13,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return label_set_f1_by_id(submission, answers, "Id", "Tags")
 
 
-SPEC = CompetitionSpec(id="facebook-recruiting-iii-keyword-extraction", grade=grade)
+SPEC = CompetitionSpec(
+    id="facebook-recruiting-iii-keyword-extraction", lower_is_better=False, grade=grade
+)

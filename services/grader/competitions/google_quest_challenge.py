@@ -67,4 +67,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     )
 
 
-SPEC = CompetitionSpec(id="google-quest-challenge", grade=grade)
+SPEC = CompetitionSpec(id="google-quest-challenge", lower_is_better=False, grade=grade)

@@ -33,4 +33,8 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return dice(overlap, n_pred, n_true, both_empty=float("nan"))
 
 
-SPEC = CompetitionSpec(id="google-research-identify-contrails-reduce-global-warming", grade=grade)
+SPEC = CompetitionSpec(
+    id="google-research-identify-contrails-reduce-global-warming",
+    lower_is_better=False,
+    grade=grade,
+)

@@ -27,4 +27,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return mean_average_precision_at_k(ans["prediction"].astype(str), predictions.astype(str), k=12)
 
 
-SPEC = CompetitionSpec(id="h-and-m-personalized-fashion-recommendations", grade=grade)
+SPEC = CompetitionSpec(
+    id="h-and-m-personalized-fashion-recommendations", lower_is_better=False, grade=grade
+)

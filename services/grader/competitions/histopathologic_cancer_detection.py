@@ -15,4 +15,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return mean_column_roc_auc(*probability_auc_inputs(submission, answers, "id", ["label"]))
 
 
-SPEC = CompetitionSpec(id="histopathologic-cancer-detection", grade=grade)
+SPEC = CompetitionSpec(id="histopathologic-cancer-detection", lower_is_better=False, grade=grade)

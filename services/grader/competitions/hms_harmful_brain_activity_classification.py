@@ -79,4 +79,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     )
 
 
-SPEC = CompetitionSpec(id="hms-harmful-brain-activity-classification", grade=grade)
+SPEC = CompetitionSpec(
+    id="hms-harmful-brain-activity-classification", lower_is_better=True, grade=grade
+)

@@ -18,4 +18,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     )
 
 
-SPEC = CompetitionSpec(id="hotel-id-2021-fgvc8", grade=grade)
+SPEC = CompetitionSpec(id="hotel-id-2021-fgvc8", lower_is_better=False, grade=grade)

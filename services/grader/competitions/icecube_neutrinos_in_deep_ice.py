@@ -32,4 +32,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     )
 
 
-SPEC = CompetitionSpec(id="icecube-neutrinos-in-deep-ice", grade=grade)
+SPEC = CompetitionSpec(id="icecube-neutrinos-in-deep-ice", lower_is_better=True, grade=grade)

@@ -24,4 +24,4 @@ def label_set_f1_by_id(
     )
 
 
-SPEC = CompetitionSpec(id="imet-2020-fgvc7", grade=grade)
+SPEC = CompetitionSpec(id="imet-2020-fgvc7", lower_is_better=False, grade=grade)

@@ -36,4 +36,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return 1 - label_accuracy(y_true.astype(int), predicted, "predicted")
 
 
-SPEC = CompetitionSpec(id="inaturalist-2019-fgvc6", grade=grade)
+SPEC = CompetitionSpec(id="inaturalist-2019-fgvc6", lower_is_better=True, grade=grade)

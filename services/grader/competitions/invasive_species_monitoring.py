@@ -15,4 +15,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return mean_column_roc_auc(*probability_auc_inputs(submission, answers, "name", ["invasive"]))
 
 
-SPEC = CompetitionSpec(id="invasive-species-monitoring", grade=grade)
+SPEC = CompetitionSpec(id="invasive-species-monitoring", lower_is_better=False, grade=grade)

@@ -12,4 +12,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return macro_f1_by_id(submission, answers, "Id", "Category")
 
 
-SPEC = CompetitionSpec(id="iwildcam-2019-fgvc6", grade=grade)
+SPEC = CompetitionSpec(id="iwildcam-2019-fgvc6", lower_is_better=False, grade=grade)

@@ -29,4 +29,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return mean_column_roc_auc(ans.loc[scored, LABELS].to_numpy(), scores[scored])
 
 
-SPEC = CompetitionSpec(id="jigsaw-toxic-comment-classification-challenge", grade=grade)
+SPEC = CompetitionSpec(
+    id="jigsaw-toxic-comment-classification-challenge", lower_is_better=False, grade=grade
+)

@@ -58,4 +58,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     )
 
 
-SPEC = CompetitionSpec(id="jigsaw-unintended-bias-in-toxicity-classification", grade=grade)
+SPEC = CompetitionSpec(
+    id="jigsaw-unintended-bias-in-toxicity-classification", lower_is_better=False, grade=grade
+)

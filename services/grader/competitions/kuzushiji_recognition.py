@@ -64,4 +64,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return f1_from_counts(tp, fp, fn)
 
 
-SPEC = CompetitionSpec(id="kuzushiji-recognition", grade=grade)
+SPEC = CompetitionSpec(id="kuzushiji-recognition", lower_is_better=False, grade=grade)

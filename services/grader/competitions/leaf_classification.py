@@ -21,4 +21,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return one_hot_probability_log_loss(submission, answers, species)
 
 
-SPEC = CompetitionSpec(id="leaf-classification", grade=grade)
+SPEC = CompetitionSpec(id="leaf-classification", lower_is_better=True, grade=grade)

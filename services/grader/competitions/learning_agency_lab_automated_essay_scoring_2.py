@@ -12,4 +12,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return kappa_by_id(submission, answers, "essay_id", "score")
 
 
-SPEC = CompetitionSpec(id="learning-agency-lab-automated-essay-scoring-2", grade=grade)
+SPEC = CompetitionSpec(
+    id="learning-agency-lab-automated-essay-scoring-2", lower_is_better=False, grade=grade
+)

@@ -23,4 +23,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return one_hot_probability_log_loss(submission, answers[["id", *CLASSES]], CLASSES, decimals=6)
 
 
-SPEC = CompetitionSpec(id="lmsys-chatbot-arena", grade=grade)
+SPEC = CompetitionSpec(id="lmsys-chatbot-arena", lower_is_better=True, grade=grade)

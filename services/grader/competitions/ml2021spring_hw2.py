@@ -7,5 +7,6 @@ from services.grader.competitions.checks import accuracy_by_id
 
 SPEC = CompetitionSpec(
     id="ml2021spring-hw2",
+    lower_is_better=False,
     grade=partial(accuracy_by_id, id_column="Id", target_column="ClassId"),
 )

@@ -29,4 +29,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return token_error_rate(_gesture_lists(ans["Sequence"]), predicted)
 
 
-SPEC = CompetitionSpec(id="multi-modal-gesture-recognition", grade=grade)
+SPEC = CompetitionSpec(id="multi-modal-gesture-recognition", lower_is_better=True, grade=grade)

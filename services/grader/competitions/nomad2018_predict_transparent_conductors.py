@@ -24,4 +24,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return (errors[0] + errors[1]) / 2
 
 
-SPEC = CompetitionSpec(id="nomad2018-predict-transparent-conductors", grade=grade)
+SPEC = CompetitionSpec(
+    id="nomad2018-predict-transparent-conductors", lower_is_better=True, grade=grade
+)

@@ -52,4 +52,4 @@ def _last_three_measured_weeks(answers: pd.DataFrame) -> pd.DataFrame:
     return measured[latest]
 
 
-SPEC = CompetitionSpec(id="osic-pulmonary-fibrosis-progression", grade=grade)
+SPEC = CompetitionSpec(id="osic-pulmonary-fibrosis-progression", lower_is_better=False, grade=grade)

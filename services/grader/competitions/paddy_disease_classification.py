@@ -15,4 +15,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return label_accuracy(y_true, pd.Series(y_pred).fillna("").tolist(), "label")
 
 
-SPEC = CompetitionSpec(id="paddy-disease-classification", grade=grade)
+SPEC = CompetitionSpec(id="paddy-disease-classification", lower_is_better=False, grade=grade)

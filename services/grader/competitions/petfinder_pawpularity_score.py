@@ -25,4 +25,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return rmse(ans["Pawpularity"].to_numpy(), sub["Pawpularity"].to_numpy(dtype=float))
 
 
-SPEC = CompetitionSpec(id="petfinder-pawpularity-score", grade=grade)
+SPEC = CompetitionSpec(id="petfinder-pawpularity-score", lower_is_better=True, grade=grade)

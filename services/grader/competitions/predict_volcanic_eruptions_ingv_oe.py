@@ -23,4 +23,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return float(round(error))  # MLE-bench reports this MAE as an integer
 
 
-SPEC = CompetitionSpec(id="predict-volcanic-eruptions-ingv-oe", grade=grade)
+SPEC = CompetitionSpec(id="predict-volcanic-eruptions-ingv-oe", lower_is_better=True, grade=grade)

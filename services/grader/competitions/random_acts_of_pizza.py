@@ -17,4 +17,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     )
 
 
-SPEC = CompetitionSpec(id="random-acts-of-pizza", grade=grade)
+SPEC = CompetitionSpec(id="random-acts-of-pizza", lower_is_better=False, grade=grade)

@@ -30,4 +30,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     )
 
 
-SPEC = CompetitionSpec(id="ranzcr-clip-catheter-line-classification", grade=grade)
+SPEC = CompetitionSpec(
+    id="ranzcr-clip-catheter-line-classification", lower_is_better=False, grade=grade
+)

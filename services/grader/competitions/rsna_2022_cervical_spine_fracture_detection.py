@@ -42,4 +42,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     )
 
 
-SPEC = CompetitionSpec(id="rsna-2022-cervical-spine-fracture-detection", grade=grade)
+SPEC = CompetitionSpec(
+    id="rsna-2022-cervical-spine-fracture-detection", lower_is_better=True, grade=grade
+)

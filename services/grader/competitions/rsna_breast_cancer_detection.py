@@ -19,4 +19,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return probabilistic_f1(ans["cancer"].to_numpy(), sub["cancer"].to_numpy(dtype=float))
 
 
-SPEC = CompetitionSpec(id="rsna-breast-cancer-detection", grade=grade)
+SPEC = CompetitionSpec(id="rsna-breast-cancer-detection", lower_is_better=False, grade=grade)

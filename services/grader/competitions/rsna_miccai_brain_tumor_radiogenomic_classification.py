@@ -17,4 +17,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     )
 
 
-SPEC = CompetitionSpec(id="rsna-miccai-brain-tumor-radiogenomic-classification", grade=grade)
+SPEC = CompetitionSpec(
+    id="rsna-miccai-brain-tumor-radiogenomic-classification", lower_is_better=False, grade=grade
+)

@@ -68,4 +68,4 @@ def _parse(row_id, text) -> LabelledBoxes:
     )
 
 
-SPEC = CompetitionSpec(id="siim-covid19-detection", grade=grade)
+SPEC = CompetitionSpec(id="siim-covid19-detection", lower_is_better=False, grade=grade)

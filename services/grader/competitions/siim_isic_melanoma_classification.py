@@ -17,4 +17,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     )
 
 
-SPEC = CompetitionSpec(id="siim-isic-melanoma-classification", grade=grade)
+SPEC = CompetitionSpec(id="siim-isic-melanoma-classification", lower_is_better=False, grade=grade)

@@ -40,4 +40,4 @@ def _with_epoch(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{EPOCH: frame["tripId"].astype(str) + "@" + millis})
 
 
-SPEC = CompetitionSpec(id="smartphone-decimeter-2022", grade=grade)
+SPEC = CompetitionSpec(id="smartphone-decimeter-2022", lower_is_better=True, grade=grade)

@@ -22,4 +22,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return one_hot_probability_log_loss(submission, answers, list(submission.columns[1:]))
 
 
-SPEC = CompetitionSpec(id="spooky-author-identification", grade=grade)
+SPEC = CompetitionSpec(id="spooky-author-identification", lower_is_better=True, grade=grade)

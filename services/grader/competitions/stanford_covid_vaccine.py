@@ -37,4 +37,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return float(np.mean(errors))
 
 
-SPEC = CompetitionSpec(id="stanford-covid-vaccine", grade=grade)
+SPEC = CompetitionSpec(id="stanford-covid-vaccine", lower_is_better=True, grade=grade)

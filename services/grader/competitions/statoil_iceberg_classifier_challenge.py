@@ -17,4 +17,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return log_loss(y_true[:, 0], y_proba[:, 0])
 
 
-SPEC = CompetitionSpec(id="statoil-iceberg-classifier-challenge", grade=grade)
+SPEC = CompetitionSpec(id="statoil-iceberg-classifier-challenge", lower_is_better=True, grade=grade)

@@ -85,4 +85,6 @@ def grade(submission: pd.DataFrame, answers: list[dict[str, Any]]) -> float:
     return float(f1_score(np.asarray(expected, dtype=int), predicted, average="micro"))
 
 
-SPEC = CompetitionSpec(id="tensorflow2-question-answering", grade=grade, answers_format="jsonl")
+SPEC = CompetitionSpec(
+    id="tensorflow2-question-answering", lower_is_better=False, grade=grade, answers_format="jsonl"
+)

@@ -10,5 +10,6 @@ from services.grader.competitions.checks import accuracy_by_id
 
 SPEC = CompetitionSpec(
     id="text-normalization-challenge-russian-language",
+    lower_is_better=False,
     grade=partial(accuracy_by_id, id_column="id", target_column="after", as_text=True),
 )

@@ -17,4 +17,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     )
 
 
-SPEC = CompetitionSpec(id="the-icml-2013-whale-challenge-right-whale-redux", grade=grade)
+SPEC = CompetitionSpec(
+    id="the-icml-2013-whale-challenge-right-whale-redux", lower_is_better=False, grade=grade
+)

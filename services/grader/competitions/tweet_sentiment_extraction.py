@@ -27,4 +27,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
         ) from exc
 
 
-SPEC = CompetitionSpec(id="tweet-sentiment-extraction", grade=grade)
+SPEC = CompetitionSpec(id="tweet-sentiment-extraction", lower_is_better=False, grade=grade)

@@ -17,4 +17,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return pearson(ans["score"].to_numpy(), sub["score"].to_numpy())
 
 
-SPEC = CompetitionSpec(id="us-patent-phrase-to-phrase-matching", grade=grade)
+SPEC = CompetitionSpec(id="us-patent-phrase-to-phrase-matching", lower_is_better=False, grade=grade)

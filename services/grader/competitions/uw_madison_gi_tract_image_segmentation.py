@@ -88,4 +88,6 @@ def _volume(runs, rows_per_slice, shapes) -> np.ndarray:
     return np.stack(slices)
 
 
-SPEC = CompetitionSpec(id="uw-madison-gi-tract-image-segmentation", grade=grade)
+SPEC = CompetitionSpec(
+    id="uw-madison-gi-tract-image-segmentation", lower_is_better=False, grade=grade
+)

@@ -40,4 +40,4 @@ def _f05(predicted, truth) -> float:
     return fbeta_from_counts(tp, fp, fn, beta=0.5)
 
 
-SPEC = CompetitionSpec(id="vesuvius-challenge-ink-detection", grade=grade)
+SPEC = CompetitionSpec(id="vesuvius-challenge-ink-detection", lower_is_better=False, grade=grade)

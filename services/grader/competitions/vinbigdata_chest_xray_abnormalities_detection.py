@@ -95,4 +95,6 @@ def _parse(image_id, text) -> np.ndarray:
     return values.reshape(-1, 6)
 
 
-SPEC = CompetitionSpec(id="vinbigdata-chest-xray-abnormalities-detection", grade=grade)
+SPEC = CompetitionSpec(
+    id="vinbigdata-chest-xray-abnormalities-detection", lower_is_better=False, grade=grade
+)

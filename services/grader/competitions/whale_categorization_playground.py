@@ -16,4 +16,4 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return mean_average_precision_at_k(ans["Id"].astype(str), sub["Id"].astype(str), k=5)
 
 
-SPEC = CompetitionSpec(id="whale-categorization-playground", grade=grade)
+SPEC = CompetitionSpec(id="whale-categorization-playground", lower_is_better=False, grade=grade)

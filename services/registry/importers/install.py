@@ -59,6 +59,7 @@ def bundle_digest(
     awards_medals: bool,
     id_columns: Sequence[str] = (),
     target_columns: Sequence[str] = (),
+    leaderboard_state: str = "",
 ) -> str:
     """Content address of everything a grader caches: it changes exactly when grading would."""
     described = {
@@ -70,6 +71,10 @@ def bundle_digest(
         # Metric-named competitions are graded by these columns.
         "columns": [list(id_columns), list(target_columns)],
     }
+    # Graders cache what the header says about the leaderboard too; only a missing one
+    # changes the digest, so digests of competitions with a leaderboard stay as they were.
+    if leaderboard_state and leaderboard_state != "present":
+        described["leaderboard_state"] = leaderboard_state
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
@@ -114,6 +119,7 @@ class CompetitionInstaller:
                 awards_medals=record.awards_medals,
                 id_columns=record.id_columns,
                 target_columns=record.target_columns,
+                leaderboard_state=record.leaderboard_status().value,
             )
         record.imported_at = datetime.now(UTC)
         with self.sessions.begin() as session:

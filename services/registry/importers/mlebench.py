@@ -22,7 +22,7 @@ from services.common.errors import (
     MlebError,
     NotFoundError,
 )
-from services.common.ranking import is_lower_better
+from services.common.ranking import LeaderboardState, is_lower_better
 from services.registry.importers.files import (
     is_lfs_pointer,
     lfs_pointer_error,
@@ -241,20 +241,81 @@ def _read_optional(path: Path) -> str | None:
 def _attach_leaderboard(
     record: CompetitionRecord, repo: Path, path: Path, notes: list[str]
 ) -> None:
-    """Reads the leaderboard, or notes why there is none: a pointer is never data."""
+    """Reads the leaderboard, or records why there is none: a pointer is never data.
+
+    The metric's direction comes from mleb's grading spec, never from whether a leaderboard
+    is present; a leaderboard whose order contradicts the spec fails the import.
+    """
+    shown = path.relative_to(repo) if path.is_relative_to(repo) else path.name
     if not path.is_file():
-        notes.append(f"no leaderboard: {path} is missing")
+        record.leaderboard_state = LeaderboardState.MISSING
     elif is_lfs_pointer(path):
-        notes.append(f"no leaderboard: {lfs_pointer_error(path, repo).message}, then re-import")
+        record.leaderboard_state = LeaderboardState.LFS_POINTER
     else:
         record.leaderboard = read_leaderboard(path)
-    if record.leaderboard:
-        # As MLE-bench does: first against last row, even when one of them has no score.
-        record.lower_is_better = is_lower_better(
-            [math.nan if e.score is None else e.score for e in record.leaderboard]
+        record.leaderboard_state = (
+            LeaderboardState.PRESENT if record.leaderboard else LeaderboardState.MISSING
         )
-    else:
-        notes.append("metric direction unknown without a leaderboard; assuming higher is better")
+    if record.leaderboard_state is LeaderboardState.LFS_POINTER:
+        notes.append(
+            f"no leaderboard: {shown} is a Git LFS pointer, not the file's content; run "
+            "`git lfs pull` in the MLE-bench checkout, then import again"
+        )
+    elif record.leaderboard_state is LeaderboardState.MISSING:
+        notes.append(f"no leaderboard: {shown} is missing or has no rows")
+    # As MLE-bench infers it: first against last row, even when one of them has no score.
+    observed = (
+        is_lower_better([math.nan if e.score is None else e.score for e in record.leaderboard])
+        if record.leaderboard
+        else None
+    )
+    declared = declared_lower_is_better(record.id)
+    if declared is None:
+        if observed is None:
+            # Nothing ranks against it either: without a spec mleb cannot grade it.
+            notes.append(
+                "metric direction unknown: mleb has no grading spec for this competition and "
+                "there is no leaderboard to infer it from; shown as higher is better"
+            )
+            return
+        record.lower_is_better = observed
+        notes.append(
+            "metric direction inferred from the leaderboard's order (mleb has no grading spec "
+            "for this competition)"
+        )
+        return
+    record.lower_is_better = declared
+    first, last = (
+        (record.leaderboard[0].score, record.leaderboard[-1].score)
+        if (record.leaderboard)
+        else (None, None)
+    )
+    # Only a strict order says anything: equal or missing end scores infer "higher is better"
+    # in MLE-bench without meaning it.
+    if first is not None and last is not None and first != last and observed != declared:
+        raise FailedPreconditionError(
+            f"{record.id}: {shown} is ordered {_direction(observed)}, but mleb's grading spec "
+            f"says {_direction(declared)}; check the leaderboard file (best team first) and "
+            "the spec before importing",
+            reason="DIRECTION_MISMATCH",
+            metadata={
+                "competition_id": record.id,
+                "leaderboard_lower_is_better": str(observed).lower(),
+                "spec_lower_is_better": str(declared).lower(),
+            },
+        )
+
+
+def _direction(lower_is_better: bool | None) -> str:
+    return "lower is better" if lower_is_better else "higher is better"
+
+
+def declared_lower_is_better(competition_id: str) -> bool | None:
+    """The direction mleb's grading spec declares for an MLE-bench competition, if it has one."""
+    from services.grader.competitions import get_spec  # the specs pull in pandas and numpy
+
+    spec = get_spec(competition_id)
+    return None if spec is None else spec.lower_is_better
 
 
 def _answers_in_private(config: dict[str, Any], folder: Path) -> str:
@@ -271,14 +332,23 @@ def _answers_in_private(config: dict[str, Any], folder: Path) -> str:
 
 
 def _missing_data_reason(prepared: Path | None, answers: str, competition_id: str) -> str:
+    """Why there is no prepared data. Clients see it, so it names paths only relative to the
+    data dir, never the operator's own."""
     if prepared is None:
-        return "no --data-dir given"
-    public, private = prepared / "public", prepared / "private"
-    for folder in (public, private):
+        return "no --data-dir given at import"
+    shown = f"{competition_id}/prepared"
+    for name in ("public", "private"):
+        folder = prepared / name
         if not folder.is_dir() or not any(folder.iterdir()):
-            return f"{folder} is missing or empty; run `mlebench prepare -c {competition_id}`"
-    if not (private / answers).is_file():
-        return f"answers file {private / answers} is missing; prepare the competition again"
+            return (
+                f"{shown}/{name} is missing or empty in the data dir; run "
+                f"`mlebench prepare -c {competition_id}`, then import again"
+            )
+    if not (prepared / "private" / answers).is_file():
+        return (
+            f"answers file {shown}/private/{answers} is missing in the data dir; prepare the "
+            "competition again"
+        )
     return ""
 
 

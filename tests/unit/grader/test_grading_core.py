@@ -25,7 +25,7 @@ MARKER = "SECRET-ANSWER-MARKER-7f3a"
 
 
 def _spec(grade) -> CompetitionSpec:
-    return CompetitionSpec(id="toy", grade=grade)
+    return CompetitionSpec(id="toy", lower_is_better=False, grade=grade)
 
 
 def test_scores_round_to_five_decimals_on_the_metric_type():
@@ -199,7 +199,9 @@ async def test_specs_cannot_corrupt_cached_answers(tmp_path):
         frame.drop(index=0, inplace=True)
         return 0.0
 
-    competitions.all_specs()["vandal-test"] = CompetitionSpec(id="vandal-test", grade=vandal)
+    competitions.all_specs()["vandal-test"] = CompetitionSpec(
+        id="vandal-test", lower_is_better=False, grade=vandal
+    )
     try:
         provider = LocalBundleProvider("vandal-test", answers)
         core = GraderCore(provider)

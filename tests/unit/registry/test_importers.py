@@ -42,7 +42,9 @@ def test_mlebench_import(registry, tmp_path: Path) -> None:
     assert "--skip-checksums" in by_id["delta-bad"].error
     # The LFS pointer names the file and the fix, and is not imported as data.
     lfs_note = " ".join(by_id["gamma-lfs"].notes)
-    assert str(tree.competition_dir("gamma-lfs") / "leaderboard.csv") in lfs_note
+    # Relative to the checkout: notes reach clients, server paths never do.
+    assert "mlebench/competitions/gamma-lfs/leaderboard.csv" in lfs_note
+    assert str(tree.repo) not in lfs_note
     assert "git lfs pull" in lfs_note
     assert "mlebench prepare -c epsilon-nodata" in " ".join(by_id["epsilon-nodata"].notes)
 
@@ -91,7 +93,7 @@ def test_skip_checksums_is_recorded(registry, tmp_path: Path) -> None:
         skip_checksums=True,
     )
     assert statuses(report) == {"delta-bad": ImportStatus.PREPARED}
-    assert "--skip-checksums" in report.results[0].notes[0]
+    assert any("--skip-checksums" in note for note in report.results[0].notes)
     assert registry.core.get_competition("delta-bad").checksums_skipped
 
 

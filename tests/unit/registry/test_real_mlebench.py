@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from services.common.ranking import LeaderboardState
+from services.grader.competitions import get_spec
 from services.registry.importers.install import ImportStatus
 from services.registry.importers.mlebench import import_mlebench
 
@@ -44,6 +46,16 @@ def test_all_82_competition_folders_import(registry, mlebench_checkout: Path) ->
         if "git lfs pull" not in " ".join(result.notes):
             # Only a real leaderboard (an LFS-enabled clone) goes without a pointer note.
             assert registry.core.get_competition(result.competition_id).leaderboard_size > 0
+
+    # Every leaderboard is a pointer here, yet each direction is the one its spec declares
+    # (issue 12: lower-is-better competitions used to come out as higher-is-better).
+    for result in report.results:
+        record = registry.core.get_competition(result.competition_id)
+        spec = get_spec(result.competition_id)
+        assert spec is not None, result.competition_id
+        assert record.lower_is_better is spec.lower_is_better, result.competition_id
+        assert record.leaderboard_status() is LeaderboardState.LFS_POINTER
+    assert registry.core.get_competition("billion-word-imputation").lower_is_better is True
 
     page = registry.core.list_competitions(page_size=1000)
     assert page.total_size == 82

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from mleb.common.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -65,7 +66,7 @@ class PublicFile(_message.Message):
     def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class Competition(_message.Message):
-    __slots__ = ("id", "name", "category", "complexity", "awards_medals", "splits", "metric", "lower_is_better", "source", "data_status", "data_status_reason", "leaderboard_size", "description", "public_files", "public_data_size_bytes", "checksums_skipped", "imported_at", "has_obfuscated_description", "id_columns", "target_columns", "import_notes")
+    __slots__ = ("id", "name", "category", "complexity", "awards_medals", "splits", "metric", "lower_is_better", "source", "data_status", "data_status_reason", "leaderboard_size", "description", "public_files", "public_data_size_bytes", "checksums_skipped", "imported_at", "has_obfuscated_description", "id_columns", "target_columns", "import_notes", "leaderboard_state", "leaderboard_note")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +88,8 @@ class Competition(_message.Message):
     ID_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     TARGET_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     IMPORT_NOTES_FIELD_NUMBER: _ClassVar[int]
+    LEADERBOARD_STATE_FIELD_NUMBER: _ClassVar[int]
+    LEADERBOARD_NOTE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     category: str
@@ -108,7 +111,9 @@ class Competition(_message.Message):
     id_columns: _containers.RepeatedScalarFieldContainer[str]
     target_columns: _containers.RepeatedScalarFieldContainer[str]
     import_notes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., category: _Optional[str] = ..., complexity: _Optional[_Union[Complexity, str]] = ..., awards_medals: _Optional[bool] = ..., splits: _Optional[_Iterable[str]] = ..., metric: _Optional[_Union[Metric, _Mapping]] = ..., lower_is_better: _Optional[bool] = ..., source: _Optional[str] = ..., data_status: _Optional[_Union[DataStatus, str]] = ..., data_status_reason: _Optional[str] = ..., leaderboard_size: _Optional[int] = ..., description: _Optional[str] = ..., public_files: _Optional[_Iterable[_Union[PublicFile, _Mapping]]] = ..., public_data_size_bytes: _Optional[int] = ..., checksums_skipped: _Optional[bool] = ..., imported_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., has_obfuscated_description: _Optional[bool] = ..., id_columns: _Optional[_Iterable[str]] = ..., target_columns: _Optional[_Iterable[str]] = ..., import_notes: _Optional[_Iterable[str]] = ...) -> None: ...
+    leaderboard_state: _common_pb2.LeaderboardState
+    leaderboard_note: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., category: _Optional[str] = ..., complexity: _Optional[_Union[Complexity, str]] = ..., awards_medals: _Optional[bool] = ..., splits: _Optional[_Iterable[str]] = ..., metric: _Optional[_Union[Metric, _Mapping]] = ..., lower_is_better: _Optional[bool] = ..., source: _Optional[str] = ..., data_status: _Optional[_Union[DataStatus, str]] = ..., data_status_reason: _Optional[str] = ..., leaderboard_size: _Optional[int] = ..., description: _Optional[str] = ..., public_files: _Optional[_Iterable[_Union[PublicFile, _Mapping]]] = ..., public_data_size_bytes: _Optional[int] = ..., checksums_skipped: _Optional[bool] = ..., imported_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., has_obfuscated_description: _Optional[bool] = ..., id_columns: _Optional[_Iterable[str]] = ..., target_columns: _Optional[_Iterable[str]] = ..., import_notes: _Optional[_Iterable[str]] = ..., leaderboard_state: _Optional[_Union[_common_pb2.LeaderboardState, str]] = ..., leaderboard_note: _Optional[str] = ...) -> None: ...
 
 class LeaderboardEntry(_message.Message):
     __slots__ = ("position", "score", "team_name", "extra")
@@ -140,7 +145,7 @@ class Split(_message.Message):
     def __init__(self, name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., competition_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GradingBundleHeader(_message.Message):
-    __slots__ = ("competition_id", "digest", "not_modified", "metric", "answers_format", "answers_size_bytes", "answers_sha256", "leaderboard", "lower_is_better", "awards_medals", "id_columns", "target_columns")
+    __slots__ = ("competition_id", "digest", "not_modified", "metric", "answers_format", "answers_size_bytes", "answers_sha256", "leaderboard", "lower_is_better", "awards_medals", "id_columns", "target_columns", "leaderboard_state")
     COMPETITION_ID_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     NOT_MODIFIED_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +158,7 @@ class GradingBundleHeader(_message.Message):
     AWARDS_MEDALS_FIELD_NUMBER: _ClassVar[int]
     ID_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     TARGET_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    LEADERBOARD_STATE_FIELD_NUMBER: _ClassVar[int]
     competition_id: str
     digest: str
     not_modified: bool
@@ -165,4 +171,5 @@ class GradingBundleHeader(_message.Message):
     awards_medals: bool
     id_columns: _containers.RepeatedScalarFieldContainer[str]
     target_columns: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, competition_id: _Optional[str] = ..., digest: _Optional[str] = ..., not_modified: _Optional[bool] = ..., metric: _Optional[_Union[Metric, _Mapping]] = ..., answers_format: _Optional[str] = ..., answers_size_bytes: _Optional[int] = ..., answers_sha256: _Optional[str] = ..., leaderboard: _Optional[_Iterable[_Union[LeaderboardEntry, _Mapping]]] = ..., lower_is_better: _Optional[bool] = ..., awards_medals: _Optional[bool] = ..., id_columns: _Optional[_Iterable[str]] = ..., target_columns: _Optional[_Iterable[str]] = ...) -> None: ...
+    leaderboard_state: _common_pb2.LeaderboardState
+    def __init__(self, competition_id: _Optional[str] = ..., digest: _Optional[str] = ..., not_modified: _Optional[bool] = ..., metric: _Optional[_Union[Metric, _Mapping]] = ..., answers_format: _Optional[str] = ..., answers_size_bytes: _Optional[int] = ..., answers_sha256: _Optional[str] = ..., leaderboard: _Optional[_Iterable[_Union[LeaderboardEntry, _Mapping]]] = ..., lower_is_better: _Optional[bool] = ..., awards_medals: _Optional[bool] = ..., id_columns: _Optional[_Iterable[str]] = ..., target_columns: _Optional[_Iterable[str]] = ..., leaderboard_state: _Optional[_Union[_common_pb2.LeaderboardState, str]] = ...) -> None: ...

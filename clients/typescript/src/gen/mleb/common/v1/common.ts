@@ -156,6 +156,64 @@ export function medalToJSON(object: Medal): string {
 }
 
 /**
+ * Whether a competition has a real leaderboard, and if not, why not. The
+ * metric's direction never depends on it: each grading spec declares it.
+ */
+export enum LeaderboardState {
+  /**
+   * LEADERBOARD_STATE_UNSPECIFIED - Not reported (a peer that predates this field): a leaderboard is present
+   * exactly when it has rows.
+   */
+  LEADERBOARD_STATE_UNSPECIFIED = 0,
+  LEADERBOARD_STATE_PRESENT = 1,
+  /** LEADERBOARD_STATE_MISSING - No leaderboard file was imported. */
+  LEADERBOARD_STATE_MISSING = 2,
+  /**
+   * LEADERBOARD_STATE_LFS_POINTER - The leaderboard file was a Git LFS pointer, as in a plain clone of
+   * MLE-bench; `git lfs pull` in the checkout and a new import fix it.
+   */
+  LEADERBOARD_STATE_LFS_POINTER = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function leaderboardStateFromJSON(object: any): LeaderboardState {
+  switch (object) {
+    case 0:
+    case "LEADERBOARD_STATE_UNSPECIFIED":
+      return LeaderboardState.LEADERBOARD_STATE_UNSPECIFIED;
+    case 1:
+    case "LEADERBOARD_STATE_PRESENT":
+      return LeaderboardState.LEADERBOARD_STATE_PRESENT;
+    case 2:
+    case "LEADERBOARD_STATE_MISSING":
+      return LeaderboardState.LEADERBOARD_STATE_MISSING;
+    case 3:
+    case "LEADERBOARD_STATE_LFS_POINTER":
+      return LeaderboardState.LEADERBOARD_STATE_LFS_POINTER;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return LeaderboardState.UNRECOGNIZED;
+  }
+}
+
+export function leaderboardStateToJSON(object: LeaderboardState): string {
+  switch (object) {
+    case LeaderboardState.LEADERBOARD_STATE_UNSPECIFIED:
+      return "LEADERBOARD_STATE_UNSPECIFIED";
+    case LeaderboardState.LEADERBOARD_STATE_PRESENT:
+      return "LEADERBOARD_STATE_PRESENT";
+    case LeaderboardState.LEADERBOARD_STATE_MISSING:
+      return "LEADERBOARD_STATE_MISSING";
+    case LeaderboardState.LEADERBOARD_STATE_LFS_POINTER:
+      return "LEADERBOARD_STATE_LFS_POINTER";
+    case LeaderboardState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/**
  * Where a score lands on a competition's leaderboard. Thresholds are unset
  * when no leaderboard is known.
  */
@@ -179,6 +237,12 @@ export interface Ranking {
    */
   awardsMedals: boolean;
   leaderboardSize: number;
+  leaderboardState: LeaderboardState;
+  /**
+   * Without a leaderboard: a sentence saying so and how to fix it; empty
+   * otherwise.
+   */
+  leaderboardNote: string;
 }
 
 function createBaseRanking(): Ranking {
@@ -197,6 +261,8 @@ function createBaseRanking(): Ranking {
     leaderboardKnown: false,
     awardsMedals: false,
     leaderboardSize: 0,
+    leaderboardState: 0,
+    leaderboardNote: "",
   };
 }
 
@@ -243,6 +309,12 @@ export const Ranking: MessageFns<Ranking> = {
     }
     if (message.leaderboardSize !== 0) {
       writer.uint32(112).int32(message.leaderboardSize);
+    }
+    if (message.leaderboardState !== 0) {
+      writer.uint32(120).int32(message.leaderboardState);
+    }
+    if (message.leaderboardNote !== "") {
+      writer.uint32(130).string(message.leaderboardNote);
     }
     return writer;
   },
@@ -372,6 +444,22 @@ export const Ranking: MessageFns<Ranking> = {
             message.leaderboardSize = reader.int32();
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.leaderboardState = reader.int32() as any;
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.leaderboardNote = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -452,6 +540,16 @@ export const Ranking: MessageFns<Ranking> = {
         : isSet(object.leaderboard_size)
         ? globalThis.Number(object.leaderboard_size)
         : 0,
+      leaderboardState: isSet(object.leaderboardState)
+        ? leaderboardStateFromJSON(object.leaderboardState)
+        : isSet(object.leaderboard_state)
+        ? leaderboardStateFromJSON(object.leaderboard_state)
+        : 0,
+      leaderboardNote: isSet(object.leaderboardNote)
+        ? globalThis.String(object.leaderboardNote)
+        : isSet(object.leaderboard_note)
+        ? globalThis.String(object.leaderboard_note)
+        : "",
     };
   },
 
@@ -499,6 +597,12 @@ export const Ranking: MessageFns<Ranking> = {
     if (message.leaderboardSize !== 0) {
       obj.leaderboardSize = Math.round(message.leaderboardSize);
     }
+    if (message.leaderboardState !== 0) {
+      obj.leaderboardState = leaderboardStateToJSON(message.leaderboardState);
+    }
+    if (message.leaderboardNote !== "") {
+      obj.leaderboardNote = message.leaderboardNote;
+    }
     return obj;
   },
 
@@ -521,6 +625,8 @@ export const Ranking: MessageFns<Ranking> = {
     message.leaderboardKnown = object.leaderboardKnown ?? false;
     message.awardsMedals = object.awardsMedals ?? false;
     message.leaderboardSize = object.leaderboardSize ?? 0;
+    message.leaderboardState = object.leaderboardState ?? 0;
+    message.leaderboardNote = object.leaderboardNote ?? "";
     return message;
   },
 };

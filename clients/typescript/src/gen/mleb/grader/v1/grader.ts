@@ -7,6 +7,7 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../../google/protobuf/timestamp";
+import { LeaderboardState, leaderboardStateFromJSON, leaderboardStateToJSON } from "../../common/v1/common";
 
 export const protobufPackage = "mleb.grader.v1";
 
@@ -41,6 +42,12 @@ export interface CompetitionReport {
   graderSpecVersion: number;
   /** Content address of the answers and leaderboard graded against. */
   bundleDigest: string;
+  leaderboardState: LeaderboardState;
+  /**
+   * Without a leaderboard: a sentence saying so and how to fix it; empty
+   * otherwise.
+   */
+  leaderboardNote: string;
 }
 
 function createBaseCompetitionReport(): CompetitionReport {
@@ -65,6 +72,8 @@ function createBaseCompetitionReport(): CompetitionReport {
     awardsMedals: false,
     graderSpecVersion: 0,
     bundleDigest: "",
+    leaderboardState: 0,
+    leaderboardNote: "",
   };
 }
 
@@ -129,6 +138,12 @@ export const CompetitionReport: MessageFns<CompetitionReport> = {
     }
     if (message.bundleDigest !== "") {
       writer.uint32(162).string(message.bundleDigest);
+    }
+    if (message.leaderboardState !== 0) {
+      writer.uint32(168).int32(message.leaderboardState);
+    }
+    if (message.leaderboardNote !== "") {
+      writer.uint32(178).string(message.leaderboardNote);
     }
     return writer;
   },
@@ -306,6 +321,22 @@ export const CompetitionReport: MessageFns<CompetitionReport> = {
             message.bundleDigest = reader.string();
             continue;
           }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.leaderboardState = reader.int32() as any;
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.leaderboardNote = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -412,6 +443,16 @@ export const CompetitionReport: MessageFns<CompetitionReport> = {
         : isSet(object.bundle_digest)
         ? globalThis.String(object.bundle_digest)
         : "",
+      leaderboardState: isSet(object.leaderboardState)
+        ? leaderboardStateFromJSON(object.leaderboardState)
+        : isSet(object.leaderboard_state)
+        ? leaderboardStateFromJSON(object.leaderboard_state)
+        : 0,
+      leaderboardNote: isSet(object.leaderboardNote)
+        ? globalThis.String(object.leaderboardNote)
+        : isSet(object.leaderboard_note)
+        ? globalThis.String(object.leaderboard_note)
+        : "",
     };
   },
 
@@ -477,6 +518,12 @@ export const CompetitionReport: MessageFns<CompetitionReport> = {
     if (message.bundleDigest !== "") {
       obj.bundleDigest = message.bundleDigest;
     }
+    if (message.leaderboardState !== 0) {
+      obj.leaderboardState = leaderboardStateToJSON(message.leaderboardState);
+    }
+    if (message.leaderboardNote !== "") {
+      obj.leaderboardNote = message.leaderboardNote;
+    }
     return obj;
   },
 
@@ -505,6 +552,8 @@ export const CompetitionReport: MessageFns<CompetitionReport> = {
     message.awardsMedals = object.awardsMedals ?? false;
     message.graderSpecVersion = object.graderSpecVersion ?? 0;
     message.bundleDigest = object.bundleDigest ?? "";
+    message.leaderboardState = object.leaderboardState ?? 0;
+    message.leaderboardNote = object.leaderboardNote ?? "";
     return message;
   },
 };

@@ -42,7 +42,11 @@ export interface ValidateSubmissionRequest {
 
 export interface ValidateSubmissionResponse {
   valid: boolean;
-  /** "Submission is valid." or "Submission invalid! <reason>", as MLE-bench words it. */
+  /**
+   * MLE-bench's wording, exactly: "Submission is valid." or "Submission
+   * invalid! The attempt to grade the submission has resulted in the
+   * following error message:\n<reason>".
+   */
   message: string;
   /** The reason alone, empty when valid. */
   reason: string;

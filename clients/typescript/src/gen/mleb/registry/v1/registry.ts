@@ -7,6 +7,7 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../../google/protobuf/timestamp";
+import { LeaderboardState, leaderboardStateFromJSON, leaderboardStateToJSON } from "../../common/v1/common";
 
 export const protobufPackage = "mleb.registry.v1";
 
@@ -197,6 +198,12 @@ export interface Competition {
   targetColumns: string[];
   /** What the importer noticed, such as a leaderboard stored as a Git LFS pointer. */
   importNotes: string[];
+  leaderboardState: LeaderboardState;
+  /**
+   * Without a leaderboard: a sentence saying so and how to fix it (no server
+   * paths); empty otherwise.
+   */
+  leaderboardNote: string;
 }
 
 /** One row of a competition's leaderboard, best first. */
@@ -243,6 +250,7 @@ export interface GradingBundleHeader {
   /** The submission's id and target columns, for competitions graded by metric name. */
   idColumns: string[];
   targetColumns: string[];
+  leaderboardState: LeaderboardState;
 }
 
 function createBaseMetric(): Metric {
@@ -573,6 +581,8 @@ function createBaseCompetition(): Competition {
     idColumns: [],
     targetColumns: [],
     importNotes: [],
+    leaderboardState: 0,
+    leaderboardNote: "",
   };
 }
 
@@ -640,6 +650,12 @@ export const Competition: MessageFns<Competition> = {
     }
     for (const v of message.importNotes) {
       writer.uint32(170).string(v!);
+    }
+    if (message.leaderboardState !== 0) {
+      writer.uint32(176).int32(message.leaderboardState);
+    }
+    if (message.leaderboardNote !== "") {
+      writer.uint32(186).string(message.leaderboardNote);
     }
     return writer;
   },
@@ -825,6 +841,22 @@ export const Competition: MessageFns<Competition> = {
             message.importNotes.push(reader.string());
             continue;
           }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.leaderboardState = reader.int32() as any;
+            continue;
+          }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.leaderboardNote = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -912,6 +944,16 @@ export const Competition: MessageFns<Competition> = {
         : globalThis.Array.isArray(object?.import_notes)
         ? object.import_notes.map((e: any) => globalThis.String(e))
         : [],
+      leaderboardState: isSet(object.leaderboardState)
+        ? leaderboardStateFromJSON(object.leaderboardState)
+        : isSet(object.leaderboard_state)
+        ? leaderboardStateFromJSON(object.leaderboard_state)
+        : 0,
+      leaderboardNote: isSet(object.leaderboardNote)
+        ? globalThis.String(object.leaderboardNote)
+        : isSet(object.leaderboard_note)
+        ? globalThis.String(object.leaderboard_note)
+        : "",
     };
   },
 
@@ -980,6 +1022,12 @@ export const Competition: MessageFns<Competition> = {
     if (message.importNotes?.length) {
       obj.importNotes = message.importNotes;
     }
+    if (message.leaderboardState !== 0) {
+      obj.leaderboardState = leaderboardStateToJSON(message.leaderboardState);
+    }
+    if (message.leaderboardNote !== "") {
+      obj.leaderboardNote = message.leaderboardNote;
+    }
     return obj;
   },
 
@@ -1011,6 +1059,8 @@ export const Competition: MessageFns<Competition> = {
     message.idColumns = object.idColumns?.map((e) => e) || [];
     message.targetColumns = object.targetColumns?.map((e) => e) || [];
     message.importNotes = object.importNotes?.map((e) => e) || [];
+    message.leaderboardState = object.leaderboardState ?? 0;
+    message.leaderboardNote = object.leaderboardNote ?? "";
     return message;
   },
 };
@@ -1370,6 +1420,7 @@ function createBaseGradingBundleHeader(): GradingBundleHeader {
     awardsMedals: false,
     idColumns: [],
     targetColumns: [],
+    leaderboardState: 0,
   };
 }
 
@@ -1410,6 +1461,9 @@ export const GradingBundleHeader: MessageFns<GradingBundleHeader> = {
     }
     for (const v of message.targetColumns) {
       writer.uint32(98).string(v!);
+    }
+    if (message.leaderboardState !== 0) {
+      writer.uint32(104).int32(message.leaderboardState);
     }
     return writer;
   },
@@ -1523,6 +1577,14 @@ export const GradingBundleHeader: MessageFns<GradingBundleHeader> = {
             message.targetColumns.push(reader.string());
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.leaderboardState = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1587,6 +1649,11 @@ export const GradingBundleHeader: MessageFns<GradingBundleHeader> = {
         : globalThis.Array.isArray(object?.target_columns)
         ? object.target_columns.map((e: any) => globalThis.String(e))
         : [],
+      leaderboardState: isSet(object.leaderboardState)
+        ? leaderboardStateFromJSON(object.leaderboardState)
+        : isSet(object.leaderboard_state)
+        ? leaderboardStateFromJSON(object.leaderboard_state)
+        : 0,
     };
   },
 
@@ -1628,6 +1695,9 @@ export const GradingBundleHeader: MessageFns<GradingBundleHeader> = {
     if (message.targetColumns?.length) {
       obj.targetColumns = message.targetColumns;
     }
+    if (message.leaderboardState !== 0) {
+      obj.leaderboardState = leaderboardStateToJSON(message.leaderboardState);
+    }
     return obj;
   },
 
@@ -1650,6 +1720,7 @@ export const GradingBundleHeader: MessageFns<GradingBundleHeader> = {
     message.awardsMedals = object.awardsMedals ?? false;
     message.idColumns = object.idColumns?.map((e) => e) || [];
     message.targetColumns = object.targetColumns?.map((e) => e) || [];
+    message.leaderboardState = object.leaderboardState ?? 0;
     return message;
   },
 };
