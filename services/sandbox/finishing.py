@@ -110,6 +110,6 @@ class Finisher:
 
 
 def _collect(root: Path) -> tuple[bool, int]:
-    submission = root / "submission" / "submission.csv"
-    collected = submission.is_file() and not submission.is_symlink()
-    return collected, artifacts.outputs_size(root) if root.is_dir() else 0
+    if not root.is_dir():
+        return False, 0
+    return artifacts.has_submission(root), artifacts.outputs_size(root)

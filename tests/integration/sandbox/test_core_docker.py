@@ -3,36 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import docker
 import pytest
 from google.protobuf import duration_pb2
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
-from services.sandbox.core import INSTANCE_LABEL
 from tests.fixtures.fake_nvml import FakeNvml, h100s
+from tests.fixtures.sandbox_docker import containers_of
 
 pytestmark = pytest.mark.docker
 S = sandbox_pb2
 BUSYBOX = "mleb-test-busybox"
 PYTHON = "mleb-test-python"
-
-
-@pytest.fixture
-async def docker_stack(engine, sandbox_stack):
-    sandbox_stack.sandbox_settings = sandbox_stack.sandbox_settings.__class__(
-        **{**sandbox_stack.sandbox_settings.__dict__, "backend": "docker"}
-    )
-    yield sandbox_stack
-    for container in containers_of(engine, sandbox_stack):
-        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            container.remove(force=True)
-
-
-def containers_of(engine, sandbox_stack) -> list:
-    label = f"{INSTANCE_LABEL}={sandbox_stack.sandbox_settings.instance_id}"
-    return engine.containers.list(all=True, filters={"label": label}, ignore_removed=True)
 
 
 async def test_a_docker_sandbox_runs_to_success_and_is_cleaned_up(engine, docker_stack):
