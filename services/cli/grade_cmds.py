@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 import grpc
@@ -22,6 +21,7 @@ from services.grader.core import GraderCore
 from services.grader.registry_bundles import RegistryBundleProvider
 from services.grader.report_proto import report_from_proto, report_without_score
 from services.grader.reports import NO_SUBMISSION, CompetitionReport, aggregate_reports
+from services.runs.records import grading_report_name
 
 console = Console(stderr=True)
 
@@ -29,6 +29,21 @@ console = Console(stderr=True)
 def submission_exists(path: Path) -> bool:
     # MLE-bench only grades an existing file with a .csv suffix.
     return path.is_file() and path.suffix.lower() == ".csv"
+
+
+def no_submission_error(path: Path) -> str:
+    """Why a submission that `submission_exists` refuses was not graded: missing is one
+    thing, a file that is there but is no CSV another."""
+    if not path.exists():
+        return NO_SUBMISSION
+    if path.is_dir():
+        return "The submission path is a directory, not a CSV file."
+    if not path.is_file():
+        return "The submission path is not a regular file."
+    return (
+        f"The submission file exists but is not a CSV file (its name ends in "
+        f"{path.suffix or 'no suffix'!r}; MLE-bench grades only files named *.csv)."
+    )
 
 
 def _grader_client(address: str, token: str, settings: Settings) -> AsyncClient:
@@ -65,7 +80,7 @@ async def grade_one(
             ranked.ranking,
             submission_path=shown_path,
             submission_exists=False,
-            error=NO_SUBMISSION,
+            error=no_submission_error(submission),
         )
     provider: BundleProvider
     channel = None
@@ -79,7 +94,10 @@ async def grade_one(
         )
     try:
         return await GraderCore(provider).grade(
-            competition_id, submission if exists else None, shown_path
+            competition_id,
+            submission if exists else None,
+            shown_path,
+            no_submission=no_submission_error(submission),
         )
     finally:
         if channel is not None:
@@ -87,10 +105,16 @@ async def grade_one(
 
 
 def print_report(report: CompetitionReport) -> None:
+    out = Console()
+    rows = [(k, "" if v is None else str(v)) for k, v in report.to_dict().items()]
+    if not out.is_terminal:  # logs and pipes: whole lines, never folded mid-path
+        for key, value in rows:
+            out.print(f"{key}: {value}", markup=False, highlight=False, soft_wrap=True)
+        return
     table = Table(title=f"{report.competition_id}", show_header=False)
-    for key, value in report.to_dict().items():
-        table.add_row(key, "" if value is None else str(value))
-    Console().print(table)
+    for key, value in rows:
+        table.add_row(key, value)
+    out.print(table)
 
 
 _ANSWERS = typer.Option(None, help="Private answers file: grade offline, with no server.")
@@ -182,11 +206,21 @@ def grade(
 
     aggregated = aggregate_reports(_run(grade_all()))
     output_dir.mkdir(parents=True, exist_ok=True)
-    out = output_dir / f"{time.strftime('%Y-%m-%dT%H-%M-%S-%Z', time.gmtime())}_grading_report.json"
+    # `<YYYY-MM-DDTHH-MM-SS>-UTC_grading_report.json`, as `mleb run` names its reports and as
+    # MLE-bench's run groups are named; MLE-bench's readers glob `*grading_report*.json`.
+    out = output_dir / grading_report_name()
     out.write_text(json.dumps(aggregated, indent=2))
     summary = {k: v for k, v in aggregated.items() if k != "competition_reports"}
     console.print_json(json.dumps(summary))
-    console.print(f"Saved the grading report to {out}")
+    for report in aggregated["competition_reports"]:
+        if report.get("leaderboard_note"):
+            console.print(
+                f"{report['competition_id']}: {report['leaderboard_note']}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+    console.print(f"Saved the grading report to {out}", highlight=False, soft_wrap=True)
 
 
 def _run(coroutine):

@@ -53,6 +53,19 @@ def run_import(do_import: Callable[[CompetitionInstaller], ImportReport]) -> Non
 def _print_report(report: ImportReport) -> None:
     for warning in report.warnings:
         errors.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        # CI logs and pipes: a table would fold notes (and the paths in them) at 80 columns.
+        for result in report.results:
+            console.print(
+                f"{result.competition_id}: {result.status.value}", highlight=False, soft_wrap=True
+            )
+            for line in [result.error] if result.error else []:
+                console.print(f"  error: {line}", markup=False, highlight=False, soft_wrap=True)
+            for note in result.notes:
+                console.print(f"  note: {note}", markup=False, highlight=False, soft_wrap=True)
+        counts = {s: sum(r.status is s for r in report.results) for s in ImportStatus}
+        console.print(", ".join(f"{n} {s.value}" for s, n in counts.items()), highlight=False)
+        return
     table = Table("competition", "status", "notes")
     for result in report.results:
         style = _STATUS_STYLE[result.status]
@@ -159,13 +172,40 @@ def list_command(
                     registry_pb2.Complexity.Name(c.complexity).removeprefix("COMPLEXITY_").lower(),
                     c.metric.name,
                     _data_label(c),
-                    str(c.leaderboard_size) if c.leaderboard_size else "-",
+                    str(c.leaderboard_size)
+                    if c.leaderboard_size
+                    else (
+                        "none (LFS pointer)"
+                        if c.leaderboard_state == common_pb2.LEADERBOARD_STATE_LFS_POINTER
+                        else "none"
+                    ),
                 )
             page_token = response.next_page_token
             if not page_token:
                 break
-    console.print(table)
+    _print_table(table)
     console.print(f"{total} competitions")
+
+
+def _print_table(table: Table) -> None:
+    """A rich table on a terminal; elsewhere (CI, pipes) tab-separated whole values, which
+    rich would otherwise fold or cut at 80 columns."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    columns = table.columns
+    console.print("\t".join(str(c.header) for c in columns), markup=False, highlight=False)
+    for row in zip(*(c.cells for c in columns), strict=True):
+        console.print(
+            "\t".join(str(cell) for cell in row), markup=False, highlight=False, soft_wrap=True
+        )
+
+
+def _leaderboard_label(competition: registry_pb2.Competition) -> str:
+    if competition.leaderboard_size:
+        return f"{competition.leaderboard_size} teams"
+    # A registry that predates leaderboard states sends no note.
+    return competition.leaderboard_note or "none"
 
 
 def _data_label(competition: registry_pb2.Competition) -> str:
@@ -214,13 +254,19 @@ def show_command(
         ("metric", c.metric.name + "".join(f" {k}={v}" for k, v in c.metric.params.items())),
         ("lower is better", str(c.lower_is_better)),
         ("awards medals", str(c.awards_medals)),
-        ("leaderboard", f"{c.leaderboard_size} teams" if c.leaderboard_size else "none"),
+        ("leaderboard", _leaderboard_label(c)),
         ("data", _data_label(c) + (f": {c.data_status_reason}" if c.data_status_reason else "")),
         ("public data", f"{len(c.public_files)} files, {c.public_data_size_bytes} bytes"),
         ("checksums", _checksums_label(c)),
+        *(("import note", note) for note in c.import_notes),
     ):
         facts.add_row(label, value)
-    console.print(facts)
+    if console.is_terminal:
+        console.print(facts)
+    else:  # whole lines for logs and pipes, never folded mid-path
+        console.print(facts.title, markup=False, highlight=False, soft_wrap=True)
+        for label, value in zip(*(col.cells for col in facts.columns), strict=True):
+            console.print(f"{label}: {value}", markup=False, highlight=False, soft_wrap=True)
     if c.public_files:
         files = Table("path", "bytes", "sha256")
         for f in c.public_files:

@@ -73,6 +73,12 @@ class Ranking:
     above_median: bool
     is_lower_better: bool
     leaderboard_size: int
+    # Why there is no leaderboard, when the caller knows; None: implied by leaderboard_size.
+    leaderboard_state: LeaderboardState | None = None
+
+    @property
+    def leaderboard_status(self) -> LeaderboardState:
+        return self.leaderboard_state or leaderboard_state_of("", self.leaderboard_size)
 
     @property
     def any_medal(self) -> bool:
@@ -200,7 +206,7 @@ def ranking_to_proto(
     leaderboard_state: LeaderboardState | None = None,
 ) -> common_pb2.Ranking:
     """The wire form shared by the registry (thresholds) and the grader (a ranked score)."""
-    state = leaderboard_state or leaderboard_state_of("", ranking.leaderboard_size)
+    state = leaderboard_state or ranking.leaderboard_status
     message = common_pb2.Ranking(
         leaderboard_state=LEADERBOARD_STATE_TO_PROTO[state],
         leaderboard_note=leaderboard_note(state),

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import cachetools
 
 from services.common.errors import FailedPreconditionError, NotFoundError
+from services.common.ranking import LeaderboardState, leaderboard_state_of
 from services.grader.competitions import get_spec
 from services.grader.competitions.base import AnswersFormat, CompetitionSpec
 from services.grader.generic_specs import GENERIC_METRICS, generic_spec
@@ -33,8 +34,10 @@ class GradingBundle:
     leaderboard_scores: Sequence[float] | None
     awards_medals: bool
     answers_size_bytes: int
-    # None: infer from the leaderboard's order, as MLE-bench does.
+    # What the registry holds; ranking follows the spec's declared direction instead.
     lower_is_better: bool | None = None
+    # Why `leaderboard_scores` is None, when it is.
+    leaderboard_state: LeaderboardState = LeaderboardState.PRESENT
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class LeaderboardInfo:
     scores: Sequence[float] | None
     awards_medals: bool
     lower_is_better: bool | None = None
+    leaderboard_state: LeaderboardState | None = None
 
 
 class BundleProvider(Protocol):
@@ -119,6 +123,7 @@ async def parse_bundle(
     awards_medals: bool,
     lower_is_better: bool | None = None,
     metric: MetricRef = MetricRef(),
+    leaderboard_state: LeaderboardState | None = None,
 ) -> GradingBundle:
     spec = spec_for(competition_id, metric)
     if spec.answers_format != answers_format:
@@ -137,10 +142,23 @@ async def parse_bundle(
         awards_medals=awards_medals,
         answers_size_bytes=len(answers),
         lower_is_better=lower_is_better,
+        leaderboard_state=leaderboard_state
+        or leaderboard_state_of("", len(leaderboard_scores or [])),
     )
 
 
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+
+
 def read_leaderboard_scores(path: Path) -> list[float]:
+    with path.open("rb") as handle:
+        pointer = handle.read(len(_LFS_POINTER)) == _LFS_POINTER
+    if pointer:
+        raise FailedPreconditionError(
+            f"leaderboard {path} is a Git LFS pointer, not the file's content; run "
+            "`git lfs pull` in its checkout",
+            reason="GIT_LFS_POINTER",
+        )
     table = read_table(path)
     if "score" not in table.columns:
         raise FailedPreconditionError(
@@ -168,7 +186,9 @@ class LocalBundleProvider:
     async def leaderboard(self, competition_id: str) -> LeaderboardInfo:
         self._check(competition_id)
         if self._leaderboard_path is None:
-            return LeaderboardInfo(None, self._awards_medals)
+            return LeaderboardInfo(
+                None, self._awards_medals, leaderboard_state=LeaderboardState.MISSING
+            )
         return LeaderboardInfo(read_leaderboard_scores(self._leaderboard_path), self._awards_medals)
 
     async def get(self, competition_id: str) -> GradingBundle:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import os
 from typing import Any
 
 import pandas as pd
 
 from services.common.auth import Caller, Role
-from services.common.ranking import Ranking, rank_score
+from services.common.ranking import LeaderboardState, Ranking, leaderboard_note, rank_score
 from services.grader.bundles import BundleProvider, GradingBundle
+from services.grader.competitions import get_spec
 from services.grader.rate_limit import TokenBucketLimiter
 from services.grader.reading import Source
 from services.grader.reports import NO_SUBMISSION, CompetitionReport
@@ -62,16 +64,29 @@ class GraderCore:
         return await self._score(bundle, submission), bundle.spec.version
 
     async def grade(
-        self, competition_id: str, submission: Source | None, submission_path: str
+        self,
+        competition_id: str,
+        submission: Source | None,
+        submission_path: str,
+        *,
+        no_submission: str = NO_SUBMISSION,
     ) -> CompetitionReport:
-        """An MLE-bench competition report; `submission=None` means no submission exists."""
+        """An MLE-bench competition report; `submission=None` means no gradable submission
+        exists, for the reason `no_submission` gives."""
         bundle = await self._bundles.get(competition_id)
         if submission is None:
-            outcome = ScoreOutcome(None, NO_SUBMISSION)
+            outcome = ScoreOutcome(None, no_submission)
         else:
             outcome = await self._score(bundle, submission)
+        # The spec's declared direction: never inferred from a leaderboard, which may be
+        # missing (an LFS pointer in a plain clone of MLE-bench).
         ranking = rank_score(
-            outcome.score, bundle.leaderboard_scores or [], lower_is_better=bundle.lower_is_better
+            outcome.score,
+            bundle.leaderboard_scores or [],
+            lower_is_better=bundle.spec.lower_is_better,
+        )
+        state = (
+            bundle.leaderboard_state if ranking.leaderboard_size == 0 else LeaderboardState.PRESENT
         )
         return CompetitionReport(
             competition_id=competition_id,
@@ -93,10 +108,18 @@ class GraderCore:
             awards_medals=bundle.awards_medals,
             grader_spec_version=bundle.spec.version,
             bundle_digest=bundle.digest,
+            leaderboard_state=state.value,
+            leaderboard_note=leaderboard_note(state),
         )
 
     async def rank(self, competition_id: str, score: float | None) -> tuple[Ranking, bool]:
         """The ranking of `score`, and whether Kaggle awarded medals in this competition."""
         info = await self._bundles.leaderboard(competition_id)
-        ranking = rank_score(score, info.scores or [], lower_is_better=info.lower_is_better)
+        spec = get_spec(competition_id)
+        # A hand-written spec declares the direction; a metric-named competition's was
+        # checked against its metric and leaderboard when the registry imported it.
+        lower = spec.lower_is_better if spec is not None else info.lower_is_better
+        ranking = rank_score(score, info.scores or [], lower_is_better=lower)
+        if ranking.leaderboard_size == 0 and info.leaderboard_state is not None:
+            ranking = dataclasses.replace(ranking, leaderboard_state=info.leaderboard_state)
         return ranking, info.awards_medals

@@ -14,6 +14,7 @@ from services.common.errors import (
     PermissionDeniedError,
     UnavailableError,
 )
+from services.common.ranking import leaderboard_state_from_proto
 from services.grader.bundles import (
     GradingBundle,
     LeaderboardInfo,
@@ -95,6 +96,7 @@ class RegistryBundleProvider:
             header.awards_medals,
             header.lower_is_better,
             MetricRef(header.metric.name, header.id_columns, header.target_columns),
+            leaderboard_state_from_proto(header.leaderboard_state, len(header.leaderboard)),
         )
         self._cache.put(bundle)
         return bundle
@@ -109,5 +111,8 @@ class RegistryBundleProvider:
             raise _domain_error(error, competition_id) from error
         scores = [entry.score for entry in response.entries]
         return LeaderboardInfo(
-            scores or None, response.thresholds.awards_medals, response.lower_is_better
+            scores or None,
+            response.thresholds.awards_medals,
+            response.lower_is_better,
+            leaderboard_state_from_proto(response.thresholds.leaderboard_state, len(scores)),
         )

@@ -6,8 +6,10 @@ from google.protobuf import timestamp_pb2
 from mleb.common.v1 import common_pb2
 from mleb.grader.v1 import grader_pb2
 
+from services.common.ranking import LEADERBOARD_STATE_TO_PROTO, LeaderboardState
 from services.grader.reports import CompetitionReport
 
+_STATE_FROM_PROTO = {value: state for state, value in LEADERBOARD_STATE_TO_PROTO.items()}
 _OPTIONAL = ("score", "gold_threshold", "silver_threshold", "bronze_threshold", "median_threshold")
 
 
@@ -30,7 +32,12 @@ def report_to_proto(report: CompetitionReport) -> grader_pb2.CompetitionReport:
         awards_medals=report.awards_medals,
         grader_spec_version=report.grader_spec_version,
         bundle_digest=report.bundle_digest,
+        leaderboard_note=report.leaderboard_note,
     )
+    if report.leaderboard_state:
+        message.leaderboard_state = LEADERBOARD_STATE_TO_PROTO[
+            LeaderboardState(report.leaderboard_state)
+        ]
     # Unset optional fields mean "no score" and "no leaderboard".
     for name in _OPTIONAL:
         value = getattr(report, name)
@@ -58,7 +65,14 @@ def report_from_proto(message: grader_pb2.CompetitionReport) -> CompetitionRepor
         awards_medals=message.awards_medals,
         grader_spec_version=message.grader_spec_version,
         bundle_digest=message.bundle_digest,
+        leaderboard_state=_state_name(message.leaderboard_state),
+        leaderboard_note=message.leaderboard_note,
     )
+
+
+def _state_name(value: int) -> str:
+    state = _STATE_FROM_PROTO.get(value)  # type: ignore[call-overload]
+    return state.value if state else ""
 
 
 def report_without_score(
@@ -82,6 +96,8 @@ def report_without_score(
         valid_submission=False,
         submission_path=submission_path,
         error=error,
+        leaderboard_state=ranking.leaderboard_state,
+        leaderboard_note=ranking.leaderboard_note,
     )
     message.created_at.GetCurrentTime()
     for name in _OPTIONAL[1:]:

@@ -34,6 +34,10 @@ class CompetitionReport:
     awards_medals: bool = True
     grader_spec_version: int = 0
     bundle_digest: str = ""
+    # "present", "missing" or "lfs_pointer"; "" when not reported (an older grader).
+    leaderboard_state: str = ""
+    # Without a leaderboard: why there are no thresholds, and the fix.
+    leaderboard_note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """MLE-bench's JSON keys first, then mleb's extensions."""
@@ -58,6 +62,8 @@ class CompetitionReport:
             "awards_medals": self.awards_medals,
             "grader_spec_version": self.grader_spec_version,
             "bundle_digest": self.bundle_digest or None,
+            "leaderboard_state": self.leaderboard_state or None,
+            "leaderboard_note": self.leaderboard_note or None,
         }
 
 

@@ -12,8 +12,13 @@ from services.grader.reading import Source, read_submission
 
 log = structlog.get_logger("mleb.grader")
 
+# MLE-bench's wording, exactly (mlebench/grade.py's validate_submission, which its grading
+# server's /validate returns): agents written for MLE-bench match on these strings.
 VALID_MESSAGE = "Submission is valid."
-INVALID_PREFIX = "Submission invalid! "
+INVALID_PREFIX = (
+    "Submission invalid! The attempt to grade the submission has resulted in the following "
+    "error message:\n"
+)
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,10 @@ async def test_validate_submission_streams_through_reflection(
     assert set(reply) == {"valid", "message", "reason"}, "validation never returns a score"
     assert reply.items() >= expected.items()
     if not reply["valid"]:
-        assert reply["reason"] and reply["message"] == f"Submission invalid! {reply['reason']}"
+        assert reply["reason"] and reply["message"] == (
+            "Submission invalid! The attempt to grade the submission has resulted in the "
+            f"following error message:\n{reply['reason']}"
+        )
 
 
 async def test_errors_reach_a_reflection_client_as_status_codes(stack, lab_token):

@@ -11,7 +11,11 @@ from typer.testing import CliRunner
 
 from services.cli.registry_cmds import competitions_app, registry_app
 from services.registry.app import registry_service
-from tests.fixtures.registry_trees import build_mlebench_tree, build_own_competition
+from tests.fixtures.registry_trees import (
+    build_mlebench_tree,
+    build_own_competition,
+    build_plain_clone_tree,
+)
 
 runner = CliRunner()
 
@@ -77,3 +81,39 @@ async def test_list_and_show(settings, env, serve, lab_token, tmp_path: Path) ->
         runner.invoke, competitions_app, ["list"], env={**cli_env, "MLEB_TOKEN": ""}
     )
     assert denied.exit_code == 1 and "UNAUTHENTICATED" in denied.output
+
+
+async def test_plain_clone_shows_direction_and_the_lfs_fix(
+    settings, env, serve, lab_token, tmp_path: Path
+) -> None:
+    """Issue 12: a plain clone's pointer leaderboards no longer flip the direction, and the
+    missing leaderboard shows with the `git lfs pull` fix. CliRunner's output is not a
+    terminal, as in CI: the notes print whole, never folded mid-path."""
+    # A deep checkout path, so any folding at 80 columns would cut the note.
+    tree = build_plain_clone_tree(tmp_path / ("deep-" * 12) / "src")
+    imported = runner.invoke(
+        registry_app,
+        ["import-mlebench", "--repo", str(tree.repo), "--data-dir", str(tree.data_dir)],
+        env=env,
+    )
+    assert imported.exit_code == 0, imported.output
+    lines = imported.output.splitlines()
+    note = next(line for line in lines if "Git LFS pointer" in line)
+    assert "mlebench/competitions/billion-word-imputation/leaderboard.csv is a Git LFS" in note
+    assert "git lfs pull" in note and "│" not in imported.output
+
+    settings = dataclasses.replace(settings, database_url=env["MLEB_DATABASE_URL"])
+    server = await serve([registry_service(settings)], settings)
+    cli_env = {"MLEB_REGISTRY_ADDR": f"127.0.0.1:{server.port}", "MLEB_TOKEN": lab_token}
+    shown = await asyncio.to_thread(
+        runner.invoke, competitions_app, ["show", "billion-word-imputation"], env=cli_env
+    )
+    assert shown.exit_code == 0, shown.output
+    facts = shown.output.splitlines()
+    assert "lower is better: True" in facts
+    leaderboard = next(line for line in facts if line.startswith("leaderboard: "))
+    assert "no leaderboard" in leaderboard and "git lfs pull" in leaderboard
+    # Client-facing: no server path anywhere, neither the checkout nor the data dir.
+    assert str(tmp_path) not in shown.output
+    listed = await asyncio.to_thread(runner.invoke, competitions_app, ["list"], env=cli_env)
+    assert "none (LFS pointer)" in listed.output

@@ -42,7 +42,11 @@ def test_invalid_submission_means_no_score_with_its_reason():
 
     outcome = score_frame(_spec(grade), None, None)
     assert outcome.score is None and not outcome.valid
-    assert outcome.validation_message() == "Submission invalid! Submission is missing column 'y'."
+    # mlebench/grade.py's validate_submission, word for word.
+    assert outcome.validation_message() == (
+        "Submission invalid! The attempt to grade the submission has resulted in the following "
+        "error message:\nSubmission is missing column 'y'."
+    )
 
 
 def test_unexpected_errors_give_no_score_and_never_leak_their_text():
