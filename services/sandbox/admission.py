@@ -156,7 +156,7 @@ def same_as_before(
     """The sandbox an earlier request with the same idempotency key made, if any; raises when
     that request asked for something else."""
     with sessions() as session:
-        row = store.find_by_idempotency_key(session, request.idempotency_key)
+        row = store.find_by_idempotency_key(session, request.idempotency_key, request.tenant)
         if row is None:
             return None
         labels = store.labels_of(session, [row.id])[row.id]
@@ -199,6 +199,7 @@ def _new_row(
         allowed_hosts=list(request.allowed_hosts),
         description_variant=request.description_variant.value,
         owner=request.owner,
+        tenant=request.tenant,
         idempotency_key=request.idempotency_key or None,
         wait_for_gpus=request.wait_for_gpus,
         mlebench_compat=request.mlebench_compat,
@@ -224,6 +225,7 @@ def _new_row(
         last_log_seq=0,
         last_output_time=0.0,
         layout_root=str(settings.work_dir / "sandboxes" / sandbox_id),
+        egress_omitted_connections=0,
     )
 
 

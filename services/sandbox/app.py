@@ -22,6 +22,8 @@ from services.sandbox.backends.docker import DockerBackend
 from services.sandbox.backends.local import LocalBackend
 from services.sandbox.config import SandboxSettings
 from services.sandbox.core import SandboxCore
+from services.sandbox.egress_log import EgressLog
+from services.sandbox.egress_proxy import AddressPolicy, parse_address_allowances
 from services.sandbox.endpoints import SandboxEndpoints
 from services.sandbox.gpus import GpuInventory
 from services.sandbox.registry_client import RegistryCompetitions
@@ -65,9 +67,19 @@ def sandbox_service(
     sandbox_settings = sandbox_settings or SandboxSettings.from_env(settings)
     engine = store.open_database(settings.database_url)
     channel = service_channel(settings.registry_addr, settings)
-    endpoints = SandboxEndpoints(settings.grader_addr, settings)
+    sessions = db.create_session_factory(engine)
+    endpoints = SandboxEndpoints(
+        settings.grader_addr,
+        settings,
+        AddressPolicy(
+            parse_address_allowances(
+                sandbox_settings.egress_allow_addresses, "MLEB_SANDBOX_EGRESS_ALLOW_ADDRESSES"
+            )
+        ),
+        EgressLog(sessions, sandbox_settings.egress_max_destinations),
+    )
     core = SandboxCore(
-        db.create_session_factory(engine),
+        sessions,
         choose_backend(sandbox_settings, sandbox_settings.sidecar_image),
         RegistryCompetitions(channel, bearer_metadata(service_token(settings, "sandbox"))),
         endpoints,

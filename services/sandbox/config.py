@@ -55,6 +55,11 @@ class SandboxSettings:
     sidecar_image: str = ""
     # How often queued sandboxes look for free GPUs released by another process.
     queue_poll_interval_s: float = 2.0
+    # Addresses or CIDR networks the allowlist proxy may reach although they are loopback,
+    # private, link-local or the host's own (MLEB_SANDBOX_EGRESS_ALLOW_ADDRESSES, commas).
+    egress_allow_addresses: tuple[str, ...] = ()
+    # Destinations itemised in a sandbox's egress log; later ones are only counted.
+    egress_max_destinations: int = 256
 
     @classmethod
     def from_env(cls, settings: Settings) -> SandboxSettings:
@@ -75,4 +80,8 @@ class SandboxSettings:
             sample_interval_s=_float("SAMPLE_INTERVAL_S", 2.0),
             queue_poll_interval_s=_float("QUEUE_POLL_INTERVAL_S", 2.0),
             sidecar_image=_env("SIDECAR_IMAGE", ""),
+            egress_allow_addresses=tuple(
+                filter(None, (a.strip() for a in _env("EGRESS_ALLOW_ADDRESSES", "").split(",")))
+            ),
+            egress_max_destinations=int(_float("EGRESS_MAX_DESTINATIONS", 256)),
         )

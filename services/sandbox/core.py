@@ -22,6 +22,7 @@ import asyncio
 import secrets as secrets_module
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,6 +60,8 @@ log = structlog.get_logger("mleb.sandbox")
 SERVICE_LABEL = "mleb.service"
 NODE_LABEL = "mleb.node"
 INSTANCE_LABEL = "mleb.instance"
+# What ListGpus shows a lab for a GPU leased to another lab's sandbox.
+OTHER_TENANT = "(another tenant)"
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
@@ -138,10 +141,12 @@ class SandboxCore:
     # Creating
 
     async def create(
-        self, request: SandboxRequest, caller_subject: str = ""
+        self, request: SandboxRequest, caller_subject: str = "", tenant: str = ""
     ) -> tuple[SandboxRecord, bool]:
-        """Records the sandbox as PENDING and starts it in the background; returns at once."""
+        """Records the sandbox as PENDING and starts it in the background; returns at once.
+        The sandbox belongs to `tenant` (the caller's lab; its subject when empty)."""
         request = admission.normalize(request, caller_subject, self._settings, self._backend.name)
+        request = replace(request, tenant=tenant or caller_subject)
         await self._ready.wait()
         if request.idempotency_key:
             existing = await self._threads.run(admission.same_as_before, self._sessions, request)
@@ -178,12 +183,13 @@ class SandboxCore:
             )
         return record, True
 
-    # Queries
+    # Queries. `tenant` scopes a call to one lab's sandboxes (None: every lab's, for the
+    # service role); another lab's sandbox is NOT_FOUND, exactly like a missing one.
 
-    async def get(self, sandbox_id: str) -> SandboxRecord:
+    async def get(self, sandbox_id: str, tenant: str | None = None) -> SandboxRecord:
         def read() -> SandboxRecord:
             with self._sessions() as session:
-                return store.to_record(session, store.get_row(session, sandbox_id))
+                return store.to_record(session, store.get_row(session, sandbox_id, tenant=tenant))
 
         return await self._threads.run(read)
 
@@ -204,18 +210,35 @@ class SandboxCore:
         return await self._threads.run(read)
 
     def stream_logs(
-        self, sandbox_id: str, after_seq: int = 0, follow: bool = False
+        self, sandbox_id: str, after_seq: int = 0, follow: bool = False, tenant: str | None = None
     ) -> AsyncIterator[list[LogEntry]]:
         if after_seq < 0:
             raise invalid_field("after_seq", "must not be negative")
-        return self._reader.stream(sandbox_id, after_seq, follow)
+        if tenant is None:
+            return self._reader.stream(sandbox_id, after_seq, follow)
+        return self._stream_visible(sandbox_id, after_seq, follow, tenant)
 
-    async def list_gpus(self) -> GpuListing:
+    async def _stream_visible(
+        self, sandbox_id: str, after_seq: int, follow: bool, tenant: str
+    ) -> AsyncIterator[list[LogEntry]]:
+        await self.get(sandbox_id, tenant)
+        async for entries in self._reader.stream(sandbox_id, after_seq, follow):
+            yield entries
+
+    async def list_gpus(self, tenant: str | None = None) -> GpuListing:
+        """With a tenant, GPUs leased to another lab show as leased, without its sandbox id."""
         snapshot = await self._threads.run(self._inventory.snapshot)
 
         def holders() -> dict[str, str]:
             with self._sessions() as session:
-                return leases.holders(session, self.node)
+                held = leases.holders(session, self.node)
+                if tenant is None:
+                    return held
+                owners = store.tenants_of(session, list(held.values()))
+                return {
+                    uuid: sandbox_id if owners.get(sandbox_id) == tenant else OTHER_TENANT
+                    for uuid, sandbox_id in held.items()
+                }
 
         held = await self._threads.run(holders)
         return GpuListing(
@@ -228,10 +251,13 @@ class SandboxCore:
 
     # Stopping
 
-    async def stop(self, sandbox_id: str, grace_s: float = 0.0, reason: str = "") -> SandboxRecord:
+    async def stop(
+        self, sandbox_id: str, grace_s: float = 0.0, reason: str = "", tenant: str | None = None
+    ) -> SandboxRecord:
         """Graceful stop, then kill after the grace period; ends CANCELLED."""
         if grace_s < 0:
             raise invalid_field("grace_period", "must not be negative")
+        await self.get(sandbox_id, tenant)
         grace = grace_s or self._settings.stop_grace_s
         why = reason or "stopped on request"
         await self._ready.wait()
@@ -285,8 +311,8 @@ class SandboxCore:
 
     # Artifacts and retention
 
-    async def artifacts(self, sandbox_id: str) -> artifacts.Archive:
-        record = await self.get(sandbox_id)
+    async def artifacts(self, sandbox_id: str, tenant: str | None = None) -> artifacts.Archive:
+        record = await self.get(sandbox_id, tenant)
         if record.artifacts_deleted:
             raise FailedPreconditionError(
                 f"the artifacts of sandbox {sandbox_id} were deleted by retention",

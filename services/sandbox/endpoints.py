@@ -28,7 +28,13 @@ from services.common.channels import bearer_metadata, service_channel
 from services.common.errors import invalid_field
 from services.common.settings import Settings
 from services.sandbox.backends.base import NetworkMode
-from services.sandbox.egress_proxy import EgressProxy, parse_allowlist, split_host_port
+from services.sandbox.egress_log import EgressLog
+from services.sandbox.egress_proxy import (
+    AddressPolicy,
+    EgressProxy,
+    parse_allowlist,
+    split_host_port,
+)
 from services.sandbox.relay import bind_unix_socket, relay
 
 log = structlog.get_logger("mleb.sandbox.endpoints")
@@ -62,12 +68,23 @@ class _OpenSandbox:
     runner: web.AppRunner | None = None
     connections: set[asyncio.StreamWriter] = field(default_factory=set)
     paths: list[Path] = field(default_factory=list)
+    handlers: set[asyncio.Task] = field(default_factory=set)
+    proxy: EgressProxy | None = None
 
 
 class SandboxEndpoints:
-    def __init__(self, grader_addr: str, settings: Settings) -> None:
+    def __init__(
+        self,
+        grader_addr: str,
+        settings: Settings,
+        egress_policy: AddressPolicy | None = None,
+        egress_log: EgressLog | None = None,
+    ) -> None:
         self._grader_addr = grader_addr
         self._settings = settings
+        # Default: no loopback, private, link-local or host address is reachable.
+        self._egress_policy = egress_policy or AddressPolicy()
+        self._egress_log = egress_log
         self._channel: grpc.aio.Channel | None = None
         self._open: dict[str, _OpenSandbox] = {}
 
@@ -99,8 +116,14 @@ class SandboxEndpoints:
             )
             await self._serve_stream(state, sockets_dir / GRADER_SOCKET, self._relay_to_grader)
             if network is NetworkMode.ALLOWLIST:
-                proxy = EgressProxy(sandbox_id, rules)
-                await self._serve_stream(state, sockets_dir / EGRESS_SOCKET, proxy.handle)
+                egress_log = self._egress_log
+                state.proxy = EgressProxy(
+                    sandbox_id,
+                    rules,
+                    self._egress_policy,
+                    (lambda event: egress_log.record(sandbox_id, event)) if egress_log else None,
+                )
+                await self._serve_stream(state, sockets_dir / EGRESS_SOCKET, state.proxy.handle)
         except BaseException:
             await self.close(sandbox_id)
             raise
@@ -114,6 +137,13 @@ class SandboxEndpoints:
             server.close()
         for writer in list(state.connections):
             writer.close()
+        if state.proxy is not None:
+            state.proxy.close()
+        if state.handlers:
+            # Proxied connections report their bytes as they end: let them, then write the log.
+            await asyncio.wait(list(state.handlers), timeout=2.0)
+        if self._egress_log is not None:
+            await self._egress_log.flush(sandbox_id)
         if state.runner is not None:
             await state.runner.cleanup()
         for server in state.servers:
@@ -128,14 +158,20 @@ class SandboxEndpoints:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
+        if self._egress_log is not None:
+            await self._egress_log.aclose()
 
     async def _serve_stream(self, state: _OpenSandbox, path: Path, handler: StreamHandler) -> None:
         async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
             state.connections.add(writer)
+            if task is not None:
+                state.handlers.add(task)
             try:
                 await handler(reader, writer)
             finally:
                 state.connections.discard(writer)
+                state.handlers.discard(task)  # type: ignore[arg-type]
 
         sock = bind_unix_socket(path)
         state.paths.append(path)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -27,6 +28,12 @@ class Base(DeclarativeBase):
 
 class SandboxRow(Base):
     __tablename__ = "sandbox_sandboxes"
+    # Idempotency keys are the tenant's own: another lab's key neither collides nor leaks.
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant", "idempotency_key", name="uq_sandbox_sandboxes_tenant_idempotency_key"
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     competition_id: Mapped[str] = mapped_column(String(128), index=True)
@@ -47,7 +54,9 @@ class SandboxRow(Base):
     # "PLAIN" or "OBFUSCATED": what the agent was shown.
     description_variant: Mapped[str] = mapped_column(String(16))
     owner: Mapped[str] = mapped_column(String(256), index=True)
-    idempotency_key: Mapped[str | None] = mapped_column(String(256), unique=True)
+    # The lab that created it (its token's tenant); set by the service, never by the request.
+    tenant: Mapped[str] = mapped_column(String(256), index=True, default="")
+    idempotency_key: Mapped[str | None] = mapped_column(String(256))
     wait_for_gpus: Mapped[bool]
     mlebench_compat: Mapped[bool]
     backend: Mapped[str] = mapped_column(String(16))
@@ -83,6 +92,8 @@ class SandboxRow(Base):
     # Host folder holding data/, submission/, logs/, code/ (and sockets) for this sandbox.
     layout_root: Mapped[str] = mapped_column(String(1024))
     artifacts_deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Egress connections not itemised in sandbox_egress once its per-sandbox cap was reached.
+    egress_omitted_connections: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class LabelRow(Base):
@@ -121,3 +132,25 @@ class GpuLeaseRow(Base):
         ForeignKey("sandbox_sandboxes.id", ondelete="CASCADE"), index=True
     )
     leased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EgressRow(Base):
+    """Connections from one sandbox to one destination with one verdict, summed."""
+
+    __tablename__ = "sandbox_egress"
+
+    sandbox_id: Mapped[str] = mapped_column(
+        ForeignKey("sandbox_sandboxes.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(512))
+    port: Mapped[int] = mapped_column(Integer)
+    # The checked address connected to; "" when none was.
+    address: Mapped[str] = mapped_column(String(64))
+    # An EgressVerdict name: ALLOWED, NOT_ALLOWLISTED, FORBIDDEN_ADDRESS, BAD_HOST, UNREACHABLE.
+    verdict: Mapped[str] = mapped_column(String(24))
+    connections: Mapped[int] = mapped_column(BigInteger)
+    bytes_sent: Mapped[int] = mapped_column(BigInteger)
+    bytes_received: Mapped[int] = mapped_column(BigInteger)
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

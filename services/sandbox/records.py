@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.sandbox.backends.base import NetworkMode
+from services.sandbox.egress_proxy import EgressVerdict
 from services.sandbox.gpus import GpuInfo
 from services.sandbox.states import FailureClass, FailureReason, SandboxState
 
@@ -47,6 +48,23 @@ class SandboxRequest:
     idempotency_key: str = ""
     wait_for_gpus: bool = False
     mlebench_compat: bool = False
+    # Set by the service from the caller's token, never from the request message.
+    tenant: str = ""
+
+
+@dataclass(frozen=True)
+class EgressDestination:
+    """The egress proxy's connections to one destination with one verdict, summed."""
+
+    host: str
+    port: int
+    address: str
+    verdict: EgressVerdict
+    connections: int
+    bytes_sent: int
+    bytes_received: int
+    first_at: datetime
+    last_at: datetime
 
 
 @dataclass(frozen=True)
@@ -99,6 +117,9 @@ class SandboxRecord:
     last_log_seq: int
     layout_root: str
     artifacts_deleted: bool
+    tenant: str = ""
+    egress: list[EgressDestination] = field(default_factory=list)
+    egress_omitted_connections: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,6 +128,8 @@ class SandboxFilter:
     states: list[SandboxState] = field(default_factory=list)
     owner: str = ""
     competition_id: str = ""
+    # Only this tenant's sandboxes; None for every tenant's (the service role).
+    tenant: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from mleb.common.v1 import common_pb2
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2, sandbox_service_pb2_grpc
 
 from services.common.auth import Role, current_caller
-from services.common.errors import invalid_field
+from services.common.errors import UnauthenticatedError, invalid_field
 from services.sandbox.backends.base import NetworkMode
 from services.sandbox.core import SandboxCore
 from services.sandbox.records import (
@@ -146,6 +146,22 @@ def sandbox_to_proto(record: SandboxRecord) -> sandbox_pb2.Sandbox:
         node=record.node,
         submission_collected=record.submission_collected,
         last_log_seq=record.last_log_seq,
+        tenant=record.tenant,
+        egress=[
+            sandbox_pb2.EgressDestination(
+                host=d.host,
+                port=d.port,
+                address=d.address,
+                verdict=sandbox_pb2.EgressVerdict.Value(f"EGRESS_VERDICT_{d.verdict.value}"),
+                connections=d.connections,
+                bytes_sent=d.bytes_sent,
+                bytes_received=d.bytes_received,
+                first_at=_timestamp(d.first_at),
+                last_at=_timestamp(d.last_at),
+            )
+            for d in record.egress
+        ],
+        egress_omitted_connections=record.egress_omitted_connections,
     )
     if record.exit_code is not None:
         message.exit_code = record.exit_code
@@ -225,6 +241,16 @@ def gpus_to_proto(listing: GpuListing) -> sandbox_service_pb2.ListGpusResponse:
     )
 
 
+def _tenant_scope() -> str | None:
+    """The lab whose sandboxes this call may touch; None (all of them) for the service role."""
+    caller = current_caller()
+    if caller.role is Role.SERVICE:
+        return None
+    if not caller.tenant_id:
+        raise UnauthenticatedError("this token names no subject or tenant", reason="BAD_TOKEN")
+    return caller.tenant_id
+
+
 def _required_id(sandbox_id: str) -> str:
     if not sandbox_id:
         raise invalid_field("sandbox_id", "required")
@@ -241,15 +267,16 @@ class SandboxServicer(sandbox_service_pb2_grpc.SandboxServiceServicer):
         self._core = core
 
     async def CreateSandbox(self, request, context):
+        caller = current_caller()
         record, created = await self._core.create(
-            request_from_proto(request), current_caller().subject
+            request_from_proto(request), caller.subject, caller.tenant_id
         )
         return sandbox_service_pb2.CreateSandboxResponse(
             sandbox=sandbox_to_proto(record), created=created
         )
 
     async def GetSandbox(self, request, context):
-        record = await self._core.get(_required_id(request.sandbox_id))
+        record = await self._core.get(_required_id(request.sandbox_id), _tenant_scope())
         return sandbox_service_pb2.GetSandboxResponse(sandbox=sandbox_to_proto(record))
 
     async def ListSandboxes(self, request, context):
@@ -264,6 +291,7 @@ class SandboxServicer(sandbox_service_pb2_grpc.SandboxServiceServicer):
                 states=states,
                 owner=request.owner,
                 competition_id=request.competition_id,
+                tenant=_tenant_scope(),
             ),
             request.page_size,
             request.page_token,
@@ -275,7 +303,7 @@ class SandboxServicer(sandbox_service_pb2_grpc.SandboxServiceServicer):
 
     async def StreamLogs(self, request, context):
         pages = self._core.stream_logs(
-            _required_id(request.sandbox_id), request.after_seq, request.follow
+            _required_id(request.sandbox_id), request.after_seq, request.follow, _tenant_scope()
         )
         async for entries in pages:
             yield sandbox_service_pb2.StreamLogsResponse(
@@ -287,11 +315,12 @@ class SandboxServicer(sandbox_service_pb2_grpc.SandboxServiceServicer):
             _required_id(request.sandbox_id),
             request.grace_period.ToNanoseconds() / 1e9,
             request.reason,
+            _tenant_scope(),
         )
         return sandbox_service_pb2.StopSandboxResponse(sandbox=sandbox_to_proto(record))
 
     async def DownloadArtifacts(self, request, context):
-        archive = await self._core.artifacts(_required_id(request.sandbox_id))
+        archive = await self._core.artifacts(_required_id(request.sandbox_id), _tenant_scope())
         try:
             first = True
             async for chunk in _in_thread(archive.chunks()):
@@ -306,4 +335,4 @@ class SandboxServicer(sandbox_service_pb2_grpc.SandboxServiceServicer):
             archive.remove()
 
     async def ListGpus(self, request, context):
-        return gpus_to_proto(await self._core.list_gpus())
+        return gpus_to_proto(await self._core.list_gpus(_tenant_scope()))

@@ -10,16 +10,18 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy import and_, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from services.common import db
 from services.common.errors import NotFoundError, invalid_field
 from services.sandbox.backends.base import NetworkMode
-from services.sandbox.models import GpuLeaseRow, LabelRow, LogEntryRow, SandboxRow
+from services.sandbox.egress_proxy import EgressEvent, EgressVerdict
+from services.sandbox.models import EgressRow, GpuLeaseRow, LabelRow, LogEntryRow, SandboxRow
 from services.sandbox.records import (
     DescriptionVariant,
+    EgressDestination,
     LogEntry,
     LogStream,
     ResourceUsage,
@@ -53,8 +55,14 @@ def insert_sandbox(session: Session, row: SandboxRow, labels: dict[str, str]) ->
         session.add(LabelRow(sandbox_id=row.id, key=key, value=value))
 
 
-def get_row(session: Session, sandbox_id: str, *, for_update: bool = False) -> SandboxRow:
+def get_row(
+    session: Session, sandbox_id: str, *, for_update: bool = False, tenant: str | None = None
+) -> SandboxRow:
+    """The sandbox's row. With a tenant, another tenant's sandbox is NOT_FOUND, worded exactly
+    as a sandbox that does not exist, so its existence is not revealed."""
     query = select(SandboxRow).where(SandboxRow.id == sandbox_id)
+    if tenant is not None:
+        query = query.where(SandboxRow.tenant == tenant)
     if for_update:
         query = query.with_for_update()
     row = session.scalars(query).one_or_none()
@@ -90,10 +98,15 @@ def transition(
     return session.execute(query.values(**values)).rowcount == 1
 
 
-def find_by_idempotency_key(session: Session, key: str) -> SandboxRow | None:
+def find_by_idempotency_key(session: Session, key: str, tenant: str) -> SandboxRow | None:
     return session.scalars(
-        select(SandboxRow).where(SandboxRow.idempotency_key == key)
+        select(SandboxRow).where(SandboxRow.idempotency_key == key, SandboxRow.tenant == tenant)
     ).one_or_none()
+
+
+def tenants_of(session: Session, ids: Sequence[str]) -> dict[str, str]:
+    query = select(SandboxRow.id, SandboxRow.tenant).where(SandboxRow.id.in_(list(ids)))
+    return {sandbox_id: tenant for sandbox_id, tenant in session.execute(query)}
 
 
 def rows_in_states(
@@ -122,18 +135,44 @@ def leases_of(session: Session, ids: Sequence[str]) -> dict[str, list[str]]:
     return found
 
 
+def egress_of(session: Session, ids: Sequence[str]) -> dict[str, list[EgressDestination]]:
+    found: dict[str, list[EgressDestination]] = {i: [] for i in ids}
+    query = select(EgressRow).where(EgressRow.sandbox_id.in_(ids)).order_by(EgressRow.seq)
+    for row in session.scalars(query):
+        found[row.sandbox_id].append(
+            EgressDestination(
+                host=row.host,
+                port=row.port,
+                address=row.address,
+                verdict=EgressVerdict(row.verdict),
+                connections=row.connections,
+                bytes_sent=row.bytes_sent,
+                bytes_received=row.bytes_received,
+                first_at=utc(row.first_at),  # type: ignore[arg-type]
+                last_at=utc(row.last_at),  # type: ignore[arg-type]
+            )
+        )
+    return found
+
+
 def to_records(session: Session, rows: Sequence[SandboxRow]) -> list[SandboxRecord]:
     ids = [row.id for row in rows]
     labels = labels_of(session, ids)
     leases = leases_of(session, ids)
-    return [_record(row, labels[row.id], leases[row.id]) for row in rows]
+    egress = egress_of(session, ids)
+    return [_record(row, labels[row.id], leases[row.id], egress[row.id]) for row in rows]
 
 
 def to_record(session: Session, row: SandboxRow) -> SandboxRecord:
     return to_records(session, [row])[0]
 
 
-def _record(row: SandboxRow, labels: dict[str, str], leases: list[str]) -> SandboxRecord:
+def _record(
+    row: SandboxRow,
+    labels: dict[str, str],
+    leases: list[str],
+    egress: list[EgressDestination],
+) -> SandboxRecord:
     return SandboxRecord(
         id=row.id,
         competition_id=row.competition_id,
@@ -180,6 +219,9 @@ def _record(row: SandboxRow, labels: dict[str, str], leases: list[str]) -> Sandb
         last_log_seq=row.last_log_seq,
         layout_root=row.layout_root,
         artifacts_deleted=row.artifacts_deleted_at is not None,
+        tenant=row.tenant,
+        egress=egress,
+        egress_omitted_connections=row.egress_omitted_connections or 0,
     )
 
 
@@ -192,6 +234,7 @@ def _filter_digest(where: SandboxFilter) -> str:
         "states": sorted(s.value for s in where.states),
         "owner": where.owner,
         "competition_id": where.competition_id,
+        "tenant": where.tenant,
     }
     return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:16]
 
@@ -229,6 +272,8 @@ def list_rows(
         query = query.where(SandboxRow.owner == where.owner)
     if where.competition_id:
         query = query.where(SandboxRow.competition_id == where.competition_id)
+    if where.tenant is not None:
+        query = query.where(SandboxRow.tenant == where.tenant)
     if after is not None:
         created, sandbox_id = after
         query = query.where(
@@ -280,3 +325,75 @@ def read_logs(session: Session, sandbox_id: str, after_seq: int, limit: int) -> 
         LogEntry(seq=r.seq, time=r.time, stream=LogStream(r.stream), text=r.text)
         for r in session.scalars(query)
     ]
+
+
+# Egress
+
+
+def add_egress(
+    session: Session, sandbox_id: str, events: Sequence[EgressEvent], max_destinations: int
+) -> None:
+    """Adds the proxy's events to the sandbox's per-destination sums. Destinations past
+    `max_destinations` are only counted on the sandbox row."""
+    sums: dict[tuple[str, int, str, str], list] = {}
+    for e in events:
+        key = (e.host[:512], e.port, e.address, e.verdict.value)
+        first, last = _moment(e.started_at), _moment(e.ended_at)
+        if key not in sums:
+            sums[key] = [0, 0, 0, first, last]
+        total = sums[key]
+        total[0] += 1
+        total[1] += e.bytes_sent
+        total[2] += e.bytes_received
+        total[3], total[4] = min(total[3], first), max(total[4], last)
+    count, top = session.execute(
+        select(func.count(), func.coalesce(func.max(EgressRow.seq), 0)).where(
+            EgressRow.sandbox_id == sandbox_id
+        )
+    ).one()
+    omitted = 0
+    for (host, port, address, verdict), (n, sent, received, first, last) in sums.items():
+        row = session.scalars(
+            select(EgressRow).where(
+                EgressRow.sandbox_id == sandbox_id,
+                EgressRow.host == host,
+                EgressRow.port == port,
+                EgressRow.address == address,
+                EgressRow.verdict == verdict,
+            )
+        ).one_or_none()
+        if row is not None:
+            row.connections += n
+            row.bytes_sent += sent
+            row.bytes_received += received
+            row.first_at = min(utc(row.first_at), first)  # type: ignore[type-var]
+            row.last_at = max(utc(row.last_at), last)  # type: ignore[type-var]
+        elif count < max_destinations:
+            count, top = count + 1, top + 1
+            session.add(
+                EgressRow(
+                    sandbox_id=sandbox_id,
+                    seq=top,
+                    host=host,
+                    port=port,
+                    address=address,
+                    verdict=verdict,
+                    connections=n,
+                    bytes_sent=sent,
+                    bytes_received=received,
+                    first_at=first,
+                    last_at=last,
+                )
+            )
+        else:
+            omitted += n
+    if omitted:
+        session.execute(
+            update(SandboxRow)
+            .where(SandboxRow.id == sandbox_id)
+            .values(egress_omitted_connections=SandboxRow.egress_omitted_connections + omitted)
+        )
+
+
+def _moment(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
