@@ -68,6 +68,23 @@ def test_grade_sample_exits_zero_for_invalid_and_missing_submissions(files, tmp_
     assert json.loads(missing.stdout)["submission_exists"] is False
 
 
+def test_an_existing_file_that_is_not_a_csv_says_so(files, tmp_path):
+    """Issue 12: it used to read "No submission file was found." for a file that is there."""
+    text = tmp_path / "submission.txt"
+    text.write_bytes(files["good"].read_bytes())
+    result = _mleb("grade-sample", str(text), COMPETITION,
+                   "--answers", str(files["answers"]), "--json")  # fmt: skip
+    report = json.loads(result.stdout)
+    assert report["submission_exists"] is False  # as MLE-bench counts it
+    assert "exists but is not a CSV file" in report["error"] and "'.txt'" in report["error"]
+    folder = _mleb("grade-sample", str(tmp_path), COMPETITION,
+                   "--answers", str(files["answers"]), "--json")  # fmt: skip
+    assert "is a directory" in json.loads(folder.stdout)["error"]
+    missing = _mleb("grade-sample", str(tmp_path / "none.csv"), COMPETITION,
+                    "--answers", str(files["answers"]), "--json")  # fmt: skip
+    assert json.loads(missing.stdout)["error"] == "No submission file was found."
+
+
 def test_grade_sample_fails_for_usage_and_io_errors(files, tmp_path):
     assert _mleb("grade-sample", str(files["good"]), COMPETITION,
                  "--answers", str(tmp_path / "nope.csv")).returncode == 2  # fmt: skip

@@ -35,7 +35,7 @@ LOWER_IS_BETTER = {
 
 def test_every_spec_declares_its_direction() -> None:
     specs = all_specs()
-    assert LOWER_IS_BETTER <= set(specs)
+    assert set(specs) >= LOWER_IS_BETTER
     for competition_id, spec in specs.items():
         assert isinstance(spec.lower_is_better, bool), competition_id
         assert spec.lower_is_better is (competition_id in LOWER_IS_BETTER), competition_id
