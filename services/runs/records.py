@@ -361,11 +361,25 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
         raise
 
 
+_LFS_POINTER = "version https://git-lfs.github.com/spec/v1"
+
+
 def read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RecordError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"{path}: not valid JSON (not UTF-8 text)") from exc
+    if text.startswith(_LFS_POINTER):
+        # MLE-bench ships its runs/ folders (and leaderboards) in Git LFS: a plain clone
+        # holds only these pointers.
+        raise RecordError(
+            f"{path}: a Git LFS pointer, not the file's content; run `git lfs pull` in the "
+            "checkout it comes from (MLE-bench keeps runs/ in Git LFS), then report again"
+        )
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise RecordError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
 

@@ -198,3 +198,21 @@ def test_html_renders_in_headless_chromium(example, tmp_path: Path) -> None:
               "--window-size=1280,2000", url)  # fmt: skip
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert screenshot.stat().st_size > 20_000
+
+
+def test_upstream_runs_in_a_plain_clone_get_the_lfs_hint(example, tmp_path: Path) -> None:
+    """Issue 12: MLE-bench ships runs/ in Git LFS; a plain clone's grading reports are
+    pointers, which used to be reported as "not valid JSON"."""
+    _, splits_dir = example
+    group = tmp_path / "runs" / "2024-09-06T18-25-55-UTC_run-group_aide"
+    group.mkdir(parents=True)
+    # Upstream's own file name (its gmtime %Z wrote GMT), content as a plain clone holds it.
+    (group / "2024-09-19T20-07-15-GMT_grading_report.json").write_text(
+        "version https://git-lfs.github.com/spec/v1\n"
+        "oid sha256:9fceb6e4133658387d61334249f87e3535cdf2159fceb6e4133658387d613342\n"
+        "size 51234\n"
+    )
+    result = invoke(str(group), "--splits-dir", str(splits_dir))
+    assert result.exit_code == 2
+    assert "Git LFS pointer" in result.output and "git lfs pull" in result.output
+    assert "not valid JSON" not in result.output
