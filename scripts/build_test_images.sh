@@ -18,9 +18,17 @@ MIRROR=${MLEB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 # What test (and demo) agents import; pinned so the image is reproducible.
 AGENT_WHEELS=(numpy==2.4.6 pandas==2.2.3 scikit-learn==1.9.1 grpcio==1.85.1 protobuf==7.36.2)
-LABEL=(--change "LABEL mleb.test-image=1")
+# Images carry a digest of what they are built from, so a changed recipe or client is
+# rebuilt instead of reused (the engine's images outlive a checkout).
+BUILD_ID=$(cat scripts/build_test_images.sh clients/python/pyproject.toml \
+  $(find clients/python/src -name '*.py' -not -path '*/__pycache__/*' | sort) |
+  sha256sum | cut -c1-16)
+LABEL=(--change "LABEL mleb.test-image=$BUILD_ID")
 
-have() { docker image inspect "$1" >/dev/null 2>&1; }
+have() {
+  [ "$(docker image inspect -f '{{index .Config.Labels "mleb.test-image"}}' "$1" 2>/dev/null)" \
+    = "$BUILD_ID" ]
+}
 log() { echo "[build_test_images] $*" >&2; }
 
 WORK=$(mktemp -d /tmp/mleb-images.XXXXXX)
@@ -94,6 +102,12 @@ build_python() {
     "$WORK"/wheels/mleb-*.whl "${AGENT_WHEELS[@]}"
   find "$root/usr/local/lib/python3.11/dist-packages" -depth -type d \
     \( -name tests -o -name __pycache__ \) -prune -exec rm -rf {} +
+  # --target leaves console scripts in its own bin/, off PATH and with the host's
+  # interpreter: put mleb-validate where the instructions say, on the image's python3.
+  rm -rf "$root/usr/local/lib/python3.11/dist-packages/bin"
+  printf '#!/usr/bin/python3\nfrom mleb.validate_cli import main\nraise SystemExit(main())\n' \
+    >"$root/usr/local/bin/mleb-validate"
+  chmod 755 "$root/usr/local/bin/mleb-validate"
   tar -C "$root" -c . | docker import "${LABEL[@]}" --change "USER agent" \
     --change "WORKDIR /home/agent" --change 'CMD ["python3"]' - mleb-test-python >/dev/null
 }
@@ -129,9 +143,10 @@ COPY entrypoint.sh /entrypoint.sh
 COPY start.sh /home/agent/start.sh
 RUN chmod +x /entrypoint.sh
 WORKDIR /home
-LABEL mleb.test-image=1
+LABEL mleb.test-image=BUILD_ID
 ENTRYPOINT ["/entrypoint.sh"]
 EOF
+  sed -i "s/=BUILD_ID\$/=$BUILD_ID/" "$ctx/Dockerfile"
   DOCKER_BUILDKIT=0 docker build -q -t mleb-test-mlebench-env "$ctx" >/dev/null 2>"$WORK/build.log" ||
     { cat "$WORK/build.log"; exit 1; }
 }

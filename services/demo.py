@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import os
+import pwd
 import secrets
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -37,6 +40,7 @@ from services.registry.app import registry_service
 from services.registry.core import RegistryCore
 from services.registry.importers.install import CompetitionInstaller
 from services.sandbox.app import sandbox_service
+from services.sandbox.backends.local import AGENT_USER as LOCAL_AGENT_USER
 from services.sandbox.config import SandboxSettings
 
 AGENT_IMAGE = "mleb-demo-agent"
@@ -149,10 +153,36 @@ def submission_from_artifacts(archive: bytes) -> bytes | None:
     return None
 
 
+def check_local_agent_can_run(python: str = sys.executable) -> None:
+    """As root, the local backend runs the agent as an unprivileged user: check before any
+    server starts that this user can use this Python, its packages and the agent script,
+    instead of failing inside the sandbox with "Permission denied"."""
+    if os.geteuid() != 0:
+        return
+    user = pwd.getpwnam(LOCAL_AGENT_USER)
+    try:
+        usable = subprocess.run(
+            [python, "-c", "import sys, numpy, pandas, sklearn; open(sys.argv[1]).close()",
+             str(BASELINE_AGENT)],
+            user=user.pw_uid, group=user.pw_gid, extra_groups=[], cwd="/",
+            env={"PATH": "/usr/bin:/bin"}, capture_output=True, check=False,
+        ).returncode == 0  # fmt: skip
+    except OSError:  # the interpreter itself cannot be started as that user
+        usable = False
+    if not usable:
+        raise RuntimeError(
+            f"as root without Docker, the demo runs its agent as the user "
+            f"{LOCAL_AGENT_USER!r}, who cannot use the Python at {python} (it lies in a "
+            f"folder closed to other users, such as /root): move the checkout to a folder "
+            f"others may read, run the demo as a regular user, or install Docker"
+        )
+
+
 async def run_demo(say: Say, show_log: Say, *, force_local: bool = False) -> CompetitionReport:
     image = None if force_local else await asyncio.to_thread(docker_agent_image, say)
     backend = "docker" if image else "local"
     if backend == "local":
+        check_local_agent_can_run()
         say("Using the LOCAL backend: agents run as plain processes. It is not a security "
             "boundary; install Docker for real isolation.")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="mleb-demo-") as root:

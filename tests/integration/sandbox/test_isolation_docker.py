@@ -31,6 +31,7 @@ from services.sandbox.backends.base import (
     OutputStream,
 )
 from services.sandbox.backends.docker import DockerBackend
+from services.sandbox.egress_proxy import AddressPolicy, parse_address_allowances
 from services.sandbox.endpoints import VALIDATE_SOCKET, SandboxEndpoints
 from tests.fixtures.sandbox_docker import (
     COMPETITION,
@@ -69,10 +70,18 @@ class Rig:
     def __init__(self, engine, root: Path, grader_addr: str, settings, authority) -> None:
         self.backend = DockerBackend(engine)
         self.endpoints = SandboxEndpoints(grader_addr, settings)
+        self._grader_addr = grader_addr
+        self._settings = settings
         self.engine = engine
         self._root = root
         self._authority: TokenAuthority = authority
         self._handles: list[Handle] = []
+
+    def allow_addresses(self, addresses: list[str], egress_log=None) -> None:
+        """Endpoints whose egress proxy may reach these addresses, as with
+        MLEB_SANDBOX_EGRESS_ALLOW_ADDRESSES, and report to `egress_log`."""
+        policy = AddressPolicy(parse_address_allowances(addresses, "test"))
+        self.endpoints = SandboxEndpoints(self._grader_addr, self._settings, policy, egress_log)
 
     async def prepare(self, image: str, command: list[str], **overrides) -> LaunchSpec:
         sandbox_id = f"t{uuid.uuid4().hex[:12]}"
@@ -179,6 +188,14 @@ async def test_filesystem_is_the_mlebench_layout_and_validation_works(rig):
     assert (layout.code_dir / "agent.py").exists() and (layout.logs_dir / "agent.log").exists()
 
 
+async def test_mleb_validate_is_on_path_where_the_instructions_say(rig):
+    script = "command -v mleb-validate; mleb-validate /home/data/sample_submission.csv"
+    run = await rig.run(PYTHON_IMAGE, ["sh", "-c", script])
+    assert run.exit.exit_code == 0, run.stdout + run.stderr
+    assert run.stdout[0] == "/usr/local/bin/mleb-validate"
+    assert any("valid" in line.lower() for line in run.stdout[1:]), run.stdout
+
+
 async def test_private_answers_are_nowhere_inside_and_validation_still_works(rig):
     encoded = base64.b64encode(MARKER.encode()).decode()
     run = await rig.run(PYTHON_IMAGE, ["python3", "-c", SEARCH_AGENT, encoded], timeout=240)
@@ -260,6 +277,8 @@ async def test_allowlist_reaches_listed_hosts_only_through_the_proxy(rig, host_s
     gateway = _bridge_gateway(rig.engine)
     allowed = host_server("allowed service", bind="0.0.0.0")
     refused = host_server("refused service", bind="0.0.0.0")
+    # The gateway is the host's own (private) address: reachable only when the operator says so.
+    rig.allow_addresses([gateway])
     targets = {
         "proxied": {
             "allowed": f"http://{gateway}:{allowed}/x",
