@@ -79,6 +79,10 @@ class Finisher:
             ),
             "peak_gpu_memory_bytes": stats.peak_gpu_memory_bytes,
         }
+        # The agent has exited: closing its endpoints ends its proxied connections, and writes
+        # their egress log, which is part of the record the terminal state seals.
+        with contextlib.suppress(Exception):
+            await self._endpoints.close(sandbox_id)
         recorded = await self._threads.run(self._rows.update, sandbox_id, state, values)
         log.info(
             "sandbox_finished",
