@@ -79,6 +79,7 @@ class SandboxCore:
     ) -> None:
         self._sessions = sessions
         self._threads = WorkerThreads()
+        self._archive_slots = artifacts.BuildSlots()
         self._backend = backend
         self._competitions = competitions
         self._inventory = inventory
@@ -325,6 +326,7 @@ class SandboxCore:
             Path(record.layout_root),
             self._settings.work_dir / "scratch",
             self._settings.max_artifacts_bytes,
+            self._archive_slots,
         )
 
     async def cleanup(self, older_than_s: float) -> list[str]:
