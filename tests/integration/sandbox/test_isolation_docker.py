@@ -189,7 +189,10 @@ async def test_filesystem_is_the_mlebench_layout_and_validation_works(rig):
 
 
 async def test_mleb_validate_is_on_path_where_the_instructions_say(rig):
-    script = "command -v mleb-validate; mleb-validate /home/data/sample_submission.csv"
+    script = (
+        "command -v mleb-validate; "
+        'mleb-validate --competition "$COMPETITION" /home/data/sample_submission.csv'
+    )
     run = await rig.run(PYTHON_IMAGE, ["sh", "-c", script])
     assert run.exit.exit_code == 0, run.stdout + run.stderr
     assert run.stdout[0] == "/usr/local/bin/mleb-validate"
