@@ -1,7 +1,8 @@
 """Area under the ROC curve: plain, averaged over label columns, and band-weighted.
 
 All functions take labels and scores that are already aligned row by row. A label column with
-a single class has no defined AUC: scikit-learn 1.9 then warns and gives NaN, and so do these.
+a single class has no defined AUC: scikit-learn 1.5 (MLE-bench's version) then raises
+ValueError, and so do these (scikit-learn 1.9 would warn and give NaN instead).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 def roc_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
     """Binary ROC AUC; ties in `y_score` count as half, as in scikit-learn."""
+    if len(np.unique(np.asarray(y_true))) != 2:
+        raise ValueError("Only one class present in y_true; ROC AUC is not defined.")
     return float(roc_auc_score(y_true, y_score))
 
 

@@ -14,8 +14,35 @@ from sklearn.metrics import log_loss as _sklearn_log_loss
 
 
 def accuracy(y_true: np.ndarray | list, y_pred: np.ndarray | list) -> float:
-    """Share of rows whose predicted label equals the true one (scikit-learn's accuracy)."""
+    """Share of rows whose predicted label equals the true one (scikit-learn's accuracy).
+
+    Text labels on one side and numbers on the other are scored as MLE-bench's scikit-learn
+    (1.5) scores them: 0.0 (no value can match), unless both sides have at most two distinct
+    labels, where it raises TypeError. Newer scikit-learn rejects every such mix.
+    """
+    true, pred = np.asarray(y_true), np.asarray(y_pred)
+    if true.ndim == pred.ndim == 1 and len(true) == len(pred) and len(true):
+        text_true, text_pred = _all_text(true), _all_text(pred)
+        if text_true != text_pred and _class_like(pred if text_true else true):
+            if len(pd.unique(true)) <= 2 and len(pd.unique(pred)) <= 2:
+                raise TypeError("Labels in y_true and y_pred should be of the same type.")
+            return 0.0
     return float(accuracy_score(y_true, y_pred))
+
+
+def _all_text(values: np.ndarray) -> bool:
+    if values.dtype.kind == "U":
+        return True
+    return values.dtype == object and all(isinstance(v, str) for v in values)
+
+
+def _class_like(values: np.ndarray) -> bool:
+    """Booleans, integers, or finite whole floats: what scikit-learn takes as class labels."""
+    if values.dtype.kind in "biu":
+        return True
+    if values.dtype.kind == "f":
+        return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
+    return False
 
 
 def exact_match_rate(y_true: np.ndarray | pd.Series, y_pred: np.ndarray | pd.Series) -> float:

@@ -31,7 +31,13 @@ def mae(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def rmsle(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Root mean squared error of log(1 + y); values <= -1 raise ValueError (log undefined)."""
+    """Root mean squared error of log(1 + y).
+
+    Negative values raise ValueError, as in scikit-learn 1.5 (MLE-bench's version), although
+    log(1 + y) is defined down to -1 and newer scikit-learn accepts them.
+    """
+    if (np.asarray(y_true) < 0).any() or (np.asarray(y_pred) < 0).any():
+        raise ValueError("RMSLE is not defined here for negative values.")
     return root_mean_squared_log_error(y_true, y_pred)
 
 

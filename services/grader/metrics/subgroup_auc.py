@@ -43,8 +43,8 @@ def bias_weighted_auc(
     weight: float = 0.25,
 ) -> float:
     """The combined score for binary labels `y_true`, scores `y_score` and boolean subgroup
-    masks. As in scikit-learn, a subset with a single class has AUC NaN (so the score is NaN)
-    and an empty subset raises ValueError."""
+    masks. As in MLE-bench's scikit-learn (1.5), a subset with a single class or no rows has
+    no AUC and raises ValueError (no score)."""
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score)
     overall = roc_auc(y_true, y_score)

@@ -17,10 +17,11 @@ def test_roc_auc_counts_ordered_pairs_and_half_ties():
     assert roc_auc(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.7, 0.9])) == pytest.approx(0.625)
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")
 def test_roc_auc_is_undefined_for_a_single_class():
-    # scikit-learn 1.9 (which the reference runs on here) returns NaN rather than raising.
-    assert np.isnan(roc_auc(np.array([1, 1, 1]), np.array([0.1, 0.2, 0.3])))
+    # MLE-bench's scikit-learn (1.5.2) raises here (observed: aerial-cactus and jigsaw answers
+    # with a single-class column get no score); scikit-learn 1.9 would return NaN.
+    with pytest.raises(ValueError, match="one class"):
+        roc_auc(np.array([1, 1, 1]), np.array([0.1, 0.2, 0.3]))
 
 
 def test_mean_column_roc_auc_is_the_unweighted_column_mean():

@@ -406,10 +406,8 @@ def test_duplicate_id_is_rejected():
 @pytest.mark.parametrize(
     ("competition", "column", "value"),
     [
-        ("cassava-leaf-disease-classification", "label", "blast"),  # text for numeric classes
         ("cassava-leaf-disease-classification", "label", 1.5),  # not a class id
         ("tensorflow-speech-recognition-challenge", "label", np.nan),
-        ("spaceship-titanic", "Transported", "yes"),
         ("inaturalist-2019-fgvc6", "predicted", "bird 5"),
         ("inaturalist-2019-fgvc6", "predicted", 2.5),
         ("dogs-vs-cats-redux-kernels-edition", "label", 1.5),
@@ -422,6 +420,38 @@ def test_bad_prediction_values_are_rejected(competition, column, value):
     case = CASES[competition]
     with pytest.raises(InvalidSubmission, match=column):
         grade(competition, _with(case.tiny, column, 0, value), case.answers)
+
+
+# Labels of the other kind than the answers' (text against integer or boolean classes, numbers
+# against text classes). MLE-bench's scikit-learn (1.5.2) scores them 0.0 (a valid submission)
+# unless both sides have at most two distinct labels, where it raises TypeError (no score).
+# Observed with MLE-bench's grade.py on exactly these inputs (pandas 2.2.3, numpy 1.26.4).
+@pytest.mark.parametrize(
+    ("competition", "column", "values"),
+    [
+        ("cassava-leaf-disease-classification", "label", ["blast", "b", "c", "d"]),
+        ("cassava-leaf-disease-classification", "label", ["blast", None, None, None]),
+        ("movie-review-sentiment-analysis-kernels-only", "Sentiment", ["neutral", "good"] * 2),
+        ("tabular-playground-series-dec-2021", "Cover_Type", ["spruce", "pine", "pine", "fir"]),
+        ("paddy-disease-classification", "label", [7, 8, 9, 1]),
+        ("spaceship-titanic", "Transported", ["x", None, None, None]),  # x, True, False
+    ],
+)
+def test_labels_of_the_wrong_type_score_zero_as_in_the_reference(competition, column, values):
+    case = CASES[competition]
+    submission = case.tiny
+    for row, value in enumerate(values):
+        if value is not None:
+            submission = _with(submission, column, row, value)
+    assert grade(competition, submission, case.answers) == 0.0
+
+
+def test_two_labels_of_the_wrong_type_against_two_classes_are_rejected():
+    # Both sides binary: the reference's scikit-learn raises TypeError (no score).
+    case = CASES["spaceship-titanic"]
+    submission = case.tiny.assign(Transported=["yes", "no", "no", "yes"])
+    with pytest.raises(InvalidSubmission, match="Transported"):
+        grade("spaceship-titanic", submission, case.answers)
 
 
 @pytest.mark.parametrize(
