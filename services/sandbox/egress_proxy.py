@@ -35,13 +35,13 @@ from urllib.parse import urlsplit
 import structlog
 
 from services.common.errors import invalid_field
+from services.sandbox.relay import relay
 
 log = structlog.get_logger("mleb.sandbox.egress")
 
 _MAX_HEAD_BYTES = 64 * 1024
 _CONNECT_TIMEOUT_S = 10.0
 _RESOLVE_TIMEOUT_S = 10.0
-_CHUNK = 65536
 _HOP_BY_HOP = {"proxy-connection", "proxy-authorization", "connection", "keep-alive"}
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 # A last label like these makes resolvers read the name as an IPv4 number (127.1, 0x7f.1,
@@ -418,7 +418,7 @@ class EgressProxy:
                 data = "\r\n".join(request).encode("latin-1")
                 counts[0] += len(data)
                 up_writer.write(data)
-            await _relay_counted((reader, writer), (up_reader, up_writer), counts)
+            await relay((reader, writer), (up_reader, up_writer), counts)
         finally:
             self._writers.discard(up_writer)
             self._record(
@@ -472,36 +472,6 @@ async def _connect_checked(
             continue
         return address, streams
     return None
-
-
-async def _pump(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, counts: list[int], index: int
-) -> None:
-    try:
-        while data := await reader.read(_CHUNK):
-            counts[index] += len(data)
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except (ConnectionError, OSError):
-        pass
-
-
-async def _relay_counted(
-    client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-    upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-    counts: list[int],
-) -> None:
-    try:
-        await asyncio.gather(
-            _pump(client[0], upstream[1], counts, 0), _pump(upstream[0], client[1], counts, 1)
-        )
-    finally:
-        for writer in (client[1], upstream[1]):
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
 
 
 async def _reply(writer: asyncio.StreamWriter, status: int, message: str) -> None:

@@ -40,9 +40,12 @@ def bind_unix_socket(path: Path, mode: int = 0o666) -> socket.socket:
     return sock
 
 
-async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _copy(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, counts: list[int], index: int
+) -> None:
     try:
         while data := await reader.read(_CHUNK):
+            counts[index] += len(data)
             writer.write(data)
             await writer.drain()
         if writer.can_write_eof():
@@ -54,10 +57,13 @@ async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 async def relay(
     a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
     b: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    counts: list[int] | None = None,
 ) -> None:
-    """Copies bytes both ways until both directions end, then closes both connections."""
+    """Copies bytes both ways until both directions end, then closes both connections.
+    `counts`, when given, receives the bytes copied from a to b and from b to a."""
+    counts = [0, 0] if counts is None else counts
     try:
-        await asyncio.gather(_copy(a[0], b[1]), _copy(b[0], a[1]))
+        await asyncio.gather(_copy(a[0], b[1], counts, 0), _copy(b[0], a[1], counts, 1))
     finally:
         for writer in (a[1], b[1]):
             writer.close()
