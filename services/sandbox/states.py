@@ -57,6 +57,7 @@ class FailureReason(enum.StrEnum):
     # The agent's fault.
     NONZERO_EXIT = "NONZERO_EXIT"
     OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    IMAGE_UNSUPPORTED = "IMAGE_UNSUPPORTED"
     # Ours (or the engine's): worth a retry.
     ENGINE_ERROR = "ENGINE_ERROR"
     IMAGE_NOT_FOUND = "IMAGE_NOT_FOUND"
@@ -67,17 +68,27 @@ class FailureReason(enum.StrEnum):
 
     @property
     def failure_class(self) -> FailureClass:
-        if self in (FailureReason.NONZERO_EXIT, FailureReason.OUT_OF_MEMORY):
+        if self in _AGENT_REASONS:
             return FailureClass.AGENT
         return FailureClass.INFRASTRUCTURE
 
 
+_AGENT_REASONS = frozenset(
+    {FailureReason.NONZERO_EXIT, FailureReason.OUT_OF_MEMORY, FailureReason.IMAGE_UNSUPPORTED}
+)
+
+
 def backend_failure_reason(reason: str) -> FailureReason:
-    """A BackendError's reason as a FailureReason; unknown ones are engine errors."""
+    """A BackendError's reason as a FailureReason; unknown ones are engine errors. Of the
+    agent's failures a backend may name only an unsupported image: exits and OOM kills are
+    read from the container, never claimed by an error."""
     try:
         found = FailureReason(reason)
     except ValueError:
         return FailureReason.ENGINE_ERROR
-    return (
-        found if found.failure_class is FailureClass.INFRASTRUCTURE else FailureReason.ENGINE_ERROR
-    )
+    if (
+        found.failure_class is FailureClass.INFRASTRUCTURE
+        or found is FailureReason.IMAGE_UNSUPPORTED
+    ):
+        return found
+    return FailureReason.ENGINE_ERROR

@@ -33,7 +33,7 @@ def _spool(chunks: Iterable[bytes], max_bytes: int) -> IO[bytes]:
                     f"compat mode copies the image's /home to make it writable, and this "
                     f"image's /home is over the {max_bytes}-byte cap; move large files "
                     f"out of /home",
-                    reason="RUNTIME_ERROR",
+                    reason="IMAGE_UNSUPPORTED",
                 )
             raw.write(chunk)
     except BaseException:

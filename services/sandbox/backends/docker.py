@@ -131,7 +131,7 @@ def _refuse_mlebench_entrypoint(image, spec: LaunchSpec) -> None:
             f"SUBMISSION_DIR set, with an entrypoint that would start MLE-bench's grading "
             f"server); run it with MLE-bench compat mode (mleb run --mlebench-compat, or "
             f"mlebench_compat in CreateSandbox)",
-            reason="RUNTIME_ERROR",
+            reason="IMAGE_UNSUPPORTED",
         )
 
 

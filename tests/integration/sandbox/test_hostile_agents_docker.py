@@ -257,4 +257,6 @@ async def test_an_mlebench_image_outside_compat_mode_says_what_to_do(docker_stac
     sandbox = await docker_stack.create(stub, [], image=MLEBENCH_ENV)
     done = await docker_stack.wait_for(stub, sandbox.id, timeout=60)
     assert done.state == S.SANDBOX_STATE_FAILED
+    assert done.failure_reason == S.FAILURE_REASON_IMAGE_UNSUPPORTED
+    assert done.failure_class == S.FAILURE_CLASS_AGENT  # the lab's to fix: never retried
     assert "compat" in done.failure_message and "MLE-bench" in done.failure_message

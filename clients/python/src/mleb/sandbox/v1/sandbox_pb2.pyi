@@ -33,6 +33,7 @@ class FailureReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FAILURE_REASON_UNSPECIFIED: _ClassVar[FailureReason]
     FAILURE_REASON_NONZERO_EXIT: _ClassVar[FailureReason]
     FAILURE_REASON_OUT_OF_MEMORY: _ClassVar[FailureReason]
+    FAILURE_REASON_IMAGE_UNSUPPORTED: _ClassVar[FailureReason]
     FAILURE_REASON_ENGINE_ERROR: _ClassVar[FailureReason]
     FAILURE_REASON_IMAGE_NOT_FOUND: _ClassVar[FailureReason]
     FAILURE_REASON_GPU_UNAVAILABLE: _ClassVar[FailureReason]
@@ -88,6 +89,7 @@ FAILURE_CLASS_INFRASTRUCTURE: FailureClass
 FAILURE_REASON_UNSPECIFIED: FailureReason
 FAILURE_REASON_NONZERO_EXIT: FailureReason
 FAILURE_REASON_OUT_OF_MEMORY: FailureReason
+FAILURE_REASON_IMAGE_UNSUPPORTED: FailureReason
 FAILURE_REASON_ENGINE_ERROR: FailureReason
 FAILURE_REASON_IMAGE_NOT_FOUND: FailureReason
 FAILURE_REASON_GPU_UNAVAILABLE: FailureReason

@@ -124,6 +124,11 @@ export enum FailureReason {
   /** FAILURE_REASON_NONZERO_EXIT - Agent failures. */
   FAILURE_REASON_NONZERO_EXIT = 1,
   FAILURE_REASON_OUT_OF_MEMORY = 2,
+  /**
+   * FAILURE_REASON_IMAGE_UNSUPPORTED - The image cannot run as asked: an MLE-bench agent image outside compat mode, or an
+   * image's /home too large for compat mode to prepare. The lab's to fix; never retried.
+   */
+  FAILURE_REASON_IMAGE_UNSUPPORTED = 3,
   /** FAILURE_REASON_ENGINE_ERROR - Infrastructure failures. */
   FAILURE_REASON_ENGINE_ERROR = 10,
   FAILURE_REASON_IMAGE_NOT_FOUND = 11,
@@ -146,6 +151,9 @@ export function failureReasonFromJSON(object: any): FailureReason {
     case 2:
     case "FAILURE_REASON_OUT_OF_MEMORY":
       return FailureReason.FAILURE_REASON_OUT_OF_MEMORY;
+    case 3:
+    case "FAILURE_REASON_IMAGE_UNSUPPORTED":
+      return FailureReason.FAILURE_REASON_IMAGE_UNSUPPORTED;
     case 10:
     case "FAILURE_REASON_ENGINE_ERROR":
       return FailureReason.FAILURE_REASON_ENGINE_ERROR;
@@ -179,6 +187,8 @@ export function failureReasonToJSON(object: FailureReason): string {
       return "FAILURE_REASON_NONZERO_EXIT";
     case FailureReason.FAILURE_REASON_OUT_OF_MEMORY:
       return "FAILURE_REASON_OUT_OF_MEMORY";
+    case FailureReason.FAILURE_REASON_IMAGE_UNSUPPORTED:
+      return "FAILURE_REASON_IMAGE_UNSUPPORTED";
     case FailureReason.FAILURE_REASON_ENGINE_ERROR:
       return "FAILURE_REASON_ENGINE_ERROR";
     case FailureReason.FAILURE_REASON_IMAGE_NOT_FOUND:
