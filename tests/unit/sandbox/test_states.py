@@ -60,9 +60,16 @@ def test_terminal_states_have_no_way_out():
 
 def test_agent_and_infrastructure_failures_are_apart():
     agent = {r for r in FailureReason if r.failure_class is FailureClass.AGENT}
-    assert agent == {FailureReason.NONZERO_EXIT, FailureReason.OUT_OF_MEMORY}
+    assert agent == {
+        FailureReason.NONZERO_EXIT,
+        FailureReason.OUT_OF_MEMORY,
+        FailureReason.IMAGE_UNSUPPORTED,
+    }
     for reason in ("ENGINE_ERROR", "IMAGE_NOT_FOUND", "GPU_UNAVAILABLE", "RUNTIME_ERROR"):
         assert backend_failure_reason(reason).failure_class is FailureClass.INFRASTRUCTURE
-    # A backend can never blame the agent, and unknown reasons are engine errors.
+    # A backend can blame the agent only for its image; exits and OOM kills are read from
+    # the container. Unknown reasons are engine errors.
+    assert backend_failure_reason("IMAGE_UNSUPPORTED") is FailureReason.IMAGE_UNSUPPORTED
     assert backend_failure_reason("NONZERO_EXIT") is FailureReason.ENGINE_ERROR
+    assert backend_failure_reason("OUT_OF_MEMORY") is FailureReason.ENGINE_ERROR
     assert backend_failure_reason("SOMETHING_NEW") is FailureReason.ENGINE_ERROR
