@@ -52,6 +52,15 @@ class Settings:
     answers_cache_bytes: int = 1024**3
     validate_rate_per_s: float = 1.0
     validate_burst: int = 10
+    # Grader: a sandbox's validation upload may be this multiple of the competition's answers
+    # size, never below the floor and never above the ceiling (docs/grader.md#limits).
+    sandbox_upload_multiple: float = 8.0
+    sandbox_upload_min_bytes: int = 4 * 1024**2
+    sandbox_upload_max_bytes: int = 256 * 1024**2
+    # Token revocation list: how long a server trusts its cached copy, and how stale it may
+    # get while the registry is unreachable before lab and sandbox callers are refused.
+    revocation_cache_s: float = 5.0
+    revocation_max_stale_s: float = 30.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -81,4 +90,9 @@ class Settings:
             answers_cache_bytes=int(_env("ANSWERS_CACHE_BYTES", str(1024**3))),
             validate_rate_per_s=float(_env("VALIDATE_RATE_PER_S", "1")),
             validate_burst=int(_env("VALIDATE_BURST", "10")),
+            sandbox_upload_multiple=float(_env("SANDBOX_UPLOAD_MULTIPLE", "8")),
+            sandbox_upload_min_bytes=int(_env("SANDBOX_UPLOAD_MIN_BYTES", str(4 * 1024**2))),
+            sandbox_upload_max_bytes=int(_env("SANDBOX_UPLOAD_MAX_BYTES", str(256 * 1024**2))),
+            revocation_cache_s=float(_env("REVOCATION_CACHE_S", "5")),
+            revocation_max_stale_s=float(_env("REVOCATION_MAX_STALE_S", "30")),
         )

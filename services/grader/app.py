@@ -12,6 +12,7 @@ from services.grader.core import GraderCore
 from services.grader.rate_limit import TokenBucketLimiter
 from services.grader.registry_bundles import RegistryBundleProvider
 from services.grader.servicer import RPC_ROLES, GraderServicer
+from services.grader.uploads import SandboxUploadPolicy
 
 
 def grader_service(settings: Settings) -> ServiceDefinition:
@@ -24,6 +25,12 @@ def grader_service(settings: Settings) -> ServiceDefinition:
     core = GraderCore(
         bundles,
         validate_limiter=TokenBucketLimiter(settings.validate_rate_per_s, settings.validate_burst),
+        max_submission_bytes=settings.max_submission_bytes,
+        sandbox_uploads=SandboxUploadPolicy(
+            size_multiple=settings.sandbox_upload_multiple,
+            min_bytes=settings.sandbox_upload_min_bytes,
+            max_bytes=min(settings.sandbox_upload_max_bytes, settings.max_submission_bytes),
+        ),
     )
 
     async def close() -> None:
@@ -31,7 +38,7 @@ def grader_service(settings: Settings) -> ServiceDefinition:
 
     return ServiceDefinition(
         full_name="mleb.grader.v1.GraderService",
-        servicer=GraderServicer(core, settings.max_submission_bytes),
+        servicer=GraderServicer(core),
         add_to_server=grader_service_pb2_grpc.add_GraderServiceServicer_to_server,
         rpc_roles=RPC_ROLES,
         close=close,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pandas as pd
@@ -18,6 +20,22 @@ from services.grader.rate_limit import TokenBucketLimiter
 from services.grader.reading import Source
 from services.grader.reports import NO_SUBMISSION, CompetitionReport
 from services.grader.scoring import ScoreOutcome, score_source
+from services.grader.uploads import (
+    DEFAULT_MAX_SUBMISSION_BYTES,
+    SANDBOX_SPOOL_BYTES,
+    InFlightValidations,
+    SandboxUploadPolicy,
+    too_large,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadLimit:
+    """How much of one upload the servicer may read, decided before reading any of it."""
+
+    max_bytes: int
+    spool_bytes: int = 64 * 1024**2
+    subject: str = "submission_bytes"
 
 
 def _private_copy(answers: Any) -> Any:
@@ -38,9 +56,16 @@ class GraderCore:
         *,
         validate_limiter: TokenBucketLimiter | None = None,
         max_parallel: int | None = None,
+        max_submission_bytes: int = DEFAULT_MAX_SUBMISSION_BYTES,
+        sandbox_uploads: SandboxUploadPolicy | None = None,
     ) -> None:
         self._bundles = bundles
         self._validate_limiter = validate_limiter
+        self._max_bytes = max_submission_bytes
+        self._sandbox_uploads = sandbox_uploads or SandboxUploadPolicy(
+            max_bytes=min(SandboxUploadPolicy().max_bytes, max_submission_bytes)
+        )
+        self._in_flight = InFlightValidations()
         # Grading is CPU-bound; more threads than cores only adds contention and memory.
         self._slots = asyncio.Semaphore(max_parallel or os.cpu_count() or 1)
 
@@ -50,12 +75,41 @@ class GraderCore:
                 lambda: score_source(bundle.spec, submission, _private_copy(bundle.answers))
             )
 
+    @contextlib.asynccontextmanager
+    async def admit_upload(
+        self, caller: Caller, competition_id: str, declared_bytes: int = 0
+    ) -> AsyncIterator[UploadLimit]:
+        """Decides from the header alone whether an upload may be read, and how much of it.
+
+        A sandbox holds its one in-flight slot until the reply (so it cannot stack uploads,
+        and its rate limit cannot refill while one streams), spends a rate-limit token before
+        a byte of the body is read, and gets a cap sized to the competition's answers.
+        """
+        if caller.role is not Role.SANDBOX:
+            if declared_bytes > self._max_bytes:
+                raise too_large(self._max_bytes, declared_bytes)
+            yield UploadLimit(self._max_bytes)
+            return
+        subject = f"sandbox:{caller.sandbox_id}:submission_bytes"
+        with self._in_flight.claim(caller.sandbox_id):
+            if self._validate_limiter is not None:
+                self._validate_limiter.acquire(caller.sandbox_id)
+            bundle = await self._bundles.get(competition_id)
+            cap = self._sandbox_uploads.cap_for(bundle.answers_size_bytes)
+            if declared_bytes > cap:
+                raise too_large(cap, declared_bytes, subject=subject)
+            yield UploadLimit(cap, SANDBOX_SPOOL_BYTES, subject)
+
+    @property
+    def validations_in_flight(self) -> int:
+        return len(self._in_flight)
+
     async def validate(
         self, caller: Caller, competition_id: str, submission: Source
     ) -> ScoreOutcome:
-        """Grades to decide validity; callers must only ever see `validation_message()`."""
-        if caller.role is Role.SANDBOX and self._validate_limiter is not None:
-            self._validate_limiter.acquire(caller.sandbox_id)
+        """Grades to decide validity; callers must only ever see `validation_message()`.
+
+        Limits were applied by `admit_upload` before the submission was read."""
         bundle = await self._bundles.get(competition_id)
         return await self._score(bundle, submission)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,7 +11,7 @@ from mleb.grader.v1 import grader_service_pb2, grader_service_pb2_grpc
 from services.common.auth import Role, current_caller, require_competition_access
 from services.common.errors import invalid_field
 from services.common.ranking import ranking_to_proto
-from services.grader.core import GraderCore
+from services.grader.core import GraderCore, UploadLimit
 from services.grader.report_proto import report_to_proto
 from services.grader.uploads import SubmissionBuffer
 
@@ -23,20 +24,24 @@ RPC_ROLES = {
 }
 
 
-async def receive_submission(
-    requests: AsyncIterator[Any], max_bytes: int
-) -> tuple[grader_service_pb2.SubmissionHeader, SubmissionBuffer]:
-    """Reads the header, checks who may send it, then buffers the chunks under the cap."""
+async def read_header(requests: AsyncIterator[Any]) -> grader_service_pb2.SubmissionHeader:
+    """The first message alone: nothing of the body has been read when this returns."""
     first = await anext(aiter(requests), None)
     if first is None or not first.HasField("header"):
         raise invalid_field("header", "the first message must carry the submission header")
     header = first.header
     if not header.competition_id:
         raise invalid_field("header.competition_id", "required")
+    if header.size_bytes < 0:
+        raise invalid_field("header.size_bytes", "must not be negative")
     require_competition_access(current_caller(), header.competition_id)
-    buffer = SubmissionBuffer(max_bytes)
+    return header
+
+
+async def receive_body(requests: AsyncIterator[Any], limit: UploadLimit) -> SubmissionBuffer:
+    """Buffers the chunks, and stops reading the moment the cap is crossed."""
+    buffer = SubmissionBuffer(limit.max_bytes, spool_bytes=limit.spool_bytes, subject=limit.subject)
     try:
-        buffer.check_declared_size(header.size_bytes)
         async for request in requests:
             if request.HasField("header"):
                 raise invalid_field("header", "only the first message may carry a header")
@@ -44,17 +49,32 @@ async def receive_submission(
     except BaseException:
         buffer.close()
         raise
-    return header, buffer
+    return buffer
+
+
+@contextlib.asynccontextmanager
+async def receive_submission(
+    core: GraderCore, requests: AsyncIterator[Any]
+) -> AsyncIterator[tuple[grader_service_pb2.SubmissionHeader, SubmissionBuffer]]:
+    """Header, then the caller's limits (decided before the body), then the body."""
+    header = await read_header(requests)
+    async with core.admit_upload(
+        current_caller(), header.competition_id, header.size_bytes
+    ) as limit:
+        with await receive_body(requests, limit) as buffer:
+            yield header, buffer
 
 
 class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
-    def __init__(self, core: GraderCore, max_submission_bytes: int) -> None:
+    def __init__(self, core: GraderCore) -> None:
         self._core = core
-        self._max_bytes = max_submission_bytes
+
+    @property
+    def core(self) -> GraderCore:
+        return self._core
 
     async def ValidateSubmission(self, request_iterator, context):
-        header, buffer = await receive_submission(request_iterator, self._max_bytes)
-        with buffer:
+        async with receive_submission(self._core, request_iterator) as (header, buffer):
             outcome = await self._core.validate(
                 current_caller(), header.competition_id, buffer.file()
             )
@@ -64,8 +84,7 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
         )
 
     async def ScoreSubmission(self, request_iterator, context):
-        header, buffer = await receive_submission(request_iterator, self._max_bytes)
-        with buffer:
+        async with receive_submission(self._core, request_iterator) as (header, buffer):
             outcome, version = await self._core.score(header.competition_id, buffer.file())
         response = grader_service_pb2.ScoreSubmissionResponse(
             valid=outcome.valid, error=outcome.error, grader_spec_version=version
@@ -75,8 +94,7 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
         return response
 
     async def GradeSubmission(self, request_iterator, context):
-        header, buffer = await receive_submission(request_iterator, self._max_bytes)
-        with buffer:
+        async with receive_submission(self._core, request_iterator) as (header, buffer):
             report = await self._core.grade(
                 header.competition_id, buffer.file(), header.submission_path
             )

@@ -1,8 +1,16 @@
-"""Receiving a streamed submission with a hard size cap and bounded memory."""
+"""Receiving a streamed submission under a hard size cap, with bounded memory.
+
+Who may upload how much is decided from the header alone, before any chunk is read (see
+`SandboxUploadPolicy` and `GraderCore.admit_upload`); the buffer then stops reading as
+soon as the cap is crossed.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO
 
 from services.common.errors import QuotaViolation, ResourceExhaustedError
@@ -10,13 +18,89 @@ from services.common.errors import QuotaViolation, ResourceExhaustedError
 DEFAULT_MAX_SUBMISSION_BYTES = 2 * 1024**3
 # Submissions up to this size stay in memory; larger ones spill to a temporary file.
 _SPOOL_BYTES = 64 * 1024**2
+# A sandbox's upload keeps at most this much in memory while it streams.
+SANDBOX_SPOOL_BYTES = 4 * 1024**2
+
+MIB = 1024**2
+
+
+@dataclass(frozen=True)
+class SandboxUploadPolicy:
+    """The size cap for a sandbox's validation upload.
+
+    `size_multiple` times the competition's answers size (a submission has the answers' rows,
+    give or take the width of predicted values), never below `min_bytes`, never above
+    `max_bytes`, the operator's ceiling.
+    """
+
+    size_multiple: float = 8.0
+    min_bytes: int = 4 * MIB
+    max_bytes: int = 256 * MIB
+
+    def cap_for(self, answers_size_bytes: int) -> int:
+        wanted = max(self.min_bytes, int(self.size_multiple * answers_size_bytes))
+        return min(self.max_bytes, wanted)
+
+
+def too_large(
+    limit: int, size: int, *, subject: str = "submission_bytes"
+) -> ResourceExhaustedError:
+    return ResourceExhaustedError(
+        f"submission exceeds the {limit}-byte limit",
+        reason="SUBMISSION_TOO_LARGE",
+        metadata={"limit_bytes": str(limit), "received_bytes": str(size)},
+        quota=[
+            QuotaViolation(subject=subject, description=f"at most {limit} bytes per submission")
+        ],
+    )
+
+
+class InFlightValidations:
+    """At most one validation in flight per sandbox, on this replica.
+
+    Held from the header to the reply, so a sandbox cannot stack uploads (or their parses)
+    and its rate limit cannot refill while one streams.
+    """
+
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    @contextlib.contextmanager
+    def claim(self, sandbox_id: str) -> Iterator[None]:
+        if sandbox_id in self._held:
+            raise ResourceExhaustedError(
+                "this sandbox already has a validation in flight; wait for its reply",
+                reason="VALIDATION_IN_FLIGHT",
+                metadata={"sandbox_id": sandbox_id, "max_in_flight": "1"},
+                quota=[
+                    QuotaViolation(
+                        subject=f"sandbox:{sandbox_id}",
+                        description="1 validation in flight per sandbox",
+                    )
+                ],
+            )
+        self._held.add(sandbox_id)
+        try:
+            yield
+        finally:
+            self._held.discard(sandbox_id)
 
 
 class SubmissionBuffer:
-    def __init__(self, max_bytes: int = DEFAULT_MAX_SUBMISSION_BYTES) -> None:
+    def __init__(
+        self,
+        max_bytes: int = DEFAULT_MAX_SUBMISSION_BYTES,
+        *,
+        spool_bytes: int = _SPOOL_BYTES,
+        subject: str = "submission_bytes",
+    ) -> None:
         self.max_bytes = max_bytes
         self.size = 0
-        self._file = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 (closed by close())
+        self._subject = subject
+        self._file = tempfile.SpooledTemporaryFile(max_size=min(spool_bytes, max_bytes))  # noqa: SIM115 (closed by close())
 
     def check_declared_size(self, declared: int) -> None:
         """Fails early when the client announces an oversize upload."""
@@ -43,14 +127,4 @@ class SubmissionBuffer:
         self.close()
 
     def _too_large(self, size: int) -> ResourceExhaustedError:
-        return ResourceExhaustedError(
-            f"submission exceeds the {self.max_bytes}-byte limit",
-            reason="SUBMISSION_TOO_LARGE",
-            metadata={"limit_bytes": str(self.max_bytes), "received_bytes": str(size)},
-            quota=[
-                QuotaViolation(
-                    subject="submission_bytes",
-                    description=f"at most {self.max_bytes} bytes per submission",
-                )
-            ],
-        )
+        return too_large(self.max_bytes, size, subject=self._subject)

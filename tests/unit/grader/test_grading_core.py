@@ -179,11 +179,35 @@ async def test_grade_without_a_submission_reports_it_missing(spaceship):
 async def test_sandbox_validation_is_rate_limited(spaceship):
     core = GraderCore(spaceship, validate_limiter=TokenBucketLimiter(0.001, 1))
     caller = Caller(Role.SANDBOX, "agent", sandbox_id="s1", competition_id="spaceship-titanic")
-    await core.validate(caller, "spaceship-titanic", _csv({"x": [1]}))
-    with pytest.raises(ResourceExhaustedError):
+    async with core.admit_upload(caller, "spaceship-titanic"):
         await core.validate(caller, "spaceship-titanic", _csv({"x": [1]}))
+    with pytest.raises(ResourceExhaustedError):
+        async with core.admit_upload(caller, "spaceship-titanic"):
+            pass
     # Labs are not limited.
-    await core.validate(Caller(Role.LAB, "lab"), "spaceship-titanic", _csv({"x": [1]}))
+    async with core.admit_upload(Caller(Role.LAB, "lab"), "spaceship-titanic"):
+        await core.validate(Caller(Role.LAB, "lab"), "spaceship-titanic", _csv({"x": [1]}))
+
+
+async def test_sandbox_upload_cap_follows_the_answers_size(spaceship):
+    from services.grader.uploads import SandboxUploadPolicy
+
+    policy = SandboxUploadPolicy(size_multiple=2, min_bytes=10, max_bytes=1000)
+    assert (policy.cap_for(1), policy.cap_for(100), policy.cap_for(10**6)) == (10, 200, 1000)
+    core = GraderCore(spaceship, sandbox_uploads=policy)
+    caller = Caller(Role.SANDBOX, "agent", sandbox_id="s1", competition_id="spaceship-titanic")
+    answers = (await spaceship.get("spaceship-titanic")).answers_size_bytes
+    async with core.admit_upload(caller, "spaceship-titanic") as limit:
+        assert limit.max_bytes == policy.cap_for(answers)
+        # One in flight per sandbox: a second is refused while the first is held.
+        with pytest.raises(ResourceExhaustedError) as err:
+            async with core.admit_upload(caller, "spaceship-titanic"):
+                pass
+        assert err.value.reason == "VALIDATION_IN_FLIGHT"
+    with pytest.raises(ResourceExhaustedError) as err:
+        async with core.admit_upload(caller, "spaceship-titanic", declared_bytes=10**9):
+            pass
+    assert err.value.reason == "SUBMISSION_TOO_LARGE"
 
 
 async def test_unknown_competition_is_not_found(spaceship):
