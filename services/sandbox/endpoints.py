@@ -22,6 +22,8 @@ import grpc
 import jwt
 import structlog
 from aiohttp import web
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from mleb.grader.v1 import grader_service_pb2, grader_service_pb2_grpc
 
 from services.common.channels import bearer_metadata, service_channel
@@ -44,6 +46,8 @@ GRADER_SOCKET = "grader.sock"
 EGRESS_SOCKET = "egress-proxy.sock"
 
 _UPLOAD_CHUNK = 1 << 20
+# What multipart framing may add to a file of the largest allowed size (boundaries, headers).
+_MULTIPART_SLACK = 64 * 1024
 # Grading a large submission can take a while; an agent waiting longer has its own timeout.
 _VALIDATE_TIMEOUT_S = 600.0
 
@@ -202,16 +206,39 @@ class SandboxEndpoints:
         await web.SockSite(state.runner, sock).start()
 
     def _validate_handler(self, sandbox_token: str, competition_id: str):
+        ceiling = self._settings.sandbox_upload_max_bytes
+
         async def validate(request: web.Request) -> web.Response:
+            # Refused before the body is read: the grader's cap for this competition is at
+            # most the ceiling, and the grader enforces it again as the body streams.
+            declared = request.content_length
+            if declared is not None and declared > ceiling + _MULTIPART_SLACK:
+                return _too_large(ceiling, declared)
             try:
                 part = await _file_part(request)
             except ValueError as exc:
                 return web.json_response({"error": "Bad request.", "details": str(exc)}, status=400)
             try:
-                message = await self._validate(part, sandbox_token, competition_id)
+                message = await self._validate(part, sandbox_token, competition_id, ceiling)
+            except _UploadTooLarge as exc:
+                return _too_large(ceiling, exc.received)
             except grpc.aio.AioRpcError as exc:
-                # MLE-bench's grading server answers failures this way.
                 details = f"{exc.code().name}: {exc.details()}"
+                if _refused_mid_upload(exc):
+                    return web.json_response(
+                        {
+                            "error": "Submission refused.",
+                            "details": "RESOURCE_EXHAUSTED: the grader refused the upload before "
+                            "reading all of it (size, rate or one-at-a-time limit)",
+                        },
+                        status=413,
+                    )
+                if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    status = 413 if _error_reason(exc) == "SUBMISSION_TOO_LARGE" else 429
+                    return web.json_response(
+                        {"error": "Submission refused.", "details": details}, status=status
+                    )
+                # MLE-bench's grading server answers failures this way.
                 return web.json_response(
                     {"error": "An unexpected error occurred.", "details": details}, status=500
                 )
@@ -219,8 +246,11 @@ class SandboxEndpoints:
 
         return validate
 
-    async def _validate(self, part, sandbox_token: str, competition_id: str) -> str:
+    async def _validate(self, part, sandbox_token: str, competition_id: str, ceiling: int) -> str:
+        received = 0
+
         async def requests() -> AsyncIterator[grader_service_pb2.ValidateSubmissionRequest]:
+            nonlocal received
             yield grader_service_pb2.ValidateSubmissionRequest(
                 header=grader_service_pb2.SubmissionHeader(
                     competition_id=competition_id,
@@ -228,12 +258,60 @@ class SandboxEndpoints:
                 )
             )
             while chunk := await part.read_chunk(_UPLOAD_CHUNK):
+                received += len(chunk)
+                if received > ceiling:
+                    call.cancel()
+                    return
                 yield grader_service_pb2.ValidateSubmissionRequest(chunk=chunk)
 
-        reply = await self._grader().ValidateSubmission(
+        call = self._grader().ValidateSubmission(
             requests(), metadata=bearer_metadata(sandbox_token), timeout=_VALIDATE_TIMEOUT_S
         )
+        try:
+            reply = await call
+        except asyncio.CancelledError:
+            if received > ceiling:
+                raise _UploadTooLarge(received) from None
+            raise
         return reply.message
+
+
+class _UploadTooLarge(Exception):
+    def __init__(self, received: int) -> None:
+        super().__init__(received)
+        self.received = received
+
+
+def _too_large(limit: int, received: int) -> web.Response:
+    return web.json_response(
+        {
+            "error": "Submission refused.",
+            "details": f"RESOURCE_EXHAUSTED: submission exceeds the {limit}-byte limit "
+            f"({received} bytes sent)",
+        },
+        status=413,
+    )
+
+
+def _refused_mid_upload(error: grpc.aio.AioRpcError) -> bool:
+    """grpc.aio reports INTERNAL, losing the grader's status, when the grader ends the call
+    while a chunk is still being sent. The grader ends a call before reading the whole body
+    only to refuse it."""
+    return error.code() == grpc.StatusCode.INTERNAL and "SendMessageOperation" in (
+        error.debug_error_string() or ""
+    )
+
+
+def _error_reason(error: grpc.aio.AioRpcError) -> str:
+    try:
+        status = rpc_status.from_call(error)
+    except ValueError:
+        return ""
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason
+    return ""
 
 
 async def _file_part(request: web.Request):
