@@ -45,6 +45,8 @@ class Caller:
     expires_at: float | None = None
     # The lab a token acts for (claim "tnt"); tokens without the claim act for their subject.
     tenant: str = ""
+    # The token's id (claim "jti"), which revocation names.
+    token_id: str = ""
 
     @property
     def tenant_id(self) -> str:
@@ -180,7 +182,11 @@ class TokenAuthority:
             competition_id=str(claims.get("comp", "")),
             expires_at=claims.get("exp"),
             tenant=str(claims.get("tnt", "")),
+            token_id=str(claims.get("jti", "")),
         )
         if role is Role.SANDBOX and not (caller.sandbox_id and caller.competition_id):
             raise UnauthenticatedError("sandbox token lacks its sandbox", reason="BAD_TOKEN")
+        if role is not Role.SERVICE and not caller.token_id:
+            # A token without an id could never be revoked.
+            raise UnauthenticatedError("token has no id (jti)", reason="BAD_TOKEN")
         return caller

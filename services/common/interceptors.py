@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 import grpc
 import structlog
@@ -23,6 +24,11 @@ from services.common.errors import (
     UnauthenticatedError,
 )
 from services.common.rpc_handlers import CallScope, ScopedInterceptor
+
+
+class RevocationCheck(Protocol):
+    async def check(self, caller: auth.Caller) -> None: ...
+
 
 ERROR_DOMAIN = "mleb"
 # Standard services anyone may call: load balancers probe health, grpcurl uses reflection.
@@ -170,9 +176,11 @@ class AuthInterceptor(ScopedInterceptor):
         self,
         authority: auth.TokenAuthority | None,
         rpc_roles: Mapping[str, frozenset[auth.Role]],
+        revocations: RevocationCheck | None = None,
     ) -> None:
         self._authority = authority
         self._rpc_roles = dict(rpc_roles)
+        self._revocations = revocations
 
     def scope_for(self, method: str) -> CallScope | None:
         if method.startswith(PUBLIC_SERVICE_PREFIXES):
@@ -188,6 +196,8 @@ class AuthInterceptor(ScopedInterceptor):
                     reason="ROLE_NOT_ALLOWED",
                     metadata={"role": caller.role.value, "method": method},
                 )
+            if self._revocations is not None and self._authority is not None:
+                await self._revocations.check(caller)
             token = auth.set_current_caller(caller)
             try:
                 yield

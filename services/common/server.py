@@ -22,7 +22,12 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from services.common import auth
 from services.common.errors import FailedPreconditionError
-from services.common.interceptors import AuthInterceptor, RequestInterceptor, RpcMetrics
+from services.common.interceptors import (
+    AuthInterceptor,
+    RequestInterceptor,
+    RevocationCheck,
+    RpcMetrics,
+)
 from services.common.logging import configure_logging
 from services.common.settings import Settings
 
@@ -42,6 +47,8 @@ class ServiceDefinition:
     # Short method name -> roles allowed to call it.
     rpc_roles: Mapping[str, frozenset[auth.Role]]
     close: Callable[[], Awaitable[None]] | None = None
+    # How this server learns which tokens are revoked (services.common.revocation).
+    revocations: RevocationCheck | None = None
 
     def full_method_roles(self) -> dict[str, frozenset[auth.Role]]:
         return {f"/{self.full_name}/{name}": roles for name, roles in self.rpc_roles.items()}
@@ -131,7 +138,11 @@ async def start_server(
     server = grpc.aio.server(
         interceptors=[
             RequestInterceptor(RpcMetrics(registry)),
-            AuthInterceptor(token_authority(settings), rpc_roles),
+            AuthInterceptor(
+                token_authority(settings),
+                rpc_roles,
+                next((s.revocations for s in services if s.revocations is not None), None),
+            ),
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from mleb.grader.v1 import grader_service_pb2_grpc
 
 from services.common.channels import bearer_metadata, service_channel, service_token
+from services.common.revocation import registry_revocations
 from services.common.server import ServiceDefinition
 from services.common.settings import Settings
 from services.grader.bundles import ParsedAnswersCache
@@ -17,9 +18,10 @@ from services.grader.uploads import SandboxUploadPolicy
 
 def grader_service(settings: Settings) -> ServiceDefinition:
     channel = service_channel(settings.registry_addr, settings)
+    credentials = bearer_metadata(service_token(settings, "grader"))
     bundles = RegistryBundleProvider(
         channel,
-        bearer_metadata(service_token(settings, "grader")),
+        credentials,
         ParsedAnswersCache(settings.answers_cache_bytes),
     )
     core = GraderCore(
@@ -42,4 +44,10 @@ def grader_service(settings: Settings) -> ServiceDefinition:
         add_to_server=grader_service_pb2_grpc.add_GraderServiceServicer_to_server,
         rpc_roles=RPC_ROLES,
         close=close,
+        revocations=registry_revocations(
+            channel,
+            credentials,
+            ttl_s=settings.revocation_cache_s,
+            max_stale_s=settings.revocation_max_stale_s,
+        ),
     )

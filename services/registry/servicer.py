@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC
 from typing import TypeVar
 
 import grpc
@@ -26,6 +27,7 @@ from services.registry.records import (
     LeaderboardEntry,
     Metric,
 )
+from services.registry.revocations import TokenRevocationRow, TokenRevocations
 
 _ALL = frozenset({Role.SERVICE, Role.LAB})
 RPC_ROLES: dict[str, frozenset[Role]] = {
@@ -35,6 +37,8 @@ RPC_ROLES: dict[str, frozenset[Role]] = {
     "ListSplits": _ALL,
     "DownloadPublicData": frozenset({Role.SERVICE, Role.LAB, Role.SANDBOX}),
     "GetGradingBundle": frozenset({Role.SERVICE}),
+    "RevokeToken": frozenset({Role.SERVICE, Role.LAB}),
+    "ListRevokedTokens": frozenset({Role.SERVICE}),
 }
 
 _COMPLEXITY_FROM_PROTO = {
@@ -111,8 +115,9 @@ def competition_to_proto(record: CompetitionRecord, *, full: bool) -> registry_p
 
 
 class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
-    def __init__(self, core: RegistryCore) -> None:
+    def __init__(self, core: RegistryCore, revocations: TokenRevocations | None = None) -> None:
         self.core = core
+        self.revocations = revocations or TokenRevocations(core.sessions)
 
     async def ListCompetitions(
         self,
@@ -234,3 +239,40 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         )
         async for data in _iterate_in_thread(chunks):
             yield registry_service_pb2.GetGradingBundleResponse(answers_chunk=data)
+
+    async def RevokeToken(
+        self, request: registry_service_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext
+    ) -> registry_service_pb2.RevokeTokenResponse:
+        target = request.WhichOneof("target")
+        if target is None:
+            raise invalid_field("target", "name one of token, token_id or sandbox_id")
+        row = await self.revocations.revoke(
+            current_caller(),
+            **{target: getattr(request, target)},
+            expires_at=(
+                request.expires_at.ToDatetime(tzinfo=UTC)
+                if request.HasField("expires_at")
+                else None
+            ),
+            reason=request.reason,
+        )
+        return registry_service_pb2.RevokeTokenResponse(revoked=_revoked_to_proto(row))
+
+    async def ListRevokedTokens(
+        self,
+        request: registry_service_pb2.ListRevokedTokensRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> registry_service_pb2.ListRevokedTokensResponse:
+        return registry_service_pb2.ListRevokedTokensResponse(
+            revoked=[_revoked_to_proto(row) for _revocation, row in await self.revocations.active()]
+        )
+
+
+def _revoked_to_proto(row: TokenRevocationRow) -> registry_pb2.RevokedToken:
+    message = registry_pb2.RevokedToken(
+        token_id=row.token_id, sandbox_id=row.sandbox_id, reason=row.reason
+    )
+    message.revoked_at.FromDatetime(row.revoked_at)
+    if row.expires_at is not None:
+        message.expires_at.FromDatetime(row.expires_at)
+    return message

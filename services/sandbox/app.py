@@ -14,6 +14,7 @@ from services.common import db
 from services.common.auth import TokenAuthority
 from services.common.channels import bearer_metadata, service_channel, service_token
 from services.common.errors import FailedPreconditionError, invalid_field
+from services.common.revocation import registry_revocations
 from services.common.server import ServiceDefinition
 from services.common.settings import Settings
 from services.sandbox import store
@@ -28,6 +29,7 @@ from services.sandbox.endpoints import SandboxEndpoints
 from services.sandbox.gpus import GpuInventory
 from services.sandbox.registry_client import RegistryCompetitions
 from services.sandbox.servicer import RPC_ROLES, SandboxServicer
+from services.sandbox.token_revocation import SandboxTokenRevoker
 
 log = structlog.get_logger("mleb.sandbox")
 
@@ -78,6 +80,11 @@ def sandbox_service(
         ),
         EgressLog(sessions, sandbox_settings.egress_max_destinations),
     )
+    revoker = SandboxTokenRevoker(
+        channel,
+        bearer_metadata(service_token(settings, "sandbox")),
+        sandbox_settings.token_margin_s,
+    )
     core = SandboxCore(
         sessions,
         choose_backend(sandbox_settings, sandbox_settings.sidecar_image),
@@ -86,6 +93,7 @@ def sandbox_service(
         GpuInventory(sandbox_settings.node, nvml=nvml),
         sandbox_settings,
         TokenAuthority.from_spec(settings.auth_secret) if settings.auth_secret else None,
+        on_sandbox_finished=revoker.sandbox_finished,
     )
     starting = asyncio.get_running_loop().create_task(core.start())
 
@@ -93,6 +101,7 @@ def sandbox_service(
         starting.cancel()
         await core.close()
         await endpoints.aclose()
+        await revoker.aclose()
         await channel.close()
         engine.dispose()
 
@@ -102,4 +111,10 @@ def sandbox_service(
         add_to_server=sandbox_service_pb2_grpc.add_SandboxServiceServicer_to_server,
         rpc_roles=RPC_ROLES,
         close=close,
+        revocations=registry_revocations(
+            channel,
+            bearer_metadata(service_token(settings, "sandbox")),
+            ttl_s=settings.revocation_cache_s,
+            max_stale_s=settings.revocation_max_stale_s,
+        ),
     )

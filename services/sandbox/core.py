@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import secrets as secrets_module
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +76,7 @@ class SandboxCore:
         inventory: Inventory,
         settings: SandboxSettings,
         tokens: TokenAuthority | None,
+        on_sandbox_finished: Callable[[str, datetime | None], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._threads = WorkerThreads()
@@ -105,6 +106,7 @@ class SandboxCore:
             self._signals,
             self._live,
             on_gpus_released=self._queue.wake,
+            on_finished=on_sandbox_finished,
         )
         self._supervisor = Supervisor(
             rows=self._rows,

@@ -31,6 +31,7 @@ class Finisher:
         signals: LogSignals,
         live: LiveSandboxes,
         on_gpus_released: Callable[[], None],
+        on_finished: Callable[[str, datetime | None], None] | None = None,
     ) -> None:
         self._rows = rows
         self._threads = threads
@@ -39,6 +40,8 @@ class Finisher:
         self._signals = signals
         self._live = live
         self._on_gpus_released = on_gpus_released
+        # Revokes the sandbox's tokens (services.sandbox.token_revocation).
+        self._on_finished = on_finished
 
     async def finish(
         self,
@@ -84,6 +87,12 @@ class Finisher:
         with contextlib.suppress(Exception):
             await self._endpoints.close(sandbox_id)
         recorded = await self._threads.run(self._rows.update, sandbox_id, state, values)
+        if self._on_finished is not None:
+            deadline = row.deadline_at
+            self._on_finished(
+                sandbox_id,
+                deadline if deadline is None or deadline.tzinfo else deadline.replace(tzinfo=UTC),
+            )
         log.info(
             "sandbox_finished",
             sandbox_id=sandbox_id,

@@ -118,11 +118,10 @@ async def test_mleb_validate_tool(stack, authority, tmp_path):
     def run(*args):
         return subprocess.run([*tool, *args], env=env, capture_output=True, text=True, timeout=60)
 
-    valid, invalid, missing = await asyncio.gather(
-        asyncio.to_thread(run, str(good)),
-        asyncio.to_thread(run, str(bad)),
-        asyncio.to_thread(run, str(tmp_path / "nope.csv")),
-    )
+    # One after another: a sandbox may have only one validation in flight.
+    valid = await asyncio.to_thread(run, str(good))
+    invalid = await asyncio.to_thread(run, str(bad))
+    missing = await asyncio.to_thread(run, str(tmp_path / "nope.csv"))
     assert (valid.returncode, valid.stdout.strip()) == (0, "Submission is valid.")
     assert invalid.returncode == 1 and invalid.stdout.startswith("Submission invalid! ")
     assert missing.returncode == 2

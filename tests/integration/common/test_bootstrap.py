@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import subprocess
@@ -53,8 +54,19 @@ async def test_reflection_lists_and_describes_the_api(serve, settings, channel_t
     assert responses[1].file_descriptor_response.file_descriptor_proto
 
 
+async def _grader_with_registry(serve, settings, **overrides):
+    """A grader with the registry it reads the token revocation list from."""
+    from services.registry.app import registry_service
+
+    registry = await serve([registry_service(settings)], settings)
+    settings = dataclasses.replace(
+        settings, registry_addr=f"127.0.0.1:{registry.port}", **overrides
+    )
+    return await serve([grader_service(settings)], settings)
+
+
 async def test_domain_errors_arrive_as_rich_status(serve, settings, channel_to, lab_token):
-    server = await serve([grader_service(settings)], settings)
+    server = await _grader_with_registry(serve, settings)
     stub = grader_service_pb2_grpc.GraderServiceStub(channel_to(server))
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.RankScore(grader_service_pb2.RankScoreRequest(), metadata=bearer(lab_token))
@@ -100,7 +112,7 @@ async def test_auth_disabled_only_when_explicit(serve, settings, channel_to):
 
 
 async def test_metrics_count_rpcs_by_method_and_code(serve, settings, channel_to, lab_token):
-    server = await serve([grader_service(settings)], settings, metrics_port=0)
+    server = await _grader_with_registry(serve, settings, metrics_port=0)
     stub = grader_service_pb2_grpc.GraderServiceStub(channel_to(server))
     for _ in range(3):
         with pytest.raises(grpc.aio.AioRpcError):

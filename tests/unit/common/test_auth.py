@@ -25,8 +25,24 @@ def test_round_trip_keeps_role_subject_and_sandbox_claims():
     token = authority.issue(Role.SANDBOX, "agent", sandbox_id="sbx-1", competition_id="comp-a")
     caller = authority.verify(token)
     assert caller == Caller(
-        Role.SANDBOX, "agent", sandbox_id="sbx-1", competition_id="comp-a", expires_at=None
+        Role.SANDBOX,
+        "agent",
+        sandbox_id="sbx-1",
+        competition_id="comp-a",
+        expires_at=None,
+        token_id=caller.token_id,
     )
+    assert len(caller.token_id) == 32  # every token has an id (jti) that revocation names
+
+
+def test_a_lab_token_without_an_id_is_refused():
+    import jwt
+
+    secret = NEW.split(":", 1)[1].encode()
+    claims = {"iss": "mleb", "sub": "lab", "role": "lab", "iat": 1}
+    token = jwt.encode(claims, secret, algorithm="HS256", headers={"kid": "new"})
+    with pytest.raises(UnauthenticatedError):
+        TokenAuthority.from_spec(NEW).verify(token)
 
 
 def test_rotation_old_tokens_verify_while_their_key_is_listed():

@@ -173,3 +173,17 @@ class GradingBundleHeader(_message.Message):
     target_columns: _containers.RepeatedScalarFieldContainer[str]
     leaderboard_state: _common_pb2.LeaderboardState
     def __init__(self, competition_id: _Optional[str] = ..., digest: _Optional[str] = ..., not_modified: _Optional[bool] = ..., metric: _Optional[_Union[Metric, _Mapping]] = ..., answers_format: _Optional[str] = ..., answers_size_bytes: _Optional[int] = ..., answers_sha256: _Optional[str] = ..., leaderboard: _Optional[_Iterable[_Union[LeaderboardEntry, _Mapping]]] = ..., lower_is_better: _Optional[bool] = ..., awards_medals: _Optional[bool] = ..., id_columns: _Optional[_Iterable[str]] = ..., target_columns: _Optional[_Iterable[str]] = ..., leaderboard_state: _Optional[_Union[_common_pb2.LeaderboardState, str]] = ...) -> None: ...
+
+class RevokedToken(_message.Message):
+    __slots__ = ("token_id", "sandbox_id", "expires_at", "revoked_at", "reason")
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    sandbox_id: str
+    expires_at: _timestamp_pb2.Timestamp
+    revoked_at: _timestamp_pb2.Timestamp
+    reason: str
+    def __init__(self, token_id: _Optional[str] = ..., sandbox_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...

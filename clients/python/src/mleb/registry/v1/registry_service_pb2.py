@@ -22,41 +22,50 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from mleb.common.v1 import common_pb2 as mleb_dot_common_dot_v1_dot_common__pb2
 from mleb.registry.v1 import registry_pb2 as mleb_dot_registry_dot_v1_dot_registry__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'mleb/registry/v1/registry_service.proto\x12\x10mleb.registry.v1\x1a\x1bmleb/common/v1/common.proto\x1a\x1fmleb/registry/v1/registry.proto\"\xc4\x01\n\x17ListCompetitionsRequest\x12\r\n\x05split\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x30\n\ncomplexity\x18\x03 \x01(\x0e\x32\x1c.mleb.registry.v1.Complexity\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12/\n\x04view\x18\x06 \x01(\x0e\x32!.mleb.registry.v1.CompetitionView\"|\n\x18ListCompetitionsResponse\x12\x33\n\x0c\x63ompetitions\x18\x01 \x03(\x0b\x32\x1d.mleb.registry.v1.Competition\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"p\n\x15GetCompetitionRequest\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12?\n\x13\x64\x65scription_variant\x18\x02 \x01(\x0e\x32\".mleb.common.v1.DescriptionVariant\"L\n\x16GetCompetitionResponse\x12\x32\n\x0b\x63ompetition\x18\x01 \x01(\x0b\x32\x1d.mleb.registry.v1.Competition\"/\n\x15GetLeaderboardRequest\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\"\xab\x01\n\x16GetLeaderboardResponse\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12\x33\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\".mleb.registry.v1.LeaderboardEntry\x12\x17\n\x0flower_is_better\x18\x03 \x01(\x08\x12+\n\nthresholds\x18\x04 \x01(\x0b\x32\x17.mleb.common.v1.Ranking\"\x13\n\x11ListSplitsRequest\"=\n\x12ListSplitsResponse\x12\'\n\x06splits\x18\x01 \x03(\x0b\x32\x17.mleb.registry.v1.Split\"B\n\x19\x44ownloadPublicDataRequest\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12\r\n\x05paths\x18\x02 \x03(\t\"\x80\x01\n\x1a\x44ownloadPublicDataResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\x12\n\nlast_chunk\x18\x06 \x01(\x08\"G\n\x17GetGradingBundleRequest\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12\x14\n\x0cknown_digest\x18\x02 \x01(\t\"t\n\x18GetGradingBundleResponse\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32%.mleb.registry.v1.GradingBundleHeaderH\x00\x12\x17\n\ranswers_chunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part2\xff\x04\n\x0fRegistryService\x12i\n\x10ListCompetitions\x12).mleb.registry.v1.ListCompetitionsRequest\x1a*.mleb.registry.v1.ListCompetitionsResponse\x12\x63\n\x0eGetCompetition\x12\'.mleb.registry.v1.GetCompetitionRequest\x1a(.mleb.registry.v1.GetCompetitionResponse\x12\x63\n\x0eGetLeaderboard\x12\'.mleb.registry.v1.GetLeaderboardRequest\x1a(.mleb.registry.v1.GetLeaderboardResponse\x12W\n\nListSplits\x12#.mleb.registry.v1.ListSplitsRequest\x1a$.mleb.registry.v1.ListSplitsResponse\x12q\n\x12\x44ownloadPublicData\x12+.mleb.registry.v1.DownloadPublicDataRequest\x1a,.mleb.registry.v1.DownloadPublicDataResponse0\x01\x12k\n\x10GetGradingBundle\x12).mleb.registry.v1.GetGradingBundleRequest\x1a*.mleb.registry.v1.GetGradingBundleResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'mleb/registry/v1/registry_service.proto\x12\x10mleb.registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmleb/common/v1/common.proto\x1a\x1fmleb/registry/v1/registry.proto\"\xc4\x01\n\x17ListCompetitionsRequest\x12\r\n\x05split\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x30\n\ncomplexity\x18\x03 \x01(\x0e\x32\x1c.mleb.registry.v1.Complexity\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12/\n\x04view\x18\x06 \x01(\x0e\x32!.mleb.registry.v1.CompetitionView\"|\n\x18ListCompetitionsResponse\x12\x33\n\x0c\x63ompetitions\x18\x01 \x03(\x0b\x32\x1d.mleb.registry.v1.Competition\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"p\n\x15GetCompetitionRequest\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12?\n\x13\x64\x65scription_variant\x18\x02 \x01(\x0e\x32\".mleb.common.v1.DescriptionVariant\"L\n\x16GetCompetitionResponse\x12\x32\n\x0b\x63ompetition\x18\x01 \x01(\x0b\x32\x1d.mleb.registry.v1.Competition\"/\n\x15GetLeaderboardRequest\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\"\xab\x01\n\x16GetLeaderboardResponse\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12\x33\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\".mleb.registry.v1.LeaderboardEntry\x12\x17\n\x0flower_is_better\x18\x03 \x01(\x08\x12+\n\nthresholds\x18\x04 \x01(\x0b\x32\x17.mleb.common.v1.Ranking\"\x13\n\x11ListSplitsRequest\"=\n\x12ListSplitsResponse\x12\'\n\x06splits\x18\x01 \x03(\x0b\x32\x17.mleb.registry.v1.Split\"B\n\x19\x44ownloadPublicDataRequest\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12\r\n\x05paths\x18\x02 \x03(\t\"\x80\x01\n\x1a\x44ownloadPublicDataResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\x12\n\nlast_chunk\x18\x06 \x01(\x08\"G\n\x17GetGradingBundleRequest\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12\x14\n\x0cknown_digest\x18\x02 \x01(\t\"t\n\x18GetGradingBundleResponse\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32%.mleb.registry.v1.GradingBundleHeaderH\x00\x12\x17\n\ranswers_chunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x99\x01\n\x12RevokeTokenRequest\x12\x0f\n\x05token\x18\x01 \x01(\tH\x00\x12\x12\n\x08token_id\x18\x02 \x01(\tH\x00\x12\x14\n\nsandbox_id\x18\x03 \x01(\tH\x00\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x05 \x01(\tB\x08\n\x06target\"F\n\x13RevokeTokenResponse\x12/\n\x07revoked\x18\x01 \x01(\x0b\x32\x1e.mleb.registry.v1.RevokedToken\"\x1a\n\x18ListRevokedTokensRequest\"L\n\x19ListRevokedTokensResponse\x12/\n\x07revoked\x18\x01 \x03(\x0b\x32\x1e.mleb.registry.v1.RevokedToken2\xc9\x06\n\x0fRegistryService\x12i\n\x10ListCompetitions\x12).mleb.registry.v1.ListCompetitionsRequest\x1a*.mleb.registry.v1.ListCompetitionsResponse\x12\x63\n\x0eGetCompetition\x12\'.mleb.registry.v1.GetCompetitionRequest\x1a(.mleb.registry.v1.GetCompetitionResponse\x12\x63\n\x0eGetLeaderboard\x12\'.mleb.registry.v1.GetLeaderboardRequest\x1a(.mleb.registry.v1.GetLeaderboardResponse\x12W\n\nListSplits\x12#.mleb.registry.v1.ListSplitsRequest\x1a$.mleb.registry.v1.ListSplitsResponse\x12q\n\x12\x44ownloadPublicData\x12+.mleb.registry.v1.DownloadPublicDataRequest\x1a,.mleb.registry.v1.DownloadPublicDataResponse0\x01\x12k\n\x10GetGradingBundle\x12).mleb.registry.v1.GetGradingBundleRequest\x1a*.mleb.registry.v1.GetGradingBundleResponse0\x01\x12Z\n\x0bRevokeToken\x12$.mleb.registry.v1.RevokeTokenRequest\x1a%.mleb.registry.v1.RevokeTokenResponse\x12l\n\x11ListRevokedTokens\x12*.mleb.registry.v1.ListRevokedTokensRequest\x1a+.mleb.registry.v1.ListRevokedTokensResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mleb.registry.v1.registry_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTCOMPETITIONSREQUEST']._serialized_start=124
-  _globals['_LISTCOMPETITIONSREQUEST']._serialized_end=320
-  _globals['_LISTCOMPETITIONSRESPONSE']._serialized_start=322
-  _globals['_LISTCOMPETITIONSRESPONSE']._serialized_end=446
-  _globals['_GETCOMPETITIONREQUEST']._serialized_start=448
-  _globals['_GETCOMPETITIONREQUEST']._serialized_end=560
-  _globals['_GETCOMPETITIONRESPONSE']._serialized_start=562
-  _globals['_GETCOMPETITIONRESPONSE']._serialized_end=638
-  _globals['_GETLEADERBOARDREQUEST']._serialized_start=640
-  _globals['_GETLEADERBOARDREQUEST']._serialized_end=687
-  _globals['_GETLEADERBOARDRESPONSE']._serialized_start=690
-  _globals['_GETLEADERBOARDRESPONSE']._serialized_end=861
-  _globals['_LISTSPLITSREQUEST']._serialized_start=863
-  _globals['_LISTSPLITSREQUEST']._serialized_end=882
-  _globals['_LISTSPLITSRESPONSE']._serialized_start=884
-  _globals['_LISTSPLITSRESPONSE']._serialized_end=945
-  _globals['_DOWNLOADPUBLICDATAREQUEST']._serialized_start=947
-  _globals['_DOWNLOADPUBLICDATAREQUEST']._serialized_end=1013
-  _globals['_DOWNLOADPUBLICDATARESPONSE']._serialized_start=1016
-  _globals['_DOWNLOADPUBLICDATARESPONSE']._serialized_end=1144
-  _globals['_GETGRADINGBUNDLEREQUEST']._serialized_start=1146
-  _globals['_GETGRADINGBUNDLEREQUEST']._serialized_end=1217
-  _globals['_GETGRADINGBUNDLERESPONSE']._serialized_start=1219
-  _globals['_GETGRADINGBUNDLERESPONSE']._serialized_end=1335
-  _globals['_REGISTRYSERVICE']._serialized_start=1338
-  _globals['_REGISTRYSERVICE']._serialized_end=1977
+  _globals['_LISTCOMPETITIONSREQUEST']._serialized_start=157
+  _globals['_LISTCOMPETITIONSREQUEST']._serialized_end=353
+  _globals['_LISTCOMPETITIONSRESPONSE']._serialized_start=355
+  _globals['_LISTCOMPETITIONSRESPONSE']._serialized_end=479
+  _globals['_GETCOMPETITIONREQUEST']._serialized_start=481
+  _globals['_GETCOMPETITIONREQUEST']._serialized_end=593
+  _globals['_GETCOMPETITIONRESPONSE']._serialized_start=595
+  _globals['_GETCOMPETITIONRESPONSE']._serialized_end=671
+  _globals['_GETLEADERBOARDREQUEST']._serialized_start=673
+  _globals['_GETLEADERBOARDREQUEST']._serialized_end=720
+  _globals['_GETLEADERBOARDRESPONSE']._serialized_start=723
+  _globals['_GETLEADERBOARDRESPONSE']._serialized_end=894
+  _globals['_LISTSPLITSREQUEST']._serialized_start=896
+  _globals['_LISTSPLITSREQUEST']._serialized_end=915
+  _globals['_LISTSPLITSRESPONSE']._serialized_start=917
+  _globals['_LISTSPLITSRESPONSE']._serialized_end=978
+  _globals['_DOWNLOADPUBLICDATAREQUEST']._serialized_start=980
+  _globals['_DOWNLOADPUBLICDATAREQUEST']._serialized_end=1046
+  _globals['_DOWNLOADPUBLICDATARESPONSE']._serialized_start=1049
+  _globals['_DOWNLOADPUBLICDATARESPONSE']._serialized_end=1177
+  _globals['_GETGRADINGBUNDLEREQUEST']._serialized_start=1179
+  _globals['_GETGRADINGBUNDLEREQUEST']._serialized_end=1250
+  _globals['_GETGRADINGBUNDLERESPONSE']._serialized_start=1252
+  _globals['_GETGRADINGBUNDLERESPONSE']._serialized_end=1368
+  _globals['_REVOKETOKENREQUEST']._serialized_start=1371
+  _globals['_REVOKETOKENREQUEST']._serialized_end=1524
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=1526
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=1596
+  _globals['_LISTREVOKEDTOKENSREQUEST']._serialized_start=1598
+  _globals['_LISTREVOKEDTOKENSREQUEST']._serialized_end=1624
+  _globals['_LISTREVOKEDTOKENSRESPONSE']._serialized_start=1626
+  _globals['_LISTREVOKEDTOKENSRESPONSE']._serialized_end=1702
+  _globals['_REGISTRYSERVICE']._serialized_start=1705
+  _globals['_REGISTRYSERVICE']._serialized_end=2546
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from mleb.common.v1 import common_pb2 as _common_pb2
 from mleb.registry.v1 import registry_pb2 as _registry_pb2
 from google.protobuf.internal import containers as _containers
@@ -115,3 +118,33 @@ class GetGradingBundleResponse(_message.Message):
     header: _registry_pb2.GradingBundleHeader
     answers_chunk: bytes
     def __init__(self, header: _Optional[_Union[_registry_pb2.GradingBundleHeader, _Mapping]] = ..., answers_chunk: _Optional[bytes] = ...) -> None: ...
+
+class RevokeTokenRequest(_message.Message):
+    __slots__ = ("token", "token_id", "sandbox_id", "expires_at", "reason")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    token_id: str
+    sandbox_id: str
+    expires_at: _timestamp_pb2.Timestamp
+    reason: str
+    def __init__(self, token: _Optional[str] = ..., token_id: _Optional[str] = ..., sandbox_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RevokeTokenResponse(_message.Message):
+    __slots__ = ("revoked",)
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    revoked: _registry_pb2.RevokedToken
+    def __init__(self, revoked: _Optional[_Union[_registry_pb2.RevokedToken, _Mapping]] = ...) -> None: ...
+
+class ListRevokedTokensRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListRevokedTokensResponse(_message.Message):
+    __slots__ = ("revoked",)
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    revoked: _containers.RepeatedCompositeFieldContainer[_registry_pb2.RevokedToken]
+    def __init__(self, revoked: _Optional[_Iterable[_Union[_registry_pb2.RevokedToken, _Mapping]]] = ...) -> None: ...

@@ -65,6 +65,16 @@ class RegistryServiceStub:
                 request_serializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.GetGradingBundleRequest.SerializeToString,
                 response_deserializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.GetGradingBundleResponse.FromString,
                 _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/mleb.registry.v1.RegistryService/RevokeToken',
+                request_serializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.RevokeTokenResponse.FromString,
+                _registered_method=True)
+        self.ListRevokedTokens = channel.unary_unary(
+                '/mleb.registry.v1.RegistryService/ListRevokedTokens',
+                request_serializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListRevokedTokensRequest.SerializeToString,
+                response_deserializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListRevokedTokensResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -113,6 +123,22 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeToken(self, request, context):
+        """Revokes tokens before they expire. The service role may revoke any token, token id or
+        sandbox; a lab may revoke only a token of its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRevokedTokens(self, request, context):
+        """Internal, service role only: the revocations still in force. Every server caches them
+        for a few seconds and refuses lab and sandbox callers when it cannot refresh them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +171,16 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.GetGradingBundle,
                     request_deserializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.GetGradingBundleRequest.FromString,
                     response_serializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.GetGradingBundleResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'ListRevokedTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRevokedTokens,
+                    request_deserializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListRevokedTokensRequest.FromString,
+                    response_serializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListRevokedTokensResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +346,60 @@ class RegistryService:
             '/mleb.registry.v1.RegistryService/GetGradingBundle',
             mleb_dot_registry_dot_v1_dot_registry__service__pb2.GetGradingBundleRequest.SerializeToString,
             mleb_dot_registry_dot_v1_dot_registry__service__pb2.GetGradingBundleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mleb.registry.v1.RegistryService/RevokeToken',
+            mleb_dot_registry_dot_v1_dot_registry__service__pb2.RevokeTokenRequest.SerializeToString,
+            mleb_dot_registry_dot_v1_dot_registry__service__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRevokedTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mleb.registry.v1.RegistryService/ListRevokedTokens',
+            mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListRevokedTokensRequest.SerializeToString,
+            mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListRevokedTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -20,6 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Timestamp } from "../../../google/protobuf/timestamp";
 import {
   DescriptionVariant,
   descriptionVariantFromJSON,
@@ -36,6 +37,7 @@ import {
   complexityToJSON,
   GradingBundleHeader,
   LeaderboardEntry,
+  RevokedToken,
   Split,
 } from "./registry";
 
@@ -119,6 +121,40 @@ export interface GetGradingBundleRequest {
 /** The first message holds the header; the rest hold answer bytes in order. */
 export interface GetGradingBundleResponse {
   part: { $case: "header"; header: GradingBundleHeader } | { $case: "answersChunk"; answersChunk: Buffer } | undefined;
+}
+
+export interface RevokeTokenRequest {
+  target:
+    | //
+    /** The token itself; its id and expiry are read from it. */
+    { $case: "token"; token: string }
+    | //
+    /** A token id (the "jti" claim). Service role only. */
+    { $case: "tokenId"; tokenId: string }
+    | //
+    /** Every token of this sandbox. Service role only. */
+    { $case: "sandboxId"; sandboxId: string }
+    | undefined;
+  /**
+   * When the revocation may be forgotten: the target's own expiry. Unset for `token_id` or
+   * `sandbox_id` means never.
+   */
+  expiresAt:
+    | Date
+    | undefined;
+  /** Why, for the record. */
+  reason: string;
+}
+
+export interface RevokeTokenResponse {
+  revoked: RevokedToken | undefined;
+}
+
+export interface ListRevokedTokensRequest {
+}
+
+export interface ListRevokedTokensResponse {
+  revoked: RevokedToken[];
 }
 
 function createBaseListCompetitionsRequest(): ListCompetitionsRequest {
@@ -1314,6 +1350,360 @@ export const GetGradingBundleResponse: MessageFns<GetGradingBundleResponse> = {
   },
 };
 
+function createBaseRevokeTokenRequest(): RevokeTokenRequest {
+  return { target: undefined, expiresAt: undefined, reason: "" };
+}
+
+export const RevokeTokenRequest: MessageFns<RevokeTokenRequest> = {
+  encode(message: RevokeTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.target?.$case) {
+      case "token":
+        writer.uint32(10).string(message.target.token);
+        break;
+      case "tokenId":
+        writer.uint32(18).string(message.target.tokenId);
+        break;
+      case "sandboxId":
+        writer.uint32(26).string(message.target.sandboxId);
+        break;
+    }
+    if (message.expiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(34).fork()).join();
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeTokenRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeTokenRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.target = { $case: "token", token: reader.string() };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.target = { $case: "tokenId", tokenId: reader.string() };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.target = { $case: "sandboxId", sandboxId: reader.string() };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeTokenRequest {
+    return {
+      target: isSet(object.token)
+        ? { $case: "token", token: globalThis.String(object.token) }
+        : isSet(object.tokenId)
+        ? { $case: "tokenId", tokenId: globalThis.String(object.tokenId) }
+        : isSet(object.token_id)
+        ? { $case: "tokenId", tokenId: globalThis.String(object.token_id) }
+        : isSet(object.sandboxId)
+        ? { $case: "sandboxId", sandboxId: globalThis.String(object.sandboxId) }
+        : isSet(object.sandbox_id)
+        ? { $case: "sandboxId", sandboxId: globalThis.String(object.sandbox_id) }
+        : undefined,
+      expiresAt: isSet(object.expiresAt)
+        ? fromJsonTimestamp(object.expiresAt)
+        : isSet(object.expires_at)
+        ? fromJsonTimestamp(object.expires_at)
+        : undefined,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: RevokeTokenRequest): unknown {
+    const obj: any = {};
+    if (message.target?.$case === "token") {
+      obj.token = message.target.token;
+    } else if (message.target?.$case === "tokenId") {
+      obj.tokenId = message.target.tokenId;
+    } else if (message.target?.$case === "sandboxId") {
+      obj.sandboxId = message.target.sandboxId;
+    }
+    if (message.expiresAt !== undefined) {
+      obj.expiresAt = message.expiresAt.toISOString();
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RevokeTokenRequest>, I>>(base?: I): RevokeTokenRequest {
+    return RevokeTokenRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevokeTokenRequest>, I>>(object: I): RevokeTokenRequest {
+    const message = createBaseRevokeTokenRequest();
+    switch (object.target?.$case) {
+      case "token": {
+        if (object.target?.token !== undefined && object.target?.token !== null) {
+          message.target = { $case: "token", token: object.target.token };
+        }
+        break;
+      }
+      case "tokenId": {
+        if (object.target?.tokenId !== undefined && object.target?.tokenId !== null) {
+          message.target = { $case: "tokenId", tokenId: object.target.tokenId };
+        }
+        break;
+      }
+      case "sandboxId": {
+        if (object.target?.sandboxId !== undefined && object.target?.sandboxId !== null) {
+          message.target = { $case: "sandboxId", sandboxId: object.target.sandboxId };
+        }
+        break;
+      }
+    }
+    message.expiresAt = object.expiresAt ?? undefined;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseRevokeTokenResponse(): RevokeTokenResponse {
+  return { revoked: undefined };
+}
+
+export const RevokeTokenResponse: MessageFns<RevokeTokenResponse> = {
+  encode(message: RevokeTokenResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.revoked !== undefined) {
+      RevokedToken.encode(message.revoked, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeTokenResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeTokenResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.revoked = RevokedToken.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeTokenResponse {
+    return { revoked: isSet(object.revoked) ? RevokedToken.fromJSON(object.revoked) : undefined };
+  },
+
+  toJSON(message: RevokeTokenResponse): unknown {
+    const obj: any = {};
+    if (message.revoked !== undefined) {
+      obj.revoked = RevokedToken.toJSON(message.revoked);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RevokeTokenResponse>, I>>(base?: I): RevokeTokenResponse {
+    return RevokeTokenResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevokeTokenResponse>, I>>(object: I): RevokeTokenResponse {
+    const message = createBaseRevokeTokenResponse();
+    message.revoked = (object.revoked !== undefined && object.revoked !== null)
+      ? RevokedToken.fromPartial(object.revoked)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseListRevokedTokensRequest(): ListRevokedTokensRequest {
+  return {};
+}
+
+export const ListRevokedTokensRequest: MessageFns<ListRevokedTokensRequest> = {
+  encode(_: ListRevokedTokensRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRevokedTokensRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRevokedTokensRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListRevokedTokensRequest {
+    return {};
+  },
+
+  toJSON(_: ListRevokedTokensRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListRevokedTokensRequest>, I>>(base?: I): ListRevokedTokensRequest {
+    return ListRevokedTokensRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListRevokedTokensRequest>, I>>(_: I): ListRevokedTokensRequest {
+    const message = createBaseListRevokedTokensRequest();
+    return message;
+  },
+};
+
+function createBaseListRevokedTokensResponse(): ListRevokedTokensResponse {
+  return { revoked: [] };
+}
+
+export const ListRevokedTokensResponse: MessageFns<ListRevokedTokensResponse> = {
+  encode(message: ListRevokedTokensResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.revoked) {
+      RevokedToken.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRevokedTokensResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRevokedTokensResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.revoked.push(RevokedToken.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListRevokedTokensResponse {
+    return {
+      revoked: globalThis.Array.isArray(object?.revoked)
+        ? object.revoked.map((e: any) => RevokedToken.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListRevokedTokensResponse): unknown {
+    const obj: any = {};
+    if (message.revoked?.length) {
+      obj.revoked = message.revoked.map((e) => RevokedToken.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListRevokedTokensResponse>, I>>(base?: I): ListRevokedTokensResponse {
+    return ListRevokedTokensResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListRevokedTokensResponse>, I>>(object: I): ListRevokedTokensResponse {
+    const message = createBaseListRevokedTokensResponse();
+    message.revoked = object.revoked?.map((e) => RevokedToken.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** The competitions: metadata, descriptions, splits, leaderboards and data. */
 export type RegistryServiceService = typeof RegistryServiceService;
 export const RegistryServiceService = {
@@ -1387,6 +1777,34 @@ export const RegistryServiceService = {
       Buffer.from(GetGradingBundleResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetGradingBundleResponse => GetGradingBundleResponse.decode(value),
   },
+  /**
+   * Revokes tokens before they expire. The service role may revoke any token, token id or
+   * sandbox; a lab may revoke only a token of its own.
+   */
+  revokeToken: {
+    path: "/mleb.registry.v1.RegistryService/RevokeToken" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RevokeTokenRequest): Buffer => Buffer.from(RevokeTokenRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RevokeTokenRequest => RevokeTokenRequest.decode(value),
+    responseSerialize: (value: RevokeTokenResponse): Buffer => Buffer.from(RevokeTokenResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RevokeTokenResponse => RevokeTokenResponse.decode(value),
+  },
+  /**
+   * Internal, service role only: the revocations still in force. Every server caches them
+   * for a few seconds and refuses lab and sandbox callers when it cannot refresh them.
+   */
+  listRevokedTokens: {
+    path: "/mleb.registry.v1.RegistryService/ListRevokedTokens" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListRevokedTokensRequest): Buffer =>
+      Buffer.from(ListRevokedTokensRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListRevokedTokensRequest => ListRevokedTokensRequest.decode(value),
+    responseSerialize: (value: ListRevokedTokensResponse): Buffer =>
+      Buffer.from(ListRevokedTokensResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListRevokedTokensResponse => ListRevokedTokensResponse.decode(value),
+  },
 } as const;
 
 export interface RegistryServiceServer extends UntypedServiceImplementation {
@@ -1402,6 +1820,16 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
   downloadPublicData: handleServerStreamingCall<DownloadPublicDataRequest, DownloadPublicDataResponse>;
   /** Internal, service role only: streams the private answers and what grading needs. */
   getGradingBundle: handleServerStreamingCall<GetGradingBundleRequest, GetGradingBundleResponse>;
+  /**
+   * Revokes tokens before they expire. The service role may revoke any token, token id or
+   * sandbox; a lab may revoke only a token of its own.
+   */
+  revokeToken: handleUnaryCall<RevokeTokenRequest, RevokeTokenResponse>;
+  /**
+   * Internal, service role only: the revocations still in force. Every server caches them
+   * for a few seconds and refuses lab and sandbox callers when it cannot refresh them.
+   */
+  listRevokedTokens: handleUnaryCall<ListRevokedTokensRequest, ListRevokedTokensResponse>;
 }
 
 export interface RegistryServiceClient extends Client {
@@ -1489,6 +1917,44 @@ export interface RegistryServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<GetGradingBundleResponse>;
+  /**
+   * Revokes tokens before they expire. The service role may revoke any token, token id or
+   * sandbox; a lab may revoke only a token of its own.
+   */
+  revokeToken(
+    request: RevokeTokenRequest,
+    callback: (error: ServiceError | null, response: RevokeTokenResponse) => void,
+  ): ClientUnaryCall;
+  revokeToken(
+    request: RevokeTokenRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RevokeTokenResponse) => void,
+  ): ClientUnaryCall;
+  revokeToken(
+    request: RevokeTokenRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RevokeTokenResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Internal, service role only: the revocations still in force. Every server caches them
+   * for a few seconds and refuses lab and sandbox callers when it cannot refresh them.
+   */
+  listRevokedTokens(
+    request: ListRevokedTokensRequest,
+    callback: (error: ServiceError | null, response: ListRevokedTokensResponse) => void,
+  ): ClientUnaryCall;
+  listRevokedTokens(
+    request: ListRevokedTokensRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListRevokedTokensResponse) => void,
+  ): ClientUnaryCall;
+  listRevokedTokens(
+    request: ListRevokedTokensRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListRevokedTokensResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const RegistryServiceClient = makeGenericClientConstructor(
@@ -1520,6 +1986,28 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000);
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (t.seconds || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
 
 function longToNumber(int64: { toString(): string }): number {
   const num = globalThis.Number(int64.toString());
