@@ -66,11 +66,18 @@ def serve(
     asyncio.run(main())
 
 
+# Lab tokens expire unless asked not to; revoke one early with `mleb token revoke`.
+DEFAULT_TTL_S = {Role.LAB: 7 * 24 * 3600.0, Role.SANDBOX: 24 * 3600.0}
+
+
 @token_app.command("issue")
 def issue_token(
     role: Role = typer.Option(..., help="service, lab or sandbox."),
     subject: str = typer.Option("cli", help="Who the token is for."),
-    ttl: float | None = typer.Option(None, help="Lifetime in seconds; none for no expiry."),
+    ttl: float | None = typer.Option(
+        None, help="Lifetime in seconds (default: 7 days for lab, 1 day for sandbox tokens)."
+    ),
+    no_expiry: bool = typer.Option(False, "--no-expiry", help="Service tokens only: never expire."),
     sandbox_id: str = typer.Option("", help="Sandbox tokens: the sandbox."),
     competition_id: str = typer.Option("", help="Sandbox tokens: the competition."),
 ) -> None:
@@ -79,12 +86,75 @@ def issue_token(
     if not settings.auth_secret:
         console.print("[red]MLEB_AUTH_SECRET is not set[/red]")
         raise typer.Exit(2)
+    if no_expiry and (role is not Role.SERVICE or ttl is not None):
+        console.print("[red]--no-expiry is for service tokens, without --ttl[/red]")
+        raise typer.Exit(2)
+    if ttl is not None and ttl <= 0:
+        console.print("[red]--ttl must be positive[/red]")
+        raise typer.Exit(2)
+    lifetime = None if no_expiry else (ttl if ttl is not None else DEFAULT_TTL_S.get(role))
     authority = TokenAuthority.from_spec(settings.auth_secret)
     typer.echo(
         authority.issue(
-            role, subject, ttl_s=ttl, sandbox_id=sandbox_id, competition_id=competition_id
+            role, subject, ttl_s=lifetime, sandbox_id=sandbox_id, competition_id=competition_id
         )
     )
+
+
+@token_app.command("revoke")
+def revoke_token(
+    token: str = typer.Argument("", help="The token to revoke (or use --token-id)."),
+    token_id: str = typer.Option("", help="Revoke by token id (jti); service credentials."),
+    sandbox_id: str = typer.Option("", help="Revoke every token of a sandbox."),
+    reason: str = typer.Option("", help="Why, for the record."),
+    registry: str = typer.Option(
+        "", envvar="MLEB_REGISTRY_ADDR", help="Registry address (holds the revocation list)."
+    ),
+) -> None:
+    """Revokes a token before it expires; servers refuse it within MLEB_REVOCATION_CACHE_S.
+
+    Acts with a service token minted from MLEB_AUTH_SECRET when it is set, else with
+    MLEB_TOKEN, which may revoke only its own lab's tokens."""
+    import os
+
+    import grpc
+    from mleb.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+
+    from services.common.channels import bearer_metadata, service_channel, service_token
+
+    if sum(bool(x) for x in (token, token_id, sandbox_id)) != 1:
+        console.print("[red]name exactly one of TOKEN, --token-id or --sandbox-id[/red]")
+        raise typer.Exit(2)
+    settings = Settings.from_env()
+    credential = service_token(settings, "cli") or os.environ.get("MLEB_TOKEN", "")
+    if not credential:
+        console.print("[red]set MLEB_AUTH_SECRET (operator) or MLEB_TOKEN (lab)[/red]")
+        raise typer.Exit(2)
+    request = registry_service_pb2.RevokeTokenRequest(reason=reason)
+    if token:
+        request.token = token
+    elif token_id:
+        request.token_id = token_id
+    else:
+        request.sandbox_id = sandbox_id
+
+    async def revoke() -> registry_service_pb2.RevokeTokenResponse:
+        channel = service_channel(registry or settings.registry_addr, settings)
+        try:
+            stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+            return await stub.RevokeToken(request, metadata=bearer_metadata(credential), timeout=30)
+        finally:
+            await channel.close()
+
+    try:
+        reply = asyncio.run(revoke())
+    except grpc.RpcError as error:
+        console.print(f"[red]{error.code().name}: {error.details()}[/red]")
+        raise typer.Exit(1) from None
+    revoked = reply.revoked
+    what = f"token {revoked.token_id}" if revoked.token_id else f"sandbox {revoked.sandbox_id}"
+    until = revoked.expires_at.ToJsonString() if revoked.HasField("expires_at") else "forever"
+    typer.echo(f"revoked {what} (kept until {until})")
 
 
 @app.command()
