@@ -17,6 +17,10 @@ from pathlib import Path
 
 from services.runs.records import RUN_SUBDIRS
 
+# Names longer than these cannot be written on the lab's disk (ENAMETOOLONG): refused up
+# front rather than failing half-way.
+_MAX_NAME_BYTES = 255
+_MAX_PATH_BYTES = 4000
 _FILE_MODE = 0o644
 _DIR_MODE = 0o755
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -31,7 +35,12 @@ def _checked_parts(member: tarfile.TarInfo) -> tuple[str, ...]:
     # The raw spelling, not a normalised one: our own archives never hold "." or "//".
     parts = tuple(name.split("/"))
     if parts[0] not in RUN_SUBDIRS or any(part in ("", ".", "..") for part in parts):
-        raise UnsafeArchive(f"artifact {name!r} is outside {', '.join(RUN_SUBDIRS)}")
+        raise UnsafeArchive(f"artifact {name[:200]!r} is outside {', '.join(RUN_SUBDIRS)}")
+    encoded = [os.fsencode(part) for part in parts]
+    if sum(len(part) + 1 for part in encoded) > _MAX_PATH_BYTES or any(
+        len(part) > _MAX_NAME_BYTES for part in encoded
+    ):
+        raise UnsafeArchive(f"artifact {name[:200]!r}... has a name too long to write")
     if not (member.isreg() or member.isdir()):
         raise UnsafeArchive(f"artifact {name!r} is not a plain file or folder")
     return parts

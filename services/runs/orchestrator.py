@@ -568,7 +568,8 @@ class Orchestrator:
         message = attempt.failure_message
         try:
             await self._download(record.run_id, sandbox.id)
-        except (MlebError, UnsafeArchive, tarfile.TarError) as exc:
+        except (MlebError, UnsafeArchive, tarfile.TarError, OSError) as exc:
+            # Whatever the agent's outputs do to this disk ends this run, never the group.
             self.on_event(f"{record.run_id}: artifacts not downloaded: {exc}")
             message = "; ".join(filter(None, [message, f"artifacts not downloaded: {exc}"]))
         self._save(

@@ -16,6 +16,7 @@ concurrent downloads cannot add up.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import os
@@ -146,13 +147,21 @@ def _open_at(name: str, dir_fd: int, flags: int) -> int | None:
 class _Walk:
     """Folders and regular files beneath one folder descriptor, never through a link."""
 
-    def __init__(self, sandbox_id: str) -> None:
+    def __init__(self, sandbox_id: str, strict: bool = True) -> None:
         self._sandbox_id = sandbox_id
+        # Strict walks refuse a tree over the limits; others stop at them (what the agent
+        # wrote must never stop its sandbox from finishing).
+        self._strict = strict
         self.entries = 0
+
+    def _over(self, what: str) -> None:
+        if self._strict:
+            raise _too_many(self._sandbox_id, what)
 
     def tree(self, dir_fd: int, prefix: str, depth: int = 0) -> Iterator[_Entry]:
         if depth > MAX_DEPTH:
-            raise _too_many(self._sandbox_id, f"folders nested over {MAX_DEPTH} deep")
+            self._over(f"folders nested over {MAX_DEPTH} deep")
+            return
         try:
             names = sorted(os.listdir(dir_fd))
         except OSError as exc:
@@ -162,7 +171,8 @@ class _Walk:
         for name in names:
             self.entries += 1
             if self.entries > MAX_ENTRIES:
-                raise _too_many(self._sandbox_id, f"over {MAX_ENTRIES} entries")
+                self._over(f"over {MAX_ENTRIES} entries")
+                return
             arcname = f"{prefix}/{name}"
             try:
                 before = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -211,12 +221,14 @@ def _output_folders(root: Path) -> Iterator[Iterator[tuple[str, int]]]:
         os.close(root_fd)
 
 
-def outputs_size(root: Path, sandbox_id: str = "") -> int:
-    """The apparent size of the regular files in the output folders."""
+def outputs_size(root: Path) -> int:
+    """The apparent size of the regular files in the output folders, up to the walk's
+    limits; never fails because of what the agent wrote."""
     total = 0
+    walk = _Walk("", strict=False)
     with _output_folders(root) as folders:
         for name, fd in folders:
-            for entry in _Walk(sandbox_id).tree(fd, name):
+            for entry in walk.tree(fd, name):
                 if entry.fd is not None:
                     os.close(entry.fd)
                     total += entry.info.st_size
@@ -307,21 +319,24 @@ def build_archive(
     release = slots.acquire(sandbox_id)
     try:
         path, size = _write(sandbox_id, root, scratch_dir, max_bytes)
+        archive = Archive(path, size, "", release)
+        digest = hashlib.sha256()
+        try:
+            for chunk in archive.chunks():
+                digest.update(chunk)
+        except BaseException:
+            archive.remove()
+            raise
     except BaseException:
         release()
         raise
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return Archive(path, size, digest.hexdigest(), release)
+    return dataclasses.replace(archive, sha256=digest.hexdigest())
 
 
 def _write(sandbox_id: str, root: Path, scratch_dir: Path, max_bytes: int) -> tuple[Path, int]:
     scratch_dir.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f"{sandbox_id}-", suffix=".tar", dir=scratch_dir)
     path = Path(name)
-    used = 0
     try:
         tar = _SparseTar(fd)
         for top in OUTPUT_DIRS:  # always there, even where the agent removed one
@@ -332,10 +347,12 @@ def _write(sandbox_id: str, root: Path, scratch_dir: Path, max_bytes: int) -> tu
                 for entry in walk.tree(top_fd, top):
                     if entry.fd is None:
                         tar.folder(entry.arcname, entry.info.st_mtime)
+                        if tar.offset > max_bytes:
+                            raise _too_big(sandbox_id, max_bytes)
                         continue
                     try:
-                        used += entry.info.st_size
-                        if used > max_bytes:
+                        # Headers count too: deep, long names make them large.
+                        if tar.offset + entry.info.st_size > max_bytes:
                             raise _too_big(sandbox_id, max_bytes)
                         tar.file(entry.arcname, entry.fd, entry.info.st_size, entry.info.st_mtime)
                     finally:

@@ -322,14 +322,23 @@ class SandboxCore:
                 reason="ARTIFACTS_DELETED",
                 metadata={"sandbox_id": sandbox_id},
             )
-        return await self._threads.run(
-            artifacts.build_archive,
-            sandbox_id,
-            Path(record.layout_root),
-            self._settings.work_dir / "scratch",
-            self._settings.max_artifacts_bytes,
-            self._archive_slots,
+        build = asyncio.ensure_future(
+            self._threads.run(
+                artifacts.build_archive,
+                sandbox_id,
+                Path(record.layout_root),
+                self._settings.work_dir / "scratch",
+                self._settings.max_artifacts_bytes,
+                self._archive_slots,
+            )
         )
+        try:
+            return await asyncio.shield(build)
+        except asyncio.CancelledError:
+            # The caller left (deadline, disconnect) while the build ran on: whatever it
+            # builds is removed, so its scratch file and its slot are given back.
+            build.add_done_callback(_discard_archive)
+            raise
 
     async def cleanup(self, older_than_s: float) -> list[str]:
         """Deletes the host folders of sandboxes that ended more than `older_than_s` ago."""
@@ -368,3 +377,8 @@ class SandboxCore:
         await self._tasks.cancel_all()
         await self._live.close_all()
         self._threads.shutdown()
+
+
+def _discard_archive(build: asyncio.Future[artifacts.Archive]) -> None:
+    if not build.cancelled() and build.exception() is None:
+        build.result().remove()

@@ -17,9 +17,17 @@ from typing import IO
 
 from services.sandbox.backends.base import BackendError
 
+# More entries than this in the image's /home are refused (tarfile keeps each in memory).
+MAX_ENTRIES = 100_000
 # Upstream adds a+rw; folders also get a+x here, since the owner becomes root on the way back.
 _FOLDER_BITS = 0o777
 _FILE_BITS = 0o666
+
+
+def _unsupported(what: str) -> BackendError:
+    return BackendError(
+        f"compat mode cannot prepare this image's /home: {what}", reason="IMAGE_UNSUPPORTED"
+    )
 
 
 def _spool(chunks: Iterable[bytes], max_bytes: int) -> IO[bytes]:
@@ -29,11 +37,9 @@ def _spool(chunks: Iterable[bytes], max_bytes: int) -> IO[bytes]:
         for chunk in chunks:
             total += len(chunk)
             if total > max_bytes:
-                raise BackendError(
-                    f"compat mode copies the image's /home to make it writable, and this "
-                    f"image's /home is over the {max_bytes}-byte cap; move large files "
-                    f"out of /home",
-                    reason="IMAGE_UNSUPPORTED",
+                raise _unsupported(
+                    f"it is over the {max_bytes}-byte cap for the copy that makes it "
+                    f"writable; move large files out of /home"
                 )
             raw.write(chunk)
     except BaseException:
@@ -51,11 +57,15 @@ def writable_home(chunks: Iterable[bytes], mounts: Iterable[str], max_bytes: int
     """The archive of /home (as the engine's GET archive returns it) with widened modes.
 
     `mounts` are absolute container paths the sandbox mounts over; their image content is
-    dropped, so writing the archive back never touches them. Only folders, regular files
-    and links (which the engine resolves inside the container) are kept; setuid, setgid and
-    sticky bits are dropped.
+    dropped, so writing the archive back never touches them, and an image where a mount
+    point or a folder above it is anything but a folder (a link would move the mount) is
+    refused. Only folders, regular files and links (which the engine resolves inside the
+    container) are kept; setuid, setgid and sticky bits are dropped, hard links included.
     """
     skip = frozenset(path.strip("/") for path in mounts)
+    # The folders on the way to a mount point must be folders; a mount point itself may be
+    # absent, a folder or a file, but never a link: either would move the mount.
+    above = {"/".join(p.split("/")[: i + 1]) for p in skip for i in range(p.count("/"))}
     out = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller, who closes it
     try:
         with (
@@ -63,14 +73,20 @@ def writable_home(chunks: Iterable[bytes], mounts: Iterable[str], max_bytes: int
             tarfile.open(fileobj=raw, mode="r:") as source,
             tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT) as target,
         ):
-            for member in source:
+            for count, member in enumerate(source):
+                if count >= MAX_ENTRIES:
+                    raise _unsupported(f"over {MAX_ENTRIES} entries")
+                if (member.name in above and not member.isdir()) or (
+                    member.name in skip and (member.issym() or member.islnk())
+                ):
+                    raise _unsupported(f"/{member.name} would move one of the sandbox's mounts")
                 if _excluded(member.name, skip):
                     continue
                 if member.isdir():
                     member.mode = _FOLDER_BITS
-                elif member.isreg():
+                elif member.isreg() or member.islnk():  # a link entry sets its file's mode
                     member.mode = (member.mode & 0o111) | _FILE_BITS
-                elif not (member.issym() or member.islnk()):
+                elif not member.issym():
                     continue
                 target.addfile(member, source.extractfile(member) if member.isreg() else None)
     except tarfile.TarError as exc:

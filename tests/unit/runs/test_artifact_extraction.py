@@ -111,3 +111,12 @@ def test_odd_spellings_are_refused(tmp_path: Path, name: str) -> None:
     archive = _tar(tmp_path / "a.tar", [(_member(name), b"x")])
     with pytest.raises(UnsafeArchive):
         extract_artifacts(archive, tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    "name", ["logs/" + "n" * 300, "logs/" + "/".join(["d" * 250] * 20) + "/f"], ids=["long", "deep"]
+)
+def test_names_the_disk_cannot_hold_are_refused_up_front(tmp_path: Path, name: str) -> None:
+    archive = _tar(tmp_path / "a.tar", [(_member(name), b"x")])
+    with pytest.raises(UnsafeArchive):
+        extract_artifacts(archive, tmp_path / "run")

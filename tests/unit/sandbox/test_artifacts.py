@@ -194,3 +194,28 @@ def test_a_submission_that_is_a_link_is_not_a_submission(tmp_path):
     real.rename(tmp_path / "elsewhere.csv")
     real.symlink_to(tmp_path / "elsewhere.csv")
     assert not has_submission(root)
+
+
+def test_headers_count_against_the_cap(tmp_path):
+    """Empty files with long names cost the agent nothing but make large headers."""
+    root = outputs(tmp_path / "sbx")
+    deep = root / "logs"
+    for _ in range(8):
+        deep = deep / ("n" * 200)
+    deep.mkdir(parents=True)
+    for i in range(300):
+        (deep / f"{i:03d}{'x' * 200}").touch()
+    with pytest.raises(ResourceExhaustedError) as err:
+        build_archive("sbx", root, tmp_path / "scratch", 256 << 10, BuildSlots())
+    assert err.value.reason == "ARTIFACTS_TOO_LARGE"
+    assert list((tmp_path / "scratch").iterdir()) == []
+
+
+def test_sizes_stop_at_the_walk_limits_instead_of_failing(tmp_path):
+    root = outputs(tmp_path / "sbx")
+    deep = root / "code"
+    for _ in range(MAX_DEPTH + 5):
+        deep = deep / "d"
+    deep.mkdir(parents=True)
+    (deep / "buried.bin").write_bytes(b"x" * 100)
+    assert outputs_size(root) == 1000 + len("id,y\n1,2\n") + len("print('hi')\n")
