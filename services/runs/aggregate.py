@@ -5,6 +5,11 @@ Per split this reproduces MLE-bench's experiments/aggregate_grading_reports.py w
 grading reports sorted by path, entries sorted by competition id, file order kept among
 equals); a seed lacking a competition gets a failing placeholder; every percentage is averaged
 across seeds with the standard error of the mean (ddof=1, 0 for one seed).
+
+A competition graded without a real leaderboard (missing, or a Git LFS pointer in a plain
+clone of MLE-bench) has null thresholds and entries with no medal and not above median; the
+numbers take those flags as they are (MLE-bench's aggregation, unchanged), and the summaries
+name such competitions and say why.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from services.common.ranking import LeaderboardState, leaderboard_note
 from services.runs.records import Budget, FailureType, RunGroup, RunRecord
 
 # Report key -> MLE-bench's name for the per-seed percentage, in MLE-bench's order.
@@ -31,6 +37,8 @@ PERCENTAGES = {
     "any_medal": "any_medal_percentage",
 }
 _Z95 = 1.96
+# A valid submission's outcome when its competition has no leaderboard to rank it against.
+NO_LEADERBOARD = "no leaderboard"
 
 
 @dataclass(frozen=True)
@@ -51,8 +59,21 @@ class GradedRun:
         return bool(self.entry[name])
 
     @property
+    def leaderboard(self) -> LeaderboardState:
+        """Whether the entry was ranked against a real leaderboard. Thresholds decide: an entry
+        without them (an LFS pointer or no leaderboard at import) could not earn a medal. An
+        entry older than leaderboard_state, or MLE-bench's own, says nothing more: missing."""
+        if self.entry.get("median_threshold") is not None:
+            return LeaderboardState.PRESENT
+        stored = self.entry.get("leaderboard_state")
+        if stored in {s.value for s in LeaderboardState} - {LeaderboardState.PRESENT}:
+            return LeaderboardState(stored)
+        return LeaderboardState.MISSING
+
+    @property
     def outcome(self) -> str:
-        """The result in words: a medal, above/below median, invalid or no submission."""
+        """The result in words: a medal, above/below median, no leaderboard (a valid
+        submission that could not be ranked), invalid or no submission."""
         if not self.flag("submission_exists"):
             return "no submission"
         if not self.flag("valid_submission"):
@@ -60,6 +81,8 @@ class GradedRun:
         for medal in ("gold", "silver", "bronze"):
             if self.flag(f"{medal}_medal"):
                 return medal
+        if self.leaderboard is not LeaderboardState.PRESENT:
+            return NO_LEADERBOARD
         return "above median" if self.flag("above_median") else "below median"
 
 
@@ -93,6 +116,9 @@ class SplitSummary:
     per_seed: list[dict[str, float]]
     # k -> percentage of the split's competitions medalled in at least one of k seeds.
     pass_at_k: dict[int, float]
+    # Run competitions whose leaderboard is missing or a Git LFS pointer: no medal or median
+    # could be computed, so they count as none in every percentage (as their entries say).
+    without_leaderboard: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -117,10 +143,18 @@ class CompetitionSummary:
     median_threshold: float | None
     grader_spec_versions: list[int]
     results: list[SeedResult]
+    # "present", "missing" or "lfs_pointer" (services.common.ranking.LeaderboardState).
+    leaderboard_state: str = LeaderboardState.PRESENT.value
+    # Without a leaderboard: why medals could not be computed, and the fix.
+    leaderboard_note: str = ""
 
     @property
     def medals(self) -> int:
         return sum(r.any_medal for r in self.results)
+
+    @property
+    def has_leaderboard(self) -> bool:
+        return self.leaderboard_state == LeaderboardState.PRESENT
 
 
 @dataclass(frozen=True)
@@ -171,8 +205,15 @@ class Report:
     competitions: list[CompetitionSummary]
     failures: FailureCounts = field(default_factory=FailureCounts)
 
+    @property
+    def without_leaderboard(self) -> list[CompetitionSummary]:
+        return [c for c in self.competitions if not c.has_leaderboard]
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["competitions_without_leaderboard"] = [
+            c.competition_id for c in self.without_leaderboard
+        ]
         # JSON object keys are strings; keep pass@k readable as {"1": ..., "2": ...}.
         for split in data["splits"]:
             split["pass_at_k"] = {str(k): v for k, v in split["pass_at_k"].items()}
@@ -241,7 +282,22 @@ def summarise_split(
         metrics={key: Statistic.over([s[key] for s in per_seed]) for key in PERCENTAGES.values()},
         per_seed=per_seed,
         pass_at_k=pass_at_k(medals, len(seeds)),
+        without_leaderboard=[
+            c
+            for c in competition_ids
+            if by_competition.get(c) and leaderboard_of(by_competition[c]) is not PRESENT
+        ],
     )
+
+
+PRESENT = LeaderboardState.PRESENT
+
+
+def leaderboard_of(runs: Sequence[GradedRun]) -> LeaderboardState:
+    """Present when any entry was ranked (thresholds do not change between seeds); else the
+    first entry's reason."""
+    states = [r.leaderboard for r in runs]
+    return PRESENT if PRESENT in states else states[0]
 
 
 def _optional_float(value: Any) -> float | None:
@@ -254,6 +310,10 @@ def summarise_competition(competition_id: str, runs: Sequence[GradedRun]) -> Com
     with_thresholds = next((r.entry for r in runs if r.entry.get("median_threshold") is not None),
                            runs[0].entry)  # fmt: skip
     lower = with_thresholds.get("is_lower_better")
+    state = leaderboard_of(runs)
+    # The grader's own note when an entry has one; else ours (an entry older than the field).
+    notes = [r.entry.get("leaderboard_note") for r in runs if r.leaderboard is state]
+    note = next((str(n) for n in notes if n), leaderboard_note(state))
     return CompetitionSummary(
         competition_id=competition_id,
         is_lower_better=None if lower is None else bool(lower),
@@ -276,6 +336,8 @@ def summarise_competition(competition_id: str, runs: Sequence[GradedRun]) -> Com
             )
             for r in runs
         ],
+        leaderboard_state=state.value,
+        leaderboard_note=note,
     )
 
 

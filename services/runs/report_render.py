@@ -6,8 +6,10 @@ import json
 from collections.abc import Mapping, Sequence
 from html import escape
 
+from services.common.ranking import LeaderboardState
 from services.registry.splits import SPLIT_ALIASES
 from services.runs.aggregate import (
+    NO_LEADERBOARD,
     CompetitionSummary,
     FailureCounts,
     GroupSummary,
@@ -33,9 +35,16 @@ COLOURS = {
     "above median": "#3f7cac",
     "below median": "#c0504d",
     "median": "#56606b",
+    NO_LEADERBOARD: "#8e6c8a",
 }
 THRESHOLDS = ("median", "bronze", "silver", "gold")
 NOT_RECORDED = "-"
+# A threshold that could not exist: the competition has no real leaderboard.
+NOT_COMPUTABLE = "n/a"
+LEADERBOARD_REASONS = {
+    LeaderboardState.LFS_POINTER.value: "its leaderboard is a Git LFS pointer",
+    LeaderboardState.MISSING.value: "its leaderboard is missing",
+}
 
 
 def render_json(report: Report) -> str:
@@ -85,6 +94,52 @@ def _direction(competition: CompetitionSummary) -> str:
     return "lower" if competition.is_lower_better else "higher"
 
 
+def _leaderboard_reason(competition: CompetitionSummary) -> str:
+    return LEADERBOARD_REASONS.get(competition.leaderboard_state, "it has no leaderboard")
+
+
+def _thresholds(competition: CompetitionSummary) -> list[str]:
+    if not competition.has_leaderboard:
+        return [NOT_COMPUTABLE] * len(THRESHOLDS)
+    return [_score(getattr(competition, f"{t}_threshold")) for t in THRESHOLDS]
+
+
+def _medals(competition: CompetitionSummary) -> str:
+    medals = f"{competition.medals}/{len(competition.results)}"
+    return medals if competition.has_leaderboard else f"{medals} ({NO_LEADERBOARD})"
+
+
+def _without_leaderboard_line(competition: CompetitionSummary) -> str:
+    """Per competition: medals could not be computed, why, and the fix."""
+    c = competition
+    results = f"{len(c.results)} result{'s' if len(c.results) != 1 else ''}"
+    note = f" ({c.leaderboard_note})" if c.leaderboard_note else ""
+    return (
+        f"{c.competition_id}: medals could not be computed because {_leaderboard_reason(c)}, "
+        f"so its {results} count as no medal and not above median{note}."
+    )
+
+
+def _without_leaderboard_summary(report: Report) -> str:
+    """Empty when every competition run has a leaderboard."""
+    missing = report.without_leaderboard
+    if not missing:
+        return ""
+    reasons: dict[str, int] = {}
+    for c in missing:
+        reasons[_leaderboard_reason(c)] = reasons.get(_leaderboard_reason(c), 0) + 1
+    why = "; ".join(f"{n} because {reason}" for reason, n in sorted(reasons.items()))
+    return (
+        f"Medals could not be computed for {len(missing)} of the {len(report.competitions)} "
+        f"competitions run ({why}): without a leaderboard there are no medal or median "
+        "thresholds, so every percentage below counts their results as no medal and not above "
+        "median. Fix: run `git lfs pull` in the MLE-bench checkout, import those competitions "
+        "again, then grade the runs again: `mleb run --resume RUN_GROUP_DIR` regrades the whole "
+        "group into a new grading report without running anything that finished (see "
+        "Competitions without a leaderboard)."
+    )
+
+
 def _spec_versions(competition: CompetitionSummary) -> str:
     return ", ".join(f"v{v}" for v in competition.grader_spec_versions) or NOT_RECORDED
 
@@ -117,7 +172,8 @@ def _failure_cells(counts: FailureCounts) -> list[str]:
                              counts.unfinished)]  # fmt: skip
 
 
-_SPLIT_HEAD = ["split", "competitions (run)", "seeds", *METRIC_TITLES.values()]
+_SPLIT_HEAD = ["split", "competitions (run)", "seeds", *METRIC_TITLES.values(),
+               "without leaderboard"]  # fmt: skip
 _COMPETITION_HEAD = ["competition", "better", "median", "bronze", "silver", "gold",
                      "results (score, outcome) per seed", "medals", "grader spec"]  # fmt: skip
 _FAILURE_HEAD = ["run group", "runs", "succeeded", "agent failures", "infrastructure failures",
@@ -135,6 +191,7 @@ def _split_row(split: SplitSummary) -> list[str]:
             f"{_percent(split.metrics[k].mean)} ± {_percent(split.metrics[k].standard_error)}"
             for k in METRIC_TITLES
         ),
+        str(len(split.without_leaderboard)),
     ]
 
 
@@ -143,9 +200,9 @@ def _competition_row(competition: CompetitionSummary) -> list[str]:
     return [
         c.competition_id,
         _direction(c),
-        *(_score(getattr(c, f"{t}_threshold")) for t in THRESHOLDS),
+        *_thresholds(c),
         "; ".join(_result(r) for r in c.results),
-        f"{c.medals}/{len(c.results)}",
+        _medals(c),
         _spec_versions(c),
     ]
 
@@ -182,7 +239,9 @@ def _summary_line(report: Report) -> str:
 _SPLIT_NOTE = (
     "Percentages of the split's competitions, as mean ± standard error across seeds (ddof=1; "
     "0 for one seed), computed as MLE-bench's aggregate_grading_reports.py does with "
-    "--pad-missing: a seed that lacks a competition counts it as failed."
+    "--pad-missing: a seed that lacks a competition counts it as failed. Without leaderboard: "
+    "competitions run whose leaderboard is missing or a Git LFS pointer; no medal or median "
+    "could be computed for them, so they count as no medal and not above median."
 )
 _PASS_NOTE = (
     "pass@k: percentage of the split's competitions medalled in at least one of k seeds, "
@@ -208,9 +267,11 @@ def render_markdown(report: Report) -> str:
     pass_head = _pass_at_k_head(report)
     padded = {s.split: s.padded_results for s in report.splits if s.padded_results}
     padding = "; ".join(f"{split_label(k)}: {v}" for k, v in padded.items()) or "none"
+    warning = _without_leaderboard_summary(report)
     sections = [
         "# MLE-bench report",
         _summary_line(report),
+        *([f"**Warning:** {warning}"] if warning else []),
         "## Medals per split",
         _md_table(_SPLIT_HEAD, [_split_row(s) for s in report.splits])
         if report.splits
@@ -221,6 +282,14 @@ def render_markdown(report: Report) -> str:
         _PASS_NOTE,
         "## Competitions",
         _md_table(_COMPETITION_HEAD, [_competition_row(c) for c in report.competitions]),
+        *(
+            [
+                "## Competitions without a leaderboard",
+                "\n".join(f"- {_without_leaderboard_line(c)}" for c in report.without_leaderboard),
+            ]
+            if report.without_leaderboard
+            else []
+        ),
         "## Runs and failures",
         _md_table(_FAILURE_HEAD, _failure_rows(report)),
         _FAILURE_NOTE,
@@ -253,6 +322,8 @@ span.mono { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12
 span.chip { display: inline-block; padding: 0 6px; margin: 1px 2px; border-radius: 9px;
   font-size: 12px; color: #fff; white-space: nowrap; }
 svg text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+p.warn { background: #fff4e5; border: 1px solid #f0c36d; border-radius: 6px; padding: 8px 12px;
+  margin: 10px 0; max-width: 1100px; }
 .legend span { display: inline-block; margin-right: 14px; font-size: 12.5px; }
 .legend i { display: inline-block; width: 11px; height: 11px; border-radius: 2px;
   margin-right: 5px; vertical-align: -1px; }
@@ -425,6 +496,8 @@ def _competition_row_svg(c: CompetitionSummary, y: float, label_w: int, axis_w: 
         f'<text x="{label_w - 12}" y="{y + 32}" font-size="10.5" text-anchor="end" '
         f'fill="#7b8794">{_direction(c)} is better · {c.medals}/{len(c.results)} medals</text>'
     ]
+    if not c.has_leaderboard:
+        return _no_leaderboard_row_svg(c, scores, y, label_w, axis_w, parts)
     values = known + [r.score for r in scores]
     if not values:
         parts.append(
@@ -485,6 +558,39 @@ def _competition_row_svg(c: CompetitionSummary, y: float, label_w: int, axis_w: 
     return "".join(parts)
 
 
+def _no_leaderboard_row_svg(
+    c: CompetitionSummary,
+    scores: Sequence[SeedResult],
+    y: float,
+    label_w: int,
+    axis_w: int,
+    parts: list[str],
+) -> str:
+    """No zones or thresholds to draw: a neutral band, the valid scores, and why."""
+    parts.append(
+        f'<rect class="zone zone-no-leaderboard" x="{label_w}" y="{y + 12}" width="{axis_w}" '
+        f'height="16" fill="#f3eef3"><title>{escape(c.leaderboard_note)}</title></rect>'
+    )
+    if scores:
+        low, high = _axis_range([r.score for r in scores if r.score is not None])
+        flip = bool(c.is_lower_better)
+        for result in scores:
+            assert result.score is not None
+            share = (result.score - low) / (high - low)
+            cx = label_w + axis_w * (1 - share if flip else share)
+            parts.append(
+                f'<circle class="score" cx="{cx:.1f}" cy="{y + 20}" r="6.5" '
+                f'fill="{COLOURS[NO_LEADERBOARD]}" stroke="#fff" stroke-width="2" '
+                f'fill-opacity="0.92"><title>{_seed_label(result.seed)}: '
+                f"{_score(result.score)} ({escape(result.outcome)})</title></circle>"
+            )
+    parts.append(
+        f'<text class="no-leaderboard" x="{label_w + axis_w + 14}" y="{y + 24}" font-size="11" '
+        f'fill="#8e6c8a">no leaderboard: medals not computed</text></g>'
+    )
+    return "".join(parts)
+
+
 def _split_rows_html(report: Report) -> list[list[str]]:
     return [[escape(cell) for cell in _split_row(s)] for s in report.splits]
 
@@ -497,17 +603,38 @@ def _competition_rows_html(report: Report) -> list[list[str]]:
             [
                 escape(c.competition_id),
                 _direction(c),
-                *(_score(getattr(c, f"{t}_threshold")) for t in THRESHOLDS),
+                *_thresholds(c),
                 chips,
-                f"{c.medals}/{len(c.results)}",
+                escape(_medals(c)),
                 escape(_spec_versions(c)),
             ]
         )
     return rows
 
 
+def _without_leaderboard_html(report: Report) -> str:
+    if not report.without_leaderboard:
+        return ""
+    items = "".join(
+        f'<li data-competition="{escape(c.competition_id)}">'
+        f"{escape(_without_leaderboard_line(c))}</li>"
+        for c in report.without_leaderboard
+    )
+    return (
+        '<h2 id="without-leaderboard">Competitions without a leaderboard</h2>'
+        f'<section class="card"><ul>{items}</ul></section>'
+    )
+
+
 def render_html(report: Report) -> str:
     pass_head = _pass_at_k_head(report)
+    warning = _without_leaderboard_summary(report)
+    warning_html = (
+        f'<p class="warn" id="no-leaderboard-warning"><strong>Warning:</strong> '
+        f"{escape(warning)}</p>"
+        if warning
+        else ""
+    )
     medals = (
         medal_chart(report.splits) + _legend(["gold", "silver", "bronze"])
         if report.splits
@@ -517,6 +644,7 @@ def render_html(report: Report) -> str:
 <main>
 <h1>MLE-bench report</h1>
 <p class="note">{escape(_summary_line(report))}</p>
+{warning_html}
 <h2>Medals per split</h2>
 <section class="card">{medals}
 <p class="note">Bars: mean gold, silver and bronze shares; whisker: any medal, mean ± standard
@@ -541,6 +669,7 @@ error. {escape(_SPLIT_NOTE)}</p></section>
 <section class="card">{
         _html_table(_COMPETITION_HEAD, _competition_rows_html(report), {**_numeric(2, 6), 7: "num"})
     }</section>
+{_without_leaderboard_html(report)}
 <h2>Runs and failures</h2>
 <section class="card">{
         _html_table(

@@ -21,7 +21,7 @@ from services.registry.importers.install import CompetitionInstaller, ImportStat
 from services.registry.importers.own_format import import_competition
 from tests.conftest import require_or_skip
 from tests.fixtures.registry_trees import build_own_competition
-from tests.unit.runs.run_group_builder import write_example
+from tests.unit.runs.run_group_builder import write_example, write_no_leaderboard_example
 
 runner = CliRunner()
 app = typer.Typer()
@@ -216,3 +216,29 @@ def test_upstream_runs_in_a_plain_clone_get_the_lfs_hint(example, tmp_path: Path
     assert result.exit_code == 2
     assert "Git LFS pointer" in result.output and "git lfs pull" in result.output
     assert "not valid JSON" not in result.output
+
+
+def test_competitions_without_a_leaderboard_are_named_in_every_format(tmp_path: Path) -> None:
+    """Issue 12: a competition graded without a real leaderboard (a Git LFS pointer, or none
+    imported) is said to have no computable medals, with the fix, and counted per split, in
+    every format; the numbers stay MLE-bench's."""
+    group, splits_dir = write_no_leaderboard_example(tmp_path)
+    out = tmp_path / "out"
+    result = invoke(str(group), "--splits-dir", str(splits_dir), "--output-dir", str(out))
+    assert result.exit_code == 0, result.output
+    markdown = (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    data = json.loads((out / "report.json").read_text())
+    for text in (markdown, page):
+        assert "Medals could not be computed for 2 of the 3 competitions run" in text
+        assert "epsilon: medals could not be computed because its leaderboard is a Git LFS " \
+            "pointer" in text  # fmt: skip
+        assert "zeta: medals could not be computed because its leaderboard is missing" in text
+        assert text.count("run `git lfs pull` in the MLE-bench checkout") >= 3
+    assert "| all (split75) | 3 (3) | 2 | 16.67 ± 16.67 |" in markdown
+    assert data["competitions_without_leaderboard"] == ["epsilon", "zeta"]
+    splits = {s["split"]: s for s in data["splits"]}
+    assert splits["all"]["without_leaderboard"] == ["epsilon", "zeta"]
+    assert splits["all"]["metrics"]["any_medal_percentage"]["mean"] == pytest.approx(100 / 6)
+    states = {c["competition_id"]: c["leaderboard_state"] for c in data["competitions"]}
+    assert states == {"alpha": "present", "epsilon": "lfs_pointer", "zeta": "missing"}

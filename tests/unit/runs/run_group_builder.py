@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from services.common.ranking import LeaderboardState, leaderboard_note
 from services.grader.reports import CompetitionReport, aggregate_reports
 from services.runs.records import (
     Attempt,
@@ -31,6 +32,12 @@ THRESHOLDS = {
     "alpha": (0.9, 0.8, 0.7, 0.5, False),
     "beta": (0.1, 0.2, 0.3, 0.5, True),
     "gamma": (0.99, 0.95, 0.9, 0.6, False),
+}
+# Competitions without a real leaderboard, and their lower-is-better: the grader's entries have
+# null thresholds, no medal and not above median, and carry the state and its note.
+NO_LEADERBOARD = {
+    "epsilon": (LeaderboardState.LFS_POINTER, True),
+    "zeta": (LeaderboardState.MISSING, False),
 }
 FLAGS = {
     "gold": {"gold_medal", "above_median", "valid_submission", "submission_exists"},
@@ -57,8 +64,14 @@ class Run:
 
 def entry(run: Run, run_id: str) -> CompetitionReport:
     assert run.outcome is not None
-    gold, silver, bronze, median, lower = THRESHOLDS[run.competition_id]
+    state = LeaderboardState.PRESENT
+    if run.competition_id in NO_LEADERBOARD:
+        state, lower = NO_LEADERBOARD[run.competition_id]
+        gold = silver = bronze = median = None
+    else:
+        gold, silver, bronze, median, lower = THRESHOLDS[run.competition_id]
     flags = FLAGS[run.outcome]
+    assert state is LeaderboardState.PRESENT or not flags & {"above_median"}
     return CompetitionReport(
         competition_id=run.competition_id,
         score=run.score,
@@ -76,6 +89,8 @@ def entry(run: Run, run_id: str) -> CompetitionReport:
         is_lower_better=lower,
         submission_path=submission_path(run_id),
         grader_spec_version=2 if run.competition_id == "alpha" else 1,
+        leaderboard_state=state.value,
+        leaderboard_note=leaderboard_note(state),
     )
 
 
@@ -170,3 +185,28 @@ def write_example(root: Path) -> tuple[list[Path], Path]:
     for name, ids in SPLITS.items():
         (splits_dir / f"{name}.txt").write_text("\n".join(ids) + "\n")
     return groups, splits_dir
+
+
+# One group, two seeds, with competitions that have no real leaderboard: epsilon's (lower is
+# better) was a Git LFS pointer at import, zeta's was never imported.
+NO_LEADERBOARD_RUNS = [
+    Run("alpha", 0, "gold", 0.95),
+    Run("epsilon", 0, "below median", 0.31),
+    Run("zeta", 0, "invalid"),
+    Run("alpha", 1, "above median", 0.6),
+    Run("epsilon", 1, "below median", 0.28),
+    Run("zeta", 1, "below median", 0.5),
+]
+NO_LEADERBOARD_SPLITS = {"low": ["alpha", "epsilon"], "split75": ["alpha", "epsilon", "zeta"]}
+
+
+def write_no_leaderboard_example(root: Path) -> tuple[Path, Path]:
+    """The run group and a splits folder."""
+    group = write_group(
+        root / "runs", NO_LEADERBOARD_RUNS, started=datetime(2025, 2, 1, tzinfo=UTC)
+    )
+    splits_dir = root / "splits"
+    splits_dir.mkdir()
+    for name, ids in NO_LEADERBOARD_SPLITS.items():
+        (splits_dir / f"{name}.txt").write_text("\n".join(ids) + "\n")
+    return group, splits_dir
