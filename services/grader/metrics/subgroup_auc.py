@@ -20,9 +20,13 @@ import numpy as np
 from services.grader.metrics.auc import roc_auc
 
 
-def power_mean(values: Sequence[float], p: float) -> float:
-    """(mean of v**p) ** (1/p), summed left to right in Python floats (as Kaggle's code does)."""
-    return (sum([v**p for v in values]) / len(values)) ** (1 / p)
+def power_mean(values: Sequence[float], p: float) -> np.float64:
+    """(mean of v**p) ** (1/p), summed left to right in numpy float64, as MLE-bench's grader
+    does with scikit-learn 1.5.2's float64 AUCs. For p < 0 an AUC of 0 makes v**p infinite and
+    the mean 0 (the power mean's limit), where Python floats would raise ZeroDivisionError."""
+    with np.errstate(divide="ignore"):
+        powers = [np.float64(v) ** p for v in values]
+    return (sum(powers) / len(values)) ** (1 / p)
 
 
 def subgroup_aucs(
@@ -41,7 +45,7 @@ def bias_weighted_auc(
     subgroups: Sequence[np.ndarray],
     p: float = -5,
     weight: float = 0.25,
-) -> float:
+) -> np.float64:
     """The combined score for binary labels `y_true`, scores `y_score` and boolean subgroup
     masks. As in MLE-bench's scikit-learn (1.5), a subset with a single class or no rows has
     no AUC and raises ValueError (no score)."""
@@ -50,4 +54,5 @@ def bias_weighted_auc(
     overall = roc_auc(y_true, y_score)
     per_subgroup = [subgroup_aucs(y_true, y_score, np.asarray(m, dtype=bool)) for m in subgroups]
     kind_means = [power_mean([aucs[kind] for aucs in per_subgroup], p) for kind in range(3)]
-    return weight * overall + sum([weight * mean for mean in kind_means])
+    # float64 throughout, the type the reference's score has (the core rounds on that type).
+    return weight * np.float64(overall) + sum([weight * mean for mean in kind_means])
