@@ -28,4 +28,10 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     )
 
 
-SPEC = CompetitionSpec(id="alaska2-image-steganalysis", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="alaska2-image-steganalysis",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
+)

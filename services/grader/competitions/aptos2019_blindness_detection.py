@@ -25,4 +25,10 @@ def kappa_by_id(
     return quadratic_weighted_kappa(ans[target_column].to_numpy(), predicted)
 
 
-SPEC = CompetitionSpec(id="aptos2019-blindness-detection", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="aptos2019-blindness-detection",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
+)

@@ -21,5 +21,9 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
 
 
 SPEC = CompetitionSpec(
-    id="chaii-hindi-and-tamil-question-answering", lower_is_better=False, grade=grade
+    id="chaii-hindi-and-tamil-question-answering",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
 )

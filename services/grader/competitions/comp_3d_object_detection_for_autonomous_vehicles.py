@@ -86,5 +86,9 @@ def _parse(sample_id, text) -> Boxes:
 
 
 SPEC = CompetitionSpec(
-    id="3d-object-detection-for-autonomous-vehicles", lower_is_better=False, grade=grade
+    id="3d-object-detection-for-autonomous-vehicles",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
 )

@@ -21,4 +21,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return rmse(answers["value"].to_numpy(dtype=float), sub["value"].to_numpy())
 
 
-SPEC = CompetitionSpec(id="denoising-dirty-documents", lower_is_better=True, grade=grade)
+SPEC = CompetitionSpec(
+    id="denoising-dirty-documents", lower_is_better=True, grade=grade, version=2, float64_score=True
+)

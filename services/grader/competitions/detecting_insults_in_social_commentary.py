@@ -16,5 +16,9 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
 
 
 SPEC = CompetitionSpec(
-    id="detecting-insults-in-social-commentary", lower_is_better=False, grade=grade
+    id="detecting-insults-in-social-commentary",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
 )

@@ -14,5 +14,9 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
 
 
 SPEC = CompetitionSpec(
-    id="facebook-recruiting-iii-keyword-extraction", lower_is_better=False, grade=grade
+    id="facebook-recruiting-iii-keyword-extraction",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
 )

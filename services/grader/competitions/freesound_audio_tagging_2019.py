@@ -115,4 +115,10 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
         return label_weighted_lrap(ans[list(CLASS_NAMES)].to_numpy(), scores)
 
 
-SPEC = CompetitionSpec(id="freesound-audio-tagging-2019", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="freesound-audio-tagging-2019",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
+)

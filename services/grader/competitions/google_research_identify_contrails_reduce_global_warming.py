@@ -37,4 +37,6 @@ SPEC = CompetitionSpec(
     id="google-research-identify-contrails-reduce-global-warming",
     lower_is_better=False,
     grade=grade,
+    version=2,
+    float64_score=True,
 )

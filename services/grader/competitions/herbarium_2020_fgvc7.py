@@ -22,4 +22,6 @@ def macro_f1_by_id(
     return macro_f1(truncated_integers(ans, target_column), truncated_integers(sub, target_column))
 
 
-SPEC = CompetitionSpec(id="herbarium-2020-fgvc7", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="herbarium-2020-fgvc7", lower_is_better=False, grade=grade, version=2, float64_score=True
+)

@@ -12,4 +12,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return macro_f1_by_id(submission, answers, "Id", "Predicted")
 
 
-SPEC = CompetitionSpec(id="herbarium-2022-fgvc9", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="herbarium-2022-fgvc9", lower_is_better=False, grade=grade, version=2, float64_score=True
+)

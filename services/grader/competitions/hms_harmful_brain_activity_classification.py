@@ -80,5 +80,9 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
 
 
 SPEC = CompetitionSpec(
-    id="hms-harmful-brain-activity-classification", lower_is_better=True, grade=grade
+    id="hms-harmful-brain-activity-classification",
+    lower_is_better=True,
+    grade=grade,
+    version=2,
+    float64_score=True,
 )

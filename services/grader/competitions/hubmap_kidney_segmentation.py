@@ -28,4 +28,10 @@ def _dice(predicted, truth) -> float:
     return dice(overlap, runs_length(*predicted), runs_length(*truth), both_empty=1.0)
 
 
-SPEC = CompetitionSpec(id="hubmap-kidney-segmentation", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="hubmap-kidney-segmentation",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
+)

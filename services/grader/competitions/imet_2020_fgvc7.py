@@ -24,4 +24,6 @@ def label_set_f1_by_id(
     )
 
 
-SPEC = CompetitionSpec(id="imet-2020-fgvc7", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="imet-2020-fgvc7", lower_is_better=False, grade=grade, version=2, float64_score=True
+)

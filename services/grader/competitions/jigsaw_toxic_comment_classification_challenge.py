@@ -30,5 +30,9 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
 
 
 SPEC = CompetitionSpec(
-    id="jigsaw-toxic-comment-classification-challenge", lower_is_better=False, grade=grade
+    id="jigsaw-toxic-comment-classification-challenge",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
 )

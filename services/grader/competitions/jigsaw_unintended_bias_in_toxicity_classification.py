@@ -59,5 +59,8 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
 
 
 SPEC = CompetitionSpec(
-    id="jigsaw-unintended-bias-in-toxicity-classification", lower_is_better=False, grade=grade
+    id="jigsaw-unintended-bias-in-toxicity-classification",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
 )

@@ -13,5 +13,9 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
 
 
 SPEC = CompetitionSpec(
-    id="learning-agency-lab-automated-essay-scoring-2", lower_is_better=False, grade=grade
+    id="learning-agency-lab-automated-essay-scoring-2",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
 )

@@ -16,4 +16,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return mean_column_roc_auc(*probability_auc_inputs(submission, answers, "Id", ["Probability"]))
 
 
-SPEC = CompetitionSpec(id="mlsp-2013-birds", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="mlsp-2013-birds", lower_is_better=False, grade=grade, version=2, float64_score=True
+)

@@ -15,4 +15,10 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return rmse(ans["fare_amount"].to_numpy(), finite_scores(sub, ["fare_amount"])[:, 0])
 
 
-SPEC = CompetitionSpec(id="new-york-city-taxi-fare-prediction", lower_is_better=True, grade=grade)
+SPEC = CompetitionSpec(
+    id="new-york-city-taxi-fare-prediction",
+    lower_is_better=True,
+    grade=grade,
+    version=2,
+    float64_score=True,
+)

@@ -15,4 +15,10 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return mcc(ans["contact"].to_numpy(), integer_classes(sub, "contact"))
 
 
-SPEC = CompetitionSpec(id="nfl-player-contact-detection", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="nfl-player-contact-detection",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
+)

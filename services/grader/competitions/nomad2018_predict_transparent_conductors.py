@@ -29,5 +29,9 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
 
 
 SPEC = CompetitionSpec(
-    id="nomad2018-predict-transparent-conductors", lower_is_better=True, grade=grade
+    id="nomad2018-predict-transparent-conductors",
+    lower_is_better=True,
+    grade=grade,
+    version=2,
+    float64_score=True,
 )

@@ -25,4 +25,10 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return rmse(ans["Pawpularity"].to_numpy(), sub["Pawpularity"].to_numpy(dtype=float))
 
 
-SPEC = CompetitionSpec(id="petfinder-pawpularity-score", lower_is_better=True, grade=grade)
+SPEC = CompetitionSpec(
+    id="petfinder-pawpularity-score",
+    lower_is_better=True,
+    grade=grade,
+    version=2,
+    float64_score=True,
+)

@@ -25,4 +25,10 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return mean_column_roc_auc(ans[LABELS].to_numpy(), finite_scores(sub, LABELS))
 
 
-SPEC = CompetitionSpec(id="plant-pathology-2020-fgvc7", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="plant-pathology-2020-fgvc7",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
+)

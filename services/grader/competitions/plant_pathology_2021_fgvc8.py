@@ -13,4 +13,10 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return label_set_f1_by_id(submission, answers, "image", "labels")
 
 
-SPEC = CompetitionSpec(id="plant-pathology-2021-fgvc8", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="plant-pathology-2021-fgvc8",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
+)

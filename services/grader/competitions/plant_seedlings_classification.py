@@ -17,4 +17,10 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
         return micro_f1(ans["species"].tolist(), sub["species"].tolist())
 
 
-SPEC = CompetitionSpec(id="plant-seedlings-classification", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="plant-seedlings-classification",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
+)

@@ -17,4 +17,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     )
 
 
-SPEC = CompetitionSpec(id="random-acts-of-pizza", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="random-acts-of-pizza", lower_is_better=False, grade=grade, version=2, float64_score=True
+)

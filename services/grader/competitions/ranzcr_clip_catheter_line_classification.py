@@ -31,5 +31,9 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
 
 
 SPEC = CompetitionSpec(
-    id="ranzcr-clip-catheter-line-classification", lower_is_better=False, grade=grade
+    id="ranzcr-clip-catheter-line-classification",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
 )

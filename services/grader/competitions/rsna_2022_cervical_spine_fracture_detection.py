@@ -43,5 +43,9 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
 
 
 SPEC = CompetitionSpec(
-    id="rsna-2022-cervical-spine-fracture-detection", lower_is_better=True, grade=grade
+    id="rsna-2022-cervical-spine-fracture-detection",
+    lower_is_better=True,
+    grade=grade,
+    version=2,
+    float64_score=True,
 )

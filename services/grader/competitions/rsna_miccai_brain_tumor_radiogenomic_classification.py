@@ -18,5 +18,9 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
 
 
 SPEC = CompetitionSpec(
-    id="rsna-miccai-brain-tumor-radiogenomic-classification", lower_is_better=False, grade=grade
+    id="rsna-miccai-brain-tumor-radiogenomic-classification",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
 )

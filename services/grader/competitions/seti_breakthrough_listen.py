@@ -15,4 +15,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return mean_column_roc_auc(*probability_auc_inputs(submission, answers, "id", ["target"]))
 
 
-SPEC = CompetitionSpec(id="seti-breakthrough-listen", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="seti-breakthrough-listen", lower_is_better=False, grade=grade, version=2, float64_score=True
+)

@@ -68,4 +68,6 @@ def _parse(row_id, text) -> LabelledBoxes:
     )
 
 
-SPEC = CompetitionSpec(id="siim-covid19-detection", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="siim-covid19-detection", lower_is_better=False, grade=grade, version=2, float64_score=True
+)

@@ -17,4 +17,10 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     )
 
 
-SPEC = CompetitionSpec(id="siim-isic-melanoma-classification", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="siim-isic-melanoma-classification",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
+)

@@ -37,4 +37,6 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return float(np.mean(errors))
 
 
-SPEC = CompetitionSpec(id="stanford-covid-vaccine", lower_is_better=True, grade=grade)
+SPEC = CompetitionSpec(
+    id="stanford-covid-vaccine", lower_is_better=True, grade=grade, version=2, float64_score=True
+)

@@ -86,5 +86,10 @@ def grade(submission: pd.DataFrame, answers: list[dict[str, Any]]) -> float:
 
 
 SPEC = CompetitionSpec(
-    id="tensorflow2-question-answering", lower_is_better=False, grade=grade, answers_format="jsonl"
+    id="tensorflow2-question-answering",
+    lower_is_better=False,
+    grade=grade,
+    answers_format="jsonl",
+    version=2,
+    float64_score=True,
 )

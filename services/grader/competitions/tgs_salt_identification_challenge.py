@@ -48,4 +48,10 @@ def _image_score(predicted, truth) -> float:
     return float(np.mean(iou > _THRESHOLDS))
 
 
-SPEC = CompetitionSpec(id="tgs-salt-identification-challenge", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="tgs-salt-identification-challenge",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
+)

@@ -18,5 +18,9 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
 
 
 SPEC = CompetitionSpec(
-    id="the-icml-2013-whale-challenge-right-whale-redux", lower_is_better=False, grade=grade
+    id="the-icml-2013-whale-challenge-right-whale-redux",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
 )

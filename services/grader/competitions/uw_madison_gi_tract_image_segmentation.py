@@ -89,5 +89,9 @@ def _volume(runs, rows_per_slice, shapes) -> np.ndarray:
 
 
 SPEC = CompetitionSpec(
-    id="uw-madison-gi-tract-image-segmentation", lower_is_better=False, grade=grade
+    id="uw-madison-gi-tract-image-segmentation",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
 )

@@ -18,4 +18,10 @@ def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return mae(ans.loc[scored, "pressure"].to_numpy(), predicted)
 
 
-SPEC = CompetitionSpec(id="ventilator-pressure-prediction", lower_is_better=True, grade=grade)
+SPEC = CompetitionSpec(
+    id="ventilator-pressure-prediction",
+    lower_is_better=True,
+    grade=grade,
+    version=2,
+    float64_score=True,
+)

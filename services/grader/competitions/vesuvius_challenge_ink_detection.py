@@ -40,4 +40,10 @@ def _f05(predicted, truth) -> float:
     return fbeta_from_counts(tp, fp, fn, beta=0.5)
 
 
-SPEC = CompetitionSpec(id="vesuvius-challenge-ink-detection", lower_is_better=False, grade=grade)
+SPEC = CompetitionSpec(
+    id="vesuvius-challenge-ink-detection",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
+)

@@ -96,5 +96,9 @@ def _parse(image_id, text) -> np.ndarray:
 
 
 SPEC = CompetitionSpec(
-    id="vinbigdata-chest-xray-abnormalities-detection", lower_is_better=False, grade=grade
+    id="vinbigdata-chest-xray-abnormalities-detection",
+    lower_is_better=False,
+    grade=grade,
+    version=2,
+    float64_score=True,
 )

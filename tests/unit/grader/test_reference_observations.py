@@ -10,10 +10,12 @@ from __future__ import annotations
 import io
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from services.grader.competitions import get_spec
+from services.grader.competitions.base import Float64Score
 from services.grader.competitions.freesound_audio_tagging_2019 import CLASS_NAMES
 from services.grader.metrics.subgroup_auc import power_mean
 from services.grader.reading import read_answers, read_submission
@@ -226,6 +228,15 @@ CASES: list[tuple[str, str, str, str, float | None]] = [
     ("freesound inf, unlabelled row", _FS, _fs(5, "inf"), _FS_ANSWERS, 0.05379),
     ("freesound NaN, labelled row", _FS, _fs(0, ""), _FS_ANSWERS, INVALID),
     ("freesound -inf, labelled row", _FS, _fs(2, "-inf"), _FS_ANSWERS, INVALID),
+    # One 30x30 image, truth 639 pixels, one predicted pixel inside: Dice 2/640 = 0.003125,
+    # which the reference's float64 rounds to 0.00312 (a Python float rounds to 0.00313).
+    (
+        "hubmap Dice 0.003125",
+        "hubmap-kidney-segmentation",
+        _csv("id,predicted", [("img1", _q("1 1"))]),
+        _csv("id,encoding,width_pixels,height_pixels", [("img1", _q("1 639"), 30, 30)]),
+        0.00312,
+    ),
 ]
 
 
@@ -251,3 +262,69 @@ def test_power_mean_with_a_zero_auc_is_zero() -> None:
     # float64 power mean is then 0 (inf ** (1/p)), not an error.
     assert power_mean([0.0, 0.5, 1.0], -5) == 0.0
     assert power_mean([0.5, 0.5], -5) == pytest.approx(0.5)
+
+
+# Competitions whose MLE-bench score is a numpy float64 under its pinned libraries although
+# mleb's metric returns a Python float (observed by grading one valid submission of each on
+# the reference and recording the type its Grader returned).
+REFERENCE_FLOAT64 = [
+    "3d-object-detection-for-autonomous-vehicles",
+    "aerial-cactus-identification",
+    "alaska2-image-steganalysis",
+    "aptos2019-blindness-detection",
+    "chaii-hindi-and-tamil-question-answering",
+    "denoising-dirty-documents",
+    "detecting-insults-in-social-commentary",
+    "facebook-recruiting-iii-keyword-extraction",
+    "freesound-audio-tagging-2019",
+    "google-research-identify-contrails-reduce-global-warming",
+    "herbarium-2020-fgvc7",
+    "herbarium-2021-fgvc8",
+    "herbarium-2022-fgvc9",
+    "histopathologic-cancer-detection",
+    "hms-harmful-brain-activity-classification",
+    "hubmap-kidney-segmentation",
+    "imet-2020-fgvc7",
+    "invasive-species-monitoring",
+    "iwildcam-2019-fgvc6",
+    "jigsaw-toxic-comment-classification-challenge",
+    "learning-agency-lab-automated-essay-scoring-2",
+    "mlsp-2013-birds",
+    "new-york-city-taxi-fare-prediction",
+    "nfl-player-contact-detection",
+    "nomad2018-predict-transparent-conductors",
+    "petfinder-pawpularity-score",
+    "plant-pathology-2020-fgvc7",
+    "plant-pathology-2021-fgvc8",
+    "plant-seedlings-classification",
+    "playground-series-s3e18",
+    "random-acts-of-pizza",
+    "ranzcr-clip-catheter-line-classification",
+    "rsna-2022-cervical-spine-fracture-detection",
+    "rsna-miccai-brain-tumor-radiogenomic-classification",
+    "seti-breakthrough-listen",
+    "siim-covid19-detection",
+    "siim-isic-melanoma-classification",
+    "stanford-covid-vaccine",
+    "tabular-playground-series-may-2022",
+    "tensorflow2-question-answering",
+    "tgs-salt-identification-challenge",
+    "the-icml-2013-whale-challenge-right-whale-redux",
+    "uw-madison-gi-tract-image-segmentation",
+    "ventilator-pressure-prediction",
+    "vesuvius-challenge-ink-detection",
+    "vinbigdata-chest-xray-abnormalities-detection",
+]
+
+
+@pytest.mark.parametrize("competition", REFERENCE_FLOAT64)
+def test_score_is_float64_where_the_reference_is(competition: str) -> None:
+    spec = get_spec(competition)
+    assert spec.float64_score
+    assert isinstance(spec.grade, Float64Score)
+
+
+def test_float64_score_hands_back_float64() -> None:
+    score = Float64Score(lambda submission, answers: 0.003125)(None, None)
+    assert type(score) is np.float64
+    assert round(score, 5) == 0.00312
