@@ -79,7 +79,12 @@ describe("mleb TypeScript client", () => {
     const reply = await client.validateSubmission(competition, bad);
     assert.equal(reply.valid, false);
     assert.ok(reply.reason.length > 0);
-    assert.equal(reply.message, `Submission invalid! ${reply.reason}`);
+    // MLE-bench's own wording, exactly.
+    assert.equal(
+      reply.message,
+      "Submission invalid! The attempt to grade the submission has resulted in the following " +
+        `error message:\n${reply.reason}`,
+    );
     assert.deepEqual(Object.keys(reply).sort(), ["message", "reason", "valid"]);
   });
 
