@@ -6,27 +6,15 @@ path a request names is checked to stay inside the competition's public folder.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
-import stat
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from services.common.errors import InvalidArgumentError, invalid_field
-
-COPY_CHUNK_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class CopiedFile:
-    path: str  # relative, "/"-separated
-    size_bytes: int
-    sha256: str
-    md5: str  # MLE-bench's checksums are MD5
+from services.common.errors import invalid_field
+from services.registry.importers.beneath import CopiedFile, copy_tree_beneath
 
 
 @dataclass(frozen=True)
@@ -60,48 +48,6 @@ def check_relative_path(path: str, field_name: str) -> str:
     return "/".join(part for part in pure.parts if part != ".")
 
 
-def copy_tree(source: Path, target: Path) -> dict[str, CopiedFile]:
-    """Copies every regular file under `source`, hashing as it goes.
-
-    Symlinks are copied as the files they point to, but only when they stay inside `source`:
-    a link out of the folder could smuggle any file on the importing machine into the data.
-    """
-    root = source.resolve()
-    copied: dict[str, CopiedFile] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in [*sorted(filenames), *(d for d in dirnames if Path(dirpath, d).is_symlink())]:
-            entry = Path(dirpath, name)
-            relative = entry.relative_to(root).as_posix()
-            real = entry.resolve()
-            if not real.is_relative_to(root):
-                raise InvalidArgumentError(
-                    f"{entry} is a symlink to {real}, outside {source}",
-                    reason="SYMLINK_ESCAPES",
-                    metadata={"file": str(entry)},
-                )
-            if not stat.S_ISREG(real.stat().st_mode):
-                raise InvalidArgumentError(
-                    f"{entry} is not a regular file (symlinked folders and devices are refused)",
-                    reason="NOT_A_REGULAR_FILE",
-                    metadata={"file": str(entry)},
-                )
-            copied[relative] = _copy_file(real, target / relative, relative)
-    return copied
-
-
-def _copy_file(source: Path, target: Path, relative: str) -> CopiedFile:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sha256, md5, size = hashlib.sha256(), hashlib.md5(), 0
-    with source.open("rb") as src, target.open("wb") as dst:
-        while chunk := src.read(COPY_CHUNK_BYTES):
-            sha256.update(chunk)
-            md5.update(chunk)
-            dst.write(chunk)
-            size += len(chunk)
-    return CopiedFile(relative, size, sha256.hexdigest(), md5.hexdigest())
-
-
 class CompetitionStorage:
     def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir) / "competitions"
@@ -116,18 +62,21 @@ class CompetitionStorage:
         return self.competition_dir(competition_id) / "private"
 
     @contextmanager
-    def staging(self, public_source: Path, private_source: Path) -> Iterator[StagedData]:
-        """Copies both folders into a staging area that vanishes unless installed."""
+    def staging(
+        self, base: Path, public: str = "public", private: str = "private"
+    ) -> Iterator[StagedData]:
+        """Copies base/public and base/private into a staging area that vanishes unless
+        installed. No link below `base` is followed (see importers.beneath)."""
         # Ids never start with ".", so these folders cannot collide with a competition.
         root = self.root / ".staging" / uuid.uuid4().hex
         root.mkdir(parents=True)
         try:
-            public = copy_tree(public_source, root / "public")
-            private = copy_tree(private_source, root / "private")
+            public_files = copy_tree_beneath(base, public, root / "public")
+            private_files = copy_tree_beneath(base, private, root / "private")
             # Answers are the one secret here: only the registry's user may read them.
             (root / "private").mkdir(exist_ok=True)
             (root / "private").chmod(0o700)
-            yield StagedData(root, public, private)
+            yield StagedData(root, public_files, private_files)
         finally:
             shutil.rmtree(root, ignore_errors=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
@@ -21,6 +22,10 @@ def is_lfs_pointer(path: Path) -> bool:
         return handle.read(len(LFS_POINTER_PREFIX)) == LFS_POINTER_PREFIX
 
 
+def is_lfs_pointer_content(content: bytes) -> bool:
+    return content.startswith(LFS_POINTER_PREFIX)
+
+
 def lfs_pointer_error(path: Path, repo: Path) -> FailedPreconditionError:
     return FailedPreconditionError(
         f"{path} is a Git LFS pointer, not the file's content; run `git lfs pull` in {repo}",
@@ -37,9 +42,15 @@ def _parse_score(raw: str | None) -> float | None:
     return None if math.isnan(value) else value
 
 
-def read_leaderboard(path: Path) -> list[LeaderboardEntry]:
-    """Reads a best-first leaderboard CSV with at least a `score` column."""
-    with path.open(newline="", encoding="utf-8") as handle:
+def read_leaderboard(path: Path, content: str | None = None) -> list[LeaderboardEntry]:
+    """Reads a best-first leaderboard CSV with at least a `score` column.
+
+    With `content`, parses that text (read safely by the caller) and uses `path` only to name
+    the file in errors.
+    """
+    if content is None:
+        content = path.read_bytes().decode("utf-8")
+    with io.StringIO(content, newline="") as handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
         if "score" not in columns:

@@ -8,10 +8,11 @@ data comes from <data_dir>/<id>/prepared/{public,private}.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -23,8 +24,12 @@ from services.common.errors import (
     NotFoundError,
 )
 from services.common.ranking import LeaderboardState, is_lower_better
+from services.registry.importers.beneath import (
+    read_bytes_beneath,
+    read_text_beneath,
+)
 from services.registry.importers.files import (
-    is_lfs_pointer,
+    is_lfs_pointer_content,
     lfs_pointer_error,
     read_leaderboard,
 )
@@ -109,24 +114,27 @@ def _read_repo_metadata(repo: Path, warnings: list[str]) -> _RepoMetadata:
     if not splits_dir.is_dir():
         warnings.append(f"{splits_dir} is missing: no splits imported")
     for path in sorted(splits_dir.glob("*.txt")):
-        if is_lfs_pointer(path):
+        content = read_bytes_beneath(repo, path.relative_to(repo).as_posix()) or b""
+        if is_lfs_pointer_content(content):
             warnings.append(f"{lfs_pointer_error(path, repo).message}; split not imported")
             continue
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = _decode(content, path).splitlines()
         splits[canonical_split(path.stem)] = {
             line.strip() for line in lines if line.strip() and not line.startswith("#")
         }
     categories: dict[str, str] = {}
     complexities: dict[str, str] = {}
     categories_path = repo / "experiments" / "competition_categories.csv"
-    if not categories_path.is_file():
+    categories_content = read_bytes_beneath(repo, "experiments/competition_categories.csv")
+    if categories_content is None:
         warnings.append(f"{categories_path} is missing: no categories imported")
-    elif is_lfs_pointer(categories_path):
+    elif is_lfs_pointer_content(categories_content):
         warnings.append(
             f"{lfs_pointer_error(categories_path, repo).message}; no categories imported"
         )
     else:
-        with categories_path.open(newline="", encoding="utf-8") as handle:
+        text = _decode(categories_content, categories_path)
+        with io.StringIO(text, newline="") as handle:
             for row in csv.DictReader(handle):
                 competition_id = (row.get("competition_id") or "").strip()
                 categories[competition_id] = (row.get("category") or "").strip()
@@ -134,9 +142,21 @@ def _read_repo_metadata(repo: Path, warnings: list[str]) -> _RepoMetadata:
     return _RepoMetadata(splits, categories, complexities)
 
 
-def _load_config(path: Path) -> dict[str, Any]:
+def _decode(content: bytes, path: Path) -> str:
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidArgumentError(
+            f"{path}: not UTF-8 text (invalid byte at offset {exc.start})", reason="NOT_UTF8"
+        ) from None
+
+
+def _load_config(repo: Path, path: Path) -> dict[str, Any]:
+    text = read_text_beneath(repo, path.relative_to(repo).as_posix())
+    if text is None:
+        raise InvalidArgumentError(f"{path}: missing", reason="CONFIG_INVALID")
+    try:
+        config = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InvalidArgumentError(
             f"{path}: not valid YAML: {exc}", reason="CONFIG_INVALID"
@@ -177,7 +197,7 @@ def _import_one(
     *,
     skip_checksums: bool,
 ) -> ImportResult:
-    config = _load_config(folder / "config.yaml")
+    config = _load_config(repo, folder / "config.yaml")
     competition_id = config["id"]
     notes: list[str] = []
     record = CompetitionRecord(
@@ -186,7 +206,7 @@ def _import_one(
         source=Source.MLEBENCH,
         metric=Metric(config["grader"]["name"]),
         description=_read_description(repo, folder, config),
-        description_obfuscated=_read_optional(folder / "description_obfuscated.md"),
+        description_obfuscated=_read_optional(repo, folder / "description_obfuscated.md"),
         category=metadata.categories.get(competition_id, ""),
         awards_medals=bool(config.get("awards_medals", True)),
         splits=sorted(name for name, ids in metadata.splits.items() if competition_id in ids),
@@ -210,12 +230,14 @@ def _import_one(
         return ImportResult(competition_id, ImportStatus.METADATA_ONLY, record.notes)
 
     assert prepared is not None
-    with installer.storage.staging(prepared / "public", prepared / "private") as staged:
+    assert data_dir is not None
+    shown = f"{competition_id}/prepared"
+    with installer.storage.staging(data_dir, f"{shown}/public", f"{shown}/private") as staged:
         if skip_checksums:
             record.checksums_skipped = True
             notes.append("checksums not verified (--skip-checksums)")
         else:
-            notes.extend(_verify_checksums(folder / "checksums.yaml", prepared, staged))
+            notes.extend(_verify_checksums(repo, folder / "checksums.yaml", prepared, staged))
         record.notes = notes
         installer.install(record, staged, answers_relative)
     return ImportResult(competition_id, ImportStatus.PREPARED, notes)
@@ -225,17 +247,19 @@ def _read_description(repo: Path, folder: Path, config: dict[str, Any]) -> str:
     # config.yaml names the description relative to the repository root.
     named = config.get("description")
     path = (repo / named) if isinstance(named, str) and named else folder / "description.md"
-    if not path.resolve().is_relative_to(repo.resolve()) or not path.is_file():
+    relative = path.relative_to(repo).as_posix() if path.is_relative_to(repo) else ".."
+    text = None if ".." in PurePosixPath(relative).parts else read_text_beneath(repo, relative)
+    if text is None:
         raise FailedPreconditionError(
             f"{folder / 'config.yaml'}: description {named!r} is not a file in {repo}",
             reason="DESCRIPTION_MISSING",
             metadata={"file": str(path)},
         )
-    return path.read_text(encoding="utf-8")
+    return text
 
 
-def _read_optional(path: Path) -> str | None:
-    return path.read_text(encoding="utf-8") if path.is_file() else None
+def _read_optional(repo: Path, path: Path) -> str | None:
+    return read_text_beneath(repo, path.relative_to(repo).as_posix())
 
 
 def _attach_leaderboard(
@@ -247,12 +271,13 @@ def _attach_leaderboard(
     is present; a leaderboard whose order contradicts the spec fails the import.
     """
     shown = path.relative_to(repo) if path.is_relative_to(repo) else path.name
-    if not path.is_file():
+    content = read_bytes_beneath(repo, path.relative_to(repo).as_posix())
+    if content is None:
         record.leaderboard_state = LeaderboardState.MISSING
-    elif is_lfs_pointer(path):
+    elif is_lfs_pointer_content(content):
         record.leaderboard_state = LeaderboardState.LFS_POINTER
     else:
-        record.leaderboard = read_leaderboard(path)
+        record.leaderboard = read_leaderboard(path, _decode(content, path))
         record.leaderboard_state = (
             LeaderboardState.PRESENT if record.leaderboard else LeaderboardState.MISSING
         )
@@ -352,15 +377,16 @@ def _missing_data_reason(prepared: Path | None, answers: str, competition_id: st
     return ""
 
 
-def _verify_checksums(path: Path, prepared: Path, staged: StagedData) -> list[str]:
+def _verify_checksums(repo: Path, path: Path, prepared: Path, staged: StagedData) -> list[str]:
     """Checks the copied files against MLE-bench's MD5s; returns notes, raises on a mismatch.
 
     The `zip` entry is the raw Kaggle archive, which prepared data does not include.
     """
-    if not path.is_file():
+    text = read_text_beneath(repo, path.relative_to(repo).as_posix())
+    if text is None:
         return [f"{path} is missing: prepared files not verified"]
     try:
-        expected = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        expected = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise InvalidArgumentError(
             f"{path}: not valid YAML: {exc}", reason="CHECKSUMS_INVALID"

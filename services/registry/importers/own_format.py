@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import itertools
 import math
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
 from services.common.errors import FieldViolation, InvalidArgumentError, MlebError
 from services.common.ranking import is_lower_better
-from services.registry.importers.files import is_lfs_pointer, read_leaderboard
+from services.registry.importers.beneath import (
+    is_dir_beneath,
+    is_file_beneath,
+    read_bytes_beneath,
+    read_text_beneath,
+)
+from services.registry.importers.files import is_lfs_pointer_content, read_leaderboard
 from services.registry.importers.install import CompetitionInstaller, ImportResult, ImportStatus
 from services.registry.records import (
     COMPETITION_ID_PATTERN,
@@ -69,7 +75,7 @@ class _Problems:
 def import_competition(installer: CompetitionInstaller, folder: Path) -> ImportResult:
     """Validates `folder` and imports it, replacing an earlier import of the same id."""
     record, answers = validate_competition(folder)
-    with installer.storage.staging(folder / "public", folder / "private") as staged:
+    with installer.storage.staging(folder) as staged:
         installer.install(record, staged, answers)
     return ImportResult(record.id, ImportStatus.PREPARED, record.notes)
 
@@ -120,9 +126,9 @@ def validate_competition(folder: Path) -> tuple[CompetitionRecord, str]:
     splits = _splits(config.get("splits"), problems)
     lower_is_better = flag("lower_is_better", None)
     awards_medals = flag("awards_medals", True)
-    description = _markdown(folder / "description.md", problems, required=True)
-    obfuscated = _markdown(folder / "description_obfuscated.md", problems, required=False)
-    leaderboard = _leaderboard(folder / "leaderboard.csv", lower_is_better, problems)
+    description = _markdown(folder, "description.md", problems, required=True)
+    obfuscated = _markdown(folder, "description_obfuscated.md", problems, required=False)
+    leaderboard = _leaderboard(folder, "leaderboard.csv", lower_is_better, problems)
     problems.raise_if_any(folder)
 
     if lower_is_better is None:
@@ -147,12 +153,16 @@ def validate_competition(folder: Path) -> tuple[CompetitionRecord, str]:
 
 
 def _load_config(folder: Path, problems: _Problems) -> dict[str, Any]:
-    path = folder / CONFIG_FILE
-    if not path.is_file():
+    try:
+        text = read_text_beneath(folder, CONFIG_FILE)
+    except MlebError as exc:
+        problems.add(CONFIG_FILE, "", exc.message)
+        return {}
+    if text is None:
         problems.add(CONFIG_FILE, "", "missing")
         return {}
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         problems.add(CONFIG_FILE, "", f"not valid YAML: {exc}")
         return {}
@@ -221,39 +231,58 @@ def _data_file(folder: Path, side: str, relative: str, key: str, problems: _Prob
     except MlebError:
         problems.add(CONFIG_FILE, key, f"{relative!r} must be a plain path inside {side}/")
         return ""
-    base = (folder / side).resolve()
-    path = (base / normalised).resolve()
-    if not (folder / side).is_dir():
+    try:
+        side_exists = is_dir_beneath(folder, side)
+        is_file = side_exists and is_file_beneath(folder, f"{side}/{normalised}")
+    except MlebError as exc:
+        problems.add(CONFIG_FILE, key, exc.message)
+        return normalised
+    if not side_exists:
         problems.add(f"{side}/", "", "missing folder")
-    elif not path.is_relative_to(base) or not path.is_file():
+    elif not is_file:
         problems.add(CONFIG_FILE, key, f"{side}/{normalised} is not a file")
-    elif key == "answers" and path.suffix.lower() not in {".csv", ".jsonl"}:
+    elif key == "answers" and PurePosixPath(normalised).suffix.lower() not in {".csv", ".jsonl"}:
         problems.add(CONFIG_FILE, key, "must be a .csv or .jsonl file")
     return normalised
 
 
-def _markdown(path: Path, problems: _Problems, *, required: bool) -> str | None:
-    if not path.is_file():
-        if required:
-            problems.add(path.name, "", "missing")
+def _markdown(folder: Path, name: str, problems: _Problems, *, required: bool) -> str | None:
+    try:
+        content = read_text_beneath(folder, name)
+    except MlebError as exc:
+        problems.add(name, "", exc.message)
         return None
-    content = path.read_text(encoding="utf-8")
+    if content is None:
+        if required:
+            problems.add(name, "", "missing")
+        return None
     if not content.strip():
-        problems.add(path.name, "", "empty")
+        problems.add(name, "", "empty")
     return content
 
 
 def _leaderboard(
-    path: Path, lower_is_better: bool | None, problems: _Problems
+    folder: Path, name: str, lower_is_better: bool | None, problems: _Problems
 ) -> list[LeaderboardEntry]:
-    if not path.is_file():
+    path = folder / name
+    try:
+        content = read_bytes_beneath(folder, name)
+    except MlebError as exc:
+        problems.add(name, "", exc.message)
+        return []
+    if content is None:
         problems.add(path.name, "", "missing")
         return []
-    if is_lfs_pointer(path):
+    if is_lfs_pointer_content(content):
         problems.add(path.name, "", "is a Git LFS pointer; run `git lfs pull` first")
         return []
     try:
-        entries = read_leaderboard(path)
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.add(name, "", f"not UTF-8 text (invalid byte at offset {exc.start})")
+        return []
+    try:
+        entries = read_leaderboard(path, text)
     except MlebError as exc:
         problems.add(path.name, exc.metadata.get("field", ""), exc.message)
         return []

@@ -161,7 +161,7 @@ def test_escaping_symlink_in_prepared_data_is_refused(registry, tmp_path: Path) 
         registry.installer, tree.repo, tree.data_dir, competitions=["alpha-cls"]
     )
     assert report.results[0].status is ImportStatus.FAILED
-    assert "leak.txt is a symlink" in report.results[0].error
+    assert "leak.txt is a symbolic link" in report.results[0].error
 
 
 # The project's own format
