@@ -53,6 +53,9 @@ def _comparable(request: SandboxRequest) -> dict[str, object]:
         "resources.pids_limit": request.pids_limit,
         "resources.gpu_count": request.gpu_count,
         "resources.gpu_uuids": list(request.gpu_uuids),
+        "resources.disk_bytes": request.disk_bytes,
+        "resources.tmp_bytes": request.tmp_bytes,
+        "resources.log_bytes": request.log_bytes,
         "time_limit": request.time_limit_s,
         "network.mode": request.network.value,
         "network.allowed_hosts": list(request.allowed_hosts),
@@ -77,6 +80,9 @@ def _stored_comparable(row: SandboxRow, labels: dict[str, str]) -> dict[str, obj
         "resources.pids_limit": row.pids_limit,
         "resources.gpu_count": row.gpu_count,
         "resources.gpu_uuids": list(row.requested_gpu_uuids),
+        "resources.disk_bytes": row.disk_bytes,
+        "resources.tmp_bytes": row.tmp_bytes,
+        "resources.log_bytes": row.log_bytes,
         "time_limit": row.time_limit_s,
         "network.mode": row.network_mode,
         "network.allowed_hosts": list(row.allowed_hosts),
@@ -104,10 +110,24 @@ def normalize(
         ("resources.shm_bytes", request.shm_bytes),
         ("resources.pids_limit", request.pids_limit),
         ("resources.gpu_count", request.gpu_count),
+        ("resources.disk_bytes", request.disk_bytes),
+        ("resources.tmp_bytes", request.tmp_bytes),
+        ("resources.log_bytes", request.log_bytes),
         ("time_limit", request.time_limit_s),
     ):
         if number < 0:
             raise invalid_field(name, "must not be negative")
+    memory = request.memory_bytes or settings.default_memory_bytes
+    disk = request.disk_bytes or settings.default_disk_bytes
+    log_budget = request.log_bytes or settings.default_log_bytes
+    if disk > settings.max_disk_bytes:
+        raise invalid_field("resources.disk_bytes", f"at most {settings.max_disk_bytes} bytes")
+    if log_budget > settings.max_log_bytes:
+        raise invalid_field("resources.log_bytes", f"at most {settings.max_log_bytes} bytes")
+    if request.tmp_bytes > memory:
+        raise invalid_field(
+            "resources.tmp_bytes", "/tmp is a tmpfs inside the memory limit: at most memory_bytes"
+        )
     time_limit = request.time_limit_s or settings.default_time_limit_s
     if time_limit > settings.max_time_limit_s:
         raise invalid_field("time_limit", f"at most {settings.max_time_limit_s:g} seconds")
@@ -140,7 +160,10 @@ def normalize(
     return replace(
         request,
         cpus=request.cpus or settings.default_cpus,
-        memory_bytes=request.memory_bytes or settings.default_memory_bytes,
+        memory_bytes=memory,
+        disk_bytes=disk,
+        tmp_bytes=request.tmp_bytes or memory // 2,
+        log_bytes=log_budget,
         shm_bytes=request.shm_bytes or settings.default_shm_bytes,
         pids_limit=request.pids_limit or settings.default_pids_limit,
         gpu_count=gpu_count,
@@ -194,6 +217,9 @@ def _new_row(
         pids_limit=request.pids_limit,
         gpu_count=request.gpu_count,
         requested_gpu_uuids=list(request.gpu_uuids),
+        disk_bytes=request.disk_bytes,
+        tmp_bytes=request.tmp_bytes,
+        log_bytes=request.log_bytes,
         time_limit_s=request.time_limit_s,
         network_mode=request.network.value,
         allowed_hosts=list(request.allowed_hosts),
@@ -226,6 +252,11 @@ def _new_row(
         last_output_time=0.0,
         layout_root=str(settings.work_dir / "sandboxes" / sandbox_id),
         egress_omitted_connections=0,
+        disk_enforcement="",
+        peak_disk_bytes=0,
+        agent_log_bytes=0,
+        log_lines_dropped=0,
+        stop_failure_reason="",
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from services.common.errors import invalid_field
 from services.common.settings import Settings
 
+MIB = 1024**2
 GIB = 1024**3
 
 
@@ -41,6 +42,16 @@ class SandboxSettings:
     default_memory_bytes: int = 8 * GIB
     default_shm_bytes: int = 1 * GIB
     default_pids_limit: int = 1024
+    # Disk quota for the output folders and the writable layer together (see quotas.py).
+    default_disk_bytes: int = 50 * GIB
+    max_disk_bytes: int = 1024 * GIB
+    # Files and folders the output folders may hold; more is a disk quota failure too.
+    max_output_entries: int = 1_000_000
+    # How often the disk watchdog measures a running sandbox.
+    disk_check_interval_s: float = 5.0
+    # Agent output kept in the database per sandbox (see logs.py for how lines are charged).
+    default_log_bytes: int = 64 * MIB
+    max_log_bytes: int = 1 * GIB
     stop_grace_s: float = 10.0
     # The sandbox token outlives the time limit by this much, so a late validation still works.
     token_margin_s: float = 600.0
@@ -74,6 +85,12 @@ class SandboxSettings:
             default_memory_bytes=int(_float("DEFAULT_MEMORY_BYTES", 8 * GIB)),
             default_shm_bytes=int(_float("DEFAULT_SHM_BYTES", 1 * GIB)),
             default_pids_limit=int(_float("DEFAULT_PIDS_LIMIT", 1024)),
+            default_disk_bytes=int(_float("DEFAULT_DISK_BYTES", 50 * GIB)),
+            max_disk_bytes=int(_float("MAX_DISK_BYTES", 1024 * GIB)),
+            max_output_entries=int(_float("MAX_OUTPUT_ENTRIES", 1_000_000)),
+            disk_check_interval_s=_float("DISK_CHECK_INTERVAL_S", 5.0),
+            default_log_bytes=int(_float("DEFAULT_LOG_BYTES", 64 * MIB)),
+            max_log_bytes=int(_float("MAX_LOG_BYTES", 1 * GIB)),
             stop_grace_s=_float("STOP_GRACE_S", 10.0),
             max_artifacts_bytes=int(_float("MAX_ARTIFACTS_BYTES", 10 * GIB)),
             artifacts_retention_s=_float("ARTIFACTS_RETENTION_S", 0.0),

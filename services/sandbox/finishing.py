@@ -82,6 +82,8 @@ class Finisher:
             ),
             "peak_gpu_memory_bytes": stats.peak_gpu_memory_bytes,
         }
+        if stats.peak_disk_bytes:  # kept from before a restart otherwise
+            values["peak_disk_bytes"] = max(stats.peak_disk_bytes, row.peak_disk_bytes or 0)
         # The agent has exited: closing its endpoints ends its proxied connections, and writes
         # their egress log, which is part of the record the terminal state seals.
         with contextlib.suppress(Exception):

@@ -22,6 +22,7 @@ class Stats:
     gpu_utilization_sum: float = 0.0
     gpu_samples: int = 0
     peak_gpu_memory_bytes: int = 0
+    peak_disk_bytes: int = 0
 
 
 @dataclass
@@ -66,6 +67,9 @@ class LiveSandboxes:
                 redact=Redactor(secret_values.values()),
                 batch_lines=self._settings.log_batch_lines,
                 flush_interval_s=self._settings.log_flush_interval_s,
+                budget_bytes=row.log_bytes or self._settings.default_log_bytes,
+                charged_bytes=row.agent_log_bytes or 0,
+                dropped_lines=row.log_lines_dropped or 0,
             )
             live = self._live[row.id] = Live(writer)
         return live

@@ -3,6 +3,13 @@
 Writers never wait for readers: the capture loop only ever waits for its own database
 flush, and every reader pages from the database on its own, so a slow client holds at most
 one page in memory and cannot slow the agent down.
+
+One agent cannot grow the database without bound: its output (stdout and stderr) is charged
+against the sandbox's log budget, each line at its stored UTF-8 length plus LINE_OVERHEAD_BYTES
+(so a flood of empty lines costs too), and each line is first cut to MAX_LINE_CHARS. The first
+line over the budget is replaced by one SYSTEM marker; that line and every later agent line
+are dropped and counted (usage.log_lines_dropped). mleb's own SYSTEM lines are never charged
+and never dropped.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from services.sandbox.threads import WorkerThreads
 
 # One huge line must not become one huge row or message.
 MAX_LINE_CHARS = 16 * 1024
+# What a stored line costs beyond its text: its row, key and index entries.
+LINE_OVERHEAD_BYTES = 64
 READ_PAGE_ENTRIES = 500
 # Followers also poll, so lines written by another process still arrive.
 FOLLOW_POLL_S = 1.0
@@ -89,6 +98,9 @@ class LogWriter:
         redact: Redactor,
         batch_lines: int = 500,
         flush_interval_s: float = 0.2,
+        budget_bytes: int = 0,
+        charged_bytes: int = 0,
+        dropped_lines: int = 0,
     ) -> None:
         self._sessions = sessions
         self._signals = signals
@@ -102,6 +114,12 @@ class LogWriter:
         self._pending_output_time: float | None = None
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
+        # The log budget (0: unbounded), what agent lines have cost so far, and how many were
+        # dropped; they continue from the stored row across restarts.
+        self._budget = budget_bytes
+        self.charged_bytes = charged_bytes
+        self.dropped_lines = dropped_lines
+        self._budget_dirty = False
 
     @property
     def full(self) -> bool:
@@ -109,11 +127,35 @@ class LogWriter:
 
     def add(self, stream: LogStream, text: str, at: float | None = None) -> None:
         moment = time.time() if at is None else at
-        entry = LogEntry(self._next_seq, moment, stream, clip(self.redact(text)))
-        self._next_seq += 1
-        self._pending.append(entry)
-        if stream is not LogStream.SYSTEM:
+        text = self.redact(text)
+        if stream is not LogStream.SYSTEM:  # lifecycle lines are never cut or dropped
+            text = clip(text)
+            # Dropped lines move the output time too, so a restarted capture skips them.
             self._pending_output_time = moment
+            if self._budget:
+                self._budget_dirty = True
+                cost = len(text.encode("utf-8", errors="replace")) + LINE_OVERHEAD_BYTES
+                if self.dropped_lines or self.charged_bytes + cost > self._budget:
+                    if not self.dropped_lines:
+                        self._append(LogStream.SYSTEM, self.truncation_marker(), moment)
+                    self.dropped_lines += 1
+                    self._arm_timer()
+                    return
+                self.charged_bytes += cost
+        self._append(stream, text, moment)
+        self._arm_timer()
+
+    def truncation_marker(self) -> str:
+        return (
+            f"agent output truncated: the log budget of {self._budget} bytes is spent; "
+            f"later stdout and stderr lines are dropped and counted in usage.log_lines_dropped"
+        )
+
+    def _append(self, stream: LogStream, text: str, moment: float) -> None:
+        self._pending.append(LogEntry(self._next_seq, moment, stream, text))
+        self._next_seq += 1
+
+    def _arm_timer(self) -> None:
         if self._timer is None or self._timer.done():
             self._timer = asyncio.create_task(self._flush_later())
 
@@ -121,7 +163,7 @@ class LogWriter:
         self.add(LogStream.SYSTEM, text)
 
     async def _flush_later(self) -> None:
-        while self._pending:
+        while self._pending or self._budget_dirty:
             await asyncio.sleep(self._flush_interval_s)
             await self.flush()
 
@@ -129,14 +171,24 @@ class LogWriter:
         async with self._lock:
             batch, self._pending = self._pending, []
             output_time, self._pending_output_time = self._pending_output_time, None
-            if not batch:
+            budget_used = None
+            if self._budget_dirty:
+                budget_used = (self.charged_bytes, self.dropped_lines)
+                self._budget_dirty = False
+            if not batch and output_time is None and budget_used is None:
                 return
-            await self._threads.run(self._store, batch, output_time)
-        self._signals.notify(self.sandbox_id)
+            await self._threads.run(self._store, batch, output_time, budget_used)
+        if batch:
+            self._signals.notify(self.sandbox_id)
 
-    def _store(self, batch: list[LogEntry], output_time: float | None) -> None:
+    def _store(
+        self,
+        batch: list[LogEntry],
+        output_time: float | None,
+        budget_used: tuple[int, int] | None,
+    ) -> None:
         with self._sessions.begin() as session:
-            store.append_logs(session, self.sandbox_id, batch, output_time)
+            store.append_logs(session, self.sandbox_id, batch, output_time, budget_used)
 
     async def close(self) -> None:
         """Flushes what is pending and stops the timer."""

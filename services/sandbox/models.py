@@ -94,6 +94,18 @@ class SandboxRow(Base):
     artifacts_deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Egress connections not itemised in sandbox_egress once its per-sandbox cap was reached.
     egress_omitted_connections: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Quotas (0 in rows from before they existed: the service defaults then apply).
+    disk_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    tmp_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    log_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A DiskEnforcement name, recorded at launch.
+    disk_enforcement: Mapped[str] = mapped_column(String(40), default="")
+    peak_disk_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Agent output charged against log_bytes, and agent lines dropped once it was spent.
+    agent_log_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    log_lines_dropped: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The failure reason a FAILED stop intent ends with (DISK_QUOTA_EXCEEDED).
+    stop_failure_reason: Mapped[str] = mapped_column(String(32), default="")
 
 
 class LabelRow(Base):

@@ -39,6 +39,9 @@ class SandboxRequest:
     pids_limit: int = 0
     gpu_count: int = 0
     gpu_uuids: list[str] = field(default_factory=list)
+    disk_bytes: int = 0
+    tmp_bytes: int = 0
+    log_bytes: int = 0
     time_limit_s: float = 0.0
     network: NetworkMode = NetworkMode.NONE
     allowed_hosts: list[str] = field(default_factory=list)
@@ -74,6 +77,9 @@ class ResourceUsage:
     gpu_utilization_percent: float = 0.0
     peak_gpu_memory_bytes: int = 0
     artifacts_size_bytes: int = 0
+    peak_disk_bytes: int = 0
+    log_bytes: int = 0
+    log_lines_dropped: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,11 @@ class SandboxRecord:
     tenant: str = ""
     egress: list[EgressDestination] = field(default_factory=list)
     egress_omitted_connections: int = 0
+    disk_bytes: int = 0
+    tmp_bytes: int = 0
+    log_bytes: int = 0
+    # A DiskEnforcement name (quotas.py), or "" before the sandbox was launched.
+    disk_enforcement: str = ""
 
 
 @dataclass(frozen=True)

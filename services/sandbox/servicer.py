@@ -112,6 +112,9 @@ def sandbox_to_proto(record: SandboxRecord) -> sandbox_pb2.Sandbox:
             pids_limit=record.pids_limit,
             gpu_count=record.gpu_count,
             gpu_uuids=record.requested_gpu_uuids,
+            disk_bytes=record.disk_bytes,
+            tmp_bytes=record.tmp_bytes,
+            log_bytes=record.log_bytes,
         ),
         time_limit=_duration(record.time_limit_s),
         network=sandbox_pb2.NetworkPolicy(
@@ -142,6 +145,9 @@ def sandbox_to_proto(record: SandboxRecord) -> sandbox_pb2.Sandbox:
             gpu_utilization_percent=record.usage.gpu_utilization_percent,
             peak_gpu_memory_bytes=record.usage.peak_gpu_memory_bytes,
             artifacts_size_bytes=record.usage.artifacts_size_bytes,
+            peak_disk_bytes=record.usage.peak_disk_bytes,
+            log_bytes=record.usage.log_bytes,
+            log_lines_dropped=record.usage.log_lines_dropped,
         ),
         node=record.node,
         submission_collected=record.submission_collected,
@@ -162,6 +168,11 @@ def sandbox_to_proto(record: SandboxRecord) -> sandbox_pb2.Sandbox:
             for d in record.egress
         ],
         egress_omitted_connections=record.egress_omitted_connections,
+        disk_enforcement=(
+            sandbox_pb2.DiskEnforcement.Value(f"DISK_ENFORCEMENT_{record.disk_enforcement}")
+            if record.disk_enforcement
+            else 0
+        ),
     )
     if record.exit_code is not None:
         message.exit_code = record.exit_code
@@ -191,6 +202,9 @@ def request_from_proto(request: sandbox_service_pb2.CreateSandboxRequest) -> San
         pids_limit=resources.pids_limit,
         gpu_count=resources.gpu_count,
         gpu_uuids=list(resources.gpu_uuids),
+        disk_bytes=resources.disk_bytes,
+        tmp_bytes=resources.tmp_bytes,
+        log_bytes=resources.log_bytes,
         time_limit_s=request.time_limit.ToNanoseconds() / 1e9,
         network=_NETWORKS_FROM_PROTO.get(network, NetworkMode.NONE),
         allowed_hosts=list(request.network.allowed_hosts),

@@ -58,6 +58,7 @@ class FailureReason(enum.StrEnum):
     NONZERO_EXIT = "NONZERO_EXIT"
     OUT_OF_MEMORY = "OUT_OF_MEMORY"
     IMAGE_UNSUPPORTED = "IMAGE_UNSUPPORTED"
+    DISK_QUOTA_EXCEEDED = "DISK_QUOTA_EXCEEDED"
     # Ours (or the engine's): worth a retry.
     ENGINE_ERROR = "ENGINE_ERROR"
     IMAGE_NOT_FOUND = "IMAGE_NOT_FOUND"
@@ -74,7 +75,12 @@ class FailureReason(enum.StrEnum):
 
 
 _AGENT_REASONS = frozenset(
-    {FailureReason.NONZERO_EXIT, FailureReason.OUT_OF_MEMORY, FailureReason.IMAGE_UNSUPPORTED}
+    {
+        FailureReason.NONZERO_EXIT,
+        FailureReason.OUT_OF_MEMORY,
+        FailureReason.IMAGE_UNSUPPORTED,
+        FailureReason.DISK_QUOTA_EXCEEDED,
+    }
 )
 
 

@@ -213,6 +213,9 @@ def _record(
             gpu_utilization_percent=row.gpu_utilization_percent,
             peak_gpu_memory_bytes=row.peak_gpu_memory_bytes,
             artifacts_size_bytes=row.artifacts_size_bytes,
+            peak_disk_bytes=row.peak_disk_bytes or 0,
+            log_bytes=row.agent_log_bytes or 0,
+            log_lines_dropped=row.log_lines_dropped or 0,
         ),
         node=row.node,
         submission_collected=row.submission_collected,
@@ -222,6 +225,10 @@ def _record(
         tenant=row.tenant,
         egress=egress,
         egress_omitted_connections=row.egress_omitted_connections or 0,
+        disk_bytes=row.disk_bytes or 0,
+        tmp_bytes=row.tmp_bytes or 0,
+        log_bytes=row.log_bytes or 0,
+        disk_enforcement=row.disk_enforcement or "",
     )
 
 
@@ -290,27 +297,36 @@ def list_rows(
 
 
 def append_logs(
-    session: Session, sandbox_id: str, entries: Sequence[LogEntry], last_output_time: float | None
+    session: Session,
+    sandbox_id: str,
+    entries: Sequence[LogEntry],
+    last_output_time: float | None,
+    budget_used: tuple[int, int] | None = None,
 ) -> None:
-    """Stores a batch and moves last_log_seq in the same transaction."""
-    if not entries:
-        return
-    session.execute(
-        insert(LogEntryRow),
-        [
-            {
-                "sandbox_id": sandbox_id,
-                "seq": e.seq,
-                "time": e.time,
-                "stream": e.stream.value,
-                "text": e.text,
-            }
-            for e in entries
-        ],
-    )
-    values: dict[str, object] = {"last_log_seq": entries[-1].seq}
+    """Stores a batch and moves last_log_seq in the same transaction, with the log budget's
+    (bytes charged, lines dropped) when given."""
+    values: dict[str, object] = {}
+    if entries:
+        session.execute(
+            insert(LogEntryRow),
+            [
+                {
+                    "sandbox_id": sandbox_id,
+                    "seq": e.seq,
+                    "time": e.time,
+                    "stream": e.stream.value,
+                    "text": e.text,
+                }
+                for e in entries
+            ],
+        )
+        values["last_log_seq"] = entries[-1].seq
     if last_output_time is not None:
         values["last_output_time"] = last_output_time
+    if budget_used is not None:
+        values["agent_log_bytes"], values["log_lines_dropped"] = budget_used
+    if not values:
+        return
     session.execute(update(SandboxRow).where(SandboxRow.id == sandbox_id).values(**values))
 
 

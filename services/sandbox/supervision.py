@@ -18,7 +18,7 @@ import structlog
 
 from services.common.auth import Role, TokenAuthority
 from services.common.errors import MlebError
-from services.sandbox import store
+from services.sandbox import quotas, store
 from services.sandbox.backends.base import (
     GRPC_GRADER_PORT,
     Backend,
@@ -188,6 +188,7 @@ class Supervisor:
             mlebench_compat=row.mlebench_compat,
             labels=dict(self._instance_labels),
             time_limit_s=row.time_limit_s,
+            tmp_bytes=row.tmp_bytes,
         )
         gpus = f", GPUs {', '.join(gpu_uuids)}" if gpu_uuids else ""
         writer.system(f"launching image {row.image or '(none)'}{gpus}; network {row.network_mode}")
@@ -207,9 +208,13 @@ class Supervisor:
                 "image_digest": handle.image_digest,
                 "started_at": started,
                 "deadline_at": started + timedelta(seconds=row.time_limit_s),
+                "disk_enforcement": quotas.enforcement(self._backend.name).value,
             },
         )
-        writer.system(f"running (time limit {row.time_limit_s:g}s)")
+        writer.system(
+            f"running (time limit {row.time_limit_s:g}s; disk quota {self._disk_quota(row)} "
+            f"bytes, log budget {row.log_bytes or self._settings.default_log_bytes} bytes)"
+        )
         await self._supervise(sandbox_id, handle, layout, since=0.0)
 
     async def resume(self, row: SandboxRow, handle: Handle) -> None:
@@ -274,6 +279,7 @@ class Supervisor:
         row = await self._threads.run(self._rows.get, sandbox_id)
         capture = asyncio.create_task(self._capture(handle, live.writer, since))
         sampler = asyncio.create_task(self._sample(handle, live.stats, sandbox_id))
+        watchdog = asyncio.create_task(self._watch_disk(handle, layout, row))
         waiter = asyncio.create_task(self._backend.wait(handle))
         stopper = asyncio.create_task(live.stop.wait())
         deadline = store.utc(row.deadline_at)
@@ -321,7 +327,7 @@ class Supervisor:
                 return
             await self._end_capture(capture)
         finally:
-            for task in (stopper, sampler, capture, waiter):
+            for task in (stopper, sampler, watchdog, capture, waiter):
                 task.cancel()
         with contextlib.suppress(BackendError):
             _merge_usage(live.stats, await self._backend.usage(handle))
@@ -329,6 +335,8 @@ class Supervisor:
         if stop_target:
             state = SandboxState(stop_target)
             message = row.stop_reason
+            if row.stop_failure_reason:
+                reason = FailureReason(row.stop_failure_reason)
         elif exit_info.oom_killed:
             state, reason = SandboxState.FAILED, FailureReason.OUT_OF_MEMORY
             message = f"killed for exceeding its memory limit of {row.memory_bytes} bytes"
@@ -353,6 +361,42 @@ class Supervisor:
     async def _end_capture(self, capture: asyncio.Task[None]) -> None:
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(capture, OUTPUT_DRAIN_S)
+
+    def _disk_quota(self, row: SandboxRow) -> int:
+        return row.disk_bytes or self._settings.default_disk_bytes
+
+    async def _watch_disk(self, handle: Handle, layout: HostLayout, row: SandboxRow) -> None:
+        """Measures the output folders and the writable layer; past the quota, records a
+        FAILED stop intent (DISK_QUOTA_EXCEEDED) and wakes the supervisor to act on it."""
+        live = self._live[row.id]
+        quota = self._disk_quota(row)
+        max_entries = self._settings.max_output_entries
+        while True:
+            outputs = await self._threads.run(quotas.outputs_size, layout, max_entries)
+            try:
+                layer = await self._backend.writable_layer_bytes(handle) or 0
+            except BackendError:  # gone or busy: the waiter hears of it
+                layer = 0
+            live.stats.peak_disk_bytes = max(live.stats.peak_disk_bytes, outputs.bytes + layer)
+            why = quotas.exceeded(outputs, layer, quota, max_entries)
+            if why is not None:
+                log.info("disk_quota_exceeded", sandbox_id=row.id, why=why)
+                await self._threads.run(
+                    self._rows.update,
+                    row.id,
+                    None,
+                    {
+                        "stop_target": SandboxState.FAILED.value,
+                        "stop_reason": why,
+                        "stop_failure_reason": FailureReason.DISK_QUOTA_EXCEEDED.value,
+                        "stop_grace_s": self._settings.stop_grace_s,
+                    },
+                    states=[SandboxState.RUNNING],
+                    stop_target="",
+                )
+                live.stop.set()
+                return
+            await asyncio.sleep(self._settings.disk_check_interval_s)
 
     async def _sample(self, handle: Handle, stats: Stats, sandbox_id: str) -> None:
         interval = self._settings.sample_interval_s

@@ -83,6 +83,8 @@ class LaunchSpec:
     labels: dict[str, str] = field(default_factory=dict)
     # The service enforces the limit itself; a backend may also use it (local: RLIMIT_CPU).
     time_limit_s: float = 0.0
+    # Size of the agent's /tmp tmpfs, inside memory_bytes; 0 means half of memory_bytes.
+    tmp_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,11 @@ class Backend(Protocol):
         ...
 
     async def usage(self, handle: Handle) -> Usage: ...
+
+    async def writable_layer_bytes(self, handle: Handle) -> int | None:
+        """What the agent wrote outside its mounts (the container's writable layer), as the
+        engine measures it; None where the backend has no such layer to measure."""
+        ...
 
     async def remove(self, handle: Handle) -> None:
         """Removes the container and anything else launched for it. Idempotent."""

@@ -379,7 +379,15 @@ class DockerBackend:
             # Equal to the memory limit: no swap, so running out of memory is a real OOM kill.
             "memswap_limit": spec.memory_bytes,
             "shm_size": spec.shm_bytes,
+            # A tmpfs is charged to the memory cgroup: /tmp fills memory, never the host disk.
+            "tmpfs": {
+                "/tmp": f"size={spec.tmp_bytes or spec.memory_bytes // 2},mode=1777,nosuid,nodev"
+            },
             "pids_limit": spec.pids_limit,
+            # The engine's own copy of the output, on the host's disk, is bounded too.
+            "log_config": docker.types.LogConfig(
+                type="json-file", config={"max-size": "64m", "max-file": "4"}
+            ),
             # Always numeric and never 0, whatever the image says (see agent_identity).
             "user": identity.engine_user,
             "cap_drop": ["ALL"],
@@ -549,6 +557,14 @@ class DockerBackend:
         memory = stats.get("memory_stats", {})
         peak = memory.get("max_usage") or memory.get("usage") or 0
         return Usage(cpu_seconds=cpu_ns / 1e9, peak_memory_bytes=int(peak))
+
+    async def writable_layer_bytes(self, handle: Handle) -> int | None:
+        listed = await self._call(
+            self._client.api.containers, all=True, size=True, filters={"id": handle.ref}
+        )
+        if not listed:
+            raise BackendError(f"container {handle.ref} is gone")
+        return int(listed[0].get("SizeRw") or 0)
 
     async def _container(self, ref: str) -> Container:
         try:

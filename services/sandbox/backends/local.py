@@ -272,6 +272,9 @@ class LocalBackend:
             await asyncio.sleep(_POLL_S)
         self._signal_agent(handle.sandbox_id, signal.SIGKILL)
 
+    async def writable_layer_bytes(self, handle: Handle) -> int | None:
+        return None  # a local process writes wherever its user can: nothing to measure
+
     async def usage(self, handle: Handle) -> Usage:
         record = self._exit_record(handle.sandbox_id)
         if record is not None and "exit_code" in record:

@@ -64,6 +64,7 @@ def test_agent_and_infrastructure_failures_are_apart():
         FailureReason.NONZERO_EXIT,
         FailureReason.OUT_OF_MEMORY,
         FailureReason.IMAGE_UNSUPPORTED,
+        FailureReason.DISK_QUOTA_EXCEEDED,
     }
     for reason in ("ENGINE_ERROR", "IMAGE_NOT_FOUND", "GPU_UNAVAILABLE", "RUNTIME_ERROR"):
         assert backend_failure_reason(reason).failure_class is FailureClass.INFRASTRUCTURE
@@ -72,4 +73,5 @@ def test_agent_and_infrastructure_failures_are_apart():
     assert backend_failure_reason("IMAGE_UNSUPPORTED") is FailureReason.IMAGE_UNSUPPORTED
     assert backend_failure_reason("NONZERO_EXIT") is FailureReason.ENGINE_ERROR
     assert backend_failure_reason("OUT_OF_MEMORY") is FailureReason.ENGINE_ERROR
+    assert backend_failure_reason("DISK_QUOTA_EXCEEDED") is FailureReason.ENGINE_ERROR
     assert backend_failure_reason("SOMETHING_NEW") is FailureReason.ENGINE_ERROR

@@ -34,6 +34,7 @@ class FailureReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FAILURE_REASON_NONZERO_EXIT: _ClassVar[FailureReason]
     FAILURE_REASON_OUT_OF_MEMORY: _ClassVar[FailureReason]
     FAILURE_REASON_IMAGE_UNSUPPORTED: _ClassVar[FailureReason]
+    FAILURE_REASON_DISK_QUOTA_EXCEEDED: _ClassVar[FailureReason]
     FAILURE_REASON_ENGINE_ERROR: _ClassVar[FailureReason]
     FAILURE_REASON_IMAGE_NOT_FOUND: _ClassVar[FailureReason]
     FAILURE_REASON_GPU_UNAVAILABLE: _ClassVar[FailureReason]
@@ -47,6 +48,12 @@ class NetworkMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NETWORK_MODE_NONE: _ClassVar[NetworkMode]
     NETWORK_MODE_ALLOWLIST: _ClassVar[NetworkMode]
     NETWORK_MODE_INTERNET: _ClassVar[NetworkMode]
+
+class DiskEnforcement(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DISK_ENFORCEMENT_UNSPECIFIED: _ClassVar[DiskEnforcement]
+    DISK_ENFORCEMENT_WATCHDOG: _ClassVar[DiskEnforcement]
+    DISK_ENFORCEMENT_WATCHDOG_OUTPUTS_ONLY: _ClassVar[DiskEnforcement]
 
 class Backend(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -90,6 +97,7 @@ FAILURE_REASON_UNSPECIFIED: FailureReason
 FAILURE_REASON_NONZERO_EXIT: FailureReason
 FAILURE_REASON_OUT_OF_MEMORY: FailureReason
 FAILURE_REASON_IMAGE_UNSUPPORTED: FailureReason
+FAILURE_REASON_DISK_QUOTA_EXCEEDED: FailureReason
 FAILURE_REASON_ENGINE_ERROR: FailureReason
 FAILURE_REASON_IMAGE_NOT_FOUND: FailureReason
 FAILURE_REASON_GPU_UNAVAILABLE: FailureReason
@@ -100,6 +108,9 @@ NETWORK_MODE_UNSPECIFIED: NetworkMode
 NETWORK_MODE_NONE: NetworkMode
 NETWORK_MODE_ALLOWLIST: NetworkMode
 NETWORK_MODE_INTERNET: NetworkMode
+DISK_ENFORCEMENT_UNSPECIFIED: DiskEnforcement
+DISK_ENFORCEMENT_WATCHDOG: DiskEnforcement
+DISK_ENFORCEMENT_WATCHDOG_OUTPUTS_ONLY: DiskEnforcement
 BACKEND_UNSPECIFIED: Backend
 BACKEND_DOCKER: Backend
 BACKEND_LOCAL: Backend
@@ -127,37 +138,49 @@ class NetworkPolicy(_message.Message):
     def __init__(self, mode: _Optional[_Union[NetworkMode, str]] = ..., allowed_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Resources(_message.Message):
-    __slots__ = ("cpus", "memory_bytes", "shm_bytes", "pids_limit", "gpu_count", "gpu_uuids")
+    __slots__ = ("cpus", "memory_bytes", "shm_bytes", "pids_limit", "gpu_count", "gpu_uuids", "disk_bytes", "tmp_bytes", "log_bytes")
     CPUS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     SHM_BYTES_FIELD_NUMBER: _ClassVar[int]
     PIDS_LIMIT_FIELD_NUMBER: _ClassVar[int]
     GPU_COUNT_FIELD_NUMBER: _ClassVar[int]
     GPU_UUIDS_FIELD_NUMBER: _ClassVar[int]
+    DISK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TMP_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LOG_BYTES_FIELD_NUMBER: _ClassVar[int]
     cpus: float
     memory_bytes: int
     shm_bytes: int
     pids_limit: int
     gpu_count: int
     gpu_uuids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, cpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., shm_bytes: _Optional[int] = ..., pids_limit: _Optional[int] = ..., gpu_count: _Optional[int] = ..., gpu_uuids: _Optional[_Iterable[str]] = ...) -> None: ...
+    disk_bytes: int
+    tmp_bytes: int
+    log_bytes: int
+    def __init__(self, cpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., shm_bytes: _Optional[int] = ..., pids_limit: _Optional[int] = ..., gpu_count: _Optional[int] = ..., gpu_uuids: _Optional[_Iterable[str]] = ..., disk_bytes: _Optional[int] = ..., tmp_bytes: _Optional[int] = ..., log_bytes: _Optional[int] = ...) -> None: ...
 
 class ResourceUsage(_message.Message):
-    __slots__ = ("cpu_seconds", "peak_memory_bytes", "gpu_utilization_percent", "peak_gpu_memory_bytes", "artifacts_size_bytes")
+    __slots__ = ("cpu_seconds", "peak_memory_bytes", "gpu_utilization_percent", "peak_gpu_memory_bytes", "artifacts_size_bytes", "peak_disk_bytes", "log_bytes", "log_lines_dropped")
     CPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PEAK_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     GPU_UTILIZATION_PERCENT_FIELD_NUMBER: _ClassVar[int]
     PEAK_GPU_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     ARTIFACTS_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PEAK_DISK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LOG_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LOG_LINES_DROPPED_FIELD_NUMBER: _ClassVar[int]
     cpu_seconds: float
     peak_memory_bytes: int
     gpu_utilization_percent: float
     peak_gpu_memory_bytes: int
     artifacts_size_bytes: int
-    def __init__(self, cpu_seconds: _Optional[float] = ..., peak_memory_bytes: _Optional[int] = ..., gpu_utilization_percent: _Optional[float] = ..., peak_gpu_memory_bytes: _Optional[int] = ..., artifacts_size_bytes: _Optional[int] = ...) -> None: ...
+    peak_disk_bytes: int
+    log_bytes: int
+    log_lines_dropped: int
+    def __init__(self, cpu_seconds: _Optional[float] = ..., peak_memory_bytes: _Optional[int] = ..., gpu_utilization_percent: _Optional[float] = ..., peak_gpu_memory_bytes: _Optional[int] = ..., artifacts_size_bytes: _Optional[int] = ..., peak_disk_bytes: _Optional[int] = ..., log_bytes: _Optional[int] = ..., log_lines_dropped: _Optional[int] = ...) -> None: ...
 
 class Sandbox(_message.Message):
-    __slots__ = ("id", "competition_id", "image", "image_digest", "command", "env", "secret_env_names", "resources", "time_limit", "network", "description_variant", "labels", "owner", "idempotency_key", "wait_for_gpus", "mlebench_compat", "backend", "state", "failure_class", "failure_reason", "failure_message", "exit_code", "created_at", "started_at", "finished_at", "leased_gpu_uuids", "usage", "node", "submission_collected", "last_log_seq", "tenant", "egress", "egress_omitted_connections")
+    __slots__ = ("id", "competition_id", "image", "image_digest", "command", "env", "secret_env_names", "resources", "time_limit", "network", "description_variant", "labels", "owner", "idempotency_key", "wait_for_gpus", "mlebench_compat", "backend", "state", "failure_class", "failure_reason", "failure_message", "exit_code", "created_at", "started_at", "finished_at", "leased_gpu_uuids", "usage", "node", "submission_collected", "last_log_seq", "tenant", "egress", "egress_omitted_connections", "disk_enforcement")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -205,6 +228,7 @@ class Sandbox(_message.Message):
     TENANT_FIELD_NUMBER: _ClassVar[int]
     EGRESS_FIELD_NUMBER: _ClassVar[int]
     EGRESS_OMITTED_CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    DISK_ENFORCEMENT_FIELD_NUMBER: _ClassVar[int]
     id: str
     competition_id: str
     image: str
@@ -238,7 +262,8 @@ class Sandbox(_message.Message):
     tenant: str
     egress: _containers.RepeatedCompositeFieldContainer[EgressDestination]
     egress_omitted_connections: int
-    def __init__(self, id: _Optional[str] = ..., competition_id: _Optional[str] = ..., image: _Optional[str] = ..., image_digest: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., secret_env_names: _Optional[_Iterable[str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., time_limit: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., network: _Optional[_Union[NetworkPolicy, _Mapping]] = ..., description_variant: _Optional[_Union[_common_pb2.DescriptionVariant, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., owner: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., wait_for_gpus: _Optional[bool] = ..., mlebench_compat: _Optional[bool] = ..., backend: _Optional[_Union[Backend, str]] = ..., state: _Optional[_Union[SandboxState, str]] = ..., failure_class: _Optional[_Union[FailureClass, str]] = ..., failure_reason: _Optional[_Union[FailureReason, str]] = ..., failure_message: _Optional[str] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., leased_gpu_uuids: _Optional[_Iterable[str]] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., node: _Optional[str] = ..., submission_collected: _Optional[bool] = ..., last_log_seq: _Optional[int] = ..., tenant: _Optional[str] = ..., egress: _Optional[_Iterable[_Union[EgressDestination, _Mapping]]] = ..., egress_omitted_connections: _Optional[int] = ...) -> None: ...
+    disk_enforcement: DiskEnforcement
+    def __init__(self, id: _Optional[str] = ..., competition_id: _Optional[str] = ..., image: _Optional[str] = ..., image_digest: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., secret_env_names: _Optional[_Iterable[str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., time_limit: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., network: _Optional[_Union[NetworkPolicy, _Mapping]] = ..., description_variant: _Optional[_Union[_common_pb2.DescriptionVariant, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., owner: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., wait_for_gpus: _Optional[bool] = ..., mlebench_compat: _Optional[bool] = ..., backend: _Optional[_Union[Backend, str]] = ..., state: _Optional[_Union[SandboxState, str]] = ..., failure_class: _Optional[_Union[FailureClass, str]] = ..., failure_reason: _Optional[_Union[FailureReason, str]] = ..., failure_message: _Optional[str] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., leased_gpu_uuids: _Optional[_Iterable[str]] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., node: _Optional[str] = ..., submission_collected: _Optional[bool] = ..., last_log_seq: _Optional[int] = ..., tenant: _Optional[str] = ..., egress: _Optional[_Iterable[_Union[EgressDestination, _Mapping]]] = ..., egress_omitted_connections: _Optional[int] = ..., disk_enforcement: _Optional[_Union[DiskEnforcement, str]] = ...) -> None: ...
 
 class EgressDestination(_message.Message):
     __slots__ = ("host", "port", "address", "verdict", "connections", "bytes_sent", "bytes_received", "first_at", "last_at")

@@ -129,6 +129,11 @@ export enum FailureReason {
    * image's /home too large for compat mode to prepare. The lab's to fix; never retried.
    */
   FAILURE_REASON_IMAGE_UNSUPPORTED = 3,
+  /**
+   * FAILURE_REASON_DISK_QUOTA_EXCEEDED - The output folders and the writable layer together passed the sandbox's disk quota
+   * (resources.disk_bytes); the service stopped it.
+   */
+  FAILURE_REASON_DISK_QUOTA_EXCEEDED = 4,
   /** FAILURE_REASON_ENGINE_ERROR - Infrastructure failures. */
   FAILURE_REASON_ENGINE_ERROR = 10,
   FAILURE_REASON_IMAGE_NOT_FOUND = 11,
@@ -154,6 +159,9 @@ export function failureReasonFromJSON(object: any): FailureReason {
     case 3:
     case "FAILURE_REASON_IMAGE_UNSUPPORTED":
       return FailureReason.FAILURE_REASON_IMAGE_UNSUPPORTED;
+    case 4:
+    case "FAILURE_REASON_DISK_QUOTA_EXCEEDED":
+      return FailureReason.FAILURE_REASON_DISK_QUOTA_EXCEEDED;
     case 10:
     case "FAILURE_REASON_ENGINE_ERROR":
       return FailureReason.FAILURE_REASON_ENGINE_ERROR;
@@ -189,6 +197,8 @@ export function failureReasonToJSON(object: FailureReason): string {
       return "FAILURE_REASON_OUT_OF_MEMORY";
     case FailureReason.FAILURE_REASON_IMAGE_UNSUPPORTED:
       return "FAILURE_REASON_IMAGE_UNSUPPORTED";
+    case FailureReason.FAILURE_REASON_DISK_QUOTA_EXCEEDED:
+      return "FAILURE_REASON_DISK_QUOTA_EXCEEDED";
     case FailureReason.FAILURE_REASON_ENGINE_ERROR:
       return "FAILURE_REASON_ENGINE_ERROR";
     case FailureReason.FAILURE_REASON_IMAGE_NOT_FOUND:
@@ -251,6 +261,56 @@ export function networkModeToJSON(object: NetworkMode): string {
     case NetworkMode.NETWORK_MODE_INTERNET:
       return "NETWORK_MODE_INTERNET";
     case NetworkMode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** How a sandbox's disk quota (resources.disk_bytes) is enforced. */
+export enum DiskEnforcement {
+  DISK_ENFORCEMENT_UNSPECIFIED = 0,
+  /**
+   * DISK_ENFORCEMENT_WATCHDOG - The service measures the output folders and the container's writable layer every few
+   * seconds and stops the sandbox (FAILURE_REASON_DISK_QUOTA_EXCEEDED) once together they pass
+   * the quota; /tmp is a tmpfs of resources.tmp_bytes inside the memory limit, which the kernel
+   * enforces itself.
+   */
+  DISK_ENFORCEMENT_WATCHDOG = 1,
+  /**
+   * DISK_ENFORCEMENT_WATCHDOG_OUTPUTS_ONLY - The local backend: only the output folders are measured, as a local process can write
+   * wherever its user can.
+   */
+  DISK_ENFORCEMENT_WATCHDOG_OUTPUTS_ONLY = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function diskEnforcementFromJSON(object: any): DiskEnforcement {
+  switch (object) {
+    case 0:
+    case "DISK_ENFORCEMENT_UNSPECIFIED":
+      return DiskEnforcement.DISK_ENFORCEMENT_UNSPECIFIED;
+    case 1:
+    case "DISK_ENFORCEMENT_WATCHDOG":
+      return DiskEnforcement.DISK_ENFORCEMENT_WATCHDOG;
+    case 2:
+    case "DISK_ENFORCEMENT_WATCHDOG_OUTPUTS_ONLY":
+      return DiskEnforcement.DISK_ENFORCEMENT_WATCHDOG_OUTPUTS_ONLY;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DiskEnforcement.UNRECOGNIZED;
+  }
+}
+
+export function diskEnforcementToJSON(object: DiskEnforcement): string {
+  switch (object) {
+    case DiskEnforcement.DISK_ENFORCEMENT_UNSPECIFIED:
+      return "DISK_ENFORCEMENT_UNSPECIFIED";
+    case DiskEnforcement.DISK_ENFORCEMENT_WATCHDOG:
+      return "DISK_ENFORCEMENT_WATCHDOG";
+    case DiskEnforcement.DISK_ENFORCEMENT_WATCHDOG_OUTPUTS_ONLY:
+      return "DISK_ENFORCEMENT_WATCHDOG_OUTPUTS_ONLY";
+    case DiskEnforcement.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -473,6 +533,20 @@ export interface Resources {
   /** Either a count or explicit UUIDs. */
   gpuCount: number;
   gpuUuids: string[];
+  /**
+   * Disk quota for the output folders (/home/submission, /home/logs, /home/code) and the
+   * container's writable layer together; 0 means the service default.
+   */
+  diskBytes: number;
+  /** Size of the /tmp tmpfs, which counts against memory_bytes; 0 means half of memory_bytes. */
+  tmpBytes: number;
+  /**
+   * Budget for the agent's output (stdout and stderr) kept in the sandbox's log: each line
+   * costs its UTF-8 length plus a fixed per-line overhead. Past it, agent lines are dropped
+   * (counted in usage.log_lines_dropped) after one SYSTEM marker line; mleb's own lifecycle
+   * lines never count and are never dropped. 0 means the service default.
+   */
+  logBytes: number;
 }
 
 /** What a sandbox consumed. */
@@ -483,6 +557,12 @@ export interface ResourceUsage {
   gpuUtilizationPercent: number;
   peakGpuMemoryBytes: number;
   artifactsSizeBytes: number;
+  /** The most the disk watchdog measured: output folders plus writable layer. */
+  peakDiskBytes: number;
+  /** Agent output charged against resources.log_bytes. */
+  logBytes: number;
+  /** Agent lines dropped because the log budget was spent. */
+  logLinesDropped: number;
 }
 
 /** A sandbox and its record. */
@@ -540,6 +620,8 @@ export interface Sandbox {
   egress: EgressDestination[];
   /** Connections left out of `egress` once the per-sandbox cap on destinations was reached. */
   egressOmittedConnections: number;
+  /** How the disk quota is enforced for this sandbox. */
+  diskEnforcement: DiskEnforcement;
 }
 
 export interface Sandbox_EnvEntry {
@@ -694,7 +776,17 @@ export const NetworkPolicy: MessageFns<NetworkPolicy> = {
 };
 
 function createBaseResources(): Resources {
-  return { cpus: 0, memoryBytes: 0, shmBytes: 0, pidsLimit: 0, gpuCount: 0, gpuUuids: [] };
+  return {
+    cpus: 0,
+    memoryBytes: 0,
+    shmBytes: 0,
+    pidsLimit: 0,
+    gpuCount: 0,
+    gpuUuids: [],
+    diskBytes: 0,
+    tmpBytes: 0,
+    logBytes: 0,
+  };
 }
 
 export const Resources: MessageFns<Resources> = {
@@ -716,6 +808,15 @@ export const Resources: MessageFns<Resources> = {
     }
     for (const v of message.gpuUuids) {
       writer.uint32(50).string(v!);
+    }
+    if (message.diskBytes !== 0) {
+      writer.uint32(56).int64(message.diskBytes);
+    }
+    if (message.tmpBytes !== 0) {
+      writer.uint32(64).int64(message.tmpBytes);
+    }
+    if (message.logBytes !== 0) {
+      writer.uint32(72).int64(message.logBytes);
     }
     return writer;
   },
@@ -781,6 +882,30 @@ export const Resources: MessageFns<Resources> = {
             message.gpuUuids.push(reader.string());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.diskBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.tmpBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.logBytes = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -821,6 +946,21 @@ export const Resources: MessageFns<Resources> = {
         : globalThis.Array.isArray(object?.gpu_uuids)
         ? object.gpu_uuids.map((e: any) => globalThis.String(e))
         : [],
+      diskBytes: isSet(object.diskBytes)
+        ? globalThis.Number(object.diskBytes)
+        : isSet(object.disk_bytes)
+        ? globalThis.Number(object.disk_bytes)
+        : 0,
+      tmpBytes: isSet(object.tmpBytes)
+        ? globalThis.Number(object.tmpBytes)
+        : isSet(object.tmp_bytes)
+        ? globalThis.Number(object.tmp_bytes)
+        : 0,
+      logBytes: isSet(object.logBytes)
+        ? globalThis.Number(object.logBytes)
+        : isSet(object.log_bytes)
+        ? globalThis.Number(object.log_bytes)
+        : 0,
     };
   },
 
@@ -844,6 +984,15 @@ export const Resources: MessageFns<Resources> = {
     if (message.gpuUuids?.length) {
       obj.gpuUuids = message.gpuUuids;
     }
+    if (message.diskBytes !== 0) {
+      obj.diskBytes = Math.round(message.diskBytes);
+    }
+    if (message.tmpBytes !== 0) {
+      obj.tmpBytes = Math.round(message.tmpBytes);
+    }
+    if (message.logBytes !== 0) {
+      obj.logBytes = Math.round(message.logBytes);
+    }
     return obj;
   },
 
@@ -858,12 +1007,24 @@ export const Resources: MessageFns<Resources> = {
     message.pidsLimit = object.pidsLimit ?? 0;
     message.gpuCount = object.gpuCount ?? 0;
     message.gpuUuids = object.gpuUuids?.map((e) => e) || [];
+    message.diskBytes = object.diskBytes ?? 0;
+    message.tmpBytes = object.tmpBytes ?? 0;
+    message.logBytes = object.logBytes ?? 0;
     return message;
   },
 };
 
 function createBaseResourceUsage(): ResourceUsage {
-  return { cpuSeconds: 0, peakMemoryBytes: 0, gpuUtilizationPercent: 0, peakGpuMemoryBytes: 0, artifactsSizeBytes: 0 };
+  return {
+    cpuSeconds: 0,
+    peakMemoryBytes: 0,
+    gpuUtilizationPercent: 0,
+    peakGpuMemoryBytes: 0,
+    artifactsSizeBytes: 0,
+    peakDiskBytes: 0,
+    logBytes: 0,
+    logLinesDropped: 0,
+  };
 }
 
 export const ResourceUsage: MessageFns<ResourceUsage> = {
@@ -882,6 +1043,15 @@ export const ResourceUsage: MessageFns<ResourceUsage> = {
     }
     if (message.artifactsSizeBytes !== 0) {
       writer.uint32(40).int64(message.artifactsSizeBytes);
+    }
+    if (message.peakDiskBytes !== 0) {
+      writer.uint32(48).int64(message.peakDiskBytes);
+    }
+    if (message.logBytes !== 0) {
+      writer.uint32(56).int64(message.logBytes);
+    }
+    if (message.logLinesDropped !== 0) {
+      writer.uint32(64).int64(message.logLinesDropped);
     }
     return writer;
   },
@@ -939,6 +1109,30 @@ export const ResourceUsage: MessageFns<ResourceUsage> = {
             message.artifactsSizeBytes = longToNumber(reader.int64());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.peakDiskBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.logBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.logLinesDropped = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -978,6 +1172,21 @@ export const ResourceUsage: MessageFns<ResourceUsage> = {
         : isSet(object.artifacts_size_bytes)
         ? globalThis.Number(object.artifacts_size_bytes)
         : 0,
+      peakDiskBytes: isSet(object.peakDiskBytes)
+        ? globalThis.Number(object.peakDiskBytes)
+        : isSet(object.peak_disk_bytes)
+        ? globalThis.Number(object.peak_disk_bytes)
+        : 0,
+      logBytes: isSet(object.logBytes)
+        ? globalThis.Number(object.logBytes)
+        : isSet(object.log_bytes)
+        ? globalThis.Number(object.log_bytes)
+        : 0,
+      logLinesDropped: isSet(object.logLinesDropped)
+        ? globalThis.Number(object.logLinesDropped)
+        : isSet(object.log_lines_dropped)
+        ? globalThis.Number(object.log_lines_dropped)
+        : 0,
     };
   },
 
@@ -998,6 +1207,15 @@ export const ResourceUsage: MessageFns<ResourceUsage> = {
     if (message.artifactsSizeBytes !== 0) {
       obj.artifactsSizeBytes = Math.round(message.artifactsSizeBytes);
     }
+    if (message.peakDiskBytes !== 0) {
+      obj.peakDiskBytes = Math.round(message.peakDiskBytes);
+    }
+    if (message.logBytes !== 0) {
+      obj.logBytes = Math.round(message.logBytes);
+    }
+    if (message.logLinesDropped !== 0) {
+      obj.logLinesDropped = Math.round(message.logLinesDropped);
+    }
     return obj;
   },
 
@@ -1011,6 +1229,9 @@ export const ResourceUsage: MessageFns<ResourceUsage> = {
     message.gpuUtilizationPercent = object.gpuUtilizationPercent ?? 0;
     message.peakGpuMemoryBytes = object.peakGpuMemoryBytes ?? 0;
     message.artifactsSizeBytes = object.artifactsSizeBytes ?? 0;
+    message.peakDiskBytes = object.peakDiskBytes ?? 0;
+    message.logBytes = object.logBytes ?? 0;
+    message.logLinesDropped = object.logLinesDropped ?? 0;
     return message;
   },
 };
@@ -1050,6 +1271,7 @@ function createBaseSandbox(): Sandbox {
     tenant: "",
     egress: [],
     egressOmittedConnections: 0,
+    diskEnforcement: 0,
   };
 }
 
@@ -1153,6 +1375,9 @@ export const Sandbox: MessageFns<Sandbox> = {
     }
     if (message.egressOmittedConnections !== 0) {
       writer.uint32(264).int64(message.egressOmittedConnections);
+    }
+    if (message.diskEnforcement !== 0) {
+      writer.uint32(272).int32(message.diskEnforcement);
     }
     return writer;
   },
@@ -1440,6 +1665,14 @@ export const Sandbox: MessageFns<Sandbox> = {
             message.egressOmittedConnections = longToNumber(reader.int64());
             continue;
           }
+          case 34: {
+            if (tag !== 272) {
+              break;
+            }
+
+            message.diskEnforcement = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1593,6 +1826,11 @@ export const Sandbox: MessageFns<Sandbox> = {
         : isSet(object.egress_omitted_connections)
         ? globalThis.Number(object.egress_omitted_connections)
         : 0,
+      diskEnforcement: isSet(object.diskEnforcement)
+        ? diskEnforcementFromJSON(object.diskEnforcement)
+        : isSet(object.disk_enforcement)
+        ? diskEnforcementFromJSON(object.disk_enforcement)
+        : 0,
     };
   },
 
@@ -1709,6 +1947,9 @@ export const Sandbox: MessageFns<Sandbox> = {
     if (message.egressOmittedConnections !== 0) {
       obj.egressOmittedConnections = Math.round(message.egressOmittedConnections);
     }
+    if (message.diskEnforcement !== 0) {
+      obj.diskEnforcement = diskEnforcementToJSON(message.diskEnforcement);
+    }
     return obj;
   },
 
@@ -1774,6 +2015,7 @@ export const Sandbox: MessageFns<Sandbox> = {
     message.tenant = object.tenant ?? "";
     message.egress = object.egress?.map((e) => EgressDestination.fromPartial(e)) || [];
     message.egressOmittedConnections = object.egressOmittedConnections ?? 0;
+    message.diskEnforcement = object.diskEnforcement ?? 0;
     return message;
   },
 };
