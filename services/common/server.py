@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from services.common import auth
+from services.common.decoding import DecodeInterceptor
 from services.common.errors import FailedPreconditionError
 from services.common.interceptors import (
     AuthInterceptor,
@@ -143,6 +144,7 @@ async def start_server(
                 rpc_roles,
                 next((s.revocations for s in services if s.revocations is not None), None),
             ),
+            DecodeInterceptor(),
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

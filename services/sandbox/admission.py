@@ -18,7 +18,7 @@ from services.common.errors import (
     FieldViolation,
     invalid_field,
 )
-from services.sandbox import leases, store
+from services.sandbox import leases, request_checks, store
 from services.sandbox.backends.base import NetworkMode
 from services.sandbox.config import SandboxSettings
 from services.sandbox.models import SandboxRow
@@ -117,6 +117,7 @@ def normalize(
     ):
         if number < 0:
             raise invalid_field(name, "must not be negative")
+    request_checks.check_create_request(request, settings.request_limits)
     memory = request.memory_bytes or settings.default_memory_bytes
     disk = request.disk_bytes or settings.default_disk_bytes
     log_budget = request.log_bytes or settings.default_log_bytes

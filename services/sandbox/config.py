@@ -9,6 +9,7 @@ from pathlib import Path
 
 from services.common.errors import invalid_field
 from services.common.settings import Settings
+from services.sandbox.request_checks import RequestLimits
 
 MIB = 1024**2
 GIB = 1024**3
@@ -71,6 +72,8 @@ class SandboxSettings:
     egress_allow_addresses: tuple[str, ...] = ()
     # Destinations itemised in a sandbox's egress log; later ones are only counted.
     egress_max_destinations: int = 256
+    # Bounds on CreateSandbox's values (MLEB_SANDBOX_MAX_CPUS and others; docs/limits.md).
+    request_limits: RequestLimits = field(default_factory=RequestLimits)
 
     @classmethod
     def from_env(cls, settings: Settings) -> SandboxSettings:
@@ -101,4 +104,5 @@ class SandboxSettings:
                 filter(None, (a.strip() for a in _env("EGRESS_ALLOW_ADDRESSES", "").split(",")))
             ),
             egress_max_destinations=int(_float("EGRESS_MAX_DESTINATIONS", 256)),
+            request_limits=RequestLimits.from_env(),
         )

@@ -1,0 +1,104 @@
+"""Requests that do not decode answer INVALID_ARGUMENT, on every service alike.
+
+gRPC decodes a request before any handler runs. When the bytes are not a message of the
+method's type, or a string field is not UTF-8, grpc.aio answers UNKNOWN with the exception's
+class name (unary requests), or the handler meets the error mid-stream and it turns into
+INTERNAL. This interceptor, the innermost, gives each handler a deserializer that never
+raises: an undecodable request becomes a marker, and the handler refuses the marker with a
+domain error that the request interceptor maps like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from services.common.errors import InvalidArgumentError
+from services.common.rpc_handlers import _drain
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes did not decode."""
+
+    __slots__ = ()
+
+
+UNDECODABLE = _Undecodable()
+
+
+def undecodable_error() -> InvalidArgumentError:
+    return InvalidArgumentError(
+        "the request could not be decoded: it is not a protobuf message of this method's "
+        "request type, or a string field is not valid UTF-8",
+        reason="UNDECODABLE_REQUEST",
+    )
+
+
+def _never_raising(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:  # DecodeError, UnicodeDecodeError, whatever the runtime raises
+            return UNDECODABLE
+
+    return deserialize
+
+
+def _checked(request: Any) -> Any:
+    if request is UNDECODABLE:
+        raise undecodable_error()
+    return request
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _checked(request)
+
+
+def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    deserializer = _never_raising(handler.request_deserializer)
+    serializer = handler.response_serializer
+    if handler.unary_unary:
+        inner_uu = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            return await inner_uu(_checked(request), context)
+
+        return grpc.unary_unary_rpc_method_handler(unary_unary, deserializer, serializer)
+    if handler.unary_stream:
+        inner_us = handler.unary_stream
+
+        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> None:
+            await _drain(inner_us(_checked(request), context), context)
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, deserializer, serializer)
+    if handler.stream_unary:
+        inner_su = handler.stream_unary
+
+        async def stream_unary(requests: AsyncIterator, context: grpc.aio.ServicerContext) -> Any:
+            return await inner_su(_checked_stream(requests), context)
+
+        return grpc.stream_unary_rpc_method_handler(stream_unary, deserializer, serializer)
+    inner_ss = handler.stream_stream
+
+    async def stream_stream(requests: AsyncIterator, context: grpc.aio.ServicerContext) -> None:
+        await _drain(inner_ss(_checked_stream(requests), context), context)
+
+    return grpc.stream_stream_rpc_method_handler(stream_stream, deserializer, serializer)
+
+
+class DecodeInterceptor(grpc.aio.ServerInterceptor):
+    """Must be the last interceptor, so its refusals pass through the request interceptor."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        return handler if handler is None else _wrap(handler)
