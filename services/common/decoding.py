@@ -1,11 +1,13 @@
-"""Requests that do not decode answer INVALID_ARGUMENT, on every service alike.
+"""Requests that do not decode, or hold a string outside its limit, answer INVALID_ARGUMENT,
+on every service alike.
 
 gRPC decodes a request before any handler runs. When the bytes are not a message of the
 method's type, or a string field is not UTF-8, grpc.aio answers UNKNOWN with the exception's
 class name (unary requests), or the handler meets the error mid-stream and it turns into
 INTERNAL. This interceptor, the innermost, gives each handler a deserializer that never
 raises: an undecodable request becomes a marker, and the handler refuses the marker with a
-domain error that the request interceptor maps like any other.
+domain error that the request interceptor maps like any other. Each decoded message then
+passes the string limits of services.common.field_limits before its handler sees it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import grpc
 
 from services.common.errors import InvalidArgumentError
+from services.common.field_limits import check_request
 from services.common.rpc_handlers import _drain
 
 
@@ -52,6 +55,7 @@ def _never_raising(deserializer: Callable[[bytes], Any] | None) -> Callable[[byt
 def _checked(request: Any) -> Any:
     if request is UNDECODABLE:
         raise undecodable_error()
+    check_request(request)
     return request
 
 

@@ -24,18 +24,6 @@ RPC_ROLES = {
 }
 
 
-# Reports keep submission_path verbatim, so it is bounded like any stored string.
-MAX_COMPETITION_ID = 128
-MAX_SUBMISSION_PATH = 4096
-
-
-def check_text(field_name: str, value: str, max_chars: int) -> None:
-    if len(value) > max_chars:
-        raise invalid_field(field_name, f"longer than {max_chars} characters")
-    if "\x00" in value:
-        raise invalid_field(field_name, "contains a NUL character")
-
-
 async def read_header(requests: AsyncIterator[Any]) -> grader_service_pb2.SubmissionHeader:
     """The first message alone: nothing of the body has been read when this returns."""
     first = await anext(aiter(requests), None)
@@ -46,8 +34,6 @@ async def read_header(requests: AsyncIterator[Any]) -> grader_service_pb2.Submis
         raise invalid_field("header.competition_id", "required")
     if header.size_bytes < 0:
         raise invalid_field("header.size_bytes", "must not be negative")
-    check_text("header.competition_id", header.competition_id, MAX_COMPETITION_ID)
-    check_text("header.submission_path", header.submission_path, MAX_SUBMISSION_PATH)
     require_competition_access(current_caller(), header.competition_id)
     return header
 

@@ -1,0 +1,247 @@
+"""Fuzzed requests against real `mleb serve` processes of all three services (issue 16).
+
+Every method of the registry, grader and sandbox services gets hypothesis-built requests:
+messages built from the method's own descriptor (any field set or not, strings long, empty,
+with NUL or odd Unicode, numbers at and past their bounds, NaN and infinities, unknown enum
+values, invalid timestamps), and raw bytes that need not be protobuf at all. The servers run
+as separate processes over a real database, SQLite and PostgreSQL. Any INTERNAL or UNKNOWN,
+any exception class name, server path or engine address in a reply, and any server that
+dies fails the test. The example count bounds the time (about half a minute a database).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
+from google.protobuf.message import Message
+from grpc_status import rpc_status
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mleb.grader.v1 import grader_service_pb2
+from mleb.registry.v1 import registry_service_pb2
+from mleb.sandbox.v1 import sandbox_service_pb2
+
+from services.common.auth import Role, TokenAuthority
+from services.common.settings import Settings
+from tests.conftest import TEST_AUTH_SECRET, bearer
+from tests.fixtures.grading_stack import COMPETITION, import_spaceship
+from tests.fixtures.processes import ServerProcess, settings_env, spawn_server
+
+SERVICES = {
+    "registry": registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"],
+    "grader": grader_service_pb2.DESCRIPTOR.services_by_name["GraderService"],
+    "sandbox": sandbox_service_pb2.DESCRIPTOR.services_by_name["SandboxService"],
+}
+METHODS = [(name, method) for name, svc in SERVICES.items() for method in svc.methods]
+# CI runs this many a database; set MLEB_FUZZ_EXAMPLES for a longer hunt.
+EXAMPLES_PER_DATABASE = int(os.environ.get("MLEB_FUZZ_EXAMPLES", "300"))
+CALL_TIMEOUT_S = 10.0
+# Python exception class names, as a traceback or repr would show them.
+EXCEPTION_NAME = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception|Violation|Truncation)\b")
+LEAKS = ("<class", "Traceback", "site-packages", "docker.sock", "http+docker", "/usr/lib")
+
+INT_RANGES = {
+    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
+    FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
+}
+TEXT = st.one_of(
+    st.text(max_size=24),
+    st.text(alphabet=string.printable + "\x00é☃\u202e", max_size=64),
+    st.sampled_from([COMPETITION, "all", "low", "lite", "sbx-0", "..", "/etc/passwd", " "]),
+    st.builds(lambda c, n: c * n, st.sampled_from("x\x00é"), st.sampled_from([129, 513, 5000])),
+)
+
+
+def _scalar(field: FieldDescriptor) -> st.SearchStrategy:
+    kind = field.type
+    if kind == FieldDescriptor.TYPE_STRING:
+        return TEXT
+    if kind == FieldDescriptor.TYPE_BYTES:
+        return st.binary(max_size=256)
+    if kind == FieldDescriptor.TYPE_BOOL:
+        return st.booleans()
+    if kind == FieldDescriptor.TYPE_ENUM:
+        return st.integers(-3, 40)  # open enums: unknown numbers are legal on the wire
+    if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        width = 32 if kind == FieldDescriptor.TYPE_FLOAT else 64
+        return st.floats(width=width)
+    low, high = INT_RANGES[kind]
+    return st.one_of(st.integers(low, high), st.sampled_from([low, high, 0, 1, -1 if low else 2]))
+
+
+def _field(field: FieldDescriptor, depth: int) -> st.SearchStrategy:
+    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
+        entry = field.message_type.fields_by_name
+        key, value = entry["key"], entry["value"]
+        return st.dictionaries(_scalar(key), _field(value, depth + 1), max_size=4)
+    single = (
+        messages(field.message_type, depth + 1)
+        if field.type == FieldDescriptor.TYPE_MESSAGE
+        else _scalar(field)
+    )
+    return st.lists(single, max_size=4) if field.is_repeated else single
+
+
+def _fill(message: Message, values: dict) -> Message:
+    for name, value in values.items():
+        field = message.DESCRIPTOR.fields_by_name[name]
+        target = getattr(message, name)
+        if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
+            for key, item in value.items():
+                if isinstance(item, Message):
+                    target[key].CopyFrom(item)
+                else:
+                    target[key] = item
+        elif field.is_repeated:
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                for item in value:
+                    target.add().CopyFrom(item)
+            else:
+                target.extend(value)
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            target.CopyFrom(value)
+        else:
+            setattr(message, name, value)
+    return message
+
+
+def messages(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy:
+    """Any message of this type: each field set or not, to any value its type can carry."""
+    cls = message_factory.GetMessageClass(descriptor)
+    if depth > 3:
+        return st.builds(cls)
+    fields = {f.name: st.deferred(lambda f=f: _field(f, depth)) for f in descriptor.fields}
+    return st.fixed_dictionaries({}, optional=fields).map(lambda values: _fill(cls(), values))
+
+
+def _harmless(method: MethodDescriptor, message: Message) -> Message:
+    # A create that passes every check runs its command on the local backend: make it true(1).
+    if method.name == "CreateSandbox" and message.command:
+        message.command.insert(0, "/bin/true")
+    return message
+
+
+def frames(method: MethodDescriptor) -> st.SearchStrategy:
+    """What one call sends: a list of frames, each encoded protobuf or raw bytes."""
+    encoded = messages(method.input_type).map(lambda m: _harmless(method, m).SerializeToString())
+    frame = st.one_of(encoded, encoded, st.binary(max_size=512))
+    if method.client_streaming:
+        return st.lists(frame, min_size=0, max_size=4)
+    return frame.map(lambda f: [f])
+
+
+@dataclass
+class Deployment:
+    servers: dict[str, ServerProcess]
+    tokens: list[tuple[tuple[str, str], ...]]
+    root: Path
+
+    def check_alive(self) -> None:
+        for name, server in self.servers.items():
+            assert server.process.poll() is None, f"{name} died:\n{''.join(server.lines[-40:])}"
+
+
+@pytest.fixture
+def deployment(database_url: str, tmp_path: Path, open_tmp: Path) -> Iterator[Deployment]:
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=database_url, auth_secret=TEST_AUTH_SECRET
+    )
+    import_spaceship(settings, tmp_path / "sources")
+    servers: dict[str, ServerProcess] = {}
+    try:
+        servers["registry"] = spawn_server("registry", settings_env(settings))
+        settings = replace(settings, registry_addr=servers["registry"].address)
+        servers["grader"] = spawn_server("grader", settings_env(settings))
+        settings = replace(settings, grader_addr=servers["grader"].address)
+        servers["sandbox"] = spawn_server(
+            "sandbox",
+            settings_env(
+                settings,
+                MLEB_SANDBOX_BACKEND="local",
+                MLEB_SANDBOX_WORK_DIR=str(open_tmp / "work"),
+                MLEB_SANDBOX_NODE="fuzz-node",
+            ),
+        )
+        authority = TokenAuthority.from_spec(TEST_AUTH_SECRET)
+        sandbox = authority.issue(
+            Role.SANDBOX, "fuzz-agent", sandbox_id="sbx-fuzz", competition_id=COMPETITION
+        )
+        tokens = [bearer(authority.issue(role, "fuzz")) for role in (Role.LAB, Role.SERVICE)]
+        yield Deployment(servers, [*tokens, bearer(sandbox), ()], tmp_path)
+    finally:
+        for server in servers.values():
+            server.terminate()
+
+
+def _call(channel: grpc.Channel, method: MethodDescriptor, sent: list[bytes], metadata):
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    kwargs = {"metadata": metadata, "timeout": CALL_TIMEOUT_S}
+    if method.client_streaming and method.server_streaming:
+        raise AssertionError("no bidirectional methods are expected")
+    if method.client_streaming:
+        channel.stream_unary(path)(iter(sent), **kwargs)
+    elif method.server_streaming:
+        for _ in channel.unary_stream(path)(sent[0], **kwargs):
+            pass
+    else:
+        channel.unary_unary(path)(sent[0], **kwargs)
+
+
+def _reply_text(error: grpc.RpcError) -> str:
+    parts = [error.details() or ""]
+    status = rpc_status.from_call(error)
+    if status is not None:
+        parts += [status.message, *(str(detail) for detail in status.details)]
+    return "\n".join(parts)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_fuzzed_requests_never_break_a_service(deployment: Deployment) -> None:
+    channels = {name: grpc.insecure_channel(s.address) for name, s in deployment.servers.items()}
+    methods = st.sampled_from(METHODS).flatmap(
+        lambda pair: st.tuples(st.just(pair), frames(pair[1]), st.sampled_from(deployment.tokens))
+    )
+
+    @settings(
+        max_examples=EXAMPLES_PER_DATABASE,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(methods)
+    def one_call(case) -> None:
+        (service, method), sent, metadata = case
+        try:
+            _call(channels[service], method, sent, metadata)
+        except grpc.RpcError as error:
+            code, text = error.code(), _reply_text(error)
+            where = f"{method.full_name}: {code.name}: {text[:500]}"
+            assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), where
+            assert not EXCEPTION_NAME.search(text), where
+            assert not any(leak in text for leak in LEAKS), where
+            assert str(deployment.root) not in text and "/tmp/" not in text, where
+        deployment.check_alive()
+
+    try:
+        one_call()
+    finally:
+        for channel in channels.values():
+            channel.close()
