@@ -12,14 +12,14 @@ passes the string limits of services.common.field_limits before its handler sees
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from services.common.errors import InvalidArgumentError
 from services.common.field_limits import check_request
-from services.common.rpc_handlers import _drain
+from services.common.rpc_handlers import wrap_handler
 
 
 class _Undecodable:
@@ -59,43 +59,6 @@ def _checked(request: Any) -> Any:
     return request
 
 
-async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    async for request in requests:
-        yield _checked(request)
-
-
-def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    deserializer = _never_raising(handler.request_deserializer)
-    serializer = handler.response_serializer
-    if handler.unary_unary:
-        inner_uu = handler.unary_unary
-
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            return await inner_uu(_checked(request), context)
-
-        return grpc.unary_unary_rpc_method_handler(unary_unary, deserializer, serializer)
-    if handler.unary_stream:
-        inner_us = handler.unary_stream
-
-        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> None:
-            await _drain(inner_us(_checked(request), context), context)
-
-        return grpc.unary_stream_rpc_method_handler(unary_stream, deserializer, serializer)
-    if handler.stream_unary:
-        inner_su = handler.stream_unary
-
-        async def stream_unary(requests: AsyncIterator, context: grpc.aio.ServicerContext) -> Any:
-            return await inner_su(_checked_stream(requests), context)
-
-        return grpc.stream_unary_rpc_method_handler(stream_unary, deserializer, serializer)
-    inner_ss = handler.stream_stream
-
-    async def stream_stream(requests: AsyncIterator, context: grpc.aio.ServicerContext) -> None:
-        await _drain(inner_ss(_checked_stream(requests), context), context)
-
-    return grpc.stream_stream_rpc_method_handler(stream_stream, deserializer, serializer)
-
-
 class DecodeInterceptor(grpc.aio.ServerInterceptor):
     """Must be the last interceptor, so its refusals pass through the request interceptor."""
 
@@ -105,4 +68,7 @@ class DecodeInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        return handler if handler is None else _wrap(handler)
+        if handler is None:
+            return None
+        deserializer = _never_raising(handler.request_deserializer)
+        return wrap_handler(handler, accept=_checked, deserializer=deserializer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -23,46 +24,63 @@ async def _drain(result: Any, context: grpc.aio.ServicerContext) -> None:
         await result
 
 
-def wrap_handler(handler: grpc.RpcMethodHandler, scope: CallScope) -> grpc.RpcMethodHandler:
+def _no_scope(_context: grpc.aio.ServicerContext) -> AbstractAsyncContextManager[Any]:
+    return contextlib.nullcontext()
+
+
+def wrap_handler(
+    handler: grpc.RpcMethodHandler,
+    scope: CallScope = _no_scope,
+    *,
+    accept: Callable[[Any], Any] | None = None,
+    deserializer: Callable[[bytes], Any] | None = None,
+) -> grpc.RpcMethodHandler:
+    """`scope` surrounds the call; `accept` sees each request before the handler does and
+    may refuse it by raising; `deserializer` replaces the handler's own."""
+    deserialize = deserializer or handler.request_deserializer
+    serialize = handler.response_serializer
+
+    def one(request: Any) -> Any:
+        return accept(request) if accept else request
+
+    async def each(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for request in requests:
+            yield one(request)
+
+    def many(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        return each(requests) if accept else requests
+
     if handler.unary_unary:
         inner_uu = handler.unary_unary
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             async with scope(context):
-                return await inner_uu(request, context)
+                return await inner_uu(one(request), context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            unary_unary, handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_unary_rpc_method_handler(unary_unary, deserialize, serialize)
     if handler.unary_stream:
         inner_us = handler.unary_stream
 
         async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> None:
             async with scope(context):
-                await _drain(inner_us(request, context), context)
+                await _drain(inner_us(one(request), context), context)
 
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream, handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_stream_rpc_method_handler(unary_stream, deserialize, serialize)
     if handler.stream_unary:
         inner_su = handler.stream_unary
 
         async def stream_unary(requests: AsyncIterator, context: grpc.aio.ServicerContext) -> Any:
             async with scope(context):
-                return await inner_su(requests, context)
+                return await inner_su(many(requests), context)
 
-        return grpc.stream_unary_rpc_method_handler(
-            stream_unary, handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.stream_unary_rpc_method_handler(stream_unary, deserialize, serialize)
     inner_ss = handler.stream_stream
 
     async def stream_stream(requests: AsyncIterator, context: grpc.aio.ServicerContext) -> None:
         async with scope(context):
-            await _drain(inner_ss(requests, context), context)
+            await _drain(inner_ss(many(requests), context), context)
 
-    return grpc.stream_stream_rpc_method_handler(
-        stream_stream, handler.request_deserializer, handler.response_serializer
-    )
+    return grpc.stream_stream_rpc_method_handler(stream_stream, deserialize, serialize)
 
 
 class ScopedInterceptor(grpc.aio.ServerInterceptor):
