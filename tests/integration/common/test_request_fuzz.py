@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import re
 import string
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,13 +30,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mleb.grader.v1 import grader_service_pb2
 from mleb.registry.v1 import registry_service_pb2
-from mleb.sandbox.v1 import sandbox_service_pb2
+from mleb.sandbox.v1 import sandbox_service_pb2, sandbox_service_pb2_grpc
 
 from services.common.auth import Role, TokenAuthority
 from services.common.settings import Settings
 from tests.conftest import TEST_AUTH_SECRET, bearer
 from tests.fixtures.grading_stack import COMPETITION, import_spaceship
 from tests.fixtures.processes import ServerProcess, settings_env, spawn_server
+from tests.fixtures.sandbox_stack import TERMINAL
 
 SERVICES = {
     "registry": registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"],
@@ -61,42 +64,6 @@ INT_RANGES = {
     FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
     FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
 }
-TEXT = st.one_of(
-    st.text(max_size=24),
-    st.text(alphabet=string.printable + "\x00é☃\u202e", max_size=64),
-    st.sampled_from([COMPETITION, "all", "low", "lite", "sbx-0", "..", "/etc/passwd", " "]),
-    st.builds(lambda c, n: c * n, st.sampled_from("x\x00é"), st.sampled_from([129, 513, 5000])),
-)
-
-
-def _scalar(field: FieldDescriptor) -> st.SearchStrategy:
-    kind = field.type
-    if kind == FieldDescriptor.TYPE_STRING:
-        return TEXT
-    if kind == FieldDescriptor.TYPE_BYTES:
-        return st.binary(max_size=256)
-    if kind == FieldDescriptor.TYPE_BOOL:
-        return st.booleans()
-    if kind == FieldDescriptor.TYPE_ENUM:
-        return st.integers(-3, 40)  # open enums: unknown numbers are legal on the wire
-    if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
-        width = 32 if kind == FieldDescriptor.TYPE_FLOAT else 64
-        return st.floats(width=width)
-    low, high = INT_RANGES[kind]
-    return st.one_of(st.integers(low, high), st.sampled_from([low, high, 0, 1, -1 if low else 2]))
-
-
-def _field(field: FieldDescriptor, depth: int) -> st.SearchStrategy:
-    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
-        entry = field.message_type.fields_by_name
-        key, value = entry["key"], entry["value"]
-        return st.dictionaries(_scalar(key), _field(value, depth + 1), max_size=4)
-    single = (
-        messages(field.message_type, depth + 1)
-        if field.type == FieldDescriptor.TYPE_MESSAGE
-        else _scalar(field)
-    )
-    return st.lists(single, max_size=4) if field.is_repeated else single
 
 
 def _fill(message: Message, values: dict) -> Message:
@@ -122,15 +89,6 @@ def _fill(message: Message, values: dict) -> Message:
     return message
 
 
-def messages(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy:
-    """Any message of this type: each field set or not, to any value its type can carry."""
-    cls = message_factory.GetMessageClass(descriptor)
-    if depth > 3:
-        return st.builds(cls)
-    fields = {f.name: st.deferred(lambda f=f: _field(f, depth)) for f in descriptor.fields}
-    return st.fixed_dictionaries({}, optional=fields).map(lambda values: _fill(cls(), values))
-
-
 def _harmless(method: MethodDescriptor, message: Message) -> Message:
     # A create that passes every check runs its command on the local backend: make it true(1).
     if method.name == "CreateSandbox" and message.command:
@@ -138,13 +96,63 @@ def _harmless(method: MethodDescriptor, message: Message) -> Message:
     return message
 
 
-def frames(method: MethodDescriptor) -> st.SearchStrategy:
-    """What one call sends: a list of frames, each encoded protobuf or raw bytes."""
-    encoded = messages(method.input_type).map(lambda m: _harmless(method, m).SerializeToString())
-    frame = st.one_of(encoded, encoded, st.binary(max_size=512))
-    if method.client_streaming:
-        return st.lists(frame, min_size=0, max_size=4)
-    return frame.map(lambda f: [f])
+class Requests:
+    """Hypothesis strategies for any request of any method, built from its descriptor."""
+
+    def __init__(self, known: list[str]) -> None:
+        # Real ids (the competition, a live sandbox) reach the code behind the lookups.
+        self.text = st.one_of(
+            st.text(max_size=24),
+            st.text(alphabet=string.printable + "\x00é☃\u202e", max_size=64),
+            st.sampled_from([*known, "all", "low", "lite", "sbx-0", "..", "/etc/passwd", " "]),
+            st.builds(lambda c, n: c * n, st.sampled_from("x\x00é"), st.sampled_from([129, 5000])),
+        )
+
+    def scalar(self, field: FieldDescriptor) -> st.SearchStrategy:
+        kind = field.type
+        if kind == FieldDescriptor.TYPE_STRING:
+            return self.text
+        if kind == FieldDescriptor.TYPE_BYTES:
+            return st.binary(max_size=256)
+        if kind == FieldDescriptor.TYPE_BOOL:
+            return st.booleans()
+        if kind == FieldDescriptor.TYPE_ENUM:
+            return st.integers(-3, 40)  # open enums: unknown numbers are legal on the wire
+        if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+            return st.floats(width=32 if kind == FieldDescriptor.TYPE_FLOAT else 64)
+        low, high = INT_RANGES[kind]
+        edges = st.sampled_from([low, high, 0, 1, -1 if low else 2])
+        return st.one_of(st.integers(low, high), edges)
+
+    def field(self, field: FieldDescriptor, depth: int) -> st.SearchStrategy:
+        message_type = field.message_type
+        if field.type == FieldDescriptor.TYPE_MESSAGE and message_type.GetOptions().map_entry:
+            key, value = message_type.fields_by_name["key"], message_type.fields_by_name["value"]
+            return st.dictionaries(self.scalar(key), self.field(value, depth + 1), max_size=4)
+        single = (
+            self.messages(message_type, depth + 1)
+            if field.type == FieldDescriptor.TYPE_MESSAGE
+            else self.scalar(field)
+        )
+        return st.lists(single, max_size=4) if field.is_repeated else single
+
+    def messages(self, descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy:
+        """Any message of this type: each field set or not, to any value its type carries."""
+        cls = message_factory.GetMessageClass(descriptor)
+        if depth > 3:
+            return st.builds(cls)
+        fields = {f.name: st.deferred(lambda f=f: self.field(f, depth)) for f in descriptor.fields}
+        return st.fixed_dictionaries({}, optional=fields).map(lambda values: _fill(cls(), values))
+
+    def frames(self, method: MethodDescriptor) -> st.SearchStrategy:
+        """What one call sends: a list of frames, each encoded protobuf or raw bytes."""
+        encoded = self.messages(method.input_type).map(
+            lambda m: _harmless(method, m).SerializeToString()
+        )
+        frame = st.one_of(encoded, encoded, st.binary(max_size=512))
+        if method.client_streaming:
+            return st.lists(frame, min_size=0, max_size=4)
+        return frame.map(lambda f: [f])
 
 
 @dataclass
@@ -152,10 +160,35 @@ class Deployment:
     servers: dict[str, ServerProcess]
     tokens: list[tuple[tuple[str, str], ...]]
     root: Path
+    known_ids: list[str]
 
     def check_alive(self) -> None:
         for name, server in self.servers.items():
             assert server.process.poll() is None, f"{name} died:\n{''.join(server.lines[-40:])}"
+
+
+@contextmanager
+def _live_sandbox(server: ServerProcess, metadata) -> Iterator[str]:
+    """A sandbox that stays running, so stops, logs and downloads reach a real one."""
+    with grpc.insecure_channel(server.address) as channel:
+        stub = sandbox_service_pb2_grpc.SandboxServiceStub(channel)
+        reply = stub.CreateSandbox(
+            sandbox_service_pb2.CreateSandboxRequest(
+                competition_id=COMPETITION, command=["/bin/sleep", "600"]
+            ),
+            metadata=metadata,
+        )
+        try:
+            yield reply.sandbox.id
+        finally:
+            # Local agents outlive the service by design: stop this one before it goes.
+            stop = sandbox_service_pb2.StopSandboxRequest(sandbox_id=reply.sandbox.id)
+            stub.StopSandbox(stop, metadata=metadata)
+            get = sandbox_service_pb2.GetSandboxRequest(sandbox_id=reply.sandbox.id)
+            deadline = time.monotonic() + 20
+            while stub.GetSandbox(get, metadata=metadata).sandbox.state not in TERMINAL:
+                assert time.monotonic() < deadline, "the fuzz sandbox did not stop"
+                time.sleep(0.2)
 
 
 @pytest.fixture
@@ -184,7 +217,9 @@ def deployment(database_url: str, tmp_path: Path, open_tmp: Path) -> Iterator[De
             Role.SANDBOX, "fuzz-agent", sandbox_id="sbx-fuzz", competition_id=COMPETITION
         )
         tokens = [bearer(authority.issue(role, "fuzz")) for role in (Role.LAB, Role.SERVICE)]
-        yield Deployment(servers, [*tokens, bearer(sandbox), ()], tmp_path)
+        with _live_sandbox(servers["sandbox"], tokens[0]) as sandbox_id:
+            known_ids = [COMPETITION, sandbox_id]
+            yield Deployment(servers, [*tokens, bearer(sandbox), ()], tmp_path, known_ids)
     finally:
         for server in servers.values():
             server.terminate()
@@ -216,8 +251,11 @@ def _reply_text(error: grpc.RpcError) -> str:
 @pytest.mark.timeout(600)
 def test_fuzzed_requests_never_break_a_service(deployment: Deployment) -> None:
     channels = {name: grpc.insecure_channel(s.address) for name, s in deployment.servers.items()}
+    requests = Requests(deployment.known_ids)
     methods = st.sampled_from(METHODS).flatmap(
-        lambda pair: st.tuples(st.just(pair), frames(pair[1]), st.sampled_from(deployment.tokens))
+        lambda pair: st.tuples(
+            st.just(pair), requests.frames(pair[1]), st.sampled_from(deployment.tokens)
+        )
     )
 
     @settings(
