@@ -43,14 +43,32 @@ def _pack(message) -> any_pb2.Any:
     return packed
 
 
+# Status and details travel in trailers, which peers cap at a few KiB: an error that echoes
+# a long value would come back as RESOURCE_EXHAUSTED on metadata size instead of itself.
+# These budgets (UTF-8 bytes) keep the whole trailer far below that.
+MAX_MESSAGE_BYTES = 1024
+MAX_FIELD_BYTES = 128
+MAX_DESCRIPTION_BYTES = 256
+MAX_VIOLATIONS = 4
+
+
+def cut(text: str, max_bytes: int) -> str:
+    """`text` within max_bytes of UTF-8, marked with an ellipsis where it was cut."""
+    raw = text.encode()
+    if len(raw) <= max_bytes:
+        return text
+    return raw[: max_bytes - 3].decode(errors="ignore") + "…"
+
+
 def status_for(error: MlebError, request_id: str) -> grpc.Status:
     """Builds the google.rpc.Status for a domain error, with typed details."""
+    metadata = {key: cut(value, MAX_FIELD_BYTES) for key, value in error.metadata.items()}
     details = [
         _pack(
             error_details_pb2.ErrorInfo(
                 reason=error.reason,
                 domain=ERROR_DOMAIN,
-                metadata={**error.metadata, "request_id": request_id},
+                metadata={**metadata, "request_id": request_id},
             )
         )
     ]
@@ -60,9 +78,10 @@ def status_for(error: MlebError, request_id: str) -> grpc.Status:
                 error_details_pb2.BadRequest(
                     field_violations=[
                         error_details_pb2.BadRequest.FieldViolation(
-                            field=v.field, description=v.description
+                            field=cut(v.field, MAX_FIELD_BYTES),
+                            description=cut(v.description, MAX_DESCRIPTION_BYTES),
                         )
-                        for v in error.violations
+                        for v in error.violations[:MAX_VIOLATIONS]
                     ]
                 )
             )
@@ -73,17 +92,17 @@ def status_for(error: MlebError, request_id: str) -> grpc.Status:
                 error_details_pb2.QuotaFailure(
                     violations=[
                         error_details_pb2.QuotaFailure.Violation(
-                            subject=q.subject, description=q.description
+                            subject=cut(q.subject, MAX_FIELD_BYTES),
+                            description=cut(q.description, MAX_DESCRIPTION_BYTES),
                         )
-                        for q in error.quota
+                        for q in error.quota[:MAX_VIOLATIONS]
                     ]
                 )
             )
         )
+    message = cut(error.message, MAX_MESSAGE_BYTES)
     return rpc_status.to_status(
-        status_pb2.Status(
-            code=getattr(code_pb2, error.code), message=error.message, details=details
-        )
+        status_pb2.Status(code=getattr(code_pb2, error.code), message=message, details=details)
     )
 
 
