@@ -307,7 +307,7 @@ class SandboxCore:
             record = await self.get(sandbox_id)
             # The end is recorded before the leases are released: return once both are done,
             # so a caller can reuse the GPUs at once.
-            if record.state.terminal and not record.leased_gpu_uuids:
+            if record.state.terminal and not record.held_gpu_uuids:
                 return record
             await self._signals.wait(sandbox_id, 0.2)
         return await self.get(sandbox_id)

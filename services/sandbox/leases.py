@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,7 @@ from services.common.errors import (
     ResourceExhaustedError,
     invalid_field,
 )
-from services.sandbox.models import GpuLeaseRow
+from services.sandbox.models import GpuLeaseRow, SandboxRow
 
 
 class LeaseConflict(Exception):
@@ -85,6 +85,12 @@ def lease(session: Session, node: str, sandbox_id: str, uuids: Sequence[str]) ->
         session.flush()
     except IntegrityError as exc:
         raise LeaseConflict(str(uuids)) from exc
+    # In the same transaction: the record names its GPUs exactly when it holds them.
+    session.execute(
+        update(SandboxRow)
+        .where(SandboxRow.id == sandbox_id)
+        .values(granted_gpu_uuids=sorted(uuids))
+    )
 
 
 def release(session: Session, sandbox_id: str) -> list[str]:

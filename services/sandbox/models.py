@@ -48,6 +48,8 @@ class SandboxRow(Base):
     pids_limit: Mapped[int] = mapped_column(BigInteger)
     gpu_count: Mapped[int] = mapped_column(Integer)
     requested_gpu_uuids: Mapped[list[str]] = mapped_column(JSON)
+    # The GPUs the run was granted; kept after its lease rows are released, for the record.
+    granted_gpu_uuids: Mapped[list[str]] = mapped_column(JSON, default=list)
     time_limit_s: Mapped[float] = mapped_column(Double)
     network_mode: Mapped[str] = mapped_column(String(16))
     allowed_hosts: Mapped[list[str]] = mapped_column(JSON)

@@ -116,7 +116,9 @@ class SandboxRecord:
     started_at: datetime | None
     finished_at: datetime | None
     deadline_at: datetime | None
+    # The GPUs the run was granted, kept for good; held_gpu_uuids empties when they go back.
     leased_gpu_uuids: list[str]
+    held_gpu_uuids: list[str]
     usage: ResourceUsage
     node: str
     submission_collected: bool

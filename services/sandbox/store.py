@@ -206,7 +206,8 @@ def _record(
         started_at=utc(row.started_at),
         finished_at=utc(row.finished_at),
         deadline_at=utc(row.deadline_at),
-        leased_gpu_uuids=leases,
+        leased_gpu_uuids=list(row.granted_gpu_uuids),
+        held_gpu_uuids=leases,
         usage=ResourceUsage(
             cpu_seconds=row.cpu_seconds,
             peak_memory_bytes=row.peak_memory_bytes,

@@ -121,11 +121,11 @@ async def test_no_nvidia_runtime_is_an_infrastructure_failure_that_frees_the_lea
     assert done.state == S.SANDBOX_STATE_FAILED
     assert done.failure_reason == S.FAILURE_REASON_GPU_UNAVAILABLE, done.failure_message
     assert done.failure_class == S.FAILURE_CLASS_INFRASTRUCTURE
-    # Released right after the failure is recorded.
+    # Released right after the failure is recorded; the record keeps naming the GPU.
+    meta = docker_stack.metadata
+    listing = sandbox_service_pb2.ListGpusRequest()
     async with asyncio.timeout(10):
-        while (await docker_stack.get(stub, sandbox.id)).leased_gpu_uuids:
+        while any(g.leased_by for g in (await stub.ListGpus(listing, metadata=meta)).gpus):
             await asyncio.sleep(0.05)
-    listing = await stub.ListGpus(
-        sandbox_service_pb2.ListGpusRequest(), metadata=docker_stack.metadata
-    )
-    assert [g.leased_by for g in listing.gpus] == ["", ""]
+    kept = await docker_stack.get(stub, sandbox.id)
+    assert list(kept.leased_gpu_uuids) == list(sandbox.leased_gpu_uuids)

@@ -68,6 +68,10 @@ async def test_twenty_racing_creates_on_two_services_lease_four_gpus_once(sandbo
         texts = [e.text for e in await sandbox_stack.logs(stub_a, sandbox.id)]
         assert f"visible {sandbox.leased_gpu_uuids[0]}" in texts
     await all_released(sandbox_stack, stub_a)
+    # The leases are gone, but each record still names the GPUs its run had (issue 16).
+    for sandbox in created:
+        finished = await sandbox_stack.get(stub_b, sandbox.id)
+        assert list(finished.leased_gpu_uuids) == list(sandbox.leased_gpu_uuids)
 
 
 async def test_waiting_for_gpus_queues_in_pending_until_a_lease_frees(sandbox_stack):
