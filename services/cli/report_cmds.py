@@ -20,6 +20,8 @@ from services.runs.report_render import RENDERERS
 
 # The splits a report covers, in this order ("low" is also called lite, "all" split75).
 REPORT_SPLITS = ("low", "medium", "high", "all")
+# Registry splits reported too when the groups ran any of their competitions: the demo's own.
+EXTRA_SPLITS = ("builtin",)
 REGISTRY_TIMEOUT_S = 15.0
 console = Console(stderr=True)
 
@@ -51,7 +53,8 @@ def splits_from_dir(folder: Path) -> dict[str, list[str]]:
     return {name: found[name] for name in REPORT_SPLITS if name in found}
 
 
-def splits_from_registry(address: str, token: str) -> dict[str, list[str]]:
+def splits_from_registry(address: str, token: str, ran: set[str]) -> dict[str, list[str]]:
+    """The report splits the registry has, and the extra splits the groups ran (`ran`)."""
     settings = Settings.from_env()
     tls_ca = settings.client_tls_ca.read_bytes() if settings.client_tls_ca else None
     try:
@@ -60,9 +63,13 @@ def splits_from_registry(address: str, token: str) -> dict[str, list[str]]:
     except MlebError as exc:
         raise SplitsError(f"registry {address}: {exc}") from exc
     found = {s.name: list(s.competition_ids) for s in response.splits}
-    if not any(name in found for name in REPORT_SPLITS):
-        raise SplitsError(f"registry {address} has none of the splits {', '.join(REPORT_SPLITS)}")
-    return {name: found[name] for name in REPORT_SPLITS if name in found}
+    wanted = [*REPORT_SPLITS, *(n for n in EXTRA_SPLITS if ran.intersection(found.get(n, ())))]
+    if not any(name in found for name in wanted):
+        raise SplitsError(
+            f"registry {address} has none of the splits {', '.join(REPORT_SPLITS)}, and the "
+            f"run groups ran no competition of {', '.join(EXTRA_SPLITS)}"
+        )
+    return {name: found[name] for name in wanted if name in found}
 
 
 def mleb_version() -> str:
@@ -98,16 +105,17 @@ def report(
     The split numbers are MLE-bench's unified aggregation (mean +- SEM over seeds).
     """
     try:
+        groups = [load_run_group(path) for path in run_groups]
         if splits_dir is not None:
             splits = splits_from_dir(splits_dir)
         elif registry:
-            splits = splits_from_registry(registry, token)
+            ran = {str(e.get("competition_id")) for group in groups for e in group.entries}
+            splits = splits_from_registry(registry, token, ran)
         else:
             raise SplitsError(
                 "split membership is needed: pass --registry ADDR (or set MLEB_REGISTRY_ADDR) "
                 "or --splits-dir DIR"
             )
-        groups = [load_run_group(path) for path in run_groups]
     except (SplitsError, RecordError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc

@@ -128,21 +128,43 @@ def test_unreadable_group_is_named(example, tmp_path: Path) -> None:
     assert groups[1] in result.stderr and "no *_grading_report.json" in result.stderr
 
 
-@pytest.fixture
-def registry_settings(settings, tmp_path: Path):
-    """A registry whose splits match the example's splits folder."""
+def install_example_competitions(settings, tmp_path: Path, splits: list[str], *,
+                                 builtin: bool = False) -> None:  # fmt: skip
+    """The example's competitions; built-ins have no complexity, so they join no such split."""
     core = RegistryCore.from_settings(settings)
     installer = CompetitionInstaller(core.sessions, core.storage)
     try:
         for competition_id, complexity in (("alpha", "low"), ("beta", "low"),
                                            ("gamma", "medium"), ("delta", "high")):  # fmt: skip
             folder = build_own_competition(
-                tmp_path / "own", competition_id, complexity=complexity, splits=["all"]
+                tmp_path / "own",
+                competition_id,
+                complexity=None if builtin else complexity,
+                splits=splits,
             )
             assert import_competition(installer, folder).status is ImportStatus.PREPARED
     finally:
         core.close()
+
+
+@pytest.fixture
+def registry_settings(settings, tmp_path: Path):
+    """A registry whose splits match the example's splits folder."""
+    install_example_competitions(settings, tmp_path, ["all"])
     return settings
+
+
+async def test_groups_on_builtin_competitions_are_reported(example, settings, tmp_path, serve,
+                                                           lab_token) -> None:  # fmt: skip
+    """The demo's competitions live only in the `builtin` split (issue 16, item 5)."""
+    install_example_competitions(settings, tmp_path, ["builtin"], builtin=True)
+    groups, _splits_dir = example
+    server = await serve([registry_service(settings)], settings)
+    env = {"MLEB_REGISTRY_ADDR": f"127.0.0.1:{server.port}", "MLEB_TOKEN": lab_token}
+    result = await asyncio.to_thread(invoke, *groups, "--format", "json", env=env)
+    assert result.exit_code == 0, result.output
+    (split,) = json.loads(result.stdout)["splits"]
+    assert split["split"] == "builtin" and split["padded_results"] == 4
 
 
 async def test_splits_from_a_registry_server(example, registry_settings, serve, lab_token):
