@@ -256,6 +256,14 @@ def run(
                 soft_wrap=True,
             )
             result = await _drive_with_display(orchestrator, console.is_terminal)
+        if result.already_graded:
+            console.print(
+                f"{group_dir} had already finished: every run is settled and "
+                f"{result.report_path} grades them all; nothing to do",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return
         states = [r.state for r in result.records.values()]
         console.print(
             f"graded {len(states)} runs ({states.count(RunState.SUCCEEDED)} succeeded): "

@@ -33,6 +33,7 @@ from services.grader.reports import NO_SUBMISSION, CompetitionReport, aggregate_
 from services.registry.splits import canonical_split
 from services.runs.artifact_extraction import UnsafeArchive, extract_artifacts
 from services.runs.records import (
+    GRADING_REPORT_SUFFIX,
     METADATA_FILE,
     RUN_FILE,
     Attempt,
@@ -48,6 +49,7 @@ from services.runs.records import (
     read_json,
     read_run,
     submission_path,
+    timestamp,
     write_json_atomic,
     write_run,
 )
@@ -359,6 +361,8 @@ class GroupResult:
     report_path: Path | None
     records: dict[str, RunRecord]
     cancelled: bool
+    # Every run had finished and the newest report graded them all: nothing was done.
+    already_graded: bool = False
 
 
 def _timestamp(sandbox: sandbox_pb2.Sandbox, name: str) -> datetime | None:
@@ -403,6 +407,8 @@ class Orchestrator:
         # A resume is a new request to finish the group, so an earlier cancel no longer holds.
         (self.group_dir / CANCEL_FILE).unlink(missing_ok=True)
         self.records = prepare_group(self.group_dir, self.plan, self.mleb_version)
+        if (report := self._final_report()) is not None:
+            return GroupResult(self.group_dir, report, dict(self.records), False, True)
         order = {pair: i for i, pair in enumerate(self.plan.pairs())}
         ordered = sorted(
             self.records.values(),
@@ -431,6 +437,21 @@ class Orchestrator:
         cancelled = self.cancel_requested()
         report = await self.grade()
         return GroupResult(self.group_dir, report, dict(self.records), cancelled)
+
+    def _final_report(self) -> Path | None:
+        """The newest grading report when it was written after every run had settled: a
+        resume of a finished group grades nothing again and writes no second report."""
+        reports = sorted(self.group_dir.glob(f"*{GRADING_REPORT_SUFFIX}"))
+        if not reports or not all(is_settled(r) for r in self.records.values()):
+            return None
+        graded_at = reports[-1].name.removesuffix(GRADING_REPORT_SUFFIX)
+        ends = [
+            timestamp(datetime.fromisoformat(r.finished_at))
+            for r in self.records.values()
+            if r.finished_at
+        ]
+        # Both are MLE-bench's fixed-width UTC timestamps, so text order is time order.
+        return reports[-1] if all(end <= graded_at for end in ends) else None
 
     # One run.
 

@@ -169,6 +169,23 @@ async def test_a_group_is_run_graded_and_reported(backend, tmp_path) -> None:
     assert low["metrics"]["valid_submissions_percentage"]["mean"] == pytest.approx(100)
 
 
+async def test_resuming_a_finished_group_is_a_no_op(local, tmp_path) -> None:
+    """Once every run settled and was graded, a resume grades nothing again (issue 16)."""
+    runs_dir = tmp_path / "runs"
+    await invoke(
+        local, "run", *agent_args("local"), "--competitions", "lite", "--time-limit", "2m",
+        "--runs-dir", str(runs_dir), "--poll-interval", "0.2",
+    )  # fmt: skip
+    group = only_group(runs_dir)
+    (report,) = group.glob("*_grading_report.json")
+    before = await local.group_sandboxes(group)
+    await asyncio.sleep(1.1)  # a second report would get a later name
+    output = await invoke(local, "run", "--resume", str(group), "--poll-interval", "0.2")
+    assert "had already finished" in output and report.name in output, output
+    assert list(group.glob("*_grading_report.json")) == [report]
+    assert len(await local.group_sandboxes(group)) == len(before)
+
+
 @pytest.mark.docker
 async def test_infrastructure_failures_are_retried_and_agent_failures_are_not(
     on_docker, tmp_path
