@@ -269,7 +269,7 @@ class SandboxCore:
             return await self.get(sandbox_id)
         live = self._live.get(sandbox_id)
         if live is not None:
-            live.writer.system(f"stop requested: {why}")
+            await live.writer.system(f"stop requested: {why}")
             await live.writer.flush()
         cancelled = await self._threads.run(
             self._rows.update,

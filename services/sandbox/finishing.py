@@ -64,7 +64,7 @@ class Finisher:
         if message:
             summary += f": {message}"
         summary += "; submission collected" if collected else "; no submission.csv"
-        live.writer.system(summary)
+        await live.writer.system(summary)
         await live.writer.close()
         stats = live.stats
         values: dict[str, object] = {

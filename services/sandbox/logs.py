@@ -159,8 +159,12 @@ class LogWriter:
         if self._timer is None or self._timer.done():
             self._timer = asyncio.create_task(self._flush_later())
 
-    def system(self, text: str) -> None:
+    async def system(self, text: str) -> None:
+        """A lifecycle line is part of the record: it is stored before the caller goes on,
+        so a kill right after cannot lose it. (Agent lines survive a kill differently: the
+        backend still holds them, and a restarted capture reads them again.)"""
         self.add(LogStream.SYSTEM, text)
+        await self.flush()
 
     async def _flush_later(self) -> None:
         while self._pending or self._budget_dirty:

@@ -113,6 +113,5 @@ class Reconciler:
 
     def _adopt(self, row: SandboxRow, handle: Handle) -> None:
         log.info("sandbox_adopted", sandbox_id=row.id, state=row.state)
-        live = self._live.for_row(row, {})
-        live.writer.system("re-attached after a service restart")
+        self._live.for_row(row, {})
         self._supervisor.spawn(row.id, self._supervisor.resume(row, handle))

@@ -109,7 +109,7 @@ class Supervisor:
             return
         live = self._live.for_row(row, secret_values)
         writer = live.writer
-        writer.system(
+        await writer.system(
             f"sandbox {sandbox_id} for competition {row.competition_id}: preparing "
             f"(backend {row.backend}, node {row.node})"
         )
@@ -191,13 +191,20 @@ class Supervisor:
             tmp_bytes=row.tmp_bytes,
         )
         gpus = f", GPUs {', '.join(gpu_uuids)}" if gpu_uuids else ""
-        writer.system(f"launching image {row.image or '(none)'}{gpus}; network {row.network_mode}")
+        network = row.network_mode
+        await writer.system(f"launching image {row.image or '(none)'}{gpus}; network {network}")
         try:
             handle = await self._backend.launch(spec)
         except BackendError as exc:
             reason = backend_failure_reason(exc.reason)
             await self._finisher.fail(sandbox_id, reason, str(exc))
             return
+        # The line is stored before the state: a kill in between leaves a PENDING sandbox
+        # that a restart adopts and marks RUNNING, never a RUNNING one without its line.
+        await writer.system(
+            f"running (time limit {row.time_limit_s:g}s; disk quota {self._disk_quota(row)} "
+            f"bytes, log budget {row.log_bytes or self._settings.default_log_bytes} bytes)"
+        )
         started = datetime.now(UTC)
         await self._threads.run(
             self._rows.update,
@@ -211,14 +218,11 @@ class Supervisor:
                 "disk_enforcement": quotas.enforcement(self._backend.name).value,
             },
         )
-        writer.system(
-            f"running (time limit {row.time_limit_s:g}s; disk quota {self._disk_quota(row)} "
-            f"bytes, log budget {row.log_bytes or self._settings.default_log_bytes} bytes)"
-        )
         await self._supervise(sandbox_id, handle, layout, since=0.0)
 
     async def resume(self, row: SandboxRow, handle: Handle) -> None:
         """Supervises again a sandbox the backend still runs after a service restart."""
+        await self._live[row.id].writer.system("re-attached after a service restart")
         layout = host_layout(Path(row.layout_root))
         if row.state == SandboxState.PENDING:  # launched, but RUNNING was never recorded
             started = store.utc(row.launch_requested_at) or datetime.now(UTC)
@@ -231,6 +235,7 @@ class Supervisor:
                     "image_digest": handle.image_digest,
                     "started_at": started,
                     "deadline_at": started + timedelta(seconds=row.time_limit_s),
+                    "disk_enforcement": quotas.enforcement(self._backend.name).value,
                 },
             )
             row = await self._threads.run(self._rows.get, row.id)
@@ -310,7 +315,7 @@ class Supervisor:
                 stop_target = row.stop_target
             if stop_target and not waiter.done():
                 grace = row.stop_grace_s or self._settings.stop_grace_s
-                live.writer.system(f"stopping: {row.stop_reason}; killing after {grace:g}s")
+                await live.writer.system(f"stopping: {row.stop_reason}; killing after {grace:g}s")
                 await self._backend.stop(handle, grace)
             try:
                 exit_info = await waiter
@@ -356,7 +361,7 @@ class Supervisor:
                 if writer.full:
                     await writer.flush()
         except BackendError as exc:
-            writer.system(f"log capture stopped: {exc}")
+            await writer.system(f"log capture stopped: {exc}")
 
     async def _end_capture(self, capture: asyncio.Task[None]) -> None:
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):

@@ -162,3 +162,42 @@ async def test_sigkill_of_the_service_mid_run_then_restart(sandbox_stack):
         assert second.terminate() == 0
     finally:
         second.kill()
+
+
+async def test_lifecycle_lines_survive_a_sigkill_right_after_running(sandbox_stack):
+    """A service killed the moment its sandbox is RUNNING keeps the "running" line: lifecycle
+    lines are stored before the state they announce (issue 16, item 5)."""
+    sandbox_settings = sandbox_stack.sandbox_settings
+    env = settings_env(
+        sandbox_stack.settings,
+        MLEB_SANDBOX_BACKEND="local",
+        MLEB_SANDBOX_WORK_DIR=str(sandbox_settings.work_dir),
+        MLEB_SANDBOX_NODE=sandbox_settings.node,
+        MLEB_SANDBOX_INSTANCE_ID=sandbox_settings.instance_id,
+    )
+    first = await asyncio.to_thread(spawn_sandbox, env)
+    try:
+        async with grpc.aio.insecure_channel(first.address) as channel:
+            stub = sandbox_service_pb2_grpc.SandboxServiceStub(channel)
+            sandbox = await sandbox_stack.create(stub, agent(TICKER))
+            async with asyncio.timeout(30):
+                while (await sandbox_stack.get(stub, sandbox.id)).state != S.SANDBOX_STATE_RUNNING:
+                    await asyncio.sleep(0.01)
+            first.process.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(first.process.wait, 20)
+    finally:
+        first.kill()
+    second = await asyncio.to_thread(spawn_sandbox, env)
+    try:
+        async with grpc.aio.insecure_channel(second.address) as channel:
+            stub = sandbox_service_pb2_grpc.SandboxServiceStub(channel)
+            done = await sandbox_stack.wait_for(stub, sandbox.id)
+            assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
+            entries = await sandbox_stack.logs(stub, sandbox.id)
+            lifecycle = [e.text for e in entries if e.stream == S.LOG_STREAM_SYSTEM]
+            assert any(t.startswith("running (time limit") for t in lifecycle), lifecycle
+            assert any(t.startswith("re-attached") for t in lifecycle), lifecycle
+            assert_ticks_once(entries)
+        assert second.terminate() == 0
+    finally:
+        second.kill()

@@ -56,7 +56,7 @@ async def test_numbers_continue_without_gaps_across_writers(sessions):
     first = writer_for(sessions, signals)
     for i in range(250):
         first.add(LogStream.STDOUT, f"a{i}", at=1000.0 + i)
-    first.system("lifecycle")
+    await first.system("lifecycle")
     await first.close()
     # A restarted service continues from the stored last_log_seq.
     with sessions() as session:

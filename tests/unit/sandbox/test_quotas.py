@@ -101,10 +101,10 @@ async def test_the_log_budget_drops_agent_lines_after_one_marker(sessions):
     line = "y" * 100
     cost = len(line) + LINE_OVERHEAD_BYTES
     writer = _writer(sessions, signals, budget=10 * cost)
-    writer.system("starting")
+    await writer.system("starting")
     for i in range(100):
         writer.add(LogStream.STDOUT if i % 2 else LogStream.STDERR, line, at=1000.0 + i)
-    writer.system("still here")
+    await writer.system("still here")
     await writer.close()
     with sessions() as session:
         row = store.get_row(session, "sbx-1")
@@ -114,7 +114,7 @@ async def test_the_log_budget_drops_agent_lines_after_one_marker(sessions):
     # A restarted writer goes on dropping, without a second marker.
     again = _writer(sessions, signals, budget=10 * cost, row=row)
     again.add(LogStream.STDOUT, "after restart", at=2000.0)
-    again.system("finished")
+    await again.system("finished")
     await again.close()
     await asyncio.sleep(0.05)
     entries = [e async for page in LogReader(sessions, signals, THREADS).stream("sbx-1", 0, False)
@@ -132,7 +132,7 @@ async def test_system_lines_never_count_against_the_budget(sessions):
     signals = LogSignals()
     writer = _writer(sessions, signals, budget=LINE_OVERHEAD_BYTES + 1)
     for i in range(1000):
-        writer.system(f"lifecycle {i}")
+        await writer.system(f"lifecycle {i}")
     writer.add(LogStream.STDOUT, "x")
     await writer.close()
     with sessions() as session:
@@ -147,7 +147,7 @@ async def test_system_lines_never_count_against_the_budget(sessions):
 async def test_lifecycle_lines_are_never_cut(sessions):
     signals = LogSignals()
     writer = _writer(sessions, signals, budget=1024)
-    writer.system("s" * (MAX_LINE_CHARS * 2))
+    await writer.system("s" * (MAX_LINE_CHARS * 2))
     writer.add(LogStream.STDOUT, "a" * (MAX_LINE_CHARS * 2))
     await writer.close()
     entries = [e async for page in LogReader(sessions, signals, THREADS).stream("sbx-1", 0, False)
