@@ -20,6 +20,8 @@ from services.cli import (
 )
 from services.cli.servers import SERVICE_BUILDERS, start_services
 from services.common.auth import Role, TokenAuthority
+from services.common.errors import MlebError
+from services.common.logging import configure_logging
 from services.common.server import run_until_signalled
 from services.common.settings import DEFAULT_PORTS, Settings
 
@@ -53,17 +55,23 @@ def serve(
     port: int | None = typer.Option(None, help="Port (single service only)."),
 ) -> None:
     """Runs mleb server(s) until SIGTERM or Ctrl-C."""
-    settings = Settings.from_env()
     names = list(SERVICE_BUILDERS) if service is ServiceName.all else [service.value]
     ports = {service.value: port} if port is not None and len(names) == 1 else {}
 
-    async def main() -> None:
+    async def main(settings: Settings) -> None:
         running = await start_services(names, settings, ports)
         for name, server in running.items():
             console.print(f"[green]{name}[/green] listening on {settings.host}:{server.port}")
         await run_until_signalled(list(running.values()), settings.shutdown_grace_s)
 
-    asyncio.run(main())
+    try:
+        settings = Settings.from_env()
+        # Before the services are built: what they log while starting is JSON on stderr too.
+        configure_logging(settings.log_level)
+        asyncio.run(main(settings))
+    except MlebError as exc:  # a setting the operator gave is wrong: say which, no traceback
+        console.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 # Lab tokens expire unless asked not to; revoke one early with `mleb token revoke`.

@@ -29,6 +29,7 @@ from services.sandbox.endpoints import SandboxEndpoints
 from services.sandbox.gpus import GpuInventory
 from services.sandbox.registry_client import RegistryCompetitions
 from services.sandbox.servicer import RPC_ROLES, SandboxServicer
+from services.sandbox.simulated_nvml import simulated_node
 from services.sandbox.token_revocation import SandboxTokenRevoker
 
 log = structlog.get_logger("mleb.sandbox")
@@ -65,8 +66,17 @@ def sandbox_service(
     settings: Settings, sandbox_settings: SandboxSettings | None = None, nvml: Any = None
 ) -> ServiceDefinition:
     """Must be called with an event loop running: reconcile starts right away, and RPCs that
-    change state wait until it is done. `nvml` replaces pynvml (tests on GPU-less machines)."""
+    change state wait until it is done. `nvml` replaces pynvml (tests on GPU-less machines);
+    MLEB_SANDBOX_SIMULATED_GPUS does the same for a served process."""
     sandbox_settings = sandbox_settings or SandboxSettings.from_env(settings)
+    if nvml is None and sandbox_settings.simulated_gpus:
+        log.warning(
+            "simulated_gpus_in_use",
+            count=sandbox_settings.simulated_gpus,
+            note="these GPUs are NOT real: MLEB_SANDBOX_SIMULATED_GPUS is for development and "
+            "testing only; leases and records are real, the devices are not",
+        )
+        nvml = simulated_node(sandbox_settings.simulated_gpus)
     engine = store.open_database(settings.database_url)
     channel = service_channel(settings.registry_addr, settings)
     sessions = db.create_session_factory(engine)

@@ -27,6 +27,18 @@ def _float(name: str, default: float) -> float:
         raise invalid_field(f"MLEB_SANDBOX_{name}", f"not a number: {raw!r}") from exc
 
 
+# More simulated GPUs than any real node has is a typo, not a test.
+MAX_SIMULATED_GPUS = 64
+
+
+def _simulated_gpus() -> int:
+    name = "MLEB_SANDBOX_SIMULATED_GPUS"
+    raw = _env("SIMULATED_GPUS", "0").strip() or "0"
+    if not raw.isdigit() or int(raw) > MAX_SIMULATED_GPUS:
+        raise invalid_field(name, f"a whole number from 0 to {MAX_SIMULATED_GPUS}, not {raw!r}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class SandboxSettings:
     # Where sandboxes' host folders and the public-data cache live.
@@ -74,6 +86,9 @@ class SandboxSettings:
     egress_max_destinations: int = 256
     # Bounds on CreateSandbox's values (MLEB_SANDBOX_MAX_CPUS and others; docs/limits.md).
     request_limits: RequestLimits = field(default_factory=RequestLimits)
+    # Development and testing without GPUs: this many simulated devices instead of NVML's
+    # (MLEB_SANDBOX_SIMULATED_GPUS; never on by default; docs/gpus.md).
+    simulated_gpus: int = 0
 
     @classmethod
     def from_env(cls, settings: Settings) -> SandboxSettings:
@@ -105,4 +120,5 @@ class SandboxSettings:
             ),
             egress_max_destinations=int(_float("EGRESS_MAX_DESTINATIONS", 256)),
             request_limits=RequestLimits.from_env(),
+            simulated_gpus=_simulated_gpus(),
         )

@@ -395,7 +395,9 @@ class DockerBackend:
             # tini as PID 1: forwards SIGTERM and reaps zombies.
             "init": True,
         }
-        if spec.gpu_uuids:
+        if spec.gpu_uuids and spec.simulated_gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(spec.gpu_uuids)
+        elif spec.gpu_uuids:
             config["device_requests"] = [
                 docker.types.DeviceRequest(
                     driver="nvidia", device_ids=list(spec.gpu_uuids), capabilities=[["gpu"]]

@@ -9,7 +9,7 @@ import pytest
 from google.protobuf import duration_pb2
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
-from tests.fixtures.fake_nvml import FakeNvml, h100s
+from services.sandbox.simulated_nvml import SimulatedNvml, h100s, simulated_node
 from tests.fixtures.sandbox_docker import containers_of
 
 pytestmark = pytest.mark.docker
@@ -110,9 +110,24 @@ async def test_a_restart_adopts_containers_and_removes_orphans_and_lost_ones(eng
         engine.containers.get(orphan.id)
 
 
+async def test_simulated_gpus_start_on_any_engine_with_only_their_names(docker_stack):
+    """MLEB_SANDBOX_SIMULATED_GPUS: no device request reaches the engine, only the names."""
+    _server, stub = await docker_stack.start(nvml=simulated_node(2), simulated_gpus=2)
+    sandbox = await docker_stack.create(
+        stub,
+        ["sh", "-c", "echo visible $CUDA_VISIBLE_DEVICES"],
+        image=BUSYBOX,
+        resources=S.Resources(gpu_count=1),
+    )
+    done = await docker_stack.wait_for(stub, sandbox.id)
+    assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
+    texts = [e.text for e in await docker_stack.logs(stub, sandbox.id)]
+    assert f"visible {sandbox.leased_gpu_uuids[0]}" in texts
+
+
 async def test_no_nvidia_runtime_is_an_infrastructure_failure_that_frees_the_lease(docker_stack):
     """This engine has no NVIDIA runtime, so a container asking for a GPU cannot start."""
-    _server, stub = await docker_stack.start(nvml=FakeNvml(h100s(2)))
+    _server, stub = await docker_stack.start(nvml=SimulatedNvml(h100s(2)))
     sandbox = await docker_stack.create(
         stub, ["true"], image=BUSYBOX, resources=S.Resources(gpu_count=1)
     )

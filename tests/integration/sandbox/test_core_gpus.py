@@ -11,7 +11,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
-from tests.fixtures.fake_nvml import FakeNvml, gpu_uuid, h100s
+from services.sandbox.simulated_nvml import SimulatedNvml, gpu_uuid, h100s
 from tests.fixtures.sandbox_stack import agent
 
 S = sandbox_pb2
@@ -38,7 +38,7 @@ async def all_released(sandbox_stack, stub) -> None:
 
 async def test_twenty_racing_creates_on_two_services_lease_four_gpus_once(sandbox_stack):
     """Two service instances share the database and the node's four GPUs."""
-    nvml = FakeNvml(h100s(4))
+    nvml = SimulatedNvml(h100s(4))
     _a, stub_a = await sandbox_stack.start(nvml=nvml)
     _b, stub_b = await sandbox_stack.start(nvml=nvml)
 
@@ -75,7 +75,7 @@ async def test_twenty_racing_creates_on_two_services_lease_four_gpus_once(sandbo
 
 
 async def test_waiting_for_gpus_queues_in_pending_until_a_lease_frees(sandbox_stack):
-    _server, stub = await sandbox_stack.start(nvml=FakeNvml(h100s(4)))
+    _server, stub = await sandbox_stack.start(nvml=SimulatedNvml(h100s(4)))
     holder = await sandbox_stack.create(
         stub, agent(SHOW_GPUS), resources=S.Resources(gpu_count=4), env={"HOLD_S": "60"}
     )
@@ -105,7 +105,7 @@ async def test_waiting_for_gpus_queues_in_pending_until_a_lease_frees(sandbox_st
 
 
 async def test_leases_survive_a_restart_in_the_middle_of_a_lease(sandbox_stack):
-    nvml = FakeNvml(h100s(4))
+    nvml = SimulatedNvml(h100s(4))
     first, stub = await sandbox_stack.start(nvml=nvml)
     holder = await sandbox_stack.create(
         stub, agent(SHOW_GPUS), resources=S.Resources(gpu_uuids=[gpu_uuid(1), gpu_uuid(2)]),
@@ -137,7 +137,7 @@ async def test_leases_survive_a_restart_in_the_middle_of_a_lease(sandbox_stack):
 async def test_impossible_gpu_requests_are_refused_clearly(sandbox_stack):
     broken = h100s(4)
     broken[3].volatile_uncorrected_ecc = 2  # uncorrected errors: unhealthy, never leased
-    _server, stub = await sandbox_stack.start(nvml=FakeNvml(broken))
+    _server, stub = await sandbox_stack.start(nvml=SimulatedNvml(broken))
     cases = [
         (S.Resources(gpu_count=4), grpc.StatusCode.FAILED_PRECONDITION),
         (S.Resources(gpu_uuids=[gpu_uuid(3)]), grpc.StatusCode.FAILED_PRECONDITION),
@@ -157,7 +157,7 @@ async def test_impossible_gpu_requests_are_refused_clearly(sandbox_stack):
 
 async def test_without_nvml_gpus_are_a_failed_precondition(sandbox_stack):
     _server, stub = await sandbox_stack.start(
-        nvml=FakeNvml(init_error=pynvml.NVMLError_LibraryNotFound)
+        nvml=SimulatedNvml(init_error=pynvml.NVMLError_LibraryNotFound)
     )
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await sandbox_stack.create(stub, agent("pass"), resources=S.Resources(gpu_count=1))

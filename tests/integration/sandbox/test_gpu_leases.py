@@ -17,7 +17,7 @@ from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
 from services.sandbox import gpus
 from services.sandbox.core import INSTANCE_LABEL
-from tests.fixtures.fake_nvml import FakeGpu, FakeNvml, gpu_uuid, h100s
+from services.sandbox.simulated_nvml import SimulatedGpu, SimulatedNvml, gpu_uuid, h100s
 from tests.fixtures.sandbox_stack import agent
 
 S = sandbox_pb2
@@ -30,9 +30,9 @@ HOLD = (
 
 
 @pytest.fixture
-def fake_nvml(monkeypatch) -> FakeNvml:
+def fake_nvml(monkeypatch) -> SimulatedNvml:
     """Four H100s; services built after this read them instead of the real NVML."""
-    fake = FakeNvml(h100s(4))
+    fake = SimulatedNvml(h100s(4))
     monkeypatch.setattr(gpus, "pynvml", fake)
     return fake
 
@@ -109,9 +109,9 @@ async def test_twenty_racing_creates_on_two_servers_share_four_gpus_exclusively(
 
 async def test_unhealthy_gpus_are_shown_but_never_leased(sandbox_stack, fake_nvml):
     fake_nvml.gpus = [
-        FakeGpu("GPU-ecc", volatile_uncorrected_ecc=1),
-        FakeGpu("GPU-pending", remapped_rows=(0, 0, 1, 0)),
-        FakeGpu("GPU-good"),
+        SimulatedGpu("GPU-ecc", volatile_uncorrected_ecc=1),
+        SimulatedGpu("GPU-pending", remapped_rows=(0, 0, 1, 0)),
+        SimulatedGpu("GPU-good"),
     ]
     _server, stub = await sandbox_stack.start()
     listing = await stub.ListGpus(

@@ -11,8 +11,8 @@ from grpc_status import rpc_status
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
 from services.common.auth import Role, TokenAuthority
+from services.sandbox.simulated_nvml import SimulatedNvml, h100s
 from tests.conftest import bearer
-from tests.fixtures.fake_nvml import FakeNvml, h100s
 from tests.fixtures.sandbox_stack import agent
 
 S = sandbox_pb2
@@ -158,7 +158,7 @@ async def test_ownership_is_durable_across_a_restart(sandbox_stack, lab_b):
 async def test_gpu_listing_hides_which_sandbox_of_another_lab_holds_a_gpu(
     sandbox_stack, lab_b, service_token
 ):
-    _server, stub = await sandbox_stack.start(nvml=FakeNvml(h100s(2)))
+    _server, stub = await sandbox_stack.start(nvml=SimulatedNvml(h100s(2)))
     created = await sandbox_stack.create(
         stub,
         agent(WORKER),

@@ -8,14 +8,21 @@ import pynvml
 import pytest
 
 from services.sandbox.gpus import GpuInventory, MigDeviceInfo
-from tests.fixtures.fake_nvml import GIB, FakeGpu, FakeMig, FakeNvml, gpu_uuid, h100s
+from services.sandbox.simulated_nvml import (
+    GIB,
+    SimulatedGpu,
+    SimulatedMig,
+    SimulatedNvml,
+    gpu_uuid,
+    h100s,
+)
 
 DBE = pynvml.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR
 SBE = pynvml.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS
 
 
-def inventory(*gpus: FakeGpu, **options) -> tuple[GpuInventory, FakeNvml]:
-    fake = FakeNvml(list(gpus), **options)
+def inventory(*gpus: SimulatedGpu, **options) -> tuple[GpuInventory, SimulatedNvml]:
+    fake = SimulatedNvml(list(gpus), **options)
     return GpuInventory("node-a", nvml=fake), fake
 
 
@@ -36,22 +43,42 @@ def test_several_gpus_are_listed_with_memory_utilization_and_driver():
 @pytest.mark.parametrize(
     ("gpu", "health", "note"),
     [
-        (FakeGpu("GPU-ecc", volatile_uncorrected_ecc=2), "unhealthy", "2 uncorrected ECC error"),
-        (FakeGpu("GPU-remap-failed", remapped_rows=(0, 1, 0, 1)), "unhealthy", "remapping failed"),
-        (FakeGpu("GPU-remap-pending", remapped_rows=(3, 0, 1, 0)), "degraded", "remapping pend"),
-        (FakeGpu("GPU-retire-pending", retirement_pending=True), "degraded", "retirement pend"),
         (
-            FakeGpu("GPU-lost", errors={"nvmlDeviceGetMemoryInfo": pynvml.NVMLError_GpuIsLost}),
+            SimulatedGpu("GPU-ecc", volatile_uncorrected_ecc=2),
+            "unhealthy",
+            "2 uncorrected ECC error",
+        ),
+        (
+            SimulatedGpu("GPU-remap-failed", remapped_rows=(0, 1, 0, 1)),
+            "unhealthy",
+            "remapping failed",
+        ),
+        (
+            SimulatedGpu("GPU-remap-pending", remapped_rows=(3, 0, 1, 0)),
+            "degraded",
+            "remapping pend",
+        ),
+        (
+            SimulatedGpu("GPU-retire-pending", retirement_pending=True),
+            "degraded",
+            "retirement pend",
+        ),
+        (
+            SimulatedGpu(
+                "GPU-lost", errors={"nvmlDeviceGetMemoryInfo": pynvml.NVMLError_GpuIsLost}
+            ),
             "unhealthy",
             "GPU is lost: reset or replace",
         ),
         (
-            FakeGpu("GPU-hidden", errors={"nvmlDeviceGetMigMode": pynvml.NVMLError_NoPermission}),
+            SimulatedGpu(
+                "GPU-hidden", errors={"nvmlDeviceGetMigMode": pynvml.NVMLError_NoPermission}
+            ),
             "degraded",
             "could not read MIG mode: Insufficient Permissions",
         ),
     ],
-    ids=lambda v: v.uuid if isinstance(v, FakeGpu) else None,
+    ids=lambda v: v.uuid if isinstance(v, SimulatedGpu) else None,
 )
 def test_health_is_the_worst_finding_with_a_note(gpu, health, note):
     [found] = inventory(gpu)[0].snapshot().gpus
@@ -60,7 +87,7 @@ def test_health_is_the_worst_finding_with_a_note(gpu, health, note):
 
 
 def test_findings_add_up_and_counts_are_reported():
-    gpu = FakeGpu(
+    gpu = SimulatedGpu(
         "GPU-worn",
         volatile_uncorrected_ecc=1,
         retired_pages={SBE: 3, DBE: 2},
@@ -72,12 +99,12 @@ def test_findings_add_up_and_counts_are_reported():
 
 
 def test_retired_pages_alone_are_history_not_a_problem():
-    [found] = inventory(FakeGpu("GPU-old", retired_pages={SBE: 4}))[0].snapshot().gpus
+    [found] = inventory(SimulatedGpu("GPU-old", retired_pages={SBE: 4}))[0].snapshot().gpus
     assert found.health == "healthy" and found.retired_pages == 4 and found.health_notes == []
 
 
 def test_fields_the_gpu_does_not_report_are_left_out_not_errors():
-    consumer = FakeGpu("GPU-geforce", name="NVIDIA GeForce RTX 4090").not_supporting(
+    consumer = SimulatedGpu("GPU-geforce", name="NVIDIA GeForce RTX 4090").not_supporting(
         "nvmlDeviceGetTotalEccErrors",
         "nvmlDeviceGetRetiredPages",
         "nvmlDeviceGetRetiredPagesPendingStatus",
@@ -96,8 +123,8 @@ def test_fields_the_gpu_does_not_report_are_left_out_not_errors():
 
 
 def test_a_gpu_that_cannot_be_opened_is_listed_unhealthy_without_a_uuid():
-    broken = FakeGpu("GPU-gone", errors={"nvmlDeviceGetUUID": pynvml.NVMLError_GpuIsLost})
-    fine = FakeGpu("GPU-fine")
+    broken = SimulatedGpu("GPU-gone", errors={"nvmlDeviceGetUUID": pynvml.NVMLError_GpuIsLost})
+    fine = SimulatedGpu("GPU-fine")
     snapshot = inventory(broken, fine)[0].snapshot()
     assert [(g.index, g.uuid, g.health) for g in snapshot.gpus] == [
         (0, "", "unhealthy"),
@@ -108,11 +135,11 @@ def test_a_gpu_that_cannot_be_opened_is_listed_unhealthy_without_a_uuid():
 
 def test_mig_devices_are_listed_when_mig_is_on():
     migs = [
-        FakeMig("MIG-aaaa", slot=0),
-        FakeMig("MIG-bbbb", "NVIDIA H100 MIG 3g.40gb", 40 * GIB, slot=3),
+        SimulatedMig("MIG-aaaa", slot=0),
+        SimulatedMig("MIG-bbbb", "NVIDIA H100 MIG 3g.40gb", 40 * GIB, slot=3),
     ]
-    gpu = FakeGpu("GPU-mig", mig=migs)
-    inv, _fake = inventory(gpu, FakeGpu("GPU-plain"))
+    gpu = SimulatedGpu("GPU-mig", mig=migs)
+    inv, _fake = inventory(gpu, SimulatedGpu("GPU-plain"))
     mig_gpu, plain = inv.snapshot().gpus
     assert mig_gpu.mig_enabled and not plain.mig_enabled
     assert mig_gpu.mig_devices == [
@@ -143,7 +170,7 @@ def test_the_real_pynvml_never_raises():
 
 
 def test_nvml_is_initialised_once_for_all_threads_and_inventories():
-    fake = FakeNvml(h100s(4))
+    fake = SimulatedNvml(h100s(4))
     inventories = [GpuInventory("node-a", nvml=fake) for _ in range(2)]
     errors: list[BaseException] = []
     start = threading.Barrier(16)
