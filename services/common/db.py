@@ -16,7 +16,22 @@ from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.common.errors import InvalidArgumentError
+from services.common.errors import InvalidArgumentError, invalid_field
+
+
+def check_fits(model: Any, values: dict[str, Any], where: str) -> None:
+    """Refuses text that would not fit its column, before the database sees it: PostgreSQL
+    raises on an over-long VARCHAR or on a NUL in text, where SQLite stores both."""
+    for column in model.__table__.columns:
+        value = values.get(column.key)
+        if not isinstance(value, str):
+            continue
+        length = getattr(column.type, "length", None)
+        if length is not None and len(value) > length:
+            raise invalid_field(f"{where}.{column.key}", f"longer than {length} characters")
+        if "\x00" in value:
+            raise invalid_field(f"{where}.{column.key}", "contains a NUL character")
+
 
 # How long SQLite waits for another writer before failing with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 30_000

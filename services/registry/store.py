@@ -8,6 +8,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
+from services.common.db import check_fits
 from services.registry.models import (
     CompetitionRow,
     LeaderboardEntryRow,
@@ -31,36 +32,36 @@ def replace_competition(session: Session, record: CompetitionRecord) -> None:
         session.execute(delete(child).where(child.competition_id == record.id))
     session.execute(delete(CompetitionRow).where(CompetitionRow.id == record.id))
     answers = record.answers
-    session.add(
-        CompetitionRow(
-            id=record.id,
-            name=record.name,
-            source=record.source.value,
-            category=record.category,
-            complexity=record.complexity,
-            awards_medals=record.awards_medals,
-            metric_name=record.metric.name,
-            metric_params=dict(record.metric.params),
-            lower_is_better=record.lower_is_better,
-            id_columns=list(record.id_columns),
-            target_columns=list(record.target_columns),
-            description=record.description,
-            description_obfuscated=record.description_obfuscated,
-            data_status=record.data_status.value,
-            data_status_reason=record.data_status_reason,
-            answers_path=answers.path if answers else "",
-            answers_format=answers.format if answers else "",
-            answers_size_bytes=answers.size_bytes if answers else 0,
-            answers_sha256=answers.sha256 if answers else "",
-            bundle_digest=record.bundle_digest,
-            public_data_size_bytes=sum(f.size_bytes for f in record.public_files),
-            leaderboard_size=len(record.leaderboard),
-            leaderboard_state=record.leaderboard_status().value,
-            checksums_skipped=record.checksums_skipped,
-            notes=list(record.notes),
-            imported_at=record.imported_at,
-        )
+    competition = dict(
+        id=record.id,
+        name=record.name,
+        source=record.source.value,
+        category=record.category,
+        complexity=record.complexity,
+        awards_medals=record.awards_medals,
+        metric_name=record.metric.name,
+        metric_params=dict(record.metric.params),
+        lower_is_better=record.lower_is_better,
+        id_columns=list(record.id_columns),
+        target_columns=list(record.target_columns),
+        description=record.description,
+        description_obfuscated=record.description_obfuscated,
+        data_status=record.data_status.value,
+        data_status_reason=record.data_status_reason,
+        answers_path=answers.path if answers else "",
+        answers_format=answers.format if answers else "",
+        answers_size_bytes=answers.size_bytes if answers else 0,
+        answers_sha256=answers.sha256 if answers else "",
+        bundle_digest=record.bundle_digest,
+        public_data_size_bytes=sum(f.size_bytes for f in record.public_files),
+        leaderboard_size=len(record.leaderboard),
+        leaderboard_state=record.leaderboard_status().value,
+        checksums_skipped=record.checksums_skipped,
+        notes=list(record.notes),
+        imported_at=record.imported_at,
     )
+    check_fits(CompetitionRow, competition, "competition")
+    session.add(CompetitionRow(**competition))
     session.flush()
     rows_by_table = (
         (
@@ -94,6 +95,8 @@ def replace_competition(session: Session, record: CompetitionRecord) -> None:
         ),
     )
     for table, rows in rows_by_table:
+        for row in rows:
+            check_fits(table, row, table.__tablename__)
         if rows:
             session.execute(insert(table), rows)
 

@@ -36,6 +36,9 @@ from services.registry.splits import canonical_split
 from services.registry.storage import check_relative_path
 
 CONFIG_FILE = "competition.yaml"
+# A handful of short fields: anything near this is not a configuration, and PyYAML is slow
+# on big scalars (about 45 s for a 50 MB one).
+MAX_CONFIG_BYTES = 1 << 20
 _KNOWN_FIELDS = {
     "id",
     "name",
@@ -154,7 +157,7 @@ def validate_competition(folder: Path) -> tuple[CompetitionRecord, str]:
 
 def _load_config(folder: Path, problems: _Problems) -> dict[str, Any]:
     try:
-        text = read_text_beneath(folder, CONFIG_FILE)
+        text = read_text_beneath(folder, CONFIG_FILE, limit=MAX_CONFIG_BYTES)
     except MlebError as exc:
         problems.add(CONFIG_FILE, "", exc.message)
         return {}
