@@ -33,6 +33,17 @@ def check_fits(model: Any, values: dict[str, Any], where: str) -> None:
             raise invalid_field(f"{where}.{column.key}", "contains a NUL character")
 
 
+def lock_for_transaction(session: Session, name: str) -> None:
+    """Holds a lock named `name` until the session's transaction ends, so writers of the same
+    thing take turns. PostgreSQL: a transaction-scoped advisory lock (concurrent replaces of
+    one row otherwise end in a deadlock or a unique violation). SQLite serialises writers on
+    its own."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 # How long SQLite waits for another writer before failing with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 

@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
-from services.common.db import check_fits
+from services.common.db import check_fits, lock_for_transaction
 from services.registry.models import (
     CompetitionRow,
     LeaderboardEntryRow,
@@ -28,6 +28,7 @@ from services.registry.records import (
 
 def replace_competition(session: Session, record: CompetitionRecord) -> None:
     """Writes `record`, replacing any earlier import of the same id."""
+    lock_for_transaction(session, f"registry.competition:{record.id}")
     for child in (LeaderboardEntryRow, PublicFileRow, SplitMemberRow):
         session.execute(delete(child).where(child.competition_id == record.id))
     session.execute(delete(CompetitionRow).where(CompetitionRow.id == record.id))
