@@ -122,6 +122,9 @@ def _fs(row: int = -1, value: object = None) -> str:
     return _csv(_FS_HEADER, [(f"f{i}.wav", *s) for i, s in enumerate(scores)])
 
 
+_SP = "spaceship-titanic"
+_SP_SUB = _csv("PassengerId,Transported", [(f"{i:04d}_01", i % 3 == 0) for i in range(200)])
+
 CASES: list[tuple[str, str, str, str, float | None]] = [
     # name, competition, submission, answers, the reference's outcome
     ("vinbig gold", "vinbigdata-chest-xray-abnormalities-detection", _vin(), _VIN_ANSWERS, 0.81312),
@@ -237,6 +240,19 @@ CASES: list[tuple[str, str, str, str, float | None]] = [
         _csv("id,encoding,width_pixels,height_pixels", [("img1", _q("1 639"), 30, 30)]),
         0.00312,
     ),
+    # NUL bytes are data to pandas' reader: where they land decides validity (issue 16).
+    ("NUL at every line end", _SP, _SP_SUB.replace("\n", "\x00\n"), _SP_SUB, 1.0),
+    ("NUL in one value", _SP, _SP_SUB.replace("True", "Tr\x00ue", 1), _SP_SUB, 0.0),
+    ("1000 NUL after the end", _SP, _SP_SUB + "\x00" * 1000, _SP_SUB, INVALID),
+    (
+        "NUL in the header",
+        _SP,
+        _SP_SUB.replace("Transported", "T\x00ransported", 1),
+        _SP_SUB,
+        INVALID,
+    ),
+    ("NUL in one id", _SP, _SP_SUB.replace("0003_01", "0003\x00_01", 1), _SP_SUB, INVALID),
+    ("NUL before every value", _SP, _SP_SUB.replace(",", ",\x00"), _SP_SUB, INVALID),
 ]
 
 
