@@ -78,6 +78,16 @@ class ResourceExhaustedError(MlebError):
         self.quota = list(quota or [])
 
 
+# Longest prefix of an offending value quoted back in an error.
+ECHO_CHARS = 48
+
+
+def shown(value: str) -> str:
+    """A value quoted back to the caller: repr'd (control and format characters escaped)
+    and cut short, since error details travel in size-limited metadata."""
+    return repr(value) if len(value) <= ECHO_CHARS else f"{value[:ECHO_CHARS]!r}…"
+
+
 def invalid_field(field_name: str, description: str, *, reason: str = "") -> InvalidArgumentError:
     """An INVALID_ARGUMENT naming one bad request field."""
     return InvalidArgumentError(
@@ -100,4 +110,5 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "invalid_field",
+    "shown",
 ]

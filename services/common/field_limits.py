@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from services.common.errors import invalid_field
+from services.common.errors import invalid_field, shown
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,8 @@ def _map(path: str, field: FieldDescriptor, entries) -> None:
     for key, value in entries.items():
         if strings:
             _text(path, key, _limit(key_field))
-        # The key is checked by now, so naming it in the path is safe and short.
-        where = f"{path}.{key}"
+        # The key's length is checked by now; it is quoted like any echoed value.
+        where = f"{path}.{key}" if key.isidentifier() else f"{path}[{shown(key)}]"
         if value_field.type == FieldDescriptor.TYPE_STRING:
             _text(where, value, _limit(value_field))
         elif value_field.type == FieldDescriptor.TYPE_MESSAGE:

@@ -17,6 +17,7 @@ from services.common.errors import (
     FailedPreconditionError,
     FieldViolation,
     invalid_field,
+    shown,
 )
 from services.sandbox import leases, request_checks, store
 from services.sandbox.backends.base import NetworkMode
@@ -27,8 +28,8 @@ from services.sandbox.states import SandboxState
 
 # Racing creates retry this often when another transaction takes the GPUs they chose.
 _LEASE_ATTEMPTS = 20
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
 # Set by the service for the agent; a request may not override them.
 RESERVED_ENV = frozenset(
     {"MLEB_SANDBOX_TOKEN", "MLEB_GRADER_ADDR", "MLEB_SANDBOX_ID", "MLEB_COMPETITION_ID"}
@@ -145,19 +146,16 @@ def normalize(
         raise invalid_field("network.allowed_hosts", "only used in allowlist mode")
     for source, names in (("env", request.env), ("secret_env", request.secret_env)):
         for name in names:
-            if not _ENV_NAME.match(name):
-                raise invalid_field(f"{source}", f"{name!r} is not a variable name")
+            if not _ENV_NAME.fullmatch(name):
+                raise invalid_field(f"{source}", f"{shown(name)} is not a variable name")
             if name in RESERVED_ENV:
                 raise invalid_field(f"{source}.{name}", "set by the service")
     if overlap := sorted(set(request.env) & set(request.secret_env)):
         raise invalid_field("secret_env", f"also in env: {', '.join(overlap)}")
-    for key, value in request.labels.items():
-        if not _LABEL_KEY.match(key):
-            raise invalid_field("labels", f"{key!r} is not a label key")
-        if len(value) > 256:
-            raise invalid_field(f"labels.{key}", "longer than 256 characters")
-    if len(request.idempotency_key) > 256:
-        raise invalid_field("idempotency_key", "longer than 256 characters")
+    # Lengths were checked at the door (services.common.field_limits).
+    for key in request.labels:
+        if not _LABEL_KEY.fullmatch(key):
+            raise invalid_field("labels", f"{shown(key)} is not a label key")
     return replace(
         request,
         cpus=request.cpus or settings.default_cpus,

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.common.errors import InvalidArgumentError, invalid_field
+from services.common.errors import InvalidArgumentError, invalid_field, shown
 from services.sandbox.egress_proxy import parse_allowlist
 from services.sandbox.image_reference import InvalidReference, parse_image_reference
 from services.sandbox.records import SandboxRequest
@@ -23,13 +23,6 @@ MIB = 1024**2
 TIB = 1024**4
 # The kernel's PID_MAX_LIMIT: pids.max accepts nothing larger.
 PID_MAX_LIMIT = 1 << 22
-# Longest prefix of an offending value quoted back in an error.
-ECHO_CHARS = 48
-
-
-def shown(value: str) -> str:
-    """A value quoted back to the caller, cut short: error details travel in metadata."""
-    return repr(value) if len(value) <= ECHO_CHARS else f"{value[:ECHO_CHARS]!r}…"
 
 
 def _default_max_cpus() -> float:

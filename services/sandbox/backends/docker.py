@@ -101,13 +101,20 @@ def parse_engine_time(stamp: str) -> float:
     return _whole_seconds(whole) + (float("0." + fraction) if fraction else 0.0)
 
 
+def engine_error(exc: docker.errors.DockerException) -> BackendError:
+    """An engine failure in words a client may see: the daemon's explanation, never the
+    SDK's text, which carries the engine's URL."""
+    explanation = getattr(exc, "explanation", None)
+    return BackendError(f"engine error: {explanation or type(exc).__name__}")
+
+
 def _start_failure(exc: docker.errors.APIError) -> BackendError:
     text = str(exc)
     if "nvidia" in text or "device driver" in text or "gpu" in text.lower():
         return BackendError(f"GPU runtime unavailable: {exc.explanation}", reason="GPU_UNAVAILABLE")
     if "OCI runtime" in text or "runc" in text:
         return BackendError(f"container runtime failed: {exc.explanation}", reason="RUNTIME_ERROR")
-    return BackendError(f"engine error: {exc.explanation}")
+    return engine_error(exc)
 
 
 def _close_all(responses: list[Any]) -> None:
@@ -175,7 +182,7 @@ class DockerBackend:
         try:
             return await self._run(self._calls, fn, *args, **kwargs)
         except docker.errors.DockerException as exc:
-            raise BackendError(f"engine error: {exc}") from exc
+            raise engine_error(exc) from exc
 
     async def _run(
         self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any, **kwargs: Any
@@ -304,8 +311,15 @@ class DockerBackend:
                 f"image {name!r} is not on this engine{hint}; images are never pulled",
                 reason="IMAGE_NOT_FOUND",
             ) from exc
+        except docker.errors.APIError as exc:
+            if exc.is_client_error():  # the engine refuses the reference itself
+                raise BackendError(
+                    f"the engine refuses image {name!r}: {exc.explanation}",
+                    reason="IMAGE_UNSUPPORTED",
+                ) from exc
+            raise engine_error(exc) from exc
         except docker.errors.DockerException as exc:
-            raise BackendError(f"engine error: {exc}") from exc
+            raise engine_error(exc) from exc
 
     def _labels(self, spec: LaunchSpec, role: str) -> dict[str, str]:
         return {**spec.labels, SANDBOX_LABEL: spec.sandbox_id, ROLE_LABEL: role}
@@ -547,7 +561,7 @@ class DockerBackend:
         try:
             result = await self._run(self._waits, container.wait)
         except docker.errors.DockerException as exc:
-            raise BackendError(f"engine error: {exc}") from exc
+            raise engine_error(exc) from exc
         await self._call(container.reload)
         state = container.attrs.get("State", {})
         return ExitInfo(int(result.get("StatusCode", -1)), bool(state.get("OOMKilled")))
@@ -574,7 +588,7 @@ class DockerBackend:
         except docker.errors.NotFound as exc:
             raise BackendError(f"container {ref} is gone") from exc
         except docker.errors.DockerException as exc:
-            raise BackendError(f"engine error: {exc}") from exc
+            raise engine_error(exc) from exc
 
     # Ending
 
@@ -589,7 +603,7 @@ class DockerBackend:
                     self._client.containers.get(name).stop(timeout=max(0, round(timeout)))
                 except docker.errors.APIError as exc:
                     if exc.status_code not in (304, 404):
-                        raise BackendError(f"engine error: {exc}") from exc
+                        raise engine_error(exc) from exc
 
     async def remove(self, handle: Handle) -> None:
         await self._call(self._remove_all, handle.sandbox_id, handle.ref)
@@ -605,7 +619,7 @@ class DockerBackend:
                 self._client.api.remove_container(container_id, force=True, v=True)
             except docker.errors.APIError as exc:
                 if exc.status_code not in (404, 409):  # 409: removal already under way
-                    raise BackendError(f"engine error: {exc}") from exc
+                    raise engine_error(exc) from exc
 
     async def list_owned(self, instance_labels: dict[str, str]) -> list[tuple[Handle, bool]]:
         return await self._call(self._list_owned, instance_labels)

@@ -106,3 +106,17 @@ async def test_operators_set_the_bounds(sandbox_stack, monkeypatch) -> None:
     monkeypatch.setenv("MLEB_SANDBOX_MAX_CPUS", "nan")
     with pytest.raises(Exception, match="MLEB_SANDBOX_MAX_CPUS"):
         RequestLimits.from_env()
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [({"env": {"FOO\n": "1"}}, "env"), ({"labels": {"abc\n": "v"}}, "labels")],
+    ids=["env-name", "label-key"],
+)
+async def test_a_trailing_newline_is_no_name(sandbox_stack, fields, field) -> None:
+    """`$` matches before a final newline: names are checked whole (issue 16 review)."""
+    _server, stub = await sandbox_stack.start()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await sandbox_stack.create(stub, agent("pass"), **fields)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violation(err.value).field == field

@@ -22,10 +22,11 @@ DIGEST = "sha256:" + "0123456789abcdef" * 4
         ("a__b/c.d-e---f:T_9", ImageReference("", "a__b/c.d-e---f", "T_9")),
         ("localhost/x", ImageReference("localhost", "x")),
         ("localhost:5000/a/b:tag", ImageReference("localhost:5000", "a/b", "tag")),
-        ("Registry.Example.com/team/img", ImageReference("Registry.Example.com", "team/img")),
         ("[::1]:5000/foo", ImageReference("[::1]:5000", "foo")),
         (f"ghcr.io/org/x@{DIGEST}", ImageReference("ghcr.io", "org/x", "", DIGEST)),
         (f"ghcr.io/org/x:v1@{DIGEST}", ImageReference("ghcr.io", "org/x", "v1", DIGEST)),
+        # The daemon takes a mixed-case registry host (observed), never a mixed-case path.
+        ("Registry.Example.com/team/img", ImageReference("Registry.Example.com", "team/img")),
     ],
 )
 def test_valid_references(text: str, expected: ImageReference) -> None:
@@ -60,6 +61,10 @@ def test_valid_references(text: str, expected: ImageReference) -> None:
         "host:port/x",
         "a" * 64,
         "a/" + "b" * 254,
+        # Grammar-valid, but the Docker daemon refuses them (observed; issue 16 review).
+        "Foo/bar",
+        "busybox@md5:" + "0" * 32,
+        "busybox@sha256:" + "A" * 64,
     ],
 )
 def test_invalid_references(text: str) -> None:
