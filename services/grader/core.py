@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from services.common.abandonable import run_abandonable
 from services.common.auth import Caller, Role
 from services.common.ranking import LeaderboardState, Ranking, leaderboard_note, rank_score
 from services.grader.bundles import BundleProvider, GradingBundle
@@ -70,10 +71,14 @@ class GraderCore:
         self._slots = asyncio.Semaphore(max_parallel or os.cpu_count() or 1)
 
     async def _score(self, bundle: GradingBundle, submission: Source) -> ScoreOutcome:
-        async with self._slots:
-            return await asyncio.to_thread(
-                lambda: score_source(bundle.spec, submission, _private_copy(bundle.answers))
-            )
+        # The slot is held until the work ends, even when the caller has gone: abandoned
+        # grades still use a core, so they must not make room for more.
+        await self._slots.acquire()
+        return await run_abandonable(
+            lambda: score_source(bundle.spec, submission, _private_copy(bundle.answers)),
+            on_done=self._slots.release,
+            name=f"grade-{bundle.spec.id}",
+        )
 
     @contextlib.asynccontextmanager
     async def admit_upload(

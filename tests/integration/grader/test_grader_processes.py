@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import signal
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
@@ -116,3 +119,33 @@ def test_fuzzed_validation_never_errors_and_the_server_stays_up(one_grader, auth
 
         check()
         assert one_grader.process.poll() is None
+
+
+def test_sigterm_mid_grade_exits_within_the_grace(one_grader, authority):
+    """A grade pandas needs seconds for does not hold up shutdown (issue 16, item 7): the
+    server stops within its grace (1 s here) and the process exits, the grade abandoned."""
+    token = authority.issue(Role.LAB, "lab")
+    rows = "".join(f"{i:07d}_01,True\n" for i in range(8_000_000))
+    data = ("PassengerId,Transported\n" + rows).encode()  # 128 MB: seconds to parse
+    header = pb.SubmissionHeader(competition_id=COMPETITION, size_bytes=len(data))
+    chunks = [data[i : i + (4 << 20)] for i in range(0, len(data), 4 << 20)]
+    uploaded = threading.Event()
+
+    def frames():
+        yield pb.ScoreSubmissionRequest(header=header)
+        for chunk in chunks:
+            yield pb.ScoreSubmissionRequest(chunk=chunk)
+        uploaded.set()
+
+    with grpc.insecure_channel(one_grader.address) as channel:
+        stub = grader_service_pb2_grpc.GraderServiceStub(channel)
+        call = stub.ScoreSubmission.future(frames(), metadata=bearer(token), timeout=120)
+        assert uploaded.wait(60)
+        time.sleep(2.5)  # the body is in and the grade under way
+        assert not call.done()
+        stopped = time.monotonic()
+        one_grader.process.send_signal(signal.SIGTERM)
+        assert one_grader.process.wait(timeout=30) == 0
+        assert time.monotonic() - stopped < 1 + 2.5, "shutdown waited for the grade"
+        with pytest.raises(grpc.RpcError):
+            call.result(timeout=10)
