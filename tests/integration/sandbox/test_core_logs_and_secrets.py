@@ -11,7 +11,7 @@ import pytest
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2, sandbox_service_pb2_grpc
 from sqlalchemy import MetaData, create_engine, select
 
-from tests.fixtures.processes import settings_env, spawn_server
+from tests.fixtures.processes import spawn_server
 from tests.fixtures.sandbox_stack import agent
 
 S = sandbox_pb2
@@ -54,15 +54,7 @@ async def test_a_stream_cut_mid_run_resumes_without_loss_or_duplicates(sandbox_s
 async def test_secret_values_reach_the_agent_and_nothing_else(sandbox_stack):
     """Checked in every API response, every stored row and file, and the service's own log
     lines (a real `mleb serve sandbox` process, so structlog writes to a real stderr)."""
-    sandbox_settings = sandbox_stack.sandbox_settings
-    env = settings_env(
-        sandbox_stack.settings,
-        MLEB_SANDBOX_BACKEND="local",
-        MLEB_SANDBOX_WORK_DIR=str(sandbox_settings.work_dir),
-        MLEB_SANDBOX_NODE=sandbox_settings.node,
-        MLEB_SANDBOX_INSTANCE_ID=sandbox_settings.instance_id,
-        MLEB_LOG_LEVEL="debug",
-    )
+    env = sandbox_stack.served_env(MLEB_LOG_LEVEL="debug")
     process = await asyncio.to_thread(spawn_server, "sandbox", env)
     replies: list[bytes] = []
     try:
@@ -123,6 +115,6 @@ async def test_secret_values_reach_the_agent_and_nothing_else(sandbox_stack):
     database = Path(sandbox_stack.settings.database_url.removeprefix("sqlite:///"))
     for path in database.parent.glob(database.name + "*"):
         assert SECRET.encode() not in path.read_bytes()
-    for path in sandbox_settings.work_dir.rglob("*"):
+    for path in sandbox_stack.sandbox_settings.work_dir.rglob("*"):
         if path.is_file() and not path.is_symlink():
             assert SECRET.encode() not in path.read_bytes(), path

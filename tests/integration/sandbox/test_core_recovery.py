@@ -8,13 +8,11 @@ import os
 import signal
 from pathlib import Path
 
-import grpc
-from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2_grpc
+from mleb.sandbox.v1 import sandbox_pb2
 
 from services.sandbox.backends.local import LocalBackend
 from services.sandbox.core import INSTANCE_LABEL, NODE_LABEL, SERVICE_LABEL
 from services.sandbox.layout import host_layout
-from tests.fixtures.processes import settings_env, spawn_server
 from tests.fixtures.sandbox_stack import agent
 
 S = sandbox_pb2
@@ -32,6 +30,11 @@ async def wait_for_line(sandbox_stack, stub, sandbox_id: str, text: str) -> None
     async with asyncio.timeout(30):
         while not any(e.text == text for e in await sandbox_stack.logs(stub, sandbox_id)):
             await asyncio.sleep(0.05)
+
+
+async def sigkill(server) -> None:
+    server.process.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(server.process.wait, 20)
 
 
 def assert_ticks_once(entries) -> None:
@@ -125,79 +128,38 @@ async def test_logs_replay_after_a_restart(sandbox_stack):
     ]
 
 
-def spawn_sandbox(env: dict[str, str]):
-    return spawn_server("sandbox", env)
-
-
 async def test_sigkill_of_the_service_mid_run_then_restart(sandbox_stack):
     """A real `mleb serve sandbox` process is SIGKILLed while an agent runs; the next one
     adopts the agent, keeps the log gapless and duplicate-free, and finishes the record."""
-    sandbox_settings = sandbox_stack.sandbox_settings
-    env = settings_env(
-        sandbox_stack.settings,
-        MLEB_SANDBOX_BACKEND="local",
-        MLEB_SANDBOX_WORK_DIR=str(sandbox_settings.work_dir),
-        MLEB_SANDBOX_NODE=sandbox_settings.node,
-        MLEB_SANDBOX_INSTANCE_ID=sandbox_settings.instance_id,
-        MLEB_SANDBOX_QUEUE_POLL_INTERVAL_S="0.2",
-    )
-    first = await asyncio.to_thread(spawn_sandbox, env)
-    try:
-        async with grpc.aio.insecure_channel(first.address) as channel:
-            stub = sandbox_service_pb2_grpc.SandboxServiceStub(channel)
-            sandbox = await sandbox_stack.create(stub, agent(TICKER))
-            await wait_for_line(sandbox_stack, stub, sandbox.id, "tick 4")
-            first.process.send_signal(signal.SIGKILL)
-            await asyncio.to_thread(first.process.wait, 20)
-    finally:
-        first.kill()
-    second = await asyncio.to_thread(spawn_sandbox, env)
-    try:
-        async with grpc.aio.insecure_channel(second.address) as channel:
-            stub = sandbox_service_pb2_grpc.SandboxServiceStub(channel)
-            done = await sandbox_stack.wait_for(stub, sandbox.id)
-            assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
-            assert done.submission_collected
-            assert_ticks_once(await sandbox_stack.logs(stub, sandbox.id))
+    env = sandbox_stack.served_env(MLEB_SANDBOX_QUEUE_POLL_INTERVAL_S="0.2")
+    async with sandbox_stack.served(env) as (first, stub):
+        sandbox = await sandbox_stack.create(stub, agent(TICKER))
+        await wait_for_line(sandbox_stack, stub, sandbox.id, "tick 4")
+        await sigkill(first)
+    async with sandbox_stack.served(env) as (second, stub):
+        done = await sandbox_stack.wait_for(stub, sandbox.id)
+        assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
+        assert done.submission_collected
+        assert_ticks_once(await sandbox_stack.logs(stub, sandbox.id))
         assert second.terminate() == 0
-    finally:
-        second.kill()
 
 
 async def test_lifecycle_lines_survive_a_sigkill_right_after_running(sandbox_stack):
     """A service killed the moment its sandbox is RUNNING keeps the "running" line: lifecycle
     lines are stored before the state they announce (issue 16, item 5)."""
-    sandbox_settings = sandbox_stack.sandbox_settings
-    env = settings_env(
-        sandbox_stack.settings,
-        MLEB_SANDBOX_BACKEND="local",
-        MLEB_SANDBOX_WORK_DIR=str(sandbox_settings.work_dir),
-        MLEB_SANDBOX_NODE=sandbox_settings.node,
-        MLEB_SANDBOX_INSTANCE_ID=sandbox_settings.instance_id,
-    )
-    first = await asyncio.to_thread(spawn_sandbox, env)
-    try:
-        async with grpc.aio.insecure_channel(first.address) as channel:
-            stub = sandbox_service_pb2_grpc.SandboxServiceStub(channel)
-            sandbox = await sandbox_stack.create(stub, agent(TICKER))
-            async with asyncio.timeout(30):
-                while (await sandbox_stack.get(stub, sandbox.id)).state != S.SANDBOX_STATE_RUNNING:
-                    await asyncio.sleep(0.01)
-            first.process.send_signal(signal.SIGKILL)
-            await asyncio.to_thread(first.process.wait, 20)
-    finally:
-        first.kill()
-    second = await asyncio.to_thread(spawn_sandbox, env)
-    try:
-        async with grpc.aio.insecure_channel(second.address) as channel:
-            stub = sandbox_service_pb2_grpc.SandboxServiceStub(channel)
-            done = await sandbox_stack.wait_for(stub, sandbox.id)
-            assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
-            entries = await sandbox_stack.logs(stub, sandbox.id)
-            lifecycle = [e.text for e in entries if e.stream == S.LOG_STREAM_SYSTEM]
-            assert any(t.startswith("running (time limit") for t in lifecycle), lifecycle
-            assert any(t.startswith("re-attached") for t in lifecycle), lifecycle
-            assert_ticks_once(entries)
+    env = sandbox_stack.served_env()
+    async with sandbox_stack.served(env) as (first, stub):
+        sandbox = await sandbox_stack.create(stub, agent(TICKER))
+        async with asyncio.timeout(30):
+            while (await sandbox_stack.get(stub, sandbox.id)).state != S.SANDBOX_STATE_RUNNING:
+                await asyncio.sleep(0.01)
+        await sigkill(first)
+    async with sandbox_stack.served(env) as (second, stub):
+        done = await sandbox_stack.wait_for(stub, sandbox.id)
+        assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
+        entries = await sandbox_stack.logs(stub, sandbox.id)
+        lifecycle = [e.text for e in entries if e.stream == S.LOG_STREAM_SYSTEM]
+        assert any(t.startswith("running (time limit") for t in lifecycle), lifecycle
+        assert any(t.startswith("re-attached") for t in lifecycle), lifecycle
+        assert_ticks_once(entries)
         assert second.terminate() == 0
-    finally:
-        second.kill()

@@ -10,9 +10,9 @@ import signal
 
 import grpc
 import pytest
-from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2, sandbox_service_pb2_grpc
+from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
-from tests.fixtures.processes import settings_env, spawn_server
+from tests.fixtures.processes import spawn_server
 from tests.fixtures.sandbox_stack import agent
 
 S = sandbox_pb2
@@ -25,15 +25,8 @@ HOLDER = (
 
 
 def served_env(sandbox_stack, count: str) -> dict[str, str]:
-    sandbox_settings = sandbox_stack.sandbox_settings
-    return settings_env(
-        sandbox_stack.settings,
-        MLEB_SANDBOX_BACKEND="local",
-        MLEB_SANDBOX_WORK_DIR=str(sandbox_settings.work_dir),
-        MLEB_SANDBOX_NODE=sandbox_settings.node,
-        MLEB_SANDBOX_INSTANCE_ID=sandbox_settings.instance_id,
-        MLEB_SANDBOX_QUEUE_POLL_INTERVAL_S="0.2",
-        MLEB_SANDBOX_SIMULATED_GPUS=count,
+    return sandbox_stack.served_env(
+        MLEB_SANDBOX_QUEUE_POLL_INTERVAL_S="0.2", MLEB_SANDBOX_SIMULATED_GPUS=count
     )
 
 
@@ -46,43 +39,33 @@ async def holders(sandbox_stack, stub) -> dict[str, str]:
 
 async def test_leases_of_simulated_gpus_survive_a_sigkill(sandbox_stack) -> None:
     env = served_env(sandbox_stack, "2")
-    first = await asyncio.to_thread(spawn_server, "sandbox", env)
-    try:
+    async with sandbox_stack.served(env) as (first, stub):
         assert any("simulated_gpus_in_use" in line for line in first.lines), first.lines
-        async with grpc.aio.insecure_channel(first.address) as channel:
-            stub = sandbox_service_pb2_grpc.SandboxServiceStub(channel)
-            listing = await stub.ListGpus(
-                sandbox_service_pb2.ListGpusRequest(), metadata=sandbox_stack.metadata
-            )
-            assert len(listing.gpus) == 2
-            assert all(g.name.endswith("(simulated)") for g in listing.gpus)
-            gpu = S.Resources(gpu_count=1)
-            held = [await sandbox_stack.create(stub, agent(HOLDER), resources=gpu) for _ in "ab"]
-            first.process.send_signal(signal.SIGKILL)
-            await asyncio.to_thread(first.process.wait, 20)
-    finally:
-        first.kill()
-    second = await asyncio.to_thread(spawn_server, "sandbox", env)
-    try:
-        async with grpc.aio.insecure_channel(second.address) as channel:
-            stub = sandbox_service_pb2_grpc.SandboxServiceStub(channel)
-            expected = {s.leased_gpu_uuids[0]: s.id for s in held}
-            assert len(expected) == 2 and await holders(sandbox_stack, stub) == expected
-            with pytest.raises(grpc.aio.AioRpcError) as err:
-                await sandbox_stack.create(stub, agent("pass"), resources=gpu)
-            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            for sandbox in held:
-                done = await sandbox_stack.wait_for(stub, sandbox.id)
-                assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
-                assert list(done.leased_gpu_uuids) == list(sandbox.leased_gpu_uuids)
-                texts = [e.text for e in await sandbox_stack.logs(stub, sandbox.id)]
-                assert f"visible {sandbox.leased_gpu_uuids[0]}" in texts
-            async with asyncio.timeout(10):
-                while set((await holders(sandbox_stack, stub)).values()) != {""}:
-                    await asyncio.sleep(0.05)
+        listing = await stub.ListGpus(
+            sandbox_service_pb2.ListGpusRequest(), metadata=sandbox_stack.metadata
+        )
+        assert len(listing.gpus) == 2
+        assert all(g.name.endswith("(simulated)") for g in listing.gpus)
+        gpu = S.Resources(gpu_count=1)
+        held = [await sandbox_stack.create(stub, agent(HOLDER), resources=gpu) for _ in "ab"]
+        first.process.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(first.process.wait, 20)
+    async with sandbox_stack.served(env) as (second, stub):
+        expected = {s.leased_gpu_uuids[0]: s.id for s in held}
+        assert len(expected) == 2 and await holders(sandbox_stack, stub) == expected
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await sandbox_stack.create(stub, agent("pass"), resources=gpu)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        for sandbox in held:
+            done = await sandbox_stack.wait_for(stub, sandbox.id)
+            assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
+            assert list(done.leased_gpu_uuids) == list(sandbox.leased_gpu_uuids)
+            texts = [e.text for e in await sandbox_stack.logs(stub, sandbox.id)]
+            assert f"visible {sandbox.leased_gpu_uuids[0]}" in texts
+        async with asyncio.timeout(10):
+            while set((await holders(sandbox_stack, stub)).values()) != {""}:
+                await asyncio.sleep(0.05)
         assert second.terminate() == 0
-    finally:
-        second.kill()
 
 
 @pytest.mark.parametrize("value", ["two", "-1", "65", "1.5"])
