@@ -50,6 +50,8 @@ class GpuInfo:
     retired_pages: int
     mig_enabled: bool
     mig_devices: list[MigDeviceInfo] = field(default_factory=list)
+    # A simulated device (MLEB_SANDBOX_SIMULATED_GPUS), not hardware.
+    simulated: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,9 +108,11 @@ class _Assessment:
 class GpuInventory:
     """Reads the GPUs of this node. Thread-safe; NVML's own calls are thread-safe."""
 
-    def __init__(self, node: str, nvml: Any = None) -> None:
+    def __init__(self, node: str, nvml: Any = None, *, simulated: bool = False) -> None:
         self.node = node
         self._nvml = nvml if nvml is not None else pynvml
+        # Every device this inventory reports is marked simulated (MLEB_SANDBOX_SIMULATED_GPUS).
+        self.simulated = simulated
         self._handles: dict[str, Any] = {}
         self._absence_logged = False
 
@@ -201,6 +205,7 @@ class GpuInventory:
             retired_pages=int(values.get("retired pages", 0)),
             mig_enabled=mig_devices is not None,
             mig_devices=mig_devices or [],
+            simulated=self.simulated,
         )
 
     def _uncorrected_ecc(self, handle: Any, assessment: _Assessment) -> int:

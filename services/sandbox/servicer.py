@@ -139,6 +139,7 @@ def sandbox_to_proto(record: SandboxRecord) -> sandbox_pb2.Sandbox:
         started_at=_timestamp(record.started_at),
         finished_at=_timestamp(record.finished_at),
         leased_gpu_uuids=record.leased_gpu_uuids,
+        simulated_gpus=record.simulated_gpus,
         usage=sandbox_pb2.ResourceUsage(
             cpu_seconds=record.usage.cpu_seconds,
             peak_memory_bytes=record.usage.peak_memory_bytes,
@@ -249,6 +250,7 @@ def gpus_to_proto(listing: GpuListing) -> sandbox_service_pb2.ListGpusResponse:
                     for uuid, name, memory in g.mig_devices
                 ],
                 leased_by=listing.leased_by.get(g.uuid, ""),
+                simulated=g.simulated,
             )
             for g in listing.gpus
         ],

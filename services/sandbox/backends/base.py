@@ -86,7 +86,7 @@ class LaunchSpec:
     # Size of the agent's /tmp tmpfs, inside memory_bytes; 0 means half of memory_bytes.
     tmp_bytes: int = 0
     # The leased GPUs are simulated (MLEB_SANDBOX_SIMULATED_GPUS): no device to map, only
-    # CUDA_VISIBLE_DEVICES naming them.
+    # CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES naming them.
     simulated_gpus: bool = False
 
 

@@ -410,7 +410,7 @@ class DockerBackend:
             "init": True,
         }
         if spec.gpu_uuids and spec.simulated_gpus:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(spec.gpu_uuids)
+            env["CUDA_VISIBLE_DEVICES"] = env["NVIDIA_VISIBLE_DEVICES"] = ",".join(spec.gpu_uuids)
         elif spec.gpu_uuids:
             config["device_requests"] = [
                 docker.types.DeviceRequest(

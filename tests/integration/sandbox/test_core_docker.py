@@ -115,14 +115,15 @@ async def test_simulated_gpus_start_on_any_engine_with_only_their_names(docker_s
     _server, stub = await docker_stack.start(nvml=simulated_node(2), simulated_gpus=2)
     sandbox = await docker_stack.create(
         stub,
-        ["sh", "-c", "echo visible $CUDA_VISIBLE_DEVICES"],
+        ["sh", "-c", "echo visible $CUDA_VISIBLE_DEVICES $NVIDIA_VISIBLE_DEVICES"],
         image=BUSYBOX,
         resources=S.Resources(gpu_count=1),
     )
     done = await docker_stack.wait_for(stub, sandbox.id)
     assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
     texts = [e.text for e in await docker_stack.logs(stub, sandbox.id)]
-    assert f"visible {sandbox.leased_gpu_uuids[0]}" in texts
+    (uuid,) = sandbox.leased_gpu_uuids
+    assert f"visible {uuid} {uuid}" in texts and done.simulated_gpus
 
 
 async def test_no_nvidia_runtime_is_an_infrastructure_failure_that_frees_the_lease(docker_stack):

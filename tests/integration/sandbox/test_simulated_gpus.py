@@ -45,7 +45,8 @@ async def test_leases_of_simulated_gpus_survive_a_sigkill(sandbox_stack) -> None
             sandbox_service_pb2.ListGpusRequest(), metadata=sandbox_stack.metadata
         )
         assert len(listing.gpus) == 2
-        assert all(g.name.endswith("(simulated)") for g in listing.gpus)
+        assert all(g.name == "SIMULATED GPU" and g.simulated for g in listing.gpus)
+        assert all(g.uuid.startswith("GPU-sim-") for g in listing.gpus)
         gpu = S.Resources(gpu_count=1)
         held = [await sandbox_stack.create(stub, agent(HOLDER), resources=gpu) for _ in "ab"]
         first.process.send_signal(signal.SIGKILL)
@@ -60,6 +61,7 @@ async def test_leases_of_simulated_gpus_survive_a_sigkill(sandbox_stack) -> None
             done = await sandbox_stack.wait_for(stub, sandbox.id)
             assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
             assert list(done.leased_gpu_uuids) == list(sandbox.leased_gpu_uuids)
+            assert done.simulated_gpus and sandbox.simulated_gpus
             texts = [e.text for e in await sandbox_stack.logs(stub, sandbox.id)]
             assert f"visible {sandbox.leased_gpu_uuids[0]}" in texts
         async with asyncio.timeout(10):

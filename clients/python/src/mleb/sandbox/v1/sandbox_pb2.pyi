@@ -180,7 +180,7 @@ class ResourceUsage(_message.Message):
     def __init__(self, cpu_seconds: _Optional[float] = ..., peak_memory_bytes: _Optional[int] = ..., gpu_utilization_percent: _Optional[float] = ..., peak_gpu_memory_bytes: _Optional[int] = ..., artifacts_size_bytes: _Optional[int] = ..., peak_disk_bytes: _Optional[int] = ..., log_bytes: _Optional[int] = ..., log_lines_dropped: _Optional[int] = ...) -> None: ...
 
 class Sandbox(_message.Message):
-    __slots__ = ("id", "competition_id", "image", "image_digest", "command", "env", "secret_env_names", "resources", "time_limit", "network", "description_variant", "labels", "owner", "idempotency_key", "wait_for_gpus", "mlebench_compat", "backend", "state", "failure_class", "failure_reason", "failure_message", "exit_code", "created_at", "started_at", "finished_at", "leased_gpu_uuids", "usage", "node", "submission_collected", "last_log_seq", "tenant", "egress", "egress_omitted_connections", "disk_enforcement")
+    __slots__ = ("id", "competition_id", "image", "image_digest", "command", "env", "secret_env_names", "resources", "time_limit", "network", "description_variant", "labels", "owner", "idempotency_key", "wait_for_gpus", "mlebench_compat", "backend", "state", "failure_class", "failure_reason", "failure_message", "exit_code", "created_at", "started_at", "finished_at", "leased_gpu_uuids", "usage", "node", "submission_collected", "last_log_seq", "tenant", "egress", "egress_omitted_connections", "disk_enforcement", "simulated_gpus")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -229,6 +229,7 @@ class Sandbox(_message.Message):
     EGRESS_FIELD_NUMBER: _ClassVar[int]
     EGRESS_OMITTED_CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
     DISK_ENFORCEMENT_FIELD_NUMBER: _ClassVar[int]
+    SIMULATED_GPUS_FIELD_NUMBER: _ClassVar[int]
     id: str
     competition_id: str
     image: str
@@ -263,7 +264,8 @@ class Sandbox(_message.Message):
     egress: _containers.RepeatedCompositeFieldContainer[EgressDestination]
     egress_omitted_connections: int
     disk_enforcement: DiskEnforcement
-    def __init__(self, id: _Optional[str] = ..., competition_id: _Optional[str] = ..., image: _Optional[str] = ..., image_digest: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., secret_env_names: _Optional[_Iterable[str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., time_limit: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., network: _Optional[_Union[NetworkPolicy, _Mapping]] = ..., description_variant: _Optional[_Union[_common_pb2.DescriptionVariant, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., owner: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., wait_for_gpus: _Optional[bool] = ..., mlebench_compat: _Optional[bool] = ..., backend: _Optional[_Union[Backend, str]] = ..., state: _Optional[_Union[SandboxState, str]] = ..., failure_class: _Optional[_Union[FailureClass, str]] = ..., failure_reason: _Optional[_Union[FailureReason, str]] = ..., failure_message: _Optional[str] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., leased_gpu_uuids: _Optional[_Iterable[str]] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., node: _Optional[str] = ..., submission_collected: _Optional[bool] = ..., last_log_seq: _Optional[int] = ..., tenant: _Optional[str] = ..., egress: _Optional[_Iterable[_Union[EgressDestination, _Mapping]]] = ..., egress_omitted_connections: _Optional[int] = ..., disk_enforcement: _Optional[_Union[DiskEnforcement, str]] = ...) -> None: ...
+    simulated_gpus: bool
+    def __init__(self, id: _Optional[str] = ..., competition_id: _Optional[str] = ..., image: _Optional[str] = ..., image_digest: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., secret_env_names: _Optional[_Iterable[str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., time_limit: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., network: _Optional[_Union[NetworkPolicy, _Mapping]] = ..., description_variant: _Optional[_Union[_common_pb2.DescriptionVariant, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., owner: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., wait_for_gpus: _Optional[bool] = ..., mlebench_compat: _Optional[bool] = ..., backend: _Optional[_Union[Backend, str]] = ..., state: _Optional[_Union[SandboxState, str]] = ..., failure_class: _Optional[_Union[FailureClass, str]] = ..., failure_reason: _Optional[_Union[FailureReason, str]] = ..., failure_message: _Optional[str] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., leased_gpu_uuids: _Optional[_Iterable[str]] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., node: _Optional[str] = ..., submission_collected: _Optional[bool] = ..., last_log_seq: _Optional[int] = ..., tenant: _Optional[str] = ..., egress: _Optional[_Iterable[_Union[EgressDestination, _Mapping]]] = ..., egress_omitted_connections: _Optional[int] = ..., disk_enforcement: _Optional[_Union[DiskEnforcement, str]] = ..., simulated_gpus: _Optional[bool] = ...) -> None: ...
 
 class EgressDestination(_message.Message):
     __slots__ = ("host", "port", "address", "verdict", "connections", "bytes_sent", "bytes_received", "first_at", "last_at")
@@ -310,7 +312,7 @@ class MigDevice(_message.Message):
     def __init__(self, uuid: _Optional[str] = ..., name: _Optional[str] = ..., memory_total_bytes: _Optional[int] = ...) -> None: ...
 
 class Gpu(_message.Message):
-    __slots__ = ("index", "uuid", "name", "memory_total_bytes", "memory_used_bytes", "utilization_percent", "health", "health_notes", "uncorrected_ecc_errors", "retired_pages", "mig_enabled", "mig_devices", "leased_by")
+    __slots__ = ("index", "uuid", "name", "memory_total_bytes", "memory_used_bytes", "utilization_percent", "health", "health_notes", "uncorrected_ecc_errors", "retired_pages", "mig_enabled", "mig_devices", "leased_by", "simulated")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -324,6 +326,7 @@ class Gpu(_message.Message):
     MIG_ENABLED_FIELD_NUMBER: _ClassVar[int]
     MIG_DEVICES_FIELD_NUMBER: _ClassVar[int]
     LEASED_BY_FIELD_NUMBER: _ClassVar[int]
+    SIMULATED_FIELD_NUMBER: _ClassVar[int]
     index: int
     uuid: str
     name: str
@@ -337,4 +340,5 @@ class Gpu(_message.Message):
     mig_enabled: bool
     mig_devices: _containers.RepeatedCompositeFieldContainer[MigDevice]
     leased_by: str
-    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., utilization_percent: _Optional[int] = ..., health: _Optional[_Union[GpuHealth, str]] = ..., health_notes: _Optional[_Iterable[str]] = ..., uncorrected_ecc_errors: _Optional[int] = ..., retired_pages: _Optional[int] = ..., mig_enabled: _Optional[bool] = ..., mig_devices: _Optional[_Iterable[_Union[MigDevice, _Mapping]]] = ..., leased_by: _Optional[str] = ...) -> None: ...
+    simulated: bool
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., utilization_percent: _Optional[int] = ..., health: _Optional[_Union[GpuHealth, str]] = ..., health_notes: _Optional[_Iterable[str]] = ..., uncorrected_ecc_errors: _Optional[int] = ..., retired_pages: _Optional[int] = ..., mig_enabled: _Optional[bool] = ..., mig_devices: _Optional[_Iterable[_Union[MigDevice, _Mapping]]] = ..., leased_by: _Optional[str] = ..., simulated: _Optional[bool] = ...) -> None: ...

@@ -622,6 +622,8 @@ export interface Sandbox {
   egressOmittedConnections: number;
   /** How the disk quota is enforced for this sandbox. */
   diskEnforcement: DiskEnforcement;
+  /** The GPUs in leased_gpu_uuids are simulated (MLEB_SANDBOX_SIMULATED_GPUS), not hardware. */
+  simulatedGpus: boolean;
 }
 
 export interface Sandbox_EnvEntry {
@@ -684,6 +686,8 @@ export interface Gpu {
   migDevices: MigDevice[];
   /** The sandbox holding the lease, empty when free. */
   leasedBy: string;
+  /** A simulated device (MLEB_SANDBOX_SIMULATED_GPUS, for development), not hardware. */
+  simulated: boolean;
 }
 
 function createBaseNetworkPolicy(): NetworkPolicy {
@@ -1272,6 +1276,7 @@ function createBaseSandbox(): Sandbox {
     egress: [],
     egressOmittedConnections: 0,
     diskEnforcement: 0,
+    simulatedGpus: false,
   };
 }
 
@@ -1378,6 +1383,9 @@ export const Sandbox: MessageFns<Sandbox> = {
     }
     if (message.diskEnforcement !== 0) {
       writer.uint32(272).int32(message.diskEnforcement);
+    }
+    if (message.simulatedGpus !== false) {
+      writer.uint32(280).bool(message.simulatedGpus);
     }
     return writer;
   },
@@ -1673,6 +1681,14 @@ export const Sandbox: MessageFns<Sandbox> = {
             message.diskEnforcement = reader.int32() as any;
             continue;
           }
+          case 35: {
+            if (tag !== 280) {
+              break;
+            }
+
+            message.simulatedGpus = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1831,6 +1847,11 @@ export const Sandbox: MessageFns<Sandbox> = {
         : isSet(object.disk_enforcement)
         ? diskEnforcementFromJSON(object.disk_enforcement)
         : 0,
+      simulatedGpus: isSet(object.simulatedGpus)
+        ? globalThis.Boolean(object.simulatedGpus)
+        : isSet(object.simulated_gpus)
+        ? globalThis.Boolean(object.simulated_gpus)
+        : false,
     };
   },
 
@@ -1950,6 +1971,9 @@ export const Sandbox: MessageFns<Sandbox> = {
     if (message.diskEnforcement !== 0) {
       obj.diskEnforcement = diskEnforcementToJSON(message.diskEnforcement);
     }
+    if (message.simulatedGpus !== false) {
+      obj.simulatedGpus = message.simulatedGpus;
+    }
     return obj;
   },
 
@@ -2016,6 +2040,7 @@ export const Sandbox: MessageFns<Sandbox> = {
     message.egress = object.egress?.map((e) => EgressDestination.fromPartial(e)) || [];
     message.egressOmittedConnections = object.egressOmittedConnections ?? 0;
     message.diskEnforcement = object.diskEnforcement ?? 0;
+    message.simulatedGpus = object.simulatedGpus ?? false;
     return message;
   },
 };
@@ -2650,6 +2675,7 @@ function createBaseGpu(): Gpu {
     migEnabled: false,
     migDevices: [],
     leasedBy: "",
+    simulated: false,
   };
 }
 
@@ -2693,6 +2719,9 @@ export const Gpu: MessageFns<Gpu> = {
     }
     if (message.leasedBy !== "") {
       writer.uint32(106).string(message.leasedBy);
+    }
+    if (message.simulated !== false) {
+      writer.uint32(112).bool(message.simulated);
     }
     return writer;
   },
@@ -2814,6 +2843,14 @@ export const Gpu: MessageFns<Gpu> = {
             message.leasedBy = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.simulated = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2877,6 +2914,7 @@ export const Gpu: MessageFns<Gpu> = {
         : isSet(object.leased_by)
         ? globalThis.String(object.leased_by)
         : "",
+      simulated: isSet(object.simulated) ? globalThis.Boolean(object.simulated) : false,
     };
   },
 
@@ -2921,6 +2959,9 @@ export const Gpu: MessageFns<Gpu> = {
     if (message.leasedBy !== "") {
       obj.leasedBy = message.leasedBy;
     }
+    if (message.simulated !== false) {
+      obj.simulated = message.simulated;
+    }
     return obj;
   },
 
@@ -2942,6 +2983,7 @@ export const Gpu: MessageFns<Gpu> = {
     message.migEnabled = object.migEnabled ?? false;
     message.migDevices = object.migDevices?.map((e) => MigDevice.fromPartial(e)) || [];
     message.leasedBy = object.leasedBy ?? "";
+    message.simulated = object.simulated ?? false;
     return message;
   },
 };
