@@ -187,7 +187,7 @@ _TOKEN = typer.Option("", envvar="MLEB_TOKEN", help="Bearer token (lab role).")
 def run(
     agent: str = typer.Option("", "--agent", help="The agent image."),
     competitions: str = typer.Option(
-        "", help="A split (low, lite, medium, high, all) or a file of competition ids."
+        "", help="A split (low, lite, medium, high, all, builtin) or a file of competition ids."
     ),
     seeds: int = typer.Option(1, min=1, help="Runs per competition; the agent gets MLEB_SEED."),
     concurrency: int | None = typer.Option(

@@ -59,7 +59,8 @@ RUN_GROUP_LABEL = "mleb.run_group"
 RUN_ID_LABEL = "mleb.run_id"
 SEED_LABEL = "mleb.seed"
 SEED_ENV = "MLEB_SEED"
-SPLITS = ("low", "medium", "high", "all")
+# The MLE-bench splits, and the demo's own competitions.
+SPLITS = ("low", "medium", "high", "all", "builtin")
 # Written by `mleb cancel`: a running `mleb run` starts nothing more and stops what it started.
 CANCEL_FILE = "cancel_requested"
 # metadata.json key for what GroupMetadata does not hold but a resume must repeat exactly.
@@ -143,8 +144,8 @@ def read_competition_file(path: Path) -> tuple[str, ...]:
 
 
 async def resolve_competitions(client: AsyncClient, spec: str) -> tuple[str, ...]:
-    """A split name (low, lite, medium, high, all) through the registry's ListSplits, or a file
-    of ids; every id must be known to the registry and have prepared data."""
+    """A split name (low, lite, medium, high, all, builtin) through the registry's ListSplits,
+    or a file of ids; every id must be known to the registry and have prepared data."""
     name = canonical_split(spec)
     if name in SPLITS:
         splits = {s.name: tuple(s.competition_ids) for s in (await client.list_splits()).splits}
@@ -155,7 +156,7 @@ async def resolve_competitions(client: AsyncClient, spec: str) -> tuple[str, ...
         ids = read_competition_file(Path(spec))
     else:
         raise PlanError(
-            f"--competitions {spec!r} is neither a split (low, lite, medium, high, all) "
+            f"--competitions {spec!r} is neither a split (low, lite, medium, high, all, builtin) "
             "nor a file of competition ids"
         )
 

@@ -356,6 +356,7 @@ async def test_logs_follow_streams_one_run_to_the_end(local, open_tmp) -> None: 
         ("high", "epsilon-nodata (no prepared data)"),
         ("ids.txt", "no-such-competition (unknown to the registry)"),
         ("nonsense", "neither a split"),
+        ("builtin", "no competitions in split 'builtin'"),  # a split, empty here
     ],
 )
 async def test_what_cannot_run_is_refused_before_any_sandbox(
