@@ -298,13 +298,7 @@ def insert(
                             raise leases.gpus_busy(node, request.gpu_count, free)
                         queued = True
                     else:
-                        leases.lease(
-                            session,
-                            node,
-                            sandbox_id,
-                            chosen,
-                            simulated=bool(settings.simulated_gpus),
-                        )
+                        leases.lease(session, node, sandbox_id, chosen)
                 record = store.to_record(session, row)
             return record, True, queued
         except leases.LeaseConflict:

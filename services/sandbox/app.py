@@ -100,9 +100,7 @@ def sandbox_service(
         choose_backend(sandbox_settings, sandbox_settings.sidecar_image),
         RegistryCompetitions(channel, bearer_metadata(service_token(settings, "sandbox"))),
         endpoints,
-        GpuInventory(
-            sandbox_settings.node, nvml=nvml, simulated=bool(sandbox_settings.simulated_gpus)
-        ),
+        GpuInventory(sandbox_settings.node, nvml=nvml),
         sandbox_settings,
         TokenAuthority.from_spec(settings.auth_secret) if settings.auth_secret else None,
         on_sandbox_finished=revoker.sandbox_finished,

@@ -100,13 +100,7 @@ class GpuQueue:
                     )
                     if chosen is None:
                         break
-                    leases.lease(
-                        session,
-                        self._settings.node,
-                        row.id,
-                        chosen,
-                        simulated=bool(self._settings.simulated_gpus),
-                    )
+                    leases.lease(session, self._settings.node, row.id, chosen)
                     # Cancelled meanwhile: the rollback drops the leases again.
                     still_pending = {"state": SandboxState.PENDING.value}
                     if not store.transition(

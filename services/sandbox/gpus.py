@@ -16,6 +16,8 @@ from typing import Any, Literal, NamedTuple
 import pynvml
 import structlog
 
+from services.sandbox.simulated_nvml import is_simulated
+
 log = structlog.get_logger("mleb.sandbox.gpus")
 
 Health = Literal["healthy", "degraded", "unhealthy"]
@@ -108,11 +110,9 @@ class _Assessment:
 class GpuInventory:
     """Reads the GPUs of this node. Thread-safe; NVML's own calls are thread-safe."""
 
-    def __init__(self, node: str, nvml: Any = None, *, simulated: bool = False) -> None:
+    def __init__(self, node: str, nvml: Any = None) -> None:
         self.node = node
         self._nvml = nvml if nvml is not None else pynvml
-        # Every device this inventory reports is marked simulated (MLEB_SANDBOX_SIMULATED_GPUS).
-        self.simulated = simulated
         self._handles: dict[str, Any] = {}
         self._absence_logged = False
 
@@ -205,7 +205,7 @@ class GpuInventory:
             retired_pages=int(values.get("retired pages", 0)),
             mig_enabled=mig_devices is not None,
             mig_devices=mig_devices or [],
-            simulated=self.simulated,
+            simulated=is_simulated(uuid),
         )
 
     def _uncorrected_ecc(self, handle: Any, assessment: _Assessment) -> int:

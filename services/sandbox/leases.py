@@ -74,9 +74,7 @@ def choose(
     return free[:count] if len(free) >= count else None
 
 
-def lease(
-    session: Session, node: str, sandbox_id: str, uuids: Sequence[str], *, simulated: bool
-) -> None:
+def lease(session: Session, node: str, sandbox_id: str, uuids: Sequence[str]) -> None:
     """Inserts the lease rows; raises LeaseConflict when another holder got there first."""
     now = datetime.now(UTC)
     session.add_all(
@@ -91,7 +89,7 @@ def lease(
     session.execute(
         update(SandboxRow)
         .where(SandboxRow.id == sandbox_id)
-        .values(granted_gpu_uuids=sorted(uuids), gpus_simulated=simulated)
+        .values(granted_gpu_uuids=sorted(uuids))
     )
 
 

@@ -50,8 +50,6 @@ class SandboxRow(Base):
     requested_gpu_uuids: Mapped[list[str]] = mapped_column(JSON)
     # The GPUs the run was granted; kept after its lease rows are released, for the record.
     granted_gpu_uuids: Mapped[list[str]] = mapped_column(JSON, default=list)
-    # Those GPUs are simulated (MLEB_SANDBOX_SIMULATED_GPUS), not hardware.
-    gpus_simulated: Mapped[bool] = mapped_column(default=False)
     time_limit_s: Mapped[float] = mapped_column(Double)
     network_mode: Mapped[str] = mapped_column(String(16))
     allowed_hosts: Mapped[list[str]] = mapped_column(JSON)

@@ -119,7 +119,6 @@ class SandboxRecord:
     # The GPUs the run was granted, kept for good; held_gpu_uuids empties when they go back.
     leased_gpu_uuids: list[str]
     held_gpu_uuids: list[str]
-    simulated_gpus: bool
     usage: ResourceUsage
     node: str
     submission_collected: bool

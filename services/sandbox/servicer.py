@@ -26,6 +26,7 @@ from services.sandbox.records import (
     SandboxRecord,
     SandboxRequest,
 )
+from services.sandbox.simulated_nvml import is_simulated
 from services.sandbox.states import FailureClass, SandboxState
 
 _LAB = frozenset({Role.SERVICE, Role.LAB})
@@ -139,7 +140,7 @@ def sandbox_to_proto(record: SandboxRecord) -> sandbox_pb2.Sandbox:
         started_at=_timestamp(record.started_at),
         finished_at=_timestamp(record.finished_at),
         leased_gpu_uuids=record.leased_gpu_uuids,
-        simulated_gpus=record.simulated_gpus,
+        simulated_gpus=any(map(is_simulated, record.leased_gpu_uuids)),
         usage=sandbox_pb2.ResourceUsage(
             cpu_seconds=record.usage.cpu_seconds,
             peak_memory_bytes=record.usage.peak_memory_bytes,

@@ -208,7 +208,6 @@ def _record(
         deadline_at=utc(row.deadline_at),
         leased_gpu_uuids=list(row.granted_gpu_uuids),
         held_gpu_uuids=leases,
-        simulated_gpus=row.gpus_simulated,
         usage=ResourceUsage(
             cpu_seconds=row.cpu_seconds,
             peak_memory_bytes=row.peak_memory_bytes,

@@ -189,7 +189,6 @@ class Supervisor:
             labels=dict(self._instance_labels),
             time_limit_s=row.time_limit_s,
             tmp_bytes=row.tmp_bytes,
-            simulated_gpus=bool(self._settings.simulated_gpus),
         )
         gpus = f", GPUs {', '.join(gpu_uuids)}" if gpu_uuids else ""
         network = row.network_mode

@@ -85,9 +85,6 @@ class LaunchSpec:
     time_limit_s: float = 0.0
     # Size of the agent's /tmp tmpfs, inside memory_bytes; 0 means half of memory_bytes.
     tmp_bytes: int = 0
-    # The leased GPUs are simulated (MLEB_SANDBOX_SIMULATED_GPUS): no device to map, only
-    # CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES naming them.
-    simulated_gpus: bool = False
 
 
 @dataclass(frozen=True)

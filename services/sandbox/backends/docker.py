@@ -55,6 +55,7 @@ from services.sandbox.backends.base import (
     OutputStream,
     Usage,
 )
+from services.sandbox.simulated_nvml import is_simulated
 
 log = structlog.get_logger("mleb.sandbox.docker")
 
@@ -409,7 +410,8 @@ class DockerBackend:
             # tini as PID 1: forwards SIGTERM and reaps zombies.
             "init": True,
         }
-        if spec.gpu_uuids and spec.simulated_gpus:
+        if spec.gpu_uuids and all(map(is_simulated, spec.gpu_uuids)):
+            # Simulated GPUs (MLEB_SANDBOX_SIMULATED_GPUS): no device to map, only names.
             env["CUDA_VISIBLE_DEVICES"] = env["NVIDIA_VISIBLE_DEVICES"] = ",".join(spec.gpu_uuids)
         elif spec.gpu_uuids:
             config["device_requests"] = [

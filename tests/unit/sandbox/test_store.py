@@ -152,7 +152,7 @@ def test_twenty_racing_lease_transactions_never_share_a_gpu(sessions):
                     )
                     if chosen is None:
                         raise leases.gpus_busy(NODE, 1, 0)
-                    leases.lease(session, NODE, sandbox_id, chosen, simulated=True)
+                    leases.lease(session, NODE, sandbox_id, chosen)
                 outcome[sandbox_id] = chosen
                 return
             except leases.LeaseConflict:

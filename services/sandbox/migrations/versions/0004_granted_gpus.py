@@ -1,5 +1,4 @@
-"""granted GPUs: each sandbox keeps the UUIDs of the GPUs it was leased after release, and
-whether they were simulated
+"""granted GPUs: each sandbox keeps the UUIDs of the GPUs it was leased after release
 
 Revision ID: 0004_granted_gpus
 Revises: 0003_quotas
@@ -22,9 +21,6 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("granted_gpu_uuids", sa.JSON(), nullable=False, server_default="[]")
         )
-        batch_op.add_column(
-            sa.Column("gpus_simulated", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
     # Sandboxes holding leases now keep them on record; released ones were never kept.
     bind = op.get_bind()
     held: dict[str, list[str]] = {}
@@ -40,5 +36,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("sandbox_sandboxes", schema=None) as batch_op:
-        batch_op.drop_column("gpus_simulated")
         batch_op.drop_column("granted_gpu_uuids")
