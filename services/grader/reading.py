@@ -27,8 +27,10 @@ def read_table(source: Source) -> pd.DataFrame:
 # we know of). pandas' header handling is quadratic in the number of columns: 10,000 take
 # about 2 s and 30,000 about 10 s even with no row at all, so more are refused unread.
 MAX_SUBMISSION_COLUMNS = 2048
-# Enough for a header of that many long names; a longer first record is cut here.
+# Enough for a header of that many long names; a longer first record is cut here. A header
+# is read from the first 64 KiB when it ends there, so small files are not read twice whole.
 HEADER_PROBE_BYTES = 1 << 20
+_FIRST_PROBE_BYTES = 64 << 10
 
 
 def _peek(source: Source, size: int) -> bytes:
@@ -44,7 +46,10 @@ def _peek(source: Source, size: int) -> bytes:
 
 def header_columns(source: Source) -> int:
     """The fields of the first non-blank record, read as csv from the first MiB."""
-    text = _peek(source, HEADER_PROBE_BYTES).decode("utf-8", errors="replace").lstrip("\ufeff")
+    head = _peek(source, _FIRST_PROBE_BYTES)
+    if b"\n" not in head.lstrip(b"\r\n"):
+        head = _peek(source, HEADER_PROBE_BYTES)
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
     try:
         return next((len(row) for row in csv.reader(io.StringIO(text)) if row), 0)
     except csv.Error:
