@@ -12,6 +12,7 @@ from rich.console import Console
 from services.cli import (
     builtin_cmds,
     demo_cmds,
+    evidence_cmds,
     grade_cmds,
     registry_cmds,
     report_cmds,
@@ -39,6 +40,8 @@ app.command("run")(run_cmds.run)
 app.command("logs")(run_cmds.logs)
 app.command("cancel")(run_cmds.cancel)
 app.command("demo")(demo_cmds.demo)
+app.add_typer(evidence_cmds.keys_app, name="keys")
+app.command("verify")(evidence_cmds.verify)
 console = Console(stderr=True)
 
 

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import typer
+from google.protobuf import json_format
 from mleb.client import Client
 from mleb.errors import MlebError
 from rich.console import Console
 
+from services.cli.evidence_cmds import deployment_keys
 from services.common.settings import Settings
+from services.common.version import mleb_version
 from services.registry.splits import canonical_split
 from services.runs.aggregate import build_report
+from services.runs.leaderboard import write_bundle
 from services.runs.records import RecordError, load_run_group
 from services.runs.report_render import RENDERERS
 
@@ -72,11 +76,51 @@ def splits_from_registry(address: str, token: str, ran: set[str]) -> dict[str, l
     return {name: found[name] for name in wanted if name in found}
 
 
-def mleb_version() -> str:
-    try:
-        return metadata.version("mleb-server")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
+def _known_issues(address: str, token: str, ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+    settings = Settings.from_env()
+    tls_ca = settings.client_tls_ca.read_bytes() if settings.client_tls_ca else None
+    found: dict[str, list[dict[str, Any]]] = {}
+    with Client(registry=address or None, token=token, tls_ca=tls_ca) as client:
+        for competition_id in sorted(ids):
+            issues = client.get_competition(competition_id, timeout=REGISTRY_TIMEOUT_S)
+            listed = [
+                json_format.MessageToDict(i, preserving_proto_field_name=True)
+                for i in issues.competition.known_issues
+            ]
+            if listed:
+                found[competition_id] = listed
+    return found
+
+
+def _leaderboard(
+    run_groups: list[Path],
+    out: Path,
+    splits: dict[str, list[str]],
+    registry: str,
+    token: str,
+    experiment_id: str,
+) -> None:
+    if len(run_groups) != 1:
+        raise SplitsError("--leaderboard takes exactly one run group")
+    if out.exists():
+        raise SplitsError(f"--leaderboard {out} exists already; name a new folder")
+    group = load_run_group(run_groups[0])
+    ran = {str(e.get("competition_id")) for e in group.entries}
+    summary = write_bundle(
+        run_groups[0],
+        out,
+        splits=splits,
+        known_issues=_known_issues(registry, token, ran),
+        public_keys=deployment_keys(),
+        experiment_id=experiment_id
+        or (group.metadata.agent_image if group.metadata else "")
+        or group.name,
+        mleb_version=mleb_version(),
+    )
+    flagged = summary["medals_on_known_issue_competitions"]
+    console.print(f"wrote leaderboard bundle {out}", highlight=False)
+    if flagged:
+        console.print(f"medals on competitions with known issues: {', '.join(flagged)}")
 
 
 def report(
@@ -99,6 +143,15 @@ def report(
         help="Offline: a folder of MLE-bench's experiments/splits/*.txt (wins over --registry).",
     ),
     token: str = typer.Option("", envvar="MLEB_TOKEN", help="Bearer token for the registry."),
+    leaderboard: Path | None = typer.Option(
+        None,
+        "--leaderboard",
+        help="Write a leaderboard bundle for ONE run group into this new folder (verifiable "
+        "with `mleb verify`).",
+    ),
+    experiment_id: str = typer.Option(
+        "", help="The bundle's experiment id (run_group_experiments.csv); default: the agent."
+    ),
 ) -> None:
     """Medal table per split, per-competition scores, pass@k, failures and provenance.
 
@@ -116,7 +169,10 @@ def report(
                 "split membership is needed: pass --registry ADDR (or set MLEB_REGISTRY_ADDR) "
                 "or --splits-dir DIR"
             )
-    except (SplitsError, RecordError) as exc:
+        if leaderboard is not None:
+            _leaderboard(run_groups, leaderboard, splits, registry, token, experiment_id)
+            return
+    except (SplitsError, RecordError, MlebError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
     result = build_report(

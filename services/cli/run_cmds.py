@@ -23,8 +23,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from services.cli.report_cmds import mleb_version
 from services.common.settings import Settings
+from services.common.version import mleb_version
 from services.runs.orchestrator import (
     DEFAULT_MAX_RETRIES,
     LaunchSpec,

@@ -61,6 +61,9 @@ class Settings:
     # get while the registry is unreachable before lab and sandbox callers are refused.
     revocation_cache_s: float = 5.0
     revocation_max_stale_s: float = 30.0
+    # Ed25519 keys that sign attestations and grading statements (services.common.signing);
+    # None: one in-memory key per process, with a warning.
+    signing_key_dir: Path | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -95,4 +98,5 @@ class Settings:
             sandbox_upload_max_bytes=int(_env("SANDBOX_UPLOAD_MAX_BYTES", str(256 * 1024**2))),
             revocation_cache_s=float(_env("REVOCATION_CACHE_S", "5")),
             revocation_max_stale_s=float(_env("REVOCATION_MAX_STALE_S", "30")),
+            signing_key_dir=Path(_env("SIGNING_KEY_DIR")) if _env("SIGNING_KEY_DIR") else None,
         )

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from mleb.grader.v1 import grader_service_pb2_grpc
 
+from services.common.audit_client import AuditChainClient
 from services.common.channels import bearer_metadata, service_channel, service_token
 from services.common.revocation import registry_revocations
 from services.common.server import ServiceDefinition
 from services.common.settings import Settings
+from services.common.signing import signing_keys
 from services.grader.bundles import ParsedAnswersCache
 from services.grader.core import GraderCore
+from services.grader.evidence import GraderEvidence
 from services.grader.rate_limit import TokenBucketLimiter
 from services.grader.registry_bundles import RegistryBundleProvider
 from services.grader.servicer import RPC_ROLES, GraderServicer
@@ -40,7 +43,12 @@ def grader_service(settings: Settings) -> ServiceDefinition:
 
     return ServiceDefinition(
         full_name="mleb.grader.v1.GraderService",
-        servicer=GraderServicer(core),
+        servicer=GraderServicer(
+            core,
+            GraderEvidence(
+                AuditChainClient(channel, credentials), signing_keys(settings.signing_key_dir)
+            ),
+        ),
         add_to_server=grader_service_pb2_grpc.add_GraderServiceServicer_to_server,
         rpc_roles=RPC_ROLES,
         close=close,

@@ -11,7 +11,9 @@ from mleb.grader.v1 import grader_service_pb2, grader_service_pb2_grpc
 from services.common.auth import Role, current_caller, require_competition_access
 from services.common.errors import invalid_field
 from services.common.ranking import ranking_to_proto
+from services.common.signing import public_keys_response
 from services.grader.core import GraderCore, UploadLimit
+from services.grader.evidence import GraderEvidence
 from services.grader.report_proto import report_to_proto
 from services.grader.uploads import SubmissionBuffer
 
@@ -21,6 +23,7 @@ RPC_ROLES = {
     "ScoreSubmission": _LAB,
     "GradeSubmission": _LAB,
     "RankScore": _LAB,
+    "ListPublicKeys": _LAB,
 }
 
 
@@ -72,26 +75,33 @@ async def receive_submission(
 
 
 class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
-    def __init__(self, core: GraderCore) -> None:
+    def __init__(self, core: GraderCore, evidence: GraderEvidence) -> None:
         self._core = core
+        self._evidence = evidence
 
     @property
     def core(self) -> GraderCore:
         return self._core
 
     async def ValidateSubmission(self, request_iterator, context):
-        async with receive_submission(self._core, request_iterator) as (header, buffer):
-            outcome = await self._core.validate(
-                current_caller(), header.competition_id, buffer.file()
-            )
+        async with self._evidence.call("ValidateSubmission", current_caller()) as call:
+            async with receive_submission(self._core, request_iterator) as (header, buffer):
+                call.competition_id, call.submission_sha256 = header.competition_id, buffer.sha256
+                outcome = await self._core.validate(
+                    current_caller(), header.competition_id, buffer.file()
+                )
+            call.outcome = {"valid": outcome.valid}
         # Only validity and the reason leave: never the score.
         return grader_service_pb2.ValidateSubmissionResponse(
             valid=outcome.valid, message=outcome.validation_message(), reason=outcome.error
         )
 
     async def ScoreSubmission(self, request_iterator, context):
-        async with receive_submission(self._core, request_iterator) as (header, buffer):
-            outcome, version = await self._core.score(header.competition_id, buffer.file())
+        async with self._evidence.call("ScoreSubmission", current_caller()) as call:
+            async with receive_submission(self._core, request_iterator) as (header, buffer):
+                call.competition_id, call.submission_sha256 = header.competition_id, buffer.sha256
+                outcome, version = await self._core.score(header.competition_id, buffer.file())
+            call.outcome = {"valid": outcome.valid, "score": outcome.score}
         response = grader_service_pb2.ScoreSubmissionResponse(
             valid=outcome.valid, error=outcome.error, grader_spec_version=version
         )
@@ -100,17 +110,33 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
         return response
 
     async def GradeSubmission(self, request_iterator, context):
-        async with receive_submission(self._core, request_iterator) as (header, buffer):
-            report = await self._core.grade(
-                header.competition_id, buffer.file(), header.submission_path
-            )
-        return grader_service_pb2.GradeSubmissionResponse(report=report_to_proto(report))
+        async with self._evidence.call("GradeSubmission", current_caller()) as call:
+            async with receive_submission(self._core, request_iterator) as (header, buffer):
+                call.competition_id, call.submission_sha256 = header.competition_id, buffer.sha256
+                report = await self._core.grade(
+                    header.competition_id, buffer.file(), header.submission_path
+                )
+            call.outcome = {
+                "valid": report.valid_submission,
+                "score": report.score,
+                "any_medal": report.any_medal,
+            }
+        return grader_service_pb2.GradeSubmissionResponse(
+            report=report_to_proto(report),
+            statement=self._evidence.grading_statement(report, call),
+        )
 
     async def RankScore(self, request, context):
-        if not request.competition_id:
-            raise invalid_field("competition_id", "required")
-        score = request.score if request.HasField("score") else None
-        ranking, awards_medals = await self._core.rank(request.competition_id, score)
+        async with self._evidence.call("RankScore", current_caller()) as call:
+            call.competition_id = request.competition_id
+            if not request.competition_id:
+                raise invalid_field("competition_id", "required")
+            score = request.score if request.HasField("score") else None
+            ranking, awards_medals = await self._core.rank(request.competition_id, score)
+            call.outcome = {"score": score, "any_medal": ranking.any_medal}
         return grader_service_pb2.RankScoreResponse(
             ranking=ranking_to_proto(ranking, awards_medals=awards_medals)
         )
+
+    async def ListPublicKeys(self, request, context):
+        return public_keys_response(self._evidence.keys)

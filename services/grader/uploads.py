@@ -8,6 +8,7 @@ soon as the cap is crossed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,6 +101,8 @@ class SubmissionBuffer:
         self.max_bytes = max_bytes
         self.size = 0
         self._subject = subject
+        # The audit chain and the grading statement name the submission by this digest.
+        self._digest = hashlib.sha256()
         self._file = tempfile.SpooledTemporaryFile(max_size=min(spool_bytes, max_bytes))  # noqa: SIM115 (closed by close())
 
     def check_declared_size(self, declared: int) -> None:
@@ -112,6 +115,11 @@ class SubmissionBuffer:
         if self.size > self.max_bytes:
             raise self._too_large(self.size)
         self._file.write(chunk)
+        self._digest.update(chunk)
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
 
     def file(self) -> IO[bytes]:
         self._file.seek(0)

@@ -14,13 +14,16 @@ from typing import TypeVar
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from mleb.common.v1 import common_pb2
+from mleb.evidence.chain import ChainRecord, canonical
 from mleb.registry.v1 import registry_pb2, registry_service_pb2, registry_service_pb2_grpc
 
 from services.common.auth import Role, current_caller, require_competition_access
 from services.common.errors import invalid_field
 from services.common.ranking import LEADERBOARD_STATE_TO_PROTO, leaderboard_note, ranking_to_proto
 from services.common.redact import redact_server_paths
+from services.registry.audit_chain import AuditChain, parse_event
 from services.registry.core import RegistryCore
+from services.registry.known_issues import known_issues
 from services.registry.records import (
     CompetitionRecord,
     DataStatus,
@@ -39,6 +42,8 @@ RPC_ROLES: dict[str, frozenset[Role]] = {
     "GetGradingBundle": frozenset({Role.SERVICE}),
     "RevokeToken": frozenset({Role.SERVICE, Role.LAB}),
     "ListRevokedTokens": frozenset({Role.SERVICE}),
+    "AppendAuditEvents": frozenset({Role.SERVICE}),
+    "ExportAuditChain": _ALL,
 }
 
 _COMPLEXITY_FROM_PROTO = {
@@ -100,6 +105,18 @@ def competition_to_proto(record: CompetitionRecord, *, full: bool) -> registry_p
         import_notes=[redact_server_paths(note) for note in record.notes],
         leaderboard_state=LEADERBOARD_STATE_TO_PROTO[state],
         leaderboard_note=leaderboard_note(state),
+        bundle_digest=record.bundle_digest,
+        # Upstream task problems (leaks, wrong setup): in every view, so no caller misses them.
+        known_issues=[
+            registry_pb2.KnownIssue(
+                upstream_issue=issue.upstream_issue,
+                url=issue.url,
+                kind=issue.kind,
+                title=issue.title,
+                summary=issue.summary,
+            )
+            for issue in known_issues(record.id)
+        ],
     )
     if record.imported_at is not None:
         imported_at = Timestamp()
@@ -118,6 +135,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     def __init__(self, core: RegistryCore, revocations: TokenRevocations | None = None) -> None:
         self.core = core
         self.revocations = revocations or TokenRevocations(core.sessions)
+        self.audit = AuditChain(core.sessions)
 
     async def ListCompetitions(
         self,
@@ -266,6 +284,44 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         return registry_service_pb2.ListRevokedTokensResponse(
             revoked=[_revoked_to_proto(row) for _revocation, row in await self.revocations.active()]
         )
+
+    async def AppendAuditEvents(
+        self,
+        request: registry_service_pb2.AppendAuditEventsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> registry_service_pb2.AppendAuditEventsResponse:
+        events = [
+            parse_event(event.kind, event.fields_json, index)
+            for index, event in enumerate(request.events)
+        ]
+        records = await self.audit.append(current_caller().subject, events)
+        return registry_service_pb2.AppendAuditEventsResponse(
+            records=[_audit_to_proto(record) for record in records]
+        )
+
+    async def ExportAuditChain(
+        self,
+        request: registry_service_pb2.ExportAuditChainRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> registry_service_pb2.ExportAuditChainResponse:
+        records, next_from, head = await self.audit.export(
+            current_caller(), request.from_seq, request.to_seq
+        )
+        return registry_service_pb2.ExportAuditChainResponse(
+            records=[_audit_to_proto(record) for record in records],
+            next_from_seq=next_from,
+            head_seq=head,
+        )
+
+
+def _audit_to_proto(record: ChainRecord) -> registry_pb2.AuditRecord:
+    return registry_pb2.AuditRecord(
+        seq=record.seq,
+        prev_hash=record.prev_hash,
+        body_hash=record.body_hash,
+        hash=record.hash,
+        body_json=canonical(record.body).decode() if record.body is not None else "",
+    )
 
 
 def _revoked_to_proto(row: TokenRevocationRow) -> registry_pb2.RevokedToken:

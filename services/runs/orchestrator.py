@@ -32,6 +32,12 @@ from services.grader.report_proto import report_from_proto, report_without_score
 from services.grader.reports import NO_SUBMISSION, CompetitionReport, aggregate_reports
 from services.registry.splits import canonical_split
 from services.runs.artifact_extraction import UnsafeArchive, extract_artifacts
+from services.runs.evidence_files import (
+    ATTESTATION_FILE,
+    GRADING_STATEMENT_FILE,
+    export_chain,
+    write_envelope,
+)
 from services.runs.records import (
     GRADING_REPORT_SUFFIX,
     METADATA_FILE,
@@ -588,6 +594,9 @@ class Orchestrator:
         marked finished always has its artifacts)."""
         attempt = record.attempts[-1]
         message = attempt.failure_message
+        write_envelope(self.group_dir / record.run_id / ATTESTATION_FILE, sandbox.attestation)
+        if sandbox.attestation_error:
+            self.on_event(f"{record.run_id}: {sandbox.attestation_error}")
         try:
             await self._download(record.run_id, sandbox.id)
         except (MlebError, UnsafeArchive, tarfile.TarError, OSError) as exc:
@@ -653,6 +662,7 @@ class Orchestrator:
         reports = [await self._grade_run(r) for r in records]
         path = self.group_dir / grading_report_name()
         write_json_atomic(path, aggregate_reports(reports))
+        await self._rpc(export_chain, self.client, self.group_dir)
         metadata, launch = read_group(self.group_dir)
         runs = {r.run_id: r.state is RunState.SUCCEEDED for r in records}
         write_group_metadata(self.group_dir, replace(metadata, runs=runs), launch)
@@ -666,6 +676,8 @@ class Orchestrator:
                 reply = await self._rpc(
                     self.client.grade_submission, record.competition_id, file, submission_path=shown
                 )
+                statement = self.group_dir / record.run_id / GRADING_STATEMENT_FILE
+                write_envelope(statement, reply.statement)
                 return report_from_proto(reply.report)
             except MlebError as exc:
                 # Refused outright (too large, unreadable): graded as an invalid submission.

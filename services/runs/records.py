@@ -250,6 +250,9 @@ class GroupMetadata:
     budget: Budget | None = None
     max_infrastructure_retries: int = 0
     mlebench_compat: bool = False
+    # Audit-chain seqs of scoring calls made on purpose while sandboxes ran (for example a
+    # human-reviewed check); `mleb verify` accepts these and names them.
+    declared_grader_calls: tuple[int, ...] = ()
     # 0 marks a metadata.json written by MLE-bench itself.
     schema_version: int = SCHEMA_VERSION
 
@@ -267,6 +270,7 @@ class GroupMetadata:
             "budget": self.budget.to_dict() if self.budget else None,
             "max_infrastructure_retries": self.max_infrastructure_retries,
             "mlebench_compat": self.mlebench_compat,
+            "declared_grader_calls": list(self.declared_grader_calls),
             "runs": {run_id: {"success": ok} for run_id, ok in self.runs.items()},
         }
 
@@ -298,6 +302,7 @@ class GroupMetadata:
             concurrency=_field(data, "concurrency", int, where, 0),
             budget=Budget.from_dict(budget, f"{where}: budget") if budget else None,
             max_infrastructure_retries=_field(data, "max_infrastructure_retries", int, where, 0),
+            declared_grader_calls=tuple(_field(data, "declared_grader_calls", list, where, [])),
             mlebench_compat=_field(data, "mlebench_compat", bool, where, False),
         )
 
@@ -347,18 +352,21 @@ def submission_path(run_id: str) -> str:
 # Reading and writing.
 
 
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     """Replaces the file in one rename, so a killed `mleb run` never leaves half a record."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
+            handle.write(text)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 _LFS_POINTER = "version https://git-lfs.github.com/spec/v1"

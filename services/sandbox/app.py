@@ -11,12 +11,14 @@ import structlog
 from mleb.sandbox.v1 import sandbox_service_pb2_grpc
 
 from services.common import db
+from services.common.audit_client import AuditChainClient
 from services.common.auth import TokenAuthority
 from services.common.channels import bearer_metadata, service_channel, service_token
 from services.common.errors import FailedPreconditionError, invalid_field
 from services.common.revocation import registry_revocations
 from services.common.server import ServiceDefinition
 from services.common.settings import Settings
+from services.common.signing import signing_keys
 from services.sandbox import store
 from services.sandbox.backends.base import Backend
 from services.sandbox.backends.docker import DockerBackend
@@ -26,6 +28,7 @@ from services.sandbox.core import SandboxCore
 from services.sandbox.egress_log import EgressLog
 from services.sandbox.egress_proxy import AddressPolicy, parse_address_allowances
 from services.sandbox.endpoints import SandboxEndpoints
+from services.sandbox.evidence import EvidenceSetup
 from services.sandbox.gpus import GpuInventory
 from services.sandbox.registry_client import RegistryCompetitions
 from services.sandbox.servicer import RPC_ROLES, SandboxServicer
@@ -103,6 +106,10 @@ def sandbox_service(
         GpuInventory(sandbox_settings.node, nvml=nvml),
         sandbox_settings,
         TokenAuthority.from_spec(settings.auth_secret) if settings.auth_secret else None,
+        EvidenceSetup(
+            AuditChainClient(channel, bearer_metadata(service_token(settings, "sandbox"))),
+            signing_keys(settings.signing_key_dir),
+        ),
         on_sandbox_finished=revoker.sandbox_finished,
     )
     starting = asyncio.get_running_loop().create_task(core.start())

@@ -30,10 +30,12 @@ import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.common.auth import TokenAuthority
-from services.common.errors import FailedPreconditionError, invalid_field
+from services.common.errors import FailedPreconditionError, MlebError, invalid_field
+from services.common.signing import SigningKeys
 from services.sandbox import admission, artifacts, leases, store
 from services.sandbox.backends.base import Backend
 from services.sandbox.config import SandboxSettings
+from services.sandbox.evidence import EvidenceSetup, SandboxEvidence
 from services.sandbox.finishing import Finisher
 from services.sandbox.gpu_queue import GpuQueue
 from services.sandbox.interfaces import Endpoints, Inventory
@@ -50,7 +52,7 @@ from services.sandbox.records import (
     SandboxRequest,
 )
 from services.sandbox.rows import SandboxRows
-from services.sandbox.states import ACTIVE, SandboxState
+from services.sandbox.states import ACTIVE, FailureReason, SandboxState
 from services.sandbox.supervision import OUTPUT_DRAIN_S, Supervisor
 from services.sandbox.tasks import BackgroundTasks
 from services.sandbox.threads import WorkerThreads
@@ -76,6 +78,7 @@ class SandboxCore:
         inventory: Inventory,
         settings: SandboxSettings,
         tokens: TokenAuthority | None,
+        evidence: EvidenceSetup,
         on_sandbox_finished: Callable[[str, datetime | None], None] | None = None,
     ) -> None:
         self._sessions = sessions
@@ -106,6 +109,9 @@ class SandboxCore:
             self._signals,
             self._live,
             on_gpus_released=self._queue.wake,
+            evidence=SandboxEvidence(
+                evidence.chain, evidence.keys, competitions, self._build_archive
+            ),
             on_finished=on_sandbox_finished,
         )
         self._supervisor = Supervisor(
@@ -141,6 +147,10 @@ class SandboxCore:
     def node(self) -> str:
         return self._settings.node
 
+    @property
+    def signing_keys(self) -> SigningKeys:
+        return self._finisher.evidence.keys
+
     # Creating
 
     async def create(
@@ -171,6 +181,18 @@ class SandboxCore:
         )
         if not created:
             return record, False
+        try:
+            first_seq = await self._finisher.evidence.created(record)
+        except MlebError:
+            # Nothing may run unrecorded: the sandbox ends before it starts.
+            self._supervisor.spawn(
+                record.id,
+                self._finisher.fail(
+                    record.id, FailureReason.REGISTRY_ERROR, "the audit chain did not answer"
+                ),
+            )
+            raise
+        await self._threads.run(self._rows.update, record.id, None, {"audit_first_seq": first_seq})
         log.info(
             "sandbox_created",
             sandbox_id=record.id,
@@ -322,16 +344,7 @@ class SandboxCore:
                 reason="ARTIFACTS_DELETED",
                 metadata={"sandbox_id": sandbox_id},
             )
-        build = asyncio.ensure_future(
-            self._threads.run(
-                artifacts.build_archive,
-                sandbox_id,
-                Path(record.layout_root),
-                self._settings.work_dir / "scratch",
-                self._settings.max_artifacts_bytes,
-                self._archive_slots,
-            )
-        )
+        build = asyncio.ensure_future(self._build_archive(record))
         try:
             return await asyncio.shield(build)
         except asyncio.CancelledError:
@@ -339,6 +352,16 @@ class SandboxCore:
             # builds is removed, so its scratch file and its slot are given back.
             build.add_done_callback(_discard_archive)
             raise
+
+    async def _build_archive(self, record: SandboxRecord) -> artifacts.Archive:
+        return await self._threads.run(
+            artifacts.build_archive,
+            record.id,
+            Path(record.layout_root),
+            self._settings.work_dir / "scratch",
+            self._settings.max_artifacts_bytes,
+            self._archive_slots,
+        )
 
     async def cleanup(self, older_than_s: float) -> list[str]:
         """Deletes the host folders of sandboxes that ended more than `older_than_s` ago."""
@@ -354,6 +377,8 @@ class SandboxCore:
 
     async def start(self) -> None:
         """Reconciles, then opens for business and starts the GPU queue and retention."""
+        snapshot = await self._threads.run(self._inventory.snapshot)
+        self._finisher.evidence.gpu_names = {gpu.uuid: gpu.name for gpu in snapshot.gpus}
         try:
             await self.reconcile()
         except Exception:

@@ -11,6 +11,7 @@ import structlog
 
 from services.sandbox import artifacts
 from services.sandbox.backends.base import Backend, BackendError, Handle
+from services.sandbox.evidence import SandboxEvidence
 from services.sandbox.interfaces import Endpoints
 from services.sandbox.live import LiveSandboxes
 from services.sandbox.logs import LogSignals
@@ -31,6 +32,7 @@ class Finisher:
         signals: LogSignals,
         live: LiveSandboxes,
         on_gpus_released: Callable[[], None],
+        evidence: SandboxEvidence,
         on_finished: Callable[[str, datetime | None], None] | None = None,
     ) -> None:
         self._rows = rows
@@ -40,6 +42,7 @@ class Finisher:
         self._signals = signals
         self._live = live
         self._on_gpus_released = on_gpus_released
+        self.evidence = evidence
         # Revokes the sandbox's tokens (services.sandbox.token_revocation).
         self._on_finished = on_finished
 
@@ -88,6 +91,11 @@ class Finisher:
         # their egress log, which is part of the record the terminal state seals.
         with contextlib.suppress(Exception):
             await self._endpoints.close(sandbox_id)
+        final = await self._threads.run(self._rows.preview, sandbox_id, state, values)
+        if final is not None:
+            values["attestation"], values["attestation_error"] = await self.evidence.attest(
+                final, row.audit_first_seq
+            )
         recorded = await self._threads.run(self._rows.update, sandbox_id, state, values)
         if self._on_finished is not None:
             deadline = row.deadline_at

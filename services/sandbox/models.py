@@ -103,6 +103,11 @@ class SandboxRow(Base):
     # A DiskEnforcement name, recorded at launch.
     disk_enforcement: Mapped[str] = mapped_column(String(40), default="")
     peak_disk_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The seq of its "created" record in the audit chain; the attestation covers from there.
+    audit_first_seq: Mapped[int] = mapped_column(BigInteger, server_default="0", default=0)
+    # The signed DSSE envelope (JSON), written with the terminal state.
+    attestation: Mapped[str] = mapped_column(Text, server_default="", default="")
+    attestation_error: Mapped[str] = mapped_column(String(512), server_default="", default="")
     # Agent output charged against log_bytes, and agent lines dropped once it was spent.
     agent_log_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     log_lines_dropped: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -133,6 +133,8 @@ class SandboxRecord:
     log_bytes: int = 0
     # A DiskEnforcement name (quotas.py), or "" before the sandbox was launched.
     disk_enforcement: str = ""
+    attestation: str = ""
+    attestation_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -187,3 +189,5 @@ class Competition:
     # In the variant that was asked for.
     description: str
     public_files: list[PublicFile]
+    # The grading bundle's content address, which attestations name.
+    bundle_digest: str = ""

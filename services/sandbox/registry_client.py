@@ -75,6 +75,7 @@ class RegistryCompetitions:
             data_status_reason=found.data_status_reason,
             description=found.description,
             public_files=[PublicFile(f.path, f.size_bytes, f.sha256) for f in found.public_files],
+            bundle_digest=found.bundle_digest,
         )
 
     async def download(self, competition_id: str, dest: Path) -> None:

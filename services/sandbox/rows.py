@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.sandbox import leases, store
 from services.sandbox.models import SandboxRow
+from services.sandbox.records import SandboxRecord
 from services.sandbox.states import SandboxState
 
 
@@ -29,6 +30,18 @@ class SandboxRows:
     ) -> bool:
         with self._sessions.begin() as session:
             return store.transition(session, sandbox_id, target, values, **conditions)
+
+    def preview(
+        self, sandbox_id: str, target: SandboxState, values: dict[str, object]
+    ) -> SandboxRecord | None:
+        """The record as `update(sandbox_id, target, values)` would leave it, unwritten (None
+        if that update would not apply): what the attestation signs is what is then stored."""
+        with self._sessions() as session:
+            if not store.transition(session, sandbox_id, target, values):
+                return None
+            record = store.to_record(session, store.get_row(session, sandbox_id))
+            session.rollback()
+            return record
 
     def leased_gpus(self, sandbox_id: str) -> list[str]:
         with self._sessions() as session:

@@ -15,6 +15,7 @@ from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2, sandbox_service_pb
 
 from services.common.auth import Role, current_caller
 from services.common.errors import UnauthenticatedError, invalid_field
+from services.common.signing import public_keys_response
 from services.sandbox.backends.base import NetworkMode
 from services.sandbox.core import SandboxCore
 from services.sandbox.records import (
@@ -38,6 +39,7 @@ RPC_ROLES: dict[str, frozenset[Role]] = {
     "StopSandbox": _LAB,
     "DownloadArtifacts": _LAB,
     "ListGpus": _LAB,
+    "ListPublicKeys": _LAB,
 }
 
 _STATES = {
@@ -170,6 +172,8 @@ def sandbox_to_proto(record: SandboxRecord) -> sandbox_pb2.Sandbox:
             for d in record.egress
         ],
         egress_omitted_connections=record.egress_omitted_connections,
+        attestation=record.attestation,
+        attestation_error=record.attestation_error,
         disk_enforcement=(
             sandbox_pb2.DiskEnforcement.Value(f"DISK_ENFORCEMENT_{record.disk_enforcement}")
             if record.disk_enforcement
@@ -353,3 +357,6 @@ class SandboxServicer(sandbox_service_pb2_grpc.SandboxServiceServicer):
 
     async def ListGpus(self, request, context):
         return gpus_to_proto(await self._core.list_gpus(_tenant_scope()))
+
+    async def ListPublicKeys(self, request, context):
+        return public_keys_response(self._core.signing_keys)

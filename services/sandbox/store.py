@@ -230,6 +230,8 @@ def _record(
         tmp_bytes=row.tmp_bytes or 0,
         log_bytes=row.log_bytes or 0,
         disk_enforcement=row.disk_enforcement or "",
+        attestation=row.attestation or "",
+        attestation_error=row.attestation_error or "",
     )
 
 

@@ -194,6 +194,11 @@ class Supervisor:
         network = row.network_mode
         await writer.system(f"launching image {row.image or '(none)'}{gpus}; network {network}")
         try:
+            await self._finisher.evidence.launching(row, row.image, gpu_uuids)
+        except MlebError as exc:
+            await self._finisher.fail(sandbox_id, FailureReason.REGISTRY_ERROR, str(exc))
+            return
+        try:
             handle = await self._backend.launch(spec)
         except BackendError as exc:
             reason = backend_failure_reason(exc.reason)
@@ -260,6 +265,8 @@ class Supervisor:
             ttl_s=valid_for_s + self._settings.token_margin_s,
             sandbox_id=row.id,
             competition_id=row.competition_id,
+            # Its validation calls are audited under the lab that owns it.
+            tenant=row.tenant,
         )
 
     def _agent_env(

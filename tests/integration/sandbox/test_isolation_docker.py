@@ -14,6 +14,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -21,6 +22,7 @@ import pytest
 
 from services.common.auth import Role, TokenAuthority
 from services.common.settings import Settings
+from services.registry.app import registry_service
 from services.sandbox.backends.base import (
     BackendError,
     ExitInfo,
@@ -121,8 +123,16 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(engine, tmp_path, serve, settings: Settings, authority) -> AsyncIterator[Rig]:
-    grader = await serve([grader_definition(write_answers(tmp_path))], settings)
+async def rig(
+    engine, tmp_path, serve, channel_to, settings: Settings, authority
+) -> AsyncIterator[Rig]:
+    registry = await serve(
+        [registry_service(replace(settings, database_url=f"sqlite:///{tmp_path / 'r.db'}"))],
+        settings,
+    )
+    grader = await serve(
+        [grader_definition(write_answers(tmp_path), channel_to(registry))], settings
+    )
     rig = Rig(engine, tmp_path / "sandboxes", f"127.0.0.1:{grader.port}", settings, authority)
     yield rig
     await rig.close()

@@ -202,6 +202,22 @@ class _Calls:
     def list_gpus(self, *, timeout: float | None = None):
         return self._call(self.sandbox.ListGpus, sandbox_pb.ListGpusRequest(), timeout)
 
+    # Evidence.
+
+    def export_audit_chain(self, from_seq: int, to_seq: int = 0, *,
+                           timeout: float | None = None):  # fmt: skip
+        """One page of the audit chain; follow `next_from_seq` for the rest."""
+        request = registry_pb.ExportAuditChainRequest(from_seq=from_seq, to_seq=to_seq)
+        return self._call(self.registry.ExportAuditChain, request, timeout)
+
+    def list_grader_keys(self, *, timeout: float | None = None):
+        request = common_pb2.ListPublicKeysRequest()
+        return self._call(self.grader.ListPublicKeys, request, timeout)
+
+    def list_sandbox_keys(self, *, timeout: float | None = None):
+        request = common_pb2.ListPublicKeysRequest()
+        return self._call(self.sandbox.ListPublicKeys, request, timeout)
+
 
 class Client(_Calls):
     """Blocking client. Close it (or use `with`) to release its channels."""

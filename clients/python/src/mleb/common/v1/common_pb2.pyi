@@ -1,6 +1,8 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -84,3 +86,21 @@ class Ranking(_message.Message):
     leaderboard_state: LeaderboardState
     leaderboard_note: str
     def __init__(self, gold_threshold: _Optional[float] = ..., silver_threshold: _Optional[float] = ..., bronze_threshold: _Optional[float] = ..., median_threshold: _Optional[float] = ..., gold_medal: _Optional[bool] = ..., silver_medal: _Optional[bool] = ..., bronze_medal: _Optional[bool] = ..., any_medal: _Optional[bool] = ..., above_median: _Optional[bool] = ..., is_lower_better: _Optional[bool] = ..., medal: _Optional[_Union[Medal, str]] = ..., leaderboard_known: _Optional[bool] = ..., awards_medals: _Optional[bool] = ..., leaderboard_size: _Optional[int] = ..., leaderboard_state: _Optional[_Union[LeaderboardState, str]] = ..., leaderboard_note: _Optional[str] = ...) -> None: ...
+
+class PublicKey(_message.Message):
+    __slots__ = ("keyid", "pem")
+    KEYID_FIELD_NUMBER: _ClassVar[int]
+    PEM_FIELD_NUMBER: _ClassVar[int]
+    keyid: str
+    pem: str
+    def __init__(self, keyid: _Optional[str] = ..., pem: _Optional[str] = ...) -> None: ...
+
+class ListPublicKeysRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPublicKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[PublicKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[PublicKey, _Mapping]]] = ...) -> None: ...

@@ -64,10 +64,12 @@ class GradeSubmissionRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[SubmissionHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class GradeSubmissionResponse(_message.Message):
-    __slots__ = ("report",)
+    __slots__ = ("report", "statement")
     REPORT_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
     report: _grader_pb2.CompetitionReport
-    def __init__(self, report: _Optional[_Union[_grader_pb2.CompetitionReport, _Mapping]] = ...) -> None: ...
+    statement: str
+    def __init__(self, report: _Optional[_Union[_grader_pb2.CompetitionReport, _Mapping]] = ..., statement: _Optional[str] = ...) -> None: ...
 
 class RankScoreRequest(_message.Message):
     __slots__ = ("competition_id", "score")

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from mleb.common.v1 import common_pb2 as mleb_dot_common_dot_v1_dot_common__pb2
 from mleb.grader.v1 import grader_service_pb2 as mleb_dot_grader_dot_v1_dot_grader__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -56,6 +57,11 @@ class GraderServiceStub:
                 request_serializer=mleb_dot_grader_dot_v1_dot_grader__service__pb2.RankScoreRequest.SerializeToString,
                 response_deserializer=mleb_dot_grader_dot_v1_dot_grader__service__pb2.RankScoreResponse.FromString,
                 _registered_method=True)
+        self.ListPublicKeys = channel.unary_unary(
+                '/mleb.grader.v1.GraderService/ListPublicKeys',
+                request_serializer=mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysRequest.SerializeToString,
+                response_deserializer=mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysResponse.FromString,
+                _registered_method=True)
 
 
 class GraderServiceServicer:
@@ -91,6 +97,13 @@ class GraderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPublicKeys(self, request, context):
+        """The public keys that grading statements are signed with.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GraderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +126,11 @@ def add_GraderServiceServicer_to_server(servicer, server):
                     servicer.RankScore,
                     request_deserializer=mleb_dot_grader_dot_v1_dot_grader__service__pb2.RankScoreRequest.FromString,
                     response_serializer=mleb_dot_grader_dot_v1_dot_grader__service__pb2.RankScoreResponse.SerializeToString,
+            ),
+            'ListPublicKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPublicKeys,
+                    request_deserializer=mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysRequest.FromString,
+                    response_serializer=mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +243,33 @@ class GraderService:
             '/mleb.grader.v1.GraderService/RankScore',
             mleb_dot_grader_dot_v1_dot_grader__service__pb2.RankScoreRequest.SerializeToString,
             mleb_dot_grader_dot_v1_dot_grader__service__pb2.RankScoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPublicKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mleb.grader.v1.GraderService/ListPublicKeys',
+            mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysRequest.SerializeToString,
+            mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

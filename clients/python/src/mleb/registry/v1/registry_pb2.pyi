@@ -66,7 +66,7 @@ class PublicFile(_message.Message):
     def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class Competition(_message.Message):
-    __slots__ = ("id", "name", "category", "complexity", "awards_medals", "splits", "metric", "lower_is_better", "source", "data_status", "data_status_reason", "leaderboard_size", "description", "public_files", "public_data_size_bytes", "checksums_skipped", "imported_at", "has_obfuscated_description", "id_columns", "target_columns", "import_notes", "leaderboard_state", "leaderboard_note")
+    __slots__ = ("id", "name", "category", "complexity", "awards_medals", "splits", "metric", "lower_is_better", "source", "data_status", "data_status_reason", "leaderboard_size", "description", "public_files", "public_data_size_bytes", "checksums_skipped", "imported_at", "has_obfuscated_description", "id_columns", "target_columns", "import_notes", "leaderboard_state", "leaderboard_note", "known_issues", "bundle_digest")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +90,8 @@ class Competition(_message.Message):
     IMPORT_NOTES_FIELD_NUMBER: _ClassVar[int]
     LEADERBOARD_STATE_FIELD_NUMBER: _ClassVar[int]
     LEADERBOARD_NOTE_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_ISSUES_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_DIGEST_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     category: str
@@ -113,7 +115,23 @@ class Competition(_message.Message):
     import_notes: _containers.RepeatedScalarFieldContainer[str]
     leaderboard_state: _common_pb2.LeaderboardState
     leaderboard_note: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., category: _Optional[str] = ..., complexity: _Optional[_Union[Complexity, str]] = ..., awards_medals: _Optional[bool] = ..., splits: _Optional[_Iterable[str]] = ..., metric: _Optional[_Union[Metric, _Mapping]] = ..., lower_is_better: _Optional[bool] = ..., source: _Optional[str] = ..., data_status: _Optional[_Union[DataStatus, str]] = ..., data_status_reason: _Optional[str] = ..., leaderboard_size: _Optional[int] = ..., description: _Optional[str] = ..., public_files: _Optional[_Iterable[_Union[PublicFile, _Mapping]]] = ..., public_data_size_bytes: _Optional[int] = ..., checksums_skipped: _Optional[bool] = ..., imported_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., has_obfuscated_description: _Optional[bool] = ..., id_columns: _Optional[_Iterable[str]] = ..., target_columns: _Optional[_Iterable[str]] = ..., import_notes: _Optional[_Iterable[str]] = ..., leaderboard_state: _Optional[_Union[_common_pb2.LeaderboardState, str]] = ..., leaderboard_note: _Optional[str] = ...) -> None: ...
+    known_issues: _containers.RepeatedCompositeFieldContainer[KnownIssue]
+    bundle_digest: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., category: _Optional[str] = ..., complexity: _Optional[_Union[Complexity, str]] = ..., awards_medals: _Optional[bool] = ..., splits: _Optional[_Iterable[str]] = ..., metric: _Optional[_Union[Metric, _Mapping]] = ..., lower_is_better: _Optional[bool] = ..., source: _Optional[str] = ..., data_status: _Optional[_Union[DataStatus, str]] = ..., data_status_reason: _Optional[str] = ..., leaderboard_size: _Optional[int] = ..., description: _Optional[str] = ..., public_files: _Optional[_Iterable[_Union[PublicFile, _Mapping]]] = ..., public_data_size_bytes: _Optional[int] = ..., checksums_skipped: _Optional[bool] = ..., imported_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., has_obfuscated_description: _Optional[bool] = ..., id_columns: _Optional[_Iterable[str]] = ..., target_columns: _Optional[_Iterable[str]] = ..., import_notes: _Optional[_Iterable[str]] = ..., leaderboard_state: _Optional[_Union[_common_pb2.LeaderboardState, str]] = ..., leaderboard_note: _Optional[str] = ..., known_issues: _Optional[_Iterable[_Union[KnownIssue, _Mapping]]] = ..., bundle_digest: _Optional[str] = ...) -> None: ...
+
+class KnownIssue(_message.Message):
+    __slots__ = ("upstream_issue", "url", "kind", "title", "summary")
+    UPSTREAM_ISSUE_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    upstream_issue: int
+    url: str
+    kind: str
+    title: str
+    summary: str
+    def __init__(self, upstream_issue: _Optional[int] = ..., url: _Optional[str] = ..., kind: _Optional[str] = ..., title: _Optional[str] = ..., summary: _Optional[str] = ...) -> None: ...
 
 class LeaderboardEntry(_message.Message):
     __slots__ = ("position", "score", "team_name", "extra")
@@ -187,3 +205,25 @@ class RevokedToken(_message.Message):
     revoked_at: _timestamp_pb2.Timestamp
     reason: str
     def __init__(self, token_id: _Optional[str] = ..., sandbox_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class AuditRecord(_message.Message):
+    __slots__ = ("seq", "prev_hash", "body_hash", "hash", "body_json")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    PREV_HASH_FIELD_NUMBER: _ClassVar[int]
+    BODY_HASH_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    BODY_JSON_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    prev_hash: str
+    body_hash: str
+    hash: str
+    body_json: str
+    def __init__(self, seq: _Optional[int] = ..., prev_hash: _Optional[str] = ..., body_hash: _Optional[str] = ..., hash: _Optional[str] = ..., body_json: _Optional[str] = ...) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ("kind", "fields_json")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_JSON_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    fields_json: str
+    def __init__(self, kind: _Optional[str] = ..., fields_json: _Optional[str] = ...) -> None: ...

@@ -148,3 +148,33 @@ class ListRevokedTokensResponse(_message.Message):
     REVOKED_FIELD_NUMBER: _ClassVar[int]
     revoked: _containers.RepeatedCompositeFieldContainer[_registry_pb2.RevokedToken]
     def __init__(self, revoked: _Optional[_Iterable[_Union[_registry_pb2.RevokedToken, _Mapping]]] = ...) -> None: ...
+
+class AppendAuditEventsRequest(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_registry_pb2.AuditEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[_registry_pb2.AuditEvent, _Mapping]]] = ...) -> None: ...
+
+class AppendAuditEventsResponse(_message.Message):
+    __slots__ = ("records",)
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[_registry_pb2.AuditRecord]
+    def __init__(self, records: _Optional[_Iterable[_Union[_registry_pb2.AuditRecord, _Mapping]]] = ...) -> None: ...
+
+class ExportAuditChainRequest(_message.Message):
+    __slots__ = ("from_seq", "to_seq")
+    FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
+    TO_SEQ_FIELD_NUMBER: _ClassVar[int]
+    from_seq: int
+    to_seq: int
+    def __init__(self, from_seq: _Optional[int] = ..., to_seq: _Optional[int] = ...) -> None: ...
+
+class ExportAuditChainResponse(_message.Message):
+    __slots__ = ("records", "next_from_seq", "head_seq")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
+    HEAD_SEQ_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[_registry_pb2.AuditRecord]
+    next_from_seq: int
+    head_seq: int
+    def __init__(self, records: _Optional[_Iterable[_Union[_registry_pb2.AuditRecord, _Mapping]]] = ..., next_from_seq: _Optional[int] = ..., head_seq: _Optional[int] = ...) -> None: ...

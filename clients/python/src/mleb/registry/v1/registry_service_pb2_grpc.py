@@ -75,6 +75,16 @@ class RegistryServiceStub:
                 request_serializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListRevokedTokensRequest.SerializeToString,
                 response_deserializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListRevokedTokensResponse.FromString,
                 _registered_method=True)
+        self.AppendAuditEvents = channel.unary_unary(
+                '/mleb.registry.v1.RegistryService/AppendAuditEvents',
+                request_serializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.AppendAuditEventsRequest.SerializeToString,
+                response_deserializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.AppendAuditEventsResponse.FromString,
+                _registered_method=True)
+        self.ExportAuditChain = channel.unary_unary(
+                '/mleb.registry.v1.RegistryService/ExportAuditChain',
+                request_serializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.ExportAuditChainRequest.SerializeToString,
+                response_deserializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.ExportAuditChainResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -139,6 +149,22 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AppendAuditEvents(self, request, context):
+        """Internal, service role only: appends events to the audit chain, in order, and
+        returns their links once committed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportAuditChain(self, request, context):
+        """A contiguous range of the audit chain. A lab sees the bodies of its own
+        tenant's records and of service callers' grader calls; others come as hashes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -181,6 +207,16 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.ListRevokedTokens,
                     request_deserializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListRevokedTokensRequest.FromString,
                     response_serializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListRevokedTokensResponse.SerializeToString,
+            ),
+            'AppendAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendAuditEvents,
+                    request_deserializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.AppendAuditEventsRequest.FromString,
+                    response_serializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.AppendAuditEventsResponse.SerializeToString,
+            ),
+            'ExportAuditChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportAuditChain,
+                    request_deserializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.ExportAuditChainRequest.FromString,
+                    response_serializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.ExportAuditChainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -400,6 +436,60 @@ class RegistryService:
             '/mleb.registry.v1.RegistryService/ListRevokedTokens',
             mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListRevokedTokensRequest.SerializeToString,
             mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListRevokedTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mleb.registry.v1.RegistryService/AppendAuditEvents',
+            mleb_dot_registry_dot_v1_dot_registry__service__pb2.AppendAuditEventsRequest.SerializeToString,
+            mleb_dot_registry_dot_v1_dot_registry__service__pb2.AppendAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportAuditChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mleb.registry.v1.RegistryService/ExportAuditChain',
+            mleb_dot_registry_dot_v1_dot_registry__service__pb2.ExportAuditChainRequest.SerializeToString,
+            mleb_dot_registry_dot_v1_dot_registry__service__pb2.ExportAuditChainResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from mleb.common.v1 import common_pb2 as mleb_dot_common_dot_v1_dot_common__pb2
 from mleb.sandbox.v1 import sandbox_service_pb2 as mleb_dot_sandbox_dot_v1_dot_sandbox__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -71,6 +72,11 @@ class SandboxServiceStub:
                 request_serializer=mleb_dot_sandbox_dot_v1_dot_sandbox__service__pb2.ListGpusRequest.SerializeToString,
                 response_deserializer=mleb_dot_sandbox_dot_v1_dot_sandbox__service__pb2.ListGpusResponse.FromString,
                 _registered_method=True)
+        self.ListPublicKeys = channel.unary_unary(
+                '/mleb.sandbox.v1.SandboxService/ListPublicKeys',
+                request_serializer=mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysRequest.SerializeToString,
+                response_deserializer=mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysResponse.FromString,
+                _registered_method=True)
 
 
 class SandboxServiceServicer:
@@ -126,6 +132,13 @@ class SandboxServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPublicKeys(self, request, context):
+        """The public keys that sandbox attestations are signed with.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SandboxServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +176,11 @@ def add_SandboxServiceServicer_to_server(servicer, server):
                     servicer.ListGpus,
                     request_deserializer=mleb_dot_sandbox_dot_v1_dot_sandbox__service__pb2.ListGpusRequest.FromString,
                     response_serializer=mleb_dot_sandbox_dot_v1_dot_sandbox__service__pb2.ListGpusResponse.SerializeToString,
+            ),
+            'ListPublicKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPublicKeys,
+                    request_deserializer=mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysRequest.FromString,
+                    response_serializer=mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -356,6 +374,33 @@ class SandboxService:
             '/mleb.sandbox.v1.SandboxService/ListGpus',
             mleb_dot_sandbox_dot_v1_dot_sandbox__service__pb2.ListGpusRequest.SerializeToString,
             mleb_dot_sandbox_dot_v1_dot_sandbox__service__pb2.ListGpusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPublicKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mleb.sandbox.v1.SandboxService/ListPublicKeys',
+            mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysRequest.SerializeToString,
+            mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,112 @@
+"""`mleb keys` and `mleb verify`: the deployment's public keys, and offline verification."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from mleb.client import Client
+from mleb.errors import MlebError
+from mleb.evidence.dsse import EvidenceError
+from mleb.evidence.keys import Keyring, format_keys, keyring, parse_keys_text
+from rich.console import Console
+from rich.table import Table
+
+from services.common.settings import Settings
+from services.common.signing import generate_key
+from services.runs.verification import Finding, verify_path
+
+keys_app = typer.Typer(help="The public keys attestations are signed with.")
+console = Console(stderr=True)
+
+
+def deployment_keys(grader: str = "", sandbox: str = "") -> list[tuple[str, str]]:
+    """Every key the configured grader and sandbox service publish (ListPublicKeys)."""
+    settings = Settings.from_env()
+    tls_ca = settings.client_tls_ca.read_bytes() if settings.client_tls_ca else None
+    found: dict[str, str] = {}
+    with Client(grader=grader or None, sandbox=sandbox or None, tls_ca=tls_ca) as client:
+        for listing in (client.list_grader_keys(), client.list_sandbox_keys()):
+            found.update((key.keyid, key.pem) for key in listing.keys)
+    return sorted(found.items())
+
+
+@keys_app.callback(invoke_without_command=True)
+def keys(
+    context: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help='[{"keyid", "pem"}] instead of PEM.'),
+) -> None:
+    """Prints the deployment's public keys (MLEB_GRADER_ADDR, MLEB_SANDBOX_ADDR)."""
+    if context.invoked_subcommand is not None:
+        return
+    try:
+        pairs = deployment_keys()
+        keyring(pairs)  # refuse to print a key whose id does not match it
+    except (MlebError, EvidenceError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps([{"keyid": k, "pem": p} for k, p in pairs], indent=2))
+    else:
+        typer.echo(format_keys(pairs), nl=False)
+
+
+@keys_app.command("generate")
+def generate(
+    directory: Path = typer.Argument(..., help="MLEB_SIGNING_KEY_DIR of the deployment."),
+    name: str = typer.Option(..., help="File name; the name that sorts last signs."),
+) -> None:
+    """Writes a new Ed25519 signing key (mode 0600). Rotation: docs/verifiable-runs.md."""
+    try:
+        keyid = generate_key(directory, name)
+    except FileExistsError as exc:
+        console.print(f"[red]error:[/red] {name}.key exists already", highlight=False)
+        raise typer.Exit(2) from exc
+    typer.echo(f"keyid: {keyid}")
+
+
+def _trusted(keys_file: Path | None) -> Keyring:
+    if keys_file is not None:
+        return parse_keys_text(keys_file.read_text(encoding="utf-8"))
+    return keyring(deployment_keys())
+
+
+def _table(path: Path, findings: list[Finding]) -> Table:
+    table = Table("file", "check", "result", "detail")
+    for finding in findings:
+        try:
+            shown = str(Path(finding.file).relative_to(path))
+        except ValueError:
+            shown = finding.file
+        result = "[green]ok[/green]" if finding.ok else "[red]FAILED[/red]"
+        table.add_row(shown, finding.check, result, finding.detail)
+    return table
+
+
+def verify(
+    path: Path = typer.Argument(..., help="A run group, one run, or a leaderboard bundle."),
+    keys_file: Path | None = typer.Option(
+        None, "--keys", help="Trusted keys in `mleb keys` format; default: the deployment's."
+    ),
+) -> None:
+    """Checks every signature, the audit chain, the submissions and the report numbers.
+
+    Exit 0: everything verified; 1: something failed (the table names it); 2: bad usage.
+    Never trusts keys found inside PATH."""
+    if not path.is_dir():
+        console.print(f"[red]error:[/red] {path} is not a folder", highlight=False)
+        raise typer.Exit(2)
+    try:
+        trusted = _trusted(keys_file)
+    except (OSError, MlebError, EvidenceError) as exc:
+        console.print(f"[red]error:[/red] no trusted keys: {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+    result = verify_path(path, trusted)
+    Console().print(_table(path, result.findings))
+    failed = sum(not f.ok for f in result.findings)
+    if result.ok:
+        typer.echo(f"verified: {len(result.findings)} checks passed")
+        return
+    typer.echo(f"NOT verified: {failed} of {len(result.findings)} checks failed", err=True)
+    raise typer.Exit(1)

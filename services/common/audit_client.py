@@ -1,0 +1,59 @@
+"""The registry's audit chain as the grader and the sandbox service use it: append, export."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from mleb.evidence.chain import ChainRecord, record_from_proto
+from mleb.registry.v1 import registry_pb2, registry_service_pb2, registry_service_pb2_grpc
+
+from services.common.errors import UnavailableError
+
+_TIMEOUT_S = 30.0
+
+
+class AuditChainClient:
+    def __init__(self, channel: grpc.aio.Channel, metadata: Sequence[tuple[str, str]]) -> None:
+        self._stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+        self._metadata = tuple(metadata)
+
+    async def append(self, events: Sequence[tuple[str, dict[str, Any]]]) -> list[ChainRecord]:
+        """Appends (kind, fields) events in order; returns their records once committed.
+        Raises UnavailableError when the chain cannot take them: callers fail closed."""
+        request = registry_service_pb2.AppendAuditEventsRequest(
+            events=[
+                registry_pb2.AuditEvent(kind=kind, fields_json=json.dumps(fields, sort_keys=True))
+                for kind, fields in events
+            ]
+        )
+        try:
+            response = await self._stub.AppendAuditEvents(
+                request, metadata=self._metadata, timeout=_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as error:
+            raise UnavailableError(
+                f"the audit chain did not take the record ({error.code().name})",
+                reason="AUDIT_UNAVAILABLE",
+            ) from error
+        return [record_from_proto(r) for r in response.records]
+
+    async def export(self, from_seq: int, to_seq: int) -> list[ChainRecord]:
+        """Records from_seq..to_seq, every page."""
+        records: list[ChainRecord] = []
+        while from_seq:
+            request = registry_service_pb2.ExportAuditChainRequest(from_seq=from_seq, to_seq=to_seq)
+            try:
+                page = await self._stub.ExportAuditChain(
+                    request, metadata=self._metadata, timeout=_TIMEOUT_S
+                )
+            except grpc.aio.AioRpcError as error:
+                raise UnavailableError(
+                    f"the audit chain could not be read ({error.code().name})",
+                    reason="AUDIT_UNAVAILABLE",
+                ) from error
+            records.extend(record_from_proto(r) for r in page.records)
+            from_seq = page.next_from_seq
+        return records

@@ -1,0 +1,140 @@
+"""The deployment's Ed25519 signing keys, and signing in-toto Statements with them.
+
+MLEB_SIGNING_KEY_DIR holds the keys (docs/verifiable-runs.md#keys):
+- `<name>.key`: a PKCS#8 PEM private key, mode 0600 or stricter, owned by this user. Every one
+  is published; the one whose name sorts last signs.
+- `<name>.pub`: a retired key's public half, still published so old attestations verify.
+
+Without the setting, the process makes one key in memory and warns: attestations then verify
+only against the keys this very process publishes.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from mleb.common.v1 import common_pb2
+from mleb.evidence.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, keyid_of, pae, public_pem, statement
+
+from services.common.errors import FailedPreconditionError
+
+log = structlog.get_logger("mleb.signing")
+
+_MAX_KEY_FILE_BYTES = 16 * 1024
+
+
+class KeyFileError(FailedPreconditionError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="SIGNING_KEY_REFUSED")
+
+
+@dataclass(frozen=True)
+class SigningKeys:
+    active: Ed25519PrivateKey
+    # Every published public key, the active one included, by key id.
+    published: Mapping[str, Ed25519PublicKey]
+
+    @property
+    def active_keyid(self) -> str:
+        return keyid_of(self.active.public_key())
+
+    def public_keys(self) -> list[tuple[str, str]]:
+        return [(keyid, public_pem(key)) for keyid, key in sorted(self.published.items())]
+
+    def sign_statement(
+        self, subjects: Mapping[str, str], predicate_type: str, predicate: Mapping[str, Any]
+    ) -> str:
+        """A DSSE envelope (JSON) over an in-toto Statement."""
+        payload = statement(subjects, predicate_type, predicate)
+        signature = self.active.sign(pae(IN_TOTO_PAYLOAD_TYPE, payload))
+        return Envelope(IN_TOTO_PAYLOAD_TYPE, payload, ((self.active_keyid, signature),)).to_json()
+
+
+def _read_private(path: Path) -> bytes:
+    """The file's bytes, refusing links, other owners and any group or other access."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise KeyFileError(f"signing key {path.name}: cannot open ({exc.strerror})") from exc
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise KeyFileError(f"signing key {path.name}: not a regular file")
+        if info.st_mode & 0o077:
+            raise KeyFileError(
+                f"signing key {path.name}: mode {stat.S_IMODE(info.st_mode):o} lets others "
+                "read or change it; chmod 600"
+            )
+        if info.st_uid != os.geteuid():
+            raise KeyFileError(f"signing key {path.name}: owned by another user")
+        return handle.read(_MAX_KEY_FILE_BYTES + 1)
+
+
+def load_key_dir(directory: Path) -> SigningKeys:
+    info = directory.lstat() if directory.exists() or directory.is_symlink() else None
+    if info is None or not stat.S_ISDIR(info.st_mode):
+        raise KeyFileError("MLEB_SIGNING_KEY_DIR is not a directory")
+    if info.st_mode & 0o022:
+        raise KeyFileError("MLEB_SIGNING_KEY_DIR is writable by group or others")
+    private: list[tuple[str, Ed25519PrivateKey]] = []
+    published: dict[str, Ed25519PublicKey] = {}
+    for path in sorted(directory.iterdir()):
+        if path.suffix == ".key":
+            key = serialization.load_pem_private_key(_read_private(path), password=None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise KeyFileError(f"signing key {path.name}: not an Ed25519 key")
+            private.append((path.name, key))
+            published[keyid_of(key.public_key())] = key.public_key()
+        elif path.suffix == ".pub":
+            key = serialization.load_pem_public_key(path.read_bytes()[:_MAX_KEY_FILE_BYTES])
+            if not isinstance(key, Ed25519PublicKey):
+                raise KeyFileError(f"public key {path.name}: not an Ed25519 key")
+            published[keyid_of(key)] = key
+    if not private:
+        raise KeyFileError("MLEB_SIGNING_KEY_DIR holds no .key file")
+    return SigningKeys(private[-1][1], published)
+
+
+@functools.cache
+def _ephemeral() -> SigningKeys:
+    key = Ed25519PrivateKey.generate()
+    log.warning(
+        "ephemeral_signing_key",
+        keyid=keyid_of(key.public_key()),
+        note="MLEB_SIGNING_KEY_DIR is not set: attestations are signed with a key that dies "
+        "with this process",
+    )
+    return SigningKeys(key, {keyid_of(key.public_key()): key.public_key()})
+
+
+def signing_keys(directory: Path | None) -> SigningKeys:
+    return load_key_dir(directory) if directory is not None else _ephemeral()
+
+
+def generate_key(directory: Path, name: str) -> str:
+    """Writes `<name>.key` (mode 0600, never over an existing file); returns its key id."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.open(directory / f"{name}.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                 0o600)  # fmt: skip
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    return keyid_of(key.public_key())
+
+
+def public_keys_response(keys: SigningKeys) -> common_pb2.ListPublicKeysResponse:
+    return common_pb2.ListPublicKeysResponse(
+        keys=[common_pb2.PublicKey(keyid=keyid, pem=pem) for keyid, pem in keys.public_keys()]
+    )

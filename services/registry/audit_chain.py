@@ -1,0 +1,156 @@
+"""The audit chain, kept in the registry's database (docs/verifiable-runs.md#the-audit-chain).
+
+Services append events through AppendAuditEvents; the registry numbers them, stamps the time
+and the reporting service, and links each to the one before in a single transaction. One
+writer at a time: a process lock, plus a PostgreSQL advisory lock shared by every registry
+replica, so seqs never fork. A service only answers its own caller after its event is
+committed, which is what makes a lost record impossible without a lost answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from mleb.evidence.chain import GENESIS, ChainRecord, body_hash, canonical, link_hash
+from sqlalchemy import BigInteger, DateTime, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from services.common import db
+from services.common.auth import Caller, Role
+from services.common.errors import invalid_field
+from services.registry.models import Base
+
+KINDS = frozenset({"grader_call", "sandbox_lifecycle", "egress"})
+# Set by the registry, never by the reporting service.
+_STAMPED = frozenset({"kind", "seq", "time", "reporter"})
+MAX_FIELDS_BYTES = 16 * 1024
+MAX_EVENTS_PER_CALL = 1000
+MAX_EXPORT_PAGE = 5000
+_LOCK_NAME = "registry_audit_chain"
+
+
+class AuditRecordRow(Base):
+    __tablename__ = "registry_audit_records"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    body_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    # The canonical JSON the body_hash covers, stored as hashed.
+    body: Mapped[str] = mapped_column(Text)
+    # Who may read the body: the tenant it concerns, and the caller's role.
+    tenant: Mapped[str] = mapped_column(String(256), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+def parse_event(kind: str, fields_json: str, index: int) -> dict[str, Any]:
+    field = f"events[{index}]"
+    if kind not in KINDS:
+        raise invalid_field(f"{field}.kind", f"one of {', '.join(sorted(KINDS))}")
+    if len(fields_json.encode()) > MAX_FIELDS_BYTES:
+        raise invalid_field(f"{field}.fields_json", f"at most {MAX_FIELDS_BYTES} bytes")
+    try:
+        fields = json.loads(fields_json, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        raise invalid_field(f"{field}.fields_json", f"not JSON: {exc}") from None
+    if not isinstance(fields, dict):
+        raise invalid_field(f"{field}.fields_json", "must be a JSON object")
+    stamped = _STAMPED & fields.keys()
+    if stamped:
+        raise invalid_field(f"{field}.fields_json", f"{sorted(stamped)} are set by the registry")
+    return {**fields, "kind": kind}
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _record(row: AuditRecordRow, visible: bool) -> ChainRecord:
+    return ChainRecord(
+        row.seq, row.prev_hash, row.body_hash, row.hash, json.loads(row.body) if visible else None
+    )
+
+
+def visible_to(caller: Caller, row: AuditRecordRow) -> bool:
+    """Labs see their own tenant's records and service callers' ones; bodies of other labs'
+    records stay hidden (CONTRACTS.md, tenancy and verify)."""
+    if caller.role is Role.SERVICE:
+        return True
+    return row.tenant == caller.tenant_id or row.role == Role.SERVICE.value
+
+
+class AuditChain:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._lock = threading.Lock()
+
+    async def append(self, reporter: str, events: Sequence[dict[str, Any]]) -> list[ChainRecord]:
+        if len(events) > MAX_EVENTS_PER_CALL:
+            raise invalid_field("events", f"at most {MAX_EVENTS_PER_CALL} per call")
+        return await asyncio.to_thread(self._append, reporter, list(events))
+
+    def _append(self, reporter: str, events: list[dict[str, Any]]) -> list[ChainRecord]:
+        with self._lock, self._sessions.begin() as session:
+            db.lock_for_transaction(session, _LOCK_NAME)
+            head = session.scalars(
+                select(AuditRecordRow).order_by(AuditRecordRow.seq.desc()).limit(1)
+            ).first()
+            seq, prev = (head.seq, head.hash) if head else (0, GENESIS)
+            now = datetime.now(UTC)
+            records = []
+            for fields in events:
+                seq += 1
+                body = {**fields, "seq": seq, "time": now.isoformat(), "reporter": reporter}
+                digest = body_hash(body)
+                row = AuditRecordRow(
+                    seq=seq,
+                    prev_hash=prev,
+                    body_hash=digest,
+                    hash=link_hash(prev, digest),
+                    body=canonical(body).decode(),
+                    tenant=str(body.get("tenant", ""))[:256],
+                    role=str(body.get("role", ""))[:16],
+                    recorded_at=now,
+                )
+                session.add(row)
+                records.append(_record(row, True))
+                prev = row.hash
+            return records
+
+    async def export(
+        self, caller: Caller, from_seq: int, to_seq: int
+    ) -> tuple[list[ChainRecord], int, int]:
+        """Records from_seq..to_seq (0: the head), at most MAX_EXPORT_PAGE; also where the
+        next page starts (0 when done) and the head's seq."""
+        if from_seq < 1:
+            raise invalid_field("from_seq", "must be at least 1")
+        if to_seq and to_seq < from_seq:
+            raise invalid_field("to_seq", "must be 0 or at least from_seq")
+        return await asyncio.to_thread(self._export, caller, from_seq, to_seq)
+
+    def _export(
+        self, caller: Caller, from_seq: int, to_seq: int
+    ) -> tuple[list[ChainRecord], int, int]:
+        with self._sessions() as session:
+            head = (
+                session.scalars(
+                    select(AuditRecordRow.seq).order_by(AuditRecordRow.seq.desc()).limit(1)
+                ).first()
+                or 0
+            )
+            last = min(to_seq or head, head)
+            rows = session.scalars(
+                select(AuditRecordRow)
+                .where(AuditRecordRow.seq >= from_seq, AuditRecordRow.seq <= last)
+                .order_by(AuditRecordRow.seq)
+                .limit(MAX_EXPORT_PAGE)
+            ).all()
+            records = [_record(row, visible_to(caller, row)) for row in rows]
+        reached = records[-1].seq if records else from_seq - 1
+        return records, (reached + 1 if reached < last else 0), head

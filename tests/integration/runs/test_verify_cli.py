@@ -1,0 +1,251 @@
+"""`mleb keys`, `mleb verify` and `mleb report --leaderboard` on run groups produced by `mleb run`
+against real servers (local backend). Each kind of evidence is tampered with, one byte or one
+record at a time, and verify must name it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import typer
+from mleb.client import AsyncClient
+from mleb.evidence.chain import read_chain
+from typer.testing import CliRunner
+
+from services.cli import evidence_cmds
+from services.cli.report_cmds import report
+from services.runs.evidence_files import ATTESTATION_FILE, AUDIT_CHAIN_FILE, GRADING_STATEMENT_FILE
+from services.runs.records import GRADING_REPORT_SUFFIX, load_run_group
+from tests.fixtures.grading_stack import COMPETITION, IDS
+from tests.fixtures.sandbox_dirs import open_tmp  # noqa: F401
+from tests.fixtures.sandbox_stack import sandbox_stack  # noqa: F401
+from tests.integration.runs.test_run_cli import (  # noqa: F401
+    agent_args,
+    invoke,
+    local,
+    only_group,
+    wait_until,
+)
+
+runner = CliRunner()
+app = typer.Typer()
+app.add_typer(evidence_cmds.keys_app, name="keys")
+app.command("verify")(evidence_cmds.verify)
+app.command("report")(report)
+
+
+async def cli(servers, *args: str) -> tuple[int, str]:
+    result = await asyncio.to_thread(runner.invoke, app, list(args), env=servers.env)
+    return result.exit_code, result.output
+
+
+async def run_group(servers, runs_dir: Path, *extra: str) -> Path:
+    from tests.integration.runs.test_run_cli import app as run_app
+
+    result = await asyncio.to_thread(
+        runner.invoke, run_app,
+        ["run", *agent_args("local"), "--competitions", "lite", "--seeds", "2",
+         "--concurrency", "2", "--time-limit", "2m", "--runs-dir", str(runs_dir),
+         "--poll-interval", "0.2", *extra],
+        env=servers.env,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return only_group(runs_dir)
+
+
+def _flip_json(path: Path, change: Callable[[dict], None]) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def _envelope_payload(path: Path, change: Callable[[dict], None]) -> None:
+    """Re-encodes the statement with a change, keeping the old signature."""
+    envelope = json.loads(path.read_text())
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    change(statement)
+    envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    path.write_text(json.dumps(envelope))
+
+
+def _chain_lines(path: Path, change: Callable[[list[str]], list[str]]) -> None:
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(change(lines)) + "\n")
+
+
+def _edit_body(lines: list[str], kind: str) -> list[str]:
+    for index, line in enumerate(lines):
+        record = json.loads(line)
+        if record["body"] and record["body"].get("kind") == kind:
+            record["body"]["time"] = "2020-01-01T00:00:00+00:00"
+            lines[index] = json.dumps(record)
+            return lines
+    raise AssertionError(f"no {kind} record")
+
+
+def _first_run(group: Path) -> Path:
+    return sorted(p.parent for p in group.glob(f"*/{ATTESTATION_FILE}"))[0]
+
+
+def _report(group: Path) -> Path:
+    return sorted(group.glob(f"*{GRADING_REPORT_SUFFIX}"))[-1]
+
+
+def _set_score(data: dict) -> None:
+    data["competition_reports"][0]["score"] = 0.5
+
+
+def _set_total(data: dict) -> None:
+    data["total_gold_medals"] += 1
+
+
+def _submission_byte(group: Path) -> None:
+    path = _first_run(group) / "submission" / "submission.csv"
+    data = bytearray(path.read_bytes())
+    data[-2] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def _swap_attestations(group: Path) -> None:
+    first, second = sorted(p.parent for p in group.glob(f"*/{ATTESTATION_FILE}"))
+    a, b = (first / ATTESTATION_FILE).read_bytes(), (second / ATTESTATION_FILE).read_bytes()
+    (first / ATTESTATION_FILE).write_bytes(b)
+    (second / ATTESTATION_FILE).write_bytes(a)
+
+
+def _drop_middle(lines: list[str]) -> list[str]:
+    return lines[:1] + lines[2:]
+
+
+TAMPERING: dict[str, tuple[Callable[[Path], None], str]] = {
+    "a score in the grading report": (lambda g: _flip_json(_report(g), _set_score), "report"),
+    "a total in the grading report": (lambda g: _flip_json(_report(g), _set_total), "totals"),
+    "one submission byte": (_submission_byte, "submission bytes"),
+    "an attested field, re-encoded": (
+        lambda g: _envelope_payload(
+            _first_run(g) / ATTESTATION_FILE,
+            lambda s: s["predicate"].update(validation_calls=0),
+        ),
+        "signature",
+    ),
+    "the signed report's score": (
+        lambda g: _envelope_payload(
+            _first_run(g) / GRADING_STATEMENT_FILE,
+            lambda s: s["predicate"]["report"].update(score=0.0),
+        ),
+        "signature",
+    ),
+    "swapped attestations": (_swap_attestations, "sandbox"),
+    "an audit record's body": (
+        lambda g: _chain_lines(g / AUDIT_CHAIN_FILE, lambda ls: _edit_body(ls, "grader_call")),
+        "continuity",
+    ),
+    "a removed audit record": (
+        lambda g: _chain_lines(g / AUDIT_CHAIN_FILE, _drop_middle),
+        "continuity",
+    ),
+    "a missing attestation": (
+        lambda g: (_first_run(g) / ATTESTATION_FILE).unlink(),
+        "signature",
+    ),
+}
+
+
+async def test_a_run_group_verifies_and_each_tampering_is_caught(local, open_tmp) -> None:  # noqa: F811
+    group = await run_group(local, open_tmp / "runs")
+    code, keys_text = await cli(local, "keys")
+    assert code == 0 and keys_text.startswith("keyid: ") and "BEGIN PUBLIC KEY" in keys_text
+    keys = open_tmp / "keys.pem"
+    keys.write_text(keys_text)
+    code, output = await cli(local, "verify", str(group), "--keys", str(keys))
+    assert code == 0, output
+    assert "verified:" in output and "FAILED" not in output
+    # The evidence is there: two attested runs, their grading statements, the chain.
+    for run_dir in sorted(p.parent for p in group.glob(f"*/{ATTESTATION_FILE}")):
+        assert (run_dir / GRADING_STATEMENT_FILE).is_file()
+    chain = read_chain((group / AUDIT_CHAIN_FILE).read_text())
+    kinds = {(r.body or {}).get("rpc") or (r.body or {}).get("event") for r in chain}
+    assert {"created", "launching", "finished", "GradeSubmission"} <= kinds
+    # One run on its own verifies too, and so does the JSON form of the keys.
+    code, json_keys = await cli(local, "keys", "--json")
+    (open_tmp / "keys.json").write_text(json_keys)
+    code, output = await cli(
+        local, "verify", str(_first_run(group)), "--keys", str(open_tmp / "keys.json")
+    )
+    assert code == 0, output
+
+    for name, (tamper, check) in TAMPERING.items():
+        copy = open_tmp / "tampered" / name.replace(" ", "-").replace("'", "")
+        shutil.copytree(group, copy)
+        tamper(copy)
+        code, output = await cli(local, "verify", str(copy), "--keys", str(keys))
+        assert code == 1, f"{name}: not caught\n{output}"
+        failed = [line for line in output.splitlines() if "FAILED" in line]
+        assert any(check in line for line in failed), f"{name}: {check!r} not named\n{output}"
+
+    # Another deployment's keys verify nothing, and keys inside PATH are never used.
+    other = open_tmp / "other.pem"
+    other.write_text(keys_text.replace(keys_text.split("\n")[0], "keyid: " + "0" * 64))
+    code, output = await cli(local, "verify", str(group), "--keys", str(other))
+    assert code == 2 and "keyid is not the sha256" in output
+
+
+async def test_scoring_while_a_sandbox_runs_is_caught(local, open_tmp) -> None:  # noqa: F811
+    release = open_tmp / "release"
+    runs_dir = open_tmp / "runs"
+    task = asyncio.create_task(run_group(local, runs_dir, "--env", f"RELEASE_FILE={release}"))
+    await wait_until(lambda: runs_dir.exists() and any(runs_dir.glob("*/*/run.json")), None)
+    # Seed 1 waits for the release file: meanwhile its lab scores a guess on the competition.
+    await asyncio.sleep(3)
+    # (Not the answers themselves: those bytes are seed 0's, graded after it ended.)
+    guess = "PassengerId,Transported\n" + "".join(f"{i},True\n" for i in IDS)
+    async with AsyncClient(grader=local.env["MLEB_GRADER_ADDR"], token=local.token) as client:
+        scored = await client.score_submission(COMPETITION, guess.encode())
+    assert scored.valid
+    release.write_text("go")
+    group = await task
+    keys = open_tmp / "keys.pem"
+    keys.write_text((await cli(local, "keys"))[1])
+    code, output = await cli(local, "verify", str(group), "--keys", str(keys))
+    assert code == 1, output
+    assert "no test-set feedback" in output and "ScoreSubmission" not in output
+    assert "scoring calls on" in " ".join(output.split())
+    # Declared in metadata.json, the same call is accepted.
+    seqs = [
+        r.seq for r in read_chain((group / AUDIT_CHAIN_FILE).read_text())
+        if (r.body or {}).get("rpc") == "ScoreSubmission"
+    ]  # fmt: skip
+    _flip_json(group / "metadata.json", lambda m: m.update(declared_grader_calls=seqs))
+    code, output = await cli(local, "verify", str(group), "--keys", str(keys))
+    assert code == 0, output
+
+
+async def test_a_leaderboard_bundle_verifies_as_it_is(local, open_tmp) -> None:  # noqa: F811
+    group = await run_group(local, open_tmp / "runs")
+    out = open_tmp / "bundle"
+    code, output = await cli(local, "report", str(group), "--leaderboard", str(out))
+    assert code == 0, output
+    summary = json.loads((out / "summary.json").read_text())
+    low = summary["any_medal_percentage"]["low"]
+    assert low["mean"] == pytest.approx(50) and low["sem"] == pytest.approx(50)
+    assert summary["resource_profile"]["attested_runs"] == 2
+    assert summary["disclosure"]["test_set_feedback"] == "none"
+    experiments = (out / "runs" / "run_group_experiments.csv").read_text().splitlines()
+    assert experiments[0] == "experiment_id,run_group" and experiments[1].endswith(group.name)
+    assert load_run_group(out / "runs" / group.name).entries
+    keys = open_tmp / "keys.pem"
+    keys.write_text((await cli(local, "keys"))[1])
+    code, output = await cli(local, "verify", str(out), "--keys", str(keys))
+    assert code == 0, output
+    # The folder must be new; a second bundle into it is refused.
+    code, output = await cli(local, "report", str(group), "--leaderboard", str(out))
+    assert code == 2 and "exists already" in output
+    # A figure changed in the summary is caught.
+    _flip_json(out / "summary.json", lambda s: s["any_medal_percentage"]["low"].update(mean=100.0))
+    code, output = await cli(local, "verify", str(out), "--keys", str(keys))
+    assert code == 1 and "figures" in output
