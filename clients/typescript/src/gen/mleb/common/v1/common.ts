@@ -245,6 +245,22 @@ export interface Ranking {
   leaderboardNote: string;
 }
 
+/** A public key the deployment signs attestations with (Ed25519). */
+export interface PublicKey {
+  /** Hex sha256 of the raw 32-byte public key. */
+  keyid: string;
+  /** PEM "PUBLIC KEY" block (SubjectPublicKeyInfo). */
+  pem: string;
+}
+
+export interface ListPublicKeysRequest {
+}
+
+export interface ListPublicKeysResponse {
+  /** Every key whose signatures should be accepted: the signing key and retired ones. */
+  keys: PublicKey[];
+}
+
 function createBaseRanking(): Ranking {
   return {
     goldThreshold: undefined,
@@ -627,6 +643,210 @@ export const Ranking: MessageFns<Ranking> = {
     message.leaderboardSize = object.leaderboardSize ?? 0;
     message.leaderboardState = object.leaderboardState ?? 0;
     message.leaderboardNote = object.leaderboardNote ?? "";
+    return message;
+  },
+};
+
+function createBasePublicKey(): PublicKey {
+  return { keyid: "", pem: "" };
+}
+
+export const PublicKey: MessageFns<PublicKey> = {
+  encode(message: PublicKey, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyid !== "") {
+      writer.uint32(10).string(message.keyid);
+    }
+    if (message.pem !== "") {
+      writer.uint32(18).string(message.pem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PublicKey {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePublicKey();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyid = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pem = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PublicKey {
+    return {
+      keyid: isSet(object.keyid) ? globalThis.String(object.keyid) : "",
+      pem: isSet(object.pem) ? globalThis.String(object.pem) : "",
+    };
+  },
+
+  toJSON(message: PublicKey): unknown {
+    const obj: any = {};
+    if (message.keyid !== "") {
+      obj.keyid = message.keyid;
+    }
+    if (message.pem !== "") {
+      obj.pem = message.pem;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PublicKey>, I>>(base?: I): PublicKey {
+    return PublicKey.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PublicKey>, I>>(object: I): PublicKey {
+    const message = createBasePublicKey();
+    message.keyid = object.keyid ?? "";
+    message.pem = object.pem ?? "";
+    return message;
+  },
+};
+
+function createBaseListPublicKeysRequest(): ListPublicKeysRequest {
+  return {};
+}
+
+export const ListPublicKeysRequest: MessageFns<ListPublicKeysRequest> = {
+  encode(_: ListPublicKeysRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPublicKeysRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPublicKeysRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListPublicKeysRequest {
+    return {};
+  },
+
+  toJSON(_: ListPublicKeysRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPublicKeysRequest>, I>>(base?: I): ListPublicKeysRequest {
+    return ListPublicKeysRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPublicKeysRequest>, I>>(_: I): ListPublicKeysRequest {
+    const message = createBaseListPublicKeysRequest();
+    return message;
+  },
+};
+
+function createBaseListPublicKeysResponse(): ListPublicKeysResponse {
+  return { keys: [] };
+}
+
+export const ListPublicKeysResponse: MessageFns<ListPublicKeysResponse> = {
+  encode(message: ListPublicKeysResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.keys) {
+      PublicKey.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPublicKeysResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPublicKeysResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keys.push(PublicKey.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPublicKeysResponse {
+    return { keys: globalThis.Array.isArray(object?.keys) ? object.keys.map((e: any) => PublicKey.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: ListPublicKeysResponse): unknown {
+    const obj: any = {};
+    if (message.keys?.length) {
+      obj.keys = message.keys.map((e) => PublicKey.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPublicKeysResponse>, I>>(base?: I): ListPublicKeysResponse {
+    return ListPublicKeysResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPublicKeysResponse>, I>>(object: I): ListPublicKeysResponse {
+    const message = createBaseListPublicKeysResponse();
+    message.keys = object.keys?.map((e) => PublicKey.fromPartial(e)) || [];
     return message;
   },
 };

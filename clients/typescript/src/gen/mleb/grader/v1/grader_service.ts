@@ -20,7 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Ranking } from "../../common/v1/common";
+import { ListPublicKeysRequest, ListPublicKeysResponse, Ranking } from "../../common/v1/common";
 import { CompetitionReport } from "./grader";
 
 export const protobufPackage = "mleb.grader.v1";
@@ -70,7 +70,14 @@ export interface GradeSubmissionRequest {
 }
 
 export interface GradeSubmissionResponse {
-  report: CompetitionReport | undefined;
+  report:
+    | CompetitionReport
+    | undefined;
+  /**
+   * A DSSE envelope (JSON) over an in-toto Statement binding the report to the
+   * submission's sha256 and to this call's audit record.
+   */
+  statement: string;
 }
 
 export interface RankScoreRequest {
@@ -722,13 +729,16 @@ export const GradeSubmissionRequest: MessageFns<GradeSubmissionRequest> = {
 };
 
 function createBaseGradeSubmissionResponse(): GradeSubmissionResponse {
-  return { report: undefined };
+  return { report: undefined, statement: "" };
 }
 
 export const GradeSubmissionResponse: MessageFns<GradeSubmissionResponse> = {
   encode(message: GradeSubmissionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.report !== undefined) {
       CompetitionReport.encode(message.report, writer.uint32(10).fork()).join();
+    }
+    if (message.statement !== "") {
+      writer.uint32(18).string(message.statement);
     }
     return writer;
   },
@@ -754,6 +764,14 @@ export const GradeSubmissionResponse: MessageFns<GradeSubmissionResponse> = {
             message.report = CompetitionReport.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.statement = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -767,13 +785,19 @@ export const GradeSubmissionResponse: MessageFns<GradeSubmissionResponse> = {
   },
 
   fromJSON(object: any): GradeSubmissionResponse {
-    return { report: isSet(object.report) ? CompetitionReport.fromJSON(object.report) : undefined };
+    return {
+      report: isSet(object.report) ? CompetitionReport.fromJSON(object.report) : undefined,
+      statement: isSet(object.statement) ? globalThis.String(object.statement) : "",
+    };
   },
 
   toJSON(message: GradeSubmissionResponse): unknown {
     const obj: any = {};
     if (message.report !== undefined) {
       obj.report = CompetitionReport.toJSON(message.report);
+    }
+    if (message.statement !== "") {
+      obj.statement = message.statement;
     }
     return obj;
   },
@@ -786,6 +810,7 @@ export const GradeSubmissionResponse: MessageFns<GradeSubmissionResponse> = {
     message.report = (object.report !== undefined && object.report !== null)
       ? CompetitionReport.fromPartial(object.report)
       : undefined;
+    message.statement = object.statement ?? "";
     return message;
   },
 };
@@ -1000,6 +1025,18 @@ export const GraderServiceService = {
     responseSerialize: (value: RankScoreResponse): Buffer => Buffer.from(RankScoreResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RankScoreResponse => RankScoreResponse.decode(value),
   },
+  /** The public keys that grading statements are signed with. */
+  listPublicKeys: {
+    path: "/mleb.grader.v1.GraderService/ListPublicKeys" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListPublicKeysRequest): Buffer =>
+      Buffer.from(ListPublicKeysRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListPublicKeysRequest => ListPublicKeysRequest.decode(value),
+    responseSerialize: (value: ListPublicKeysResponse): Buffer =>
+      Buffer.from(ListPublicKeysResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListPublicKeysResponse => ListPublicKeysResponse.decode(value),
+  },
 } as const;
 
 export interface GraderServiceServer extends UntypedServiceImplementation {
@@ -1011,6 +1048,8 @@ export interface GraderServiceServer extends UntypedServiceImplementation {
   gradeSubmission: handleClientStreamingCall<GradeSubmissionRequest, GradeSubmissionResponse>;
   /** Ranks a given score against a competition's leaderboard. */
   rankScore: handleUnaryCall<RankScoreRequest, RankScoreResponse>;
+  /** The public keys that grading statements are signed with. */
+  listPublicKeys: handleUnaryCall<ListPublicKeysRequest, ListPublicKeysResponse>;
 }
 
 export interface GraderServiceClient extends Client {
@@ -1080,6 +1119,22 @@ export interface GraderServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RankScoreResponse) => void,
+  ): ClientUnaryCall;
+  /** The public keys that grading statements are signed with. */
+  listPublicKeys(
+    request: ListPublicKeysRequest,
+    callback: (error: ServiceError | null, response: ListPublicKeysResponse) => void,
+  ): ClientUnaryCall;
+  listPublicKeys(
+    request: ListPublicKeysRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListPublicKeysResponse) => void,
+  ): ClientUnaryCall;
+  listPublicKeys(
+    request: ListPublicKeysRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListPublicKeysResponse) => void,
   ): ClientUnaryCall;
 }
 

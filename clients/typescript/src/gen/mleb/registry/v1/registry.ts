@@ -204,6 +204,24 @@ export interface Competition {
    * paths); empty otherwise.
    */
   leaderboardNote: string;
+  /** Problems reported upstream about this competition (leakage, a wrong setup). */
+  knownIssues: KnownIssue[];
+  /**
+   * Content address of the grading bundle (answers, leaderboard, metric); empty
+   * without prepared data. Attestations name it.
+   */
+  bundleDigest: string;
+}
+
+/** A catalogued problem with a competition, reported on MLE-bench. */
+export interface KnownIssue {
+  /** The openai/mle-bench issue number. */
+  upstreamIssue: number;
+  url: string;
+  /** "leakage" or "wrong-setup". */
+  kind: string;
+  title: string;
+  summary: string;
 }
 
 /** One row of a competition's leaderboard, best first. */
@@ -263,6 +281,29 @@ export interface RevokedToken {
   expiresAt: Date | undefined;
   revokedAt: Date | undefined;
   reason: string;
+}
+
+/**
+ * One link of the audit chain. body_json is empty where the caller may not see
+ * the record (another tenant's); the hashes still let it check continuity.
+ */
+export interface AuditRecord {
+  seq: number;
+  prevHash: string;
+  bodyHash: string;
+  hash: string;
+  bodyJson: string;
+}
+
+/**
+ * An event a service appends to the audit chain. The registry adds seq, time
+ * and the reporting service's subject.
+ */
+export interface AuditEvent {
+  /** "grader_call", "sandbox_lifecycle" or "egress". */
+  kind: string;
+  /** The event's fields as a JSON object. */
+  fieldsJson: string;
 }
 
 function createBaseMetric(): Metric {
@@ -595,6 +636,8 @@ function createBaseCompetition(): Competition {
     importNotes: [],
     leaderboardState: 0,
     leaderboardNote: "",
+    knownIssues: [],
+    bundleDigest: "",
   };
 }
 
@@ -668,6 +711,12 @@ export const Competition: MessageFns<Competition> = {
     }
     if (message.leaderboardNote !== "") {
       writer.uint32(186).string(message.leaderboardNote);
+    }
+    for (const v of message.knownIssues) {
+      KnownIssue.encode(v!, writer.uint32(194).fork()).join();
+    }
+    if (message.bundleDigest !== "") {
+      writer.uint32(202).string(message.bundleDigest);
     }
     return writer;
   },
@@ -869,6 +918,22 @@ export const Competition: MessageFns<Competition> = {
             message.leaderboardNote = reader.string();
             continue;
           }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.knownIssues.push(KnownIssue.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 25: {
+            if (tag !== 202) {
+              break;
+            }
+
+            message.bundleDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -966,6 +1031,16 @@ export const Competition: MessageFns<Competition> = {
         : isSet(object.leaderboard_note)
         ? globalThis.String(object.leaderboard_note)
         : "",
+      knownIssues: globalThis.Array.isArray(object?.knownIssues)
+        ? object.knownIssues.map((e: any) => KnownIssue.fromJSON(e))
+        : globalThis.Array.isArray(object?.known_issues)
+        ? object.known_issues.map((e: any) => KnownIssue.fromJSON(e))
+        : [],
+      bundleDigest: isSet(object.bundleDigest)
+        ? globalThis.String(object.bundleDigest)
+        : isSet(object.bundle_digest)
+        ? globalThis.String(object.bundle_digest)
+        : "",
     };
   },
 
@@ -1040,6 +1115,12 @@ export const Competition: MessageFns<Competition> = {
     if (message.leaderboardNote !== "") {
       obj.leaderboardNote = message.leaderboardNote;
     }
+    if (message.knownIssues?.length) {
+      obj.knownIssues = message.knownIssues.map((e) => KnownIssue.toJSON(e));
+    }
+    if (message.bundleDigest !== "") {
+      obj.bundleDigest = message.bundleDigest;
+    }
     return obj;
   },
 
@@ -1073,6 +1154,145 @@ export const Competition: MessageFns<Competition> = {
     message.importNotes = object.importNotes?.map((e) => e) || [];
     message.leaderboardState = object.leaderboardState ?? 0;
     message.leaderboardNote = object.leaderboardNote ?? "";
+    message.knownIssues = object.knownIssues?.map((e) => KnownIssue.fromPartial(e)) || [];
+    message.bundleDigest = object.bundleDigest ?? "";
+    return message;
+  },
+};
+
+function createBaseKnownIssue(): KnownIssue {
+  return { upstreamIssue: 0, url: "", kind: "", title: "", summary: "" };
+}
+
+export const KnownIssue: MessageFns<KnownIssue> = {
+  encode(message: KnownIssue, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.upstreamIssue !== 0) {
+      writer.uint32(8).int32(message.upstreamIssue);
+    }
+    if (message.url !== "") {
+      writer.uint32(18).string(message.url);
+    }
+    if (message.kind !== "") {
+      writer.uint32(26).string(message.kind);
+    }
+    if (message.title !== "") {
+      writer.uint32(34).string(message.title);
+    }
+    if (message.summary !== "") {
+      writer.uint32(42).string(message.summary);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KnownIssue {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKnownIssue();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.upstreamIssue = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.title = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.summary = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KnownIssue {
+    return {
+      upstreamIssue: isSet(object.upstreamIssue)
+        ? globalThis.Number(object.upstreamIssue)
+        : isSet(object.upstream_issue)
+        ? globalThis.Number(object.upstream_issue)
+        : 0,
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      title: isSet(object.title) ? globalThis.String(object.title) : "",
+      summary: isSet(object.summary) ? globalThis.String(object.summary) : "",
+    };
+  },
+
+  toJSON(message: KnownIssue): unknown {
+    const obj: any = {};
+    if (message.upstreamIssue !== 0) {
+      obj.upstreamIssue = Math.round(message.upstreamIssue);
+    }
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.title !== "") {
+      obj.title = message.title;
+    }
+    if (message.summary !== "") {
+      obj.summary = message.summary;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KnownIssue>, I>>(base?: I): KnownIssue {
+    return KnownIssue.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KnownIssue>, I>>(object: I): KnownIssue {
+    const message = createBaseKnownIssue();
+    message.upstreamIssue = object.upstreamIssue ?? 0;
+    message.url = object.url ?? "";
+    message.kind = object.kind ?? "";
+    message.title = object.title ?? "";
+    message.summary = object.summary ?? "";
     return message;
   },
 };
@@ -1882,6 +2102,240 @@ export const RevokedToken: MessageFns<RevokedToken> = {
     message.expiresAt = object.expiresAt ?? undefined;
     message.revokedAt = object.revokedAt ?? undefined;
     message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseAuditRecord(): AuditRecord {
+  return { seq: 0, prevHash: "", bodyHash: "", hash: "", bodyJson: "" };
+}
+
+export const AuditRecord: MessageFns<AuditRecord> = {
+  encode(message: AuditRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0) {
+      writer.uint32(8).int64(message.seq);
+    }
+    if (message.prevHash !== "") {
+      writer.uint32(18).string(message.prevHash);
+    }
+    if (message.bodyHash !== "") {
+      writer.uint32(26).string(message.bodyHash);
+    }
+    if (message.hash !== "") {
+      writer.uint32(34).string(message.hash);
+    }
+    if (message.bodyJson !== "") {
+      writer.uint32(42).string(message.bodyJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditRecord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.prevHash = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.bodyHash = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.hash = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.bodyJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditRecord {
+    return {
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      prevHash: isSet(object.prevHash)
+        ? globalThis.String(object.prevHash)
+        : isSet(object.prev_hash)
+        ? globalThis.String(object.prev_hash)
+        : "",
+      bodyHash: isSet(object.bodyHash)
+        ? globalThis.String(object.bodyHash)
+        : isSet(object.body_hash)
+        ? globalThis.String(object.body_hash)
+        : "",
+      hash: isSet(object.hash) ? globalThis.String(object.hash) : "",
+      bodyJson: isSet(object.bodyJson)
+        ? globalThis.String(object.bodyJson)
+        : isSet(object.body_json)
+        ? globalThis.String(object.body_json)
+        : "",
+    };
+  },
+
+  toJSON(message: AuditRecord): unknown {
+    const obj: any = {};
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
+    }
+    if (message.prevHash !== "") {
+      obj.prevHash = message.prevHash;
+    }
+    if (message.bodyHash !== "") {
+      obj.bodyHash = message.bodyHash;
+    }
+    if (message.hash !== "") {
+      obj.hash = message.hash;
+    }
+    if (message.bodyJson !== "") {
+      obj.bodyJson = message.bodyJson;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuditRecord>, I>>(base?: I): AuditRecord {
+    return AuditRecord.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuditRecord>, I>>(object: I): AuditRecord {
+    const message = createBaseAuditRecord();
+    message.seq = object.seq ?? 0;
+    message.prevHash = object.prevHash ?? "";
+    message.bodyHash = object.bodyHash ?? "";
+    message.hash = object.hash ?? "";
+    message.bodyJson = object.bodyJson ?? "";
+    return message;
+  },
+};
+
+function createBaseAuditEvent(): AuditEvent {
+  return { kind: "", fieldsJson: "" };
+}
+
+export const AuditEvent: MessageFns<AuditEvent> = {
+  encode(message: AuditEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.fieldsJson !== "") {
+      writer.uint32(18).string(message.fieldsJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.fieldsJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditEvent {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      fieldsJson: isSet(object.fieldsJson)
+        ? globalThis.String(object.fieldsJson)
+        : isSet(object.fields_json)
+        ? globalThis.String(object.fields_json)
+        : "",
+    };
+  },
+
+  toJSON(message: AuditEvent): unknown {
+    const obj: any = {};
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.fieldsJson !== "") {
+      obj.fieldsJson = message.fieldsJson;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuditEvent>, I>>(base?: I): AuditEvent {
+    return AuditEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuditEvent>, I>>(object: I): AuditEvent {
+    const message = createBaseAuditEvent();
+    message.kind = object.kind ?? "";
+    message.fieldsJson = object.fieldsJson ?? "";
     return message;
   },
 };

@@ -28,6 +28,8 @@ import {
   Ranking,
 } from "../../common/v1/common";
 import {
+  AuditEvent,
+  AuditRecord,
   Competition,
   CompetitionView,
   competitionViewFromJSON,
@@ -155,6 +157,30 @@ export interface ListRevokedTokensRequest {
 
 export interface ListRevokedTokensResponse {
   revoked: RevokedToken[];
+}
+
+export interface AppendAuditEventsRequest {
+  events: AuditEvent[];
+}
+
+export interface AppendAuditEventsResponse {
+  /** One per event, in order. */
+  records: AuditRecord[];
+}
+
+export interface ExportAuditChainRequest {
+  /** First seq wanted (1 is the first record). */
+  fromSeq: number;
+  /** Last seq wanted, inclusive; 0 means the chain's head. */
+  toSeq: number;
+}
+
+export interface ExportAuditChainResponse {
+  records: AuditRecord[];
+  /** Where the next page starts; 0 when the range is complete. */
+  nextFromSeq: number;
+  /** The chain's last seq when this page was read. */
+  headSeq: number;
 }
 
 function createBaseListCompetitionsRequest(): ListCompetitionsRequest {
@@ -1704,6 +1730,346 @@ export const ListRevokedTokensResponse: MessageFns<ListRevokedTokensResponse> = 
   },
 };
 
+function createBaseAppendAuditEventsRequest(): AppendAuditEventsRequest {
+  return { events: [] };
+}
+
+export const AppendAuditEventsRequest: MessageFns<AppendAuditEventsRequest> = {
+  encode(message: AppendAuditEventsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.events) {
+      AuditEvent.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AppendAuditEventsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAppendAuditEventsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.events.push(AuditEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AppendAuditEventsRequest {
+    return {
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => AuditEvent.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: AppendAuditEventsRequest): unknown {
+    const obj: any = {};
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => AuditEvent.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AppendAuditEventsRequest>, I>>(base?: I): AppendAuditEventsRequest {
+    return AppendAuditEventsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AppendAuditEventsRequest>, I>>(object: I): AppendAuditEventsRequest {
+    const message = createBaseAppendAuditEventsRequest();
+    message.events = object.events?.map((e) => AuditEvent.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAppendAuditEventsResponse(): AppendAuditEventsResponse {
+  return { records: [] };
+}
+
+export const AppendAuditEventsResponse: MessageFns<AppendAuditEventsResponse> = {
+  encode(message: AppendAuditEventsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.records) {
+      AuditRecord.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AppendAuditEventsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAppendAuditEventsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.records.push(AuditRecord.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AppendAuditEventsResponse {
+    return {
+      records: globalThis.Array.isArray(object?.records) ? object.records.map((e: any) => AuditRecord.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: AppendAuditEventsResponse): unknown {
+    const obj: any = {};
+    if (message.records?.length) {
+      obj.records = message.records.map((e) => AuditRecord.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AppendAuditEventsResponse>, I>>(base?: I): AppendAuditEventsResponse {
+    return AppendAuditEventsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AppendAuditEventsResponse>, I>>(object: I): AppendAuditEventsResponse {
+    const message = createBaseAppendAuditEventsResponse();
+    message.records = object.records?.map((e) => AuditRecord.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseExportAuditChainRequest(): ExportAuditChainRequest {
+  return { fromSeq: 0, toSeq: 0 };
+}
+
+export const ExportAuditChainRequest: MessageFns<ExportAuditChainRequest> = {
+  encode(message: ExportAuditChainRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fromSeq !== 0) {
+      writer.uint32(8).int64(message.fromSeq);
+    }
+    if (message.toSeq !== 0) {
+      writer.uint32(16).int64(message.toSeq);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportAuditChainRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportAuditChainRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.fromSeq = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.toSeq = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExportAuditChainRequest {
+    return {
+      fromSeq: isSet(object.fromSeq)
+        ? globalThis.Number(object.fromSeq)
+        : isSet(object.from_seq)
+        ? globalThis.Number(object.from_seq)
+        : 0,
+      toSeq: isSet(object.toSeq)
+        ? globalThis.Number(object.toSeq)
+        : isSet(object.to_seq)
+        ? globalThis.Number(object.to_seq)
+        : 0,
+    };
+  },
+
+  toJSON(message: ExportAuditChainRequest): unknown {
+    const obj: any = {};
+    if (message.fromSeq !== 0) {
+      obj.fromSeq = Math.round(message.fromSeq);
+    }
+    if (message.toSeq !== 0) {
+      obj.toSeq = Math.round(message.toSeq);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExportAuditChainRequest>, I>>(base?: I): ExportAuditChainRequest {
+    return ExportAuditChainRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportAuditChainRequest>, I>>(object: I): ExportAuditChainRequest {
+    const message = createBaseExportAuditChainRequest();
+    message.fromSeq = object.fromSeq ?? 0;
+    message.toSeq = object.toSeq ?? 0;
+    return message;
+  },
+};
+
+function createBaseExportAuditChainResponse(): ExportAuditChainResponse {
+  return { records: [], nextFromSeq: 0, headSeq: 0 };
+}
+
+export const ExportAuditChainResponse: MessageFns<ExportAuditChainResponse> = {
+  encode(message: ExportAuditChainResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.records) {
+      AuditRecord.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextFromSeq !== 0) {
+      writer.uint32(16).int64(message.nextFromSeq);
+    }
+    if (message.headSeq !== 0) {
+      writer.uint32(24).int64(message.headSeq);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportAuditChainResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportAuditChainResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.records.push(AuditRecord.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.nextFromSeq = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.headSeq = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExportAuditChainResponse {
+    return {
+      records: globalThis.Array.isArray(object?.records) ? object.records.map((e: any) => AuditRecord.fromJSON(e)) : [],
+      nextFromSeq: isSet(object.nextFromSeq)
+        ? globalThis.Number(object.nextFromSeq)
+        : isSet(object.next_from_seq)
+        ? globalThis.Number(object.next_from_seq)
+        : 0,
+      headSeq: isSet(object.headSeq)
+        ? globalThis.Number(object.headSeq)
+        : isSet(object.head_seq)
+        ? globalThis.Number(object.head_seq)
+        : 0,
+    };
+  },
+
+  toJSON(message: ExportAuditChainResponse): unknown {
+    const obj: any = {};
+    if (message.records?.length) {
+      obj.records = message.records.map((e) => AuditRecord.toJSON(e));
+    }
+    if (message.nextFromSeq !== 0) {
+      obj.nextFromSeq = Math.round(message.nextFromSeq);
+    }
+    if (message.headSeq !== 0) {
+      obj.headSeq = Math.round(message.headSeq);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExportAuditChainResponse>, I>>(base?: I): ExportAuditChainResponse {
+    return ExportAuditChainResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportAuditChainResponse>, I>>(object: I): ExportAuditChainResponse {
+    const message = createBaseExportAuditChainResponse();
+    message.records = object.records?.map((e) => AuditRecord.fromPartial(e)) || [];
+    message.nextFromSeq = object.nextFromSeq ?? 0;
+    message.headSeq = object.headSeq ?? 0;
+    return message;
+  },
+};
+
 /** The competitions: metadata, descriptions, splits, leaderboards and data. */
 export type RegistryServiceService = typeof RegistryServiceService;
 export const RegistryServiceService = {
@@ -1805,6 +2171,36 @@ export const RegistryServiceService = {
       Buffer.from(ListRevokedTokensResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListRevokedTokensResponse => ListRevokedTokensResponse.decode(value),
   },
+  /**
+   * Internal, service role only: appends events to the audit chain, in order, and
+   * returns their links once committed.
+   */
+  appendAuditEvents: {
+    path: "/mleb.registry.v1.RegistryService/AppendAuditEvents" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AppendAuditEventsRequest): Buffer =>
+      Buffer.from(AppendAuditEventsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AppendAuditEventsRequest => AppendAuditEventsRequest.decode(value),
+    responseSerialize: (value: AppendAuditEventsResponse): Buffer =>
+      Buffer.from(AppendAuditEventsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AppendAuditEventsResponse => AppendAuditEventsResponse.decode(value),
+  },
+  /**
+   * A contiguous range of the audit chain. A lab sees the bodies of its own
+   * tenant's records and of service callers' grader calls; others come as hashes.
+   */
+  exportAuditChain: {
+    path: "/mleb.registry.v1.RegistryService/ExportAuditChain" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExportAuditChainRequest): Buffer =>
+      Buffer.from(ExportAuditChainRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExportAuditChainRequest => ExportAuditChainRequest.decode(value),
+    responseSerialize: (value: ExportAuditChainResponse): Buffer =>
+      Buffer.from(ExportAuditChainResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExportAuditChainResponse => ExportAuditChainResponse.decode(value),
+  },
 } as const;
 
 export interface RegistryServiceServer extends UntypedServiceImplementation {
@@ -1830,6 +2226,16 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
    * for a few seconds and refuses lab and sandbox callers when it cannot refresh them.
    */
   listRevokedTokens: handleUnaryCall<ListRevokedTokensRequest, ListRevokedTokensResponse>;
+  /**
+   * Internal, service role only: appends events to the audit chain, in order, and
+   * returns their links once committed.
+   */
+  appendAuditEvents: handleUnaryCall<AppendAuditEventsRequest, AppendAuditEventsResponse>;
+  /**
+   * A contiguous range of the audit chain. A lab sees the bodies of its own
+   * tenant's records and of service callers' grader calls; others come as hashes.
+   */
+  exportAuditChain: handleUnaryCall<ExportAuditChainRequest, ExportAuditChainResponse>;
 }
 
 export interface RegistryServiceClient extends Client {
@@ -1954,6 +2360,44 @@ export interface RegistryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListRevokedTokensResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Internal, service role only: appends events to the audit chain, in order, and
+   * returns their links once committed.
+   */
+  appendAuditEvents(
+    request: AppendAuditEventsRequest,
+    callback: (error: ServiceError | null, response: AppendAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  appendAuditEvents(
+    request: AppendAuditEventsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AppendAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  appendAuditEvents(
+    request: AppendAuditEventsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AppendAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A contiguous range of the audit chain. A lab sees the bodies of its own
+   * tenant's records and of service callers' grader calls; others come as hashes.
+   */
+  exportAuditChain(
+    request: ExportAuditChainRequest,
+    callback: (error: ServiceError | null, response: ExportAuditChainResponse) => void,
+  ): ClientUnaryCall;
+  exportAuditChain(
+    request: ExportAuditChainRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExportAuditChainResponse) => void,
+  ): ClientUnaryCall;
+  exportAuditChain(
+    request: ExportAuditChainRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExportAuditChainResponse) => void,
   ): ClientUnaryCall;
 }
 

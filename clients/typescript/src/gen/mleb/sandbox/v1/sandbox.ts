@@ -624,6 +624,13 @@ export interface Sandbox {
   diskEnforcement: DiskEnforcement;
   /** The GPUs in leased_gpu_uuids are simulated (MLEB_SANDBOX_SIMULATED_GPUS), not hardware. */
   simulatedGpus: boolean;
+  /**
+   * Once terminal: a DSSE envelope (JSON) over the in-toto Statement that attests
+   * this run (docs/verifiable-runs.md). Empty while running, or when attesting failed.
+   */
+  attestation: string;
+  /** Why there is no attestation, when attesting failed. */
+  attestationError: string;
 }
 
 export interface Sandbox_EnvEntry {
@@ -1277,6 +1284,8 @@ function createBaseSandbox(): Sandbox {
     egressOmittedConnections: 0,
     diskEnforcement: 0,
     simulatedGpus: false,
+    attestation: "",
+    attestationError: "",
   };
 }
 
@@ -1386,6 +1395,12 @@ export const Sandbox: MessageFns<Sandbox> = {
     }
     if (message.simulatedGpus !== false) {
       writer.uint32(280).bool(message.simulatedGpus);
+    }
+    if (message.attestation !== "") {
+      writer.uint32(290).string(message.attestation);
+    }
+    if (message.attestationError !== "") {
+      writer.uint32(298).string(message.attestationError);
     }
     return writer;
   },
@@ -1689,6 +1704,22 @@ export const Sandbox: MessageFns<Sandbox> = {
             message.simulatedGpus = reader.bool();
             continue;
           }
+          case 36: {
+            if (tag !== 290) {
+              break;
+            }
+
+            message.attestation = reader.string();
+            continue;
+          }
+          case 37: {
+            if (tag !== 298) {
+              break;
+            }
+
+            message.attestationError = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1852,6 +1883,12 @@ export const Sandbox: MessageFns<Sandbox> = {
         : isSet(object.simulated_gpus)
         ? globalThis.Boolean(object.simulated_gpus)
         : false,
+      attestation: isSet(object.attestation) ? globalThis.String(object.attestation) : "",
+      attestationError: isSet(object.attestationError)
+        ? globalThis.String(object.attestationError)
+        : isSet(object.attestation_error)
+        ? globalThis.String(object.attestation_error)
+        : "",
     };
   },
 
@@ -1974,6 +2011,12 @@ export const Sandbox: MessageFns<Sandbox> = {
     if (message.simulatedGpus !== false) {
       obj.simulatedGpus = message.simulatedGpus;
     }
+    if (message.attestation !== "") {
+      obj.attestation = message.attestation;
+    }
+    if (message.attestationError !== "") {
+      obj.attestationError = message.attestationError;
+    }
     return obj;
   },
 
@@ -2041,6 +2084,8 @@ export const Sandbox: MessageFns<Sandbox> = {
     message.egressOmittedConnections = object.egressOmittedConnections ?? 0;
     message.diskEnforcement = object.diskEnforcement ?? 0;
     message.simulatedGpus = object.simulatedGpus ?? false;
+    message.attestation = object.attestation ?? "";
+    message.attestationError = object.attestationError ?? "";
     return message;
   },
 };

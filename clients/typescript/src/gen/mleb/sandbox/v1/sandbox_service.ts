@@ -21,7 +21,13 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Duration } from "../../../google/protobuf/duration";
-import { DescriptionVariant, descriptionVariantFromJSON, descriptionVariantToJSON } from "../../common/v1/common";
+import {
+  DescriptionVariant,
+  descriptionVariantFromJSON,
+  descriptionVariantToJSON,
+  ListPublicKeysRequest,
+  ListPublicKeysResponse,
+} from "../../common/v1/common";
 import {
   Gpu,
   LogEntry,
@@ -2258,6 +2264,18 @@ export const SandboxServiceService = {
     responseSerialize: (value: ListGpusResponse): Buffer => Buffer.from(ListGpusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListGpusResponse => ListGpusResponse.decode(value),
   },
+  /** The public keys that sandbox attestations are signed with. */
+  listPublicKeys: {
+    path: "/mleb.sandbox.v1.SandboxService/ListPublicKeys" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListPublicKeysRequest): Buffer =>
+      Buffer.from(ListPublicKeysRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListPublicKeysRequest => ListPublicKeysRequest.decode(value),
+    responseSerialize: (value: ListPublicKeysResponse): Buffer =>
+      Buffer.from(ListPublicKeysResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListPublicKeysResponse => ListPublicKeysResponse.decode(value),
+  },
 } as const;
 
 export interface SandboxServiceServer extends UntypedServiceImplementation {
@@ -2274,6 +2292,8 @@ export interface SandboxServiceServer extends UntypedServiceImplementation {
   downloadArtifacts: handleServerStreamingCall<DownloadArtifactsRequest, DownloadArtifactsResponse>;
   /** The node's GPU inventory, health and leases. */
   listGpus: handleUnaryCall<ListGpusRequest, ListGpusResponse>;
+  /** The public keys that sandbox attestations are signed with. */
+  listPublicKeys: handleUnaryCall<ListPublicKeysRequest, ListPublicKeysResponse>;
 }
 
 export interface SandboxServiceClient extends Client {
@@ -2372,6 +2392,22 @@ export interface SandboxServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListGpusResponse) => void,
+  ): ClientUnaryCall;
+  /** The public keys that sandbox attestations are signed with. */
+  listPublicKeys(
+    request: ListPublicKeysRequest,
+    callback: (error: ServiceError | null, response: ListPublicKeysResponse) => void,
+  ): ClientUnaryCall;
+  listPublicKeys(
+    request: ListPublicKeysRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListPublicKeysResponse) => void,
+  ): ClientUnaryCall;
+  listPublicKeys(
+    request: ListPublicKeysRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListPublicKeysResponse) => void,
   ): ClientUnaryCall;
 }
 
