@@ -134,7 +134,6 @@ def generate_key(directory: Path, name: str) -> str:
     return keyid_of(key.public_key())
 
 
-def public_keys_response(keys: SigningKeys) -> common_pb2.ListPublicKeysResponse:
-    return common_pb2.ListPublicKeysResponse(
-        keys=[common_pb2.PublicKey(keyid=keyid, pem=pem) for keyid, pem in keys.public_keys()]
-    )
+def public_keys_proto(keys: SigningKeys) -> list[common_pb2.PublicKey]:
+    """For the grader's and the sandbox service's ListPublicKeys."""
+    return [common_pb2.PublicKey(keyid=keyid, pem=pem) for keyid, pem in keys.public_keys()]

@@ -11,7 +11,7 @@ from mleb.grader.v1 import grader_service_pb2, grader_service_pb2_grpc
 from services.common.auth import Role, current_caller, require_competition_access
 from services.common.errors import invalid_field
 from services.common.ranking import ranking_to_proto
-from services.common.signing import public_keys_response
+from services.common.signing import public_keys_proto
 from services.grader.core import GraderCore, UploadLimit
 from services.grader.evidence import GraderEvidence
 from services.grader.report_proto import report_to_proto
@@ -139,4 +139,6 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
         )
 
     async def ListPublicKeys(self, request, context):
-        return public_keys_response(self._evidence.keys)
+        return grader_service_pb2.ListPublicKeysResponse(
+            keys=public_keys_proto(self._evidence.keys)
+        )

@@ -15,7 +15,7 @@ from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2, sandbox_service_pb
 
 from services.common.auth import Role, current_caller
 from services.common.errors import UnauthenticatedError, invalid_field
-from services.common.signing import public_keys_response
+from services.common.signing import public_keys_proto
 from services.sandbox.backends.base import NetworkMode
 from services.sandbox.core import SandboxCore
 from services.sandbox.records import (
@@ -359,4 +359,6 @@ class SandboxServicer(sandbox_service_pb2_grpc.SandboxServiceServicer):
         return gpus_to_proto(await self._core.list_gpus(_tenant_scope()))
 
     async def ListPublicKeys(self, request, context):
-        return public_keys_response(self._core.signing_keys)
+        return sandbox_service_pb2.ListPublicKeysResponse(
+            keys=public_keys_proto(self._core.signing_keys)
+        )

@@ -211,11 +211,11 @@ class _Calls:
         return self._call(self.registry.ExportAuditChain, request, timeout)
 
     def list_grader_keys(self, *, timeout: float | None = None):
-        request = common_pb2.ListPublicKeysRequest()
+        request = grader_pb.ListPublicKeysRequest()
         return self._call(self.grader.ListPublicKeys, request, timeout)
 
     def list_sandbox_keys(self, *, timeout: float | None = None):
-        request = common_pb2.ListPublicKeysRequest()
+        request = sandbox_pb.ListPublicKeysRequest()
         return self._call(self.sandbox.ListPublicKeys, request, timeout)
 
 

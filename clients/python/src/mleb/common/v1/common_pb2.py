@@ -24,27 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmleb/common/v1/common.proto\x12\x0emleb.common.v1\"\xa0\x04\n\x07Ranking\x12\x1b\n\x0egold_threshold\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10silver_threshold\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x1d\n\x10\x62ronze_threshold\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x1d\n\x10median_threshold\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x12\n\ngold_medal\x18\x05 \x01(\x08\x12\x14\n\x0csilver_medal\x18\x06 \x01(\x08\x12\x14\n\x0c\x62ronze_medal\x18\x07 \x01(\x08\x12\x11\n\tany_medal\x18\x08 \x01(\x08\x12\x14\n\x0c\x61\x62ove_median\x18\t \x01(\x08\x12\x17\n\x0fis_lower_better\x18\n \x01(\x08\x12$\n\x05medal\x18\x0b \x01(\x0e\x32\x15.mleb.common.v1.Medal\x12\x19\n\x11leaderboard_known\x18\x0c \x01(\x08\x12\x15\n\rawards_medals\x18\r \x01(\x08\x12\x18\n\x10leaderboard_size\x18\x0e \x01(\x05\x12;\n\x11leaderboard_state\x18\x0f \x01(\x0e\x32 .mleb.common.v1.LeaderboardState\x12\x18\n\x10leaderboard_note\x18\x10 \x01(\tB\x11\n\x0f_gold_thresholdB\x13\n\x11_silver_thresholdB\x13\n\x11_bronze_thresholdB\x13\n\x11_median_threshold\"\'\n\tPublicKey\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x0b\n\x03pem\x18\x02 \x01(\t\"\x17\n\x15ListPublicKeysRequest\"A\n\x16ListPublicKeysResponse\x12\'\n\x04keys\x18\x01 \x03(\x0b\x32\x19.mleb.common.v1.PublicKey*|\n\x12\x44\x65scriptionVariant\x12#\n\x1f\x44\x45SCRIPTION_VARIANT_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45SCRIPTION_VARIANT_PLAIN\x10\x01\x12\"\n\x1e\x44\x45SCRIPTION_VARIANT_OBFUSCATED\x10\x02*N\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n\x0cROLE_SERVICE\x10\x01\x12\x0c\n\x08ROLE_LAB\x10\x02\x12\x10\n\x0cROLE_SANDBOX\x10\x03*b\n\x05Medal\x12\x15\n\x11MEDAL_UNSPECIFIED\x10\x00\x12\x0e\n\nMEDAL_NONE\x10\x01\x12\x10\n\x0cMEDAL_BRONZE\x10\x02\x12\x10\n\x0cMEDAL_SILVER\x10\x03\x12\x0e\n\nMEDAL_GOLD\x10\x04*\x96\x01\n\x10LeaderboardState\x12!\n\x1dLEADERBOARD_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19LEADERBOARD_STATE_PRESENT\x10\x01\x12\x1d\n\x19LEADERBOARD_STATE_MISSING\x10\x02\x12!\n\x1dLEADERBOARD_STATE_LFS_POINTER\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmleb/common/v1/common.proto\x12\x0emleb.common.v1\"\xa0\x04\n\x07Ranking\x12\x1b\n\x0egold_threshold\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10silver_threshold\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x1d\n\x10\x62ronze_threshold\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x1d\n\x10median_threshold\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x12\n\ngold_medal\x18\x05 \x01(\x08\x12\x14\n\x0csilver_medal\x18\x06 \x01(\x08\x12\x14\n\x0c\x62ronze_medal\x18\x07 \x01(\x08\x12\x11\n\tany_medal\x18\x08 \x01(\x08\x12\x14\n\x0c\x61\x62ove_median\x18\t \x01(\x08\x12\x17\n\x0fis_lower_better\x18\n \x01(\x08\x12$\n\x05medal\x18\x0b \x01(\x0e\x32\x15.mleb.common.v1.Medal\x12\x19\n\x11leaderboard_known\x18\x0c \x01(\x08\x12\x15\n\rawards_medals\x18\r \x01(\x08\x12\x18\n\x10leaderboard_size\x18\x0e \x01(\x05\x12;\n\x11leaderboard_state\x18\x0f \x01(\x0e\x32 .mleb.common.v1.LeaderboardState\x12\x18\n\x10leaderboard_note\x18\x10 \x01(\tB\x11\n\x0f_gold_thresholdB\x13\n\x11_silver_thresholdB\x13\n\x11_bronze_thresholdB\x13\n\x11_median_threshold\"\'\n\tPublicKey\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x0b\n\x03pem\x18\x02 \x01(\t*|\n\x12\x44\x65scriptionVariant\x12#\n\x1f\x44\x45SCRIPTION_VARIANT_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45SCRIPTION_VARIANT_PLAIN\x10\x01\x12\"\n\x1e\x44\x45SCRIPTION_VARIANT_OBFUSCATED\x10\x02*N\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n\x0cROLE_SERVICE\x10\x01\x12\x0c\n\x08ROLE_LAB\x10\x02\x12\x10\n\x0cROLE_SANDBOX\x10\x03*b\n\x05Medal\x12\x15\n\x11MEDAL_UNSPECIFIED\x10\x00\x12\x0e\n\nMEDAL_NONE\x10\x01\x12\x10\n\x0cMEDAL_BRONZE\x10\x02\x12\x10\n\x0cMEDAL_SILVER\x10\x03\x12\x0e\n\nMEDAL_GOLD\x10\x04*\x96\x01\n\x10LeaderboardState\x12!\n\x1dLEADERBOARD_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19LEADERBOARD_STATE_PRESENT\x10\x01\x12\x1d\n\x19LEADERBOARD_STATE_MISSING\x10\x02\x12!\n\x1dLEADERBOARD_STATE_LFS_POINTER\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mleb.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DESCRIPTIONVARIANT']._serialized_start=727
-  _globals['_DESCRIPTIONVARIANT']._serialized_end=851
-  _globals['_ROLE']._serialized_start=853
-  _globals['_ROLE']._serialized_end=931
-  _globals['_MEDAL']._serialized_start=933
-  _globals['_MEDAL']._serialized_end=1031
-  _globals['_LEADERBOARDSTATE']._serialized_start=1034
-  _globals['_LEADERBOARDSTATE']._serialized_end=1184
+  _globals['_DESCRIPTIONVARIANT']._serialized_start=635
+  _globals['_DESCRIPTIONVARIANT']._serialized_end=759
+  _globals['_ROLE']._serialized_start=761
+  _globals['_ROLE']._serialized_end=839
+  _globals['_MEDAL']._serialized_start=841
+  _globals['_MEDAL']._serialized_end=939
+  _globals['_LEADERBOARDSTATE']._serialized_start=942
+  _globals['_LEADERBOARDSTATE']._serialized_end=1092
   _globals['_RANKING']._serialized_start=48
   _globals['_RANKING']._serialized_end=592
   _globals['_PUBLICKEY']._serialized_start=594
   _globals['_PUBLICKEY']._serialized_end=633
-  _globals['_LISTPUBLICKEYSREQUEST']._serialized_start=635
-  _globals['_LISTPUBLICKEYSREQUEST']._serialized_end=658
-  _globals['_LISTPUBLICKEYSRESPONSE']._serialized_start=660
-  _globals['_LISTPUBLICKEYSRESPONSE']._serialized_end=725
 # @@protoc_insertion_point(module_scope)

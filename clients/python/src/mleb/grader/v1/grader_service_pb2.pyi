@@ -1,8 +1,9 @@
 from mleb.common.v1 import common_pb2 as _common_pb2
 from mleb.grader.v1 import grader_pb2 as _grader_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -84,3 +85,13 @@ class RankScoreResponse(_message.Message):
     RANKING_FIELD_NUMBER: _ClassVar[int]
     ranking: _common_pb2.Ranking
     def __init__(self, ranking: _Optional[_Union[_common_pb2.Ranking, _Mapping]] = ...) -> None: ...
+
+class ListPublicKeysRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPublicKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[_common_pb2.PublicKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[_common_pb2.PublicKey, _Mapping]]] = ...) -> None: ...

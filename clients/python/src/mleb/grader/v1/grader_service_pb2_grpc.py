@@ -3,7 +3,6 @@
 import grpc
 import warnings
 
-from mleb.common.v1 import common_pb2 as mleb_dot_common_dot_v1_dot_common__pb2
 from mleb.grader.v1 import grader_service_pb2 as mleb_dot_grader_dot_v1_dot_grader__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -59,8 +58,8 @@ class GraderServiceStub:
                 _registered_method=True)
         self.ListPublicKeys = channel.unary_unary(
                 '/mleb.grader.v1.GraderService/ListPublicKeys',
-                request_serializer=mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysRequest.SerializeToString,
-                response_deserializer=mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysResponse.FromString,
+                request_serializer=mleb_dot_grader_dot_v1_dot_grader__service__pb2.ListPublicKeysRequest.SerializeToString,
+                response_deserializer=mleb_dot_grader_dot_v1_dot_grader__service__pb2.ListPublicKeysResponse.FromString,
                 _registered_method=True)
 
 
@@ -129,8 +128,8 @@ def add_GraderServiceServicer_to_server(servicer, server):
             ),
             'ListPublicKeys': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPublicKeys,
-                    request_deserializer=mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysRequest.FromString,
-                    response_serializer=mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysResponse.SerializeToString,
+                    request_deserializer=mleb_dot_grader_dot_v1_dot_grader__service__pb2.ListPublicKeysRequest.FromString,
+                    response_serializer=mleb_dot_grader_dot_v1_dot_grader__service__pb2.ListPublicKeysResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -268,8 +267,8 @@ class GraderService:
             request,
             target,
             '/mleb.grader.v1.GraderService/ListPublicKeys',
-            mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysRequest.SerializeToString,
-            mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysResponse.FromString,
+            mleb_dot_grader_dot_v1_dot_grader__service__pb2.ListPublicKeysRequest.SerializeToString,
+            mleb_dot_grader_dot_v1_dot_grader__service__pb2.ListPublicKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -178,3 +178,13 @@ class ListGpusResponse(_message.Message):
     driver_version: str
     gpus: _containers.RepeatedCompositeFieldContainer[_sandbox_pb2.Gpu]
     def __init__(self, node: _Optional[str] = ..., nvml_available: _Optional[bool] = ..., driver_version: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[_sandbox_pb2.Gpu, _Mapping]]] = ...) -> None: ...
+
+class ListPublicKeysRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPublicKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[_common_pb2.PublicKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[_common_pb2.PublicKey, _Mapping]]] = ...) -> None: ...

@@ -3,7 +3,6 @@
 import grpc
 import warnings
 
-from mleb.common.v1 import common_pb2 as mleb_dot_common_dot_v1_dot_common__pb2
 from mleb.sandbox.v1 import sandbox_service_pb2 as mleb_dot_sandbox_dot_v1_dot_sandbox__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -74,8 +73,8 @@ class SandboxServiceStub:
                 _registered_method=True)
         self.ListPublicKeys = channel.unary_unary(
                 '/mleb.sandbox.v1.SandboxService/ListPublicKeys',
-                request_serializer=mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysRequest.SerializeToString,
-                response_deserializer=mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysResponse.FromString,
+                request_serializer=mleb_dot_sandbox_dot_v1_dot_sandbox__service__pb2.ListPublicKeysRequest.SerializeToString,
+                response_deserializer=mleb_dot_sandbox_dot_v1_dot_sandbox__service__pb2.ListPublicKeysResponse.FromString,
                 _registered_method=True)
 
 
@@ -179,8 +178,8 @@ def add_SandboxServiceServicer_to_server(servicer, server):
             ),
             'ListPublicKeys': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPublicKeys,
-                    request_deserializer=mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysRequest.FromString,
-                    response_serializer=mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysResponse.SerializeToString,
+                    request_deserializer=mleb_dot_sandbox_dot_v1_dot_sandbox__service__pb2.ListPublicKeysRequest.FromString,
+                    response_serializer=mleb_dot_sandbox_dot_v1_dot_sandbox__service__pb2.ListPublicKeysResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -399,8 +398,8 @@ class SandboxService:
             request,
             target,
             '/mleb.sandbox.v1.SandboxService/ListPublicKeys',
-            mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysRequest.SerializeToString,
-            mleb_dot_common_dot_v1_dot_common__pb2.ListPublicKeysResponse.FromString,
+            mleb_dot_sandbox_dot_v1_dot_sandbox__service__pb2.ListPublicKeysRequest.SerializeToString,
+            mleb_dot_sandbox_dot_v1_dot_sandbox__service__pb2.ListPublicKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

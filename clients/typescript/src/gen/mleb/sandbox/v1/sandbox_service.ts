@@ -25,8 +25,7 @@ import {
   DescriptionVariant,
   descriptionVariantFromJSON,
   descriptionVariantToJSON,
-  ListPublicKeysRequest,
-  ListPublicKeysResponse,
+  PublicKey,
 } from "../../common/v1/common";
 import {
   Gpu,
@@ -166,6 +165,14 @@ export interface ListGpusResponse {
   nvmlAvailable: boolean;
   driverVersion: string;
   gpus: Gpu[];
+}
+
+export interface ListPublicKeysRequest {
+}
+
+export interface ListPublicKeysResponse {
+  /** Every key whose signatures should be accepted: the signing key and retired ones. */
+  keys: PublicKey[];
 }
 
 function createBaseCreateSandboxRequest(): CreateSandboxRequest {
@@ -2181,6 +2188,125 @@ export const ListGpusResponse: MessageFns<ListGpusResponse> = {
     message.nvmlAvailable = object.nvmlAvailable ?? false;
     message.driverVersion = object.driverVersion ?? "";
     message.gpus = object.gpus?.map((e) => Gpu.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseListPublicKeysRequest(): ListPublicKeysRequest {
+  return {};
+}
+
+export const ListPublicKeysRequest: MessageFns<ListPublicKeysRequest> = {
+  encode(_: ListPublicKeysRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPublicKeysRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPublicKeysRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListPublicKeysRequest {
+    return {};
+  },
+
+  toJSON(_: ListPublicKeysRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPublicKeysRequest>, I>>(base?: I): ListPublicKeysRequest {
+    return ListPublicKeysRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPublicKeysRequest>, I>>(_: I): ListPublicKeysRequest {
+    const message = createBaseListPublicKeysRequest();
+    return message;
+  },
+};
+
+function createBaseListPublicKeysResponse(): ListPublicKeysResponse {
+  return { keys: [] };
+}
+
+export const ListPublicKeysResponse: MessageFns<ListPublicKeysResponse> = {
+  encode(message: ListPublicKeysResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.keys) {
+      PublicKey.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPublicKeysResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPublicKeysResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keys.push(PublicKey.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPublicKeysResponse {
+    return { keys: globalThis.Array.isArray(object?.keys) ? object.keys.map((e: any) => PublicKey.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: ListPublicKeysResponse): unknown {
+    const obj: any = {};
+    if (message.keys?.length) {
+      obj.keys = message.keys.map((e) => PublicKey.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPublicKeysResponse>, I>>(base?: I): ListPublicKeysResponse {
+    return ListPublicKeysResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPublicKeysResponse>, I>>(object: I): ListPublicKeysResponse {
+    const message = createBaseListPublicKeysResponse();
+    message.keys = object.keys?.map((e) => PublicKey.fromPartial(e)) || [];
     return message;
   },
 };
