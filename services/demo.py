@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import io
 import os
 import pwd
@@ -26,6 +27,8 @@ import docker
 import docker.errors
 from google.protobuf import duration_pb2
 from mleb.client import NO_DEADLINE, AsyncClient
+from mleb.evidence.dsse import Envelope, subject_digests
+from mleb.evidence.keys import keyring
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
 from services.builtin.agents import BASELINE_AGENT
@@ -232,4 +235,32 @@ async def _run_agent(
     graded = await client.grade_submission(
         DEMO_COMPETITION, submission, submission_path=f"{sandbox.id}/submission/submission.csv"
     )
+    await _verify_evidence(client, say, sandbox, submission, graded.statement)
     return report_from_proto(graded.report)
+
+
+async def _verify_evidence(
+    client: AsyncClient, say: Say, sandbox: sandbox_pb2.Sandbox, submission: bytes, graded: str
+) -> None:
+    """What `mleb verify` checks of one run, done here on the sandbox's attestation and the
+    grading statement, with the keys the deployment publishes."""
+    if not sandbox.attestation:
+        raise RuntimeError(f"the sandbox was not attested: {sandbox.attestation_error}")
+    listed = [*(await client.list_sandbox_keys()).keys, *(await client.list_grader_keys()).keys]
+    keys = keyring((key.keyid, key.pem) for key in listed)
+    digest = hashlib.sha256(submission).hexdigest()
+    attestation = Envelope.from_json(sandbox.attestation)
+    keyid = attestation.verify(keys)
+    statement = attestation.statement()
+    predicate = statement["predicate"]
+    say(
+        f"Attestation signed by key {keyid[:16]}: sandbox {sandbox.id}, "
+        f"{predicate['validation_calls']} validation call(s), "
+        f"{predicate['audit']['records']} audit record(s), submission sha256 {digest[:16]}."
+    )
+    grading = Envelope.from_json(graded)
+    grading.verify(keys)
+    attested = subject_digests(statement).get("submission.csv")
+    if attested != digest or set(subject_digests(grading.statement()).values()) != {digest}:
+        raise RuntimeError("the graded submission is not the one the sandbox attested")
+    say("mleb verify: signatures, attested submission and grading statement: passed.")

@@ -4,7 +4,8 @@ Services append events through AppendAuditEvents; the registry numbers them, sta
 and the reporting service, and links each to the one before in a single transaction. One
 writer at a time: a process lock, plus a PostgreSQL advisory lock shared by every registry
 replica, so seqs never fork. A service only answers its own caller after its event is
-committed, which is what makes a lost record impossible without a lost answer.
+committed, which is what makes a lost record impossible without a lost answer. On SQLite,
+where there is no such lock, a writer that raced another retries on the seq's primary key.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from typing import Any
 
 from mleb.evidence.chain import GENESIS, ChainRecord, body_hash, canonical, link_hash
 from sqlalchemy import BigInteger, DateTime, String, Text, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from services.common import db
 from services.common.auth import Caller, Role
-from services.common.errors import invalid_field
+from services.common.errors import UnavailableError, invalid_field
 from services.registry.models import Base
 
 KINDS = frozenset({"grader_call", "sandbox_lifecycle", "egress"})
@@ -32,6 +34,7 @@ MAX_FIELDS_BYTES = 16 * 1024
 MAX_EVENTS_PER_CALL = 1000
 MAX_EXPORT_PAGE = 5000
 _LOCK_NAME = "registry_audit_chain"
+_MAX_RACES = 100
 
 
 class AuditRecordRow(Base):
@@ -96,6 +99,16 @@ class AuditChain:
         return await asyncio.to_thread(self._append, reporter, list(events))
 
     def _append(self, reporter: str, events: list[dict[str, Any]]) -> list[ChainRecord]:
+        # SQLite has no advisory lock: a replica that read the same head loses on the seq's
+        # primary key, and reads the new head again.
+        for _attempt in range(_MAX_RACES):
+            try:
+                return self._append_once(reporter, events)
+            except IntegrityError:
+                continue
+        raise UnavailableError("the audit chain is too busy; try again", reason="AUDIT_BUSY")
+
+    def _append_once(self, reporter: str, events: list[dict[str, Any]]) -> list[ChainRecord]:
         with self._lock, self._sessions.begin() as session:
             db.lock_for_transaction(session, _LOCK_NAME)
             head = session.scalars(

@@ -318,6 +318,17 @@ def calls(stub, competition_id: str) -> dict:
         "GetGradingBundle": lambda md: stub.GetGradingBundle(
             pb.GetGradingBundleRequest(competition_id=competition_id), metadata=md
         ),
+        "AppendAuditEvents": lambda md: stub.AppendAuditEvents(
+            pb.AppendAuditEventsRequest(
+                events=[
+                    registry_pb2.AuditEvent(kind="grader_call", fields_json='{"rpc": "RankScore"}')
+                ]
+            ),
+            metadata=md,
+        ),
+        "ExportAuditChain": lambda md: stub.ExportAuditChain(
+            pb.ExportAuditChainRequest(from_seq=1), metadata=md
+        ),
     }
 
 
