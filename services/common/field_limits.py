@@ -60,7 +60,6 @@ LIMITS: dict[str, Limit] = {
     _R + "RevokeTokenRequest.token_id": Limit(128),
     _R + "RevokeTokenRequest.sandbox_id": Limit(128),
     _R + "RevokeTokenRequest.reason": Limit(512),
-    _R + "AppendAuditEventsRequest.events": Limit(0, items=1000),
     _R + "AuditEvent.kind": Limit(32),
     _R + "AuditEvent.fields_json": Limit(16 * 1024),
     _S + "CreateSandboxRequest.competition_id": COMPETITION_ID,
