@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from mleb.client import Client
@@ -15,18 +16,29 @@ from rich.table import Table
 
 from services.common.settings import Settings
 from services.common.signing import generate_key
-from services.runs.verification import Finding, verify_path
+from services.grader.report_proto import report_from_proto
+from services.runs.verification import Finding, regrade, verify_path
 
 keys_app = typer.Typer(help="The public keys attestations are signed with.")
 console = Console(stderr=True)
 
 
-def deployment_keys(grader: str = "", sandbox: str = "") -> list[tuple[str, str]]:
-    """Every key the configured grader and sandbox service publish (ListPublicKeys)."""
+def _client() -> Client:
+    """A client of the deployment the environment configures (MLEB_*_ADDR, MLEB_TOKEN)."""
     settings = Settings.from_env()
     tls_ca = settings.client_tls_ca.read_bytes() if settings.client_tls_ca else None
+    return Client(tls_ca=tls_ca)
+
+
+def _graded(client: Client, competition_id: str, file: Path, shown: str) -> dict[str, Any]:
+    reply = client.grade_submission(competition_id, file, submission_path=shown)
+    return report_from_proto(reply.report).to_dict()
+
+
+def deployment_keys() -> list[tuple[str, str]]:
+    """Every key the configured grader and sandbox service publish (ListPublicKeys)."""
     found: dict[str, str] = {}
-    with Client(grader=grader or None, sandbox=sandbox or None, tls_ca=tls_ca) as client:
+    with _client() as client:
         for listing in (client.list_grader_keys(), client.list_sandbox_keys()):
             found.update((key.keyid, key.pem) for key in listing.keys)
     return sorted(found.items())
@@ -89,6 +101,9 @@ def verify(
     keys_file: Path | None = typer.Option(
         None, "--keys", help="Trusted keys in `mleb keys` format; default: the deployment's."
     ),
+    regrade_live: bool = typer.Option(
+        False, "--regrade", help="Also grade every submission again through MLEB_GRADER_ADDR."
+    ),
 ) -> None:
     """Checks every signature, the audit chain, the submissions and the report numbers.
 
@@ -103,6 +118,13 @@ def verify(
         console.print(f"[red]error:[/red] no trusted keys: {exc}", highlight=False)
         raise typer.Exit(2) from exc
     result = verify_path(path, trusted)
+    if regrade_live:
+        try:
+            with _client() as client:
+                regrade(result, path, lambda cid, file, shown: _graded(client, cid, file, shown))
+        except MlebError as exc:
+            console.print(f"[red]error:[/red] the live grader: {exc}", highlight=False)
+            raise typer.Exit(2) from exc
     Console().print(_table(path, result.findings))
     failed = sum(not f.ok for f in result.findings)
     if result.ok:

@@ -16,6 +16,7 @@ from rich.console import Console
 from services.cli.evidence_cmds import deployment_keys
 from services.common.settings import Settings
 from services.common.version import mleb_version
+from services.registry.known_issues import known_issues
 from services.registry.splits import canonical_split
 from services.runs.aggregate import build_report
 from services.runs.leaderboard import write_bundle
@@ -175,11 +176,13 @@ def report(
     except (SplitsError, RecordError, MlebError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
+    ran = {str(e.get("competition_id")) for group in groups for e in group.entries}
     result = build_report(
         groups,
         splits,
         mleb_version=mleb_version(),
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        known_issues={c: [i.url for i in known_issues(c)] for c in ran if known_issues(c)},
     )
     if output_dir is None:
         typer.echo(RENDERERS[output_format or ReportFormat.md](result), nl=False)

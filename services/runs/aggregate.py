@@ -204,6 +204,21 @@ class Report:
     splits: list[SplitSummary]
     competitions: list[CompetitionSummary]
     failures: FailureCounts = field(default_factory=FailureCounts)
+    # Competitions with problems reported upstream (leakage, a wrong setup): id -> issue URLs.
+    known_issues: dict[str, list[str]] = field(default_factory=dict)
+    # The same splits with those competitions left out.
+    splits_without_known_issues: list[SplitSummary] = field(default_factory=list)
+
+    @property
+    def known_issue_medals(self) -> list[str]:
+        """ "<competition> seed <n>" for every medal earned on a competition with known issues."""
+        return [
+            f"{c.competition_id} seed {_seed(r.seed)}"
+            for c in self.competitions
+            if c.competition_id in self.known_issues
+            for r in c.results
+            if r.any_medal
+        ]
 
     @property
     def without_leaderboard(self) -> list[CompetitionSummary]:
@@ -214,10 +229,15 @@ class Report:
         data["competitions_without_leaderboard"] = [
             c.competition_id for c in self.without_leaderboard
         ]
+        data["known_issue_medals"] = self.known_issue_medals
         # JSON object keys are strings; keep pass@k readable as {"1": ..., "2": ...}.
-        for split in data["splits"]:
+        for split in [*data["splits"], *data["splits_without_known_issues"]]:
             split["pass_at_k"] = {str(k): v for k, v in split["pass_at_k"].items()}
         return data
+
+
+def _seed(seed: int | None) -> str:
+    return "?" if seed is None else str(seed)
 
 
 def graded_runs(groups: Sequence[RunGroup]) -> list[GradedRun]:
@@ -365,6 +385,7 @@ def build_report(
     *,
     mleb_version: str,
     generated_at: str,
+    known_issues: Mapping[str, Sequence[str]] | None = None,
 ) -> Report:
     """Merges the groups (seeds may come from several) and summarises each given split, in the
     given order, that has at least one graded run."""
@@ -372,6 +393,11 @@ def build_report(
     for run in graded_runs(groups):
         by_competition[run.competition_id].append(run)
     summaries = (summarise_split(name, ids, by_competition) for name, ids in splits.items())
+    flagged = dict(known_issues or {})
+    without = (
+        summarise_split(name, [c for c in ids if c not in flagged], by_competition)
+        for name, ids in splits.items()
+    )
     return Report(
         mleb_version=mleb_version,
         generated_at=generated_at,
@@ -379,4 +405,6 @@ def build_report(
         splits=[s for s in summaries if s is not None],
         competitions=[summarise_competition(c, by_competition[c]) for c in sorted(by_competition)],
         failures=FailureCounts.of([r for g in groups for r in g.runs.values()]),
+        known_issues={c: list(urls) for c, urls in sorted(flagged.items())},
+        splits_without_known_issues=[s for s in without if s is not None] if flagged else [],
     )

@@ -263,6 +263,32 @@ def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(head), line(["---"] * len(head)), *(line(r) for r in rows)])
 
 
+_KNOWN_ISSUES_NOTE = (
+    "These competitions have problems reported on MLE-bench (leakage or a wrong setup), so "
+    "their medals are not comparable; the table gives each split without them."
+)
+
+
+def _known_issue_lines(report: Report) -> list[str]:
+    medals = ", ".join(report.known_issue_medals) or "none"
+    return [
+        *(f"{c}: {', '.join(urls)}" for c, urls in report.known_issues.items()),
+        f"Medals earned on them: {medals}.",
+    ]
+
+
+def _known_issues_markdown(report: Report) -> list[str]:
+    if not report.known_issues:
+        return []
+    rows = [_split_row(s) for s in report.splits_without_known_issues]
+    return [
+        "## Competitions with known issues",
+        _KNOWN_ISSUES_NOTE,
+        "\n".join(f"- {line}" for line in _known_issue_lines(report)),
+        _md_table(_SPLIT_HEAD, rows) if rows else "No split has a graded run without them.",
+    ]
+
+
 def render_markdown(report: Report) -> str:
     pass_head = _pass_at_k_head(report)
     padded = {s.split: s.padded_results for s in report.splits if s.padded_results}
@@ -277,6 +303,7 @@ def render_markdown(report: Report) -> str:
         if report.splits
         else "No split has a graded run.",
         f"{_SPLIT_NOTE} Placeholder results added: {padding}.",
+        *_known_issues_markdown(report),
         "## pass@k",
         _md_table(pass_head, [_pass_at_k_row(s, len(pass_head)) for s in report.splits]),
         _PASS_NOTE,
@@ -626,6 +653,19 @@ def _without_leaderboard_html(report: Report) -> str:
     )
 
 
+def _known_issues_html(report: Report) -> str:
+    if not report.known_issues:
+        return ""
+    items = "".join(f"<li>{escape(line)}</li>" for line in _known_issue_lines(report))
+    rows = [[escape(c) for c in _split_row(s)] for s in report.splits_without_known_issues]
+    table = _html_table(_SPLIT_HEAD, rows, _numeric(1, len(_SPLIT_HEAD))) if rows else ""
+    return (
+        '<h2 id="known-issues">Competitions with known issues</h2>'
+        f'<p class="note">{escape(_KNOWN_ISSUES_NOTE)}</p>'
+        f'<section class="card"><ul>{items}</ul>{table}</section>'
+    )
+
+
 def render_html(report: Report) -> str:
     pass_head = _pass_at_k_head(report)
     warning = _without_leaderboard_summary(report)
@@ -669,6 +709,7 @@ error. {escape(_SPLIT_NOTE)}</p></section>
 <section class="card">{
         _html_table(_COMPETITION_HEAD, _competition_rows_html(report), {**_numeric(2, 6), 7: "num"})
     }</section>
+{_known_issues_html(report)}
 {_without_leaderboard_html(report)}
 <h2>Runs and failures</h2>
 <section class="card">{

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,9 @@ REPORT_FIELDS = (
     "median_threshold", "any_medal", "gold_medal", "silver_medal", "bronze_medal",
     "above_median", "submission_exists", "valid_submission", "submission_path",
 )  # fmt: skip
+# What a regrade must reproduce: the score and everything decided from it.
+REGRADED_FIELDS = ("score", "valid_submission", "any_medal", "gold_medal", "silver_medal",
+                   "bronze_medal", "above_median")  # fmt: skip
 TOTALS = {
     "total_runs": lambda e: 1,
     "total_runs_with_submissions": lambda e: e["submission_exists"],
@@ -277,6 +280,36 @@ def _verify_run_chain(
 
 def is_group(path: Path) -> bool:
     return any(path.glob(f"*{GRADING_REPORT_SUFFIX}"))
+
+
+def group_dirs(path: Path) -> list[Path]:
+    """The run groups `path` holds: itself, its parent (one run), or a bundle's."""
+    if (path / RUN_FILE).is_file():
+        return [path.parent]
+    if is_group(path):
+        return [path]
+    return [path / "runs" / name for name in read_experiments(path / "runs" / EXPERIMENTS_FILE)]
+
+
+Grade = Callable[[str, Path, str], Mapping[str, Any]]
+
+
+def regrade(result: Verification, path: Path, grade: Grade) -> None:
+    """Grades every submission again through `grade` (a live grader) and compares."""
+    only = path.name if (path / RUN_FILE).is_file() else None
+    for group_dir in group_dirs(path):
+        group = load_run_group(group_dir)
+        for entry in group.entries:
+            run = group.run_for(entry)
+            if run is None or (only and run.run_id != only) or not entry.get("submission_exists"):
+                continue
+            shown = str(entry["submission_path"])
+            fresh = grade(str(entry["competition_id"]), group_dir / shown, shown)
+            differing = [f for f in REGRADED_FIELDS if fresh.get(f) != entry.get(f)]
+            result.add(
+                group_dir / shown, "regrade",
+                f"a live grader now gives other {', '.join(differing)}" if differing else None,
+            )  # fmt: skip
 
 
 def verify_path(path: Path, keys: Keyring) -> Verification:

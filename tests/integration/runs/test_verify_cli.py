@@ -162,9 +162,10 @@ async def test_a_run_group_verifies_and_each_tampering_is_caught(local, open_tmp
     assert code == 0 and keys_text.startswith("keyid: ") and "BEGIN PUBLIC KEY" in keys_text
     keys = open_tmp / "keys.pem"
     keys.write_text(keys_text)
-    code, output = await cli(local, "verify", str(group), "--keys", str(keys))
+    code, output = await cli(local, "verify", str(group), "--keys", str(keys), "--regrade")
     assert code == 0, output
     assert "verified:" in output and "FAILED" not in output
+    assert output.count("regrade") == 2  # both runs' submissions graded again, alike
     # The evidence is there: two attested runs, their grading statements, the chain.
     for run_dir in sorted(p.parent for p in group.glob(f"*/{ATTESTATION_FILE}")):
         assert (run_dir / GRADING_STATEMENT_FILE).is_file()

@@ -160,3 +160,28 @@ def test_reports_with_every_leaderboard_say_nothing_more(tmp_path: Path) -> None
     assert "Warning" not in markdown and "without a leaderboard" not in markdown.lower()
     assert "no-leaderboard" not in page
     assert json.loads(render_json(report))["competitions_without_leaderboard"] == []
+
+
+def test_medals_on_competitions_with_known_issues_are_flagged(group_path: Path) -> None:
+    """Issue 11, item 5: every such medal is named, and each split is also given without them."""
+    url = "https://github.com/openai/mle-bench/issues/108"
+    report = build_report(
+        [load_run_group(group_path)], SPLITS, mleb_version="9.9", generated_at="now",
+        known_issues={"alpha": [url]},
+    )  # fmt: skip
+    assert report.known_issue_medals == ["alpha seed 0"]
+    with_alpha = {s.split: s for s in report.splits}["low"]
+    without = {s.split: s for s in report.splits_without_known_issues}["low"]
+    assert with_alpha.metrics["any_medal_percentage"].mean == pytest.approx(25)
+    assert without.metrics["any_medal_percentage"].mean == pytest.approx(0)
+    assert without.competitions == with_alpha.competitions - 1
+    markdown = render_markdown(report)
+    assert "## Competitions with known issues" in markdown and url in markdown
+    assert "Medals earned on them: alpha seed 0." in markdown
+    assert 'id="known-issues"' in render_html(report) and url in render_html(report)
+    data = json.loads(render_json(report))
+    assert data["known_issue_medals"] == ["alpha seed 0"] and data["known_issues"] == {
+        "alpha": [url]
+    }
+    # Without known issues, no section appears.
+    assert "known issues" not in render_markdown(report_of([load_run_group(group_path)]))
