@@ -1,8 +1,9 @@
 """The deployment's Ed25519 signing keys, and signing in-toto Statements with them.
 
 MLEB_SIGNING_KEY_DIR holds the keys (docs/verifiable-runs.md#keys):
-- `<name>.key`: a PKCS#8 PEM private key, mode 0600 or stricter, owned by this user. Every one
-  is published; the one whose name sorts last signs.
+- `<name>.key`: a PKCS#8 PEM private key, mode 0600 or stricter, owned by this user (or owned
+  by root and readable only by this process's group). Every one is published; the one whose
+  name sorts last signs.
 - `<name>.pub`: a retired key's public half, still published so old attestations verify.
 
 Without the setting, the process makes one key in memory and warns: attestations then verify
@@ -69,14 +70,20 @@ def _read_private(path: Path) -> bytes:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise KeyFileError(f"signing key {path.name}: not a regular file")
-        if info.st_mode & 0o077:
+        if not _private_to_us(info):
             raise KeyFileError(
-                f"signing key {path.name}: mode {stat.S_IMODE(info.st_mode):o} lets others "
-                "read or change it; chmod 600"
+                f"signing key {path.name}: mode {stat.S_IMODE(info.st_mode):o}, owner uid "
+                f"{info.st_uid}: it must be this user's with mode 600 (or root's, readable by "
+                "this process's group alone, as a Kubernetes Secret with fsGroup is)"
             )
-        if info.st_uid != os.geteuid():
-            raise KeyFileError(f"signing key {path.name}: owned by another user")
         return handle.read(_MAX_KEY_FILE_BYTES + 1)
+
+
+def _private_to_us(info: os.stat_result) -> bool:
+    """Ours and closed to everyone else; or root's, and open only to read by our group."""
+    if info.st_uid == os.geteuid():
+        return not info.st_mode & 0o077
+    return info.st_uid == 0 and info.st_gid == os.getegid() and not info.st_mode & 0o037
 
 
 def load_key_dir(directory: Path) -> SigningKeys:

@@ -409,3 +409,14 @@ def test_mleb_run_grades_the_demo_agent_on_a_builtin_competition(
     assert entry["competition_id"] == DEMO_COMPETITION
     # The baseline agent earns a medal on this competition's synthetic-baseline board.
     assert entry["any_medal"], entry
+    # The run's evidence verifies against the keys the stack publishes: the grader replicas
+    # share one key, so whichever replica graded, its statement checks out.
+    cli = [sys.executable, "-m", "services.cli.main"]
+    keys = subprocess.run([*cli, "keys"], env=env, capture_output=True, text=True, check=False)
+    assert keys.returncode == 0 and keys.stdout.count("keyid: ") == 2, keys.stdout + keys.stderr
+    (tmp_path / "keys.pem").write_text(keys.stdout)
+    verified = subprocess.run(
+        [*cli, "verify", str(runs / "compose-demo"), "--keys", str(tmp_path / "keys.pem")],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr

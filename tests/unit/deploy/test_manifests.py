@@ -108,7 +108,8 @@ def test_referenced_config_exists_and_secrets_are_documented() -> None:
 
 def test_grader_is_stateless_and_autoscaled() -> None:
     spec = pod_spec(named("Deployment", "grader"))
-    assert [next(iter(set(v) - {"name"})) for v in spec["volumes"]] == ["emptyDir"]
+    # Scratch, and the shared signing key read from a Secret: no state of its own.
+    assert [next(iter(set(v) - {"name"})) for v in spec["volumes"]] == ["emptyDir", "secret"]
     container = spec["containers"][0]
     assert "MLEB_DATABASE_URL" not in env_of(container)
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -158,7 +159,11 @@ SERVICES = compose("docker-compose.yml")
 MLEB_SERVICES = ("registry", "grader", "sandbox")
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES))
+# The one-shot job that makes the signing keys, then exits.
+ONE_SHOT = ("keys",)
+
+
+@pytest.mark.parametrize("name", sorted(set(SERVICES) - set(ONE_SHOT)))
 def test_compose_service_has_a_health_check_and_restart_policy(name: str) -> None:
     service = SERVICES[name]
     assert service["restart"] == "unless-stopped"
@@ -172,10 +177,21 @@ def test_compose_grader_scales_and_holds_no_data() -> None:
     grader = SERVICES["grader"]
     # Container port only: each replica gets its own ephemeral host port.
     assert [p.rsplit(":", 2)[1:] for p in grader["ports"]] == [["", "50052"]]
-    assert grader["volumes"] == ["/tmp"] and grader["read_only"] is True
+    assert grader["volumes"] == ["/tmp", "signing-keys:/keys:ro"] and grader["read_only"] is True
     assert "MLEB_DATABASE_URL" not in grader["environment"]
     registry = SERVICES["registry"]
     assert registry["volumes"] == ["registry-data:/var/lib/mleb"]
+
+
+def test_compose_keys_are_made_once_and_reach_only_the_signing_services() -> None:
+    keys = SERVICES["keys"]
+    assert keys["restart"] == "no" and "mleb keys generate" in keys["command"][0]
+    for name in ("grader", "sandbox"):
+        service = SERVICES[name]
+        assert "signing-keys:/keys:ro" in service["volumes"]
+        assert service["environment"]["MLEB_SIGNING_KEY_DIR"] == f"/keys/{name}"
+        assert service["depends_on"]["keys"] == {"condition": "service_completed_successfully"}
+    assert not any("signing-keys" in v for v in SERVICES["registry"].get("volumes", []))
 
 
 def test_compose_sandbox_mounts_the_socket_and_its_work_dir_at_the_same_path() -> None:
