@@ -112,10 +112,19 @@ class SandboxEvidence:
         await self._chain.append([lifecycle(sandbox, "launching", image=image, gpus=gpu_uuids)])
 
     async def _archive_sha256(self, record: SandboxRecord) -> tuple[str, str]:
-        try:
-            archive = await self._archive(record)
-        except MlebError as exc:  # too big or too many files: the download refuses it too
-            return "", f"artifacts archive not attested: {exc}"
+        delay, waited = 0.2, 0.0
+        while True:
+            try:
+                archive = await self._archive(record)
+                break
+            except MlebError as exc:
+                # Builds are capped node-wide: wait for a slot rather than attest less.
+                if exc.reason == "ARTIFACTS_BUSY" and waited < ATTEST_PATIENCE_S:
+                    await asyncio.sleep(delay)
+                    waited, delay = waited + delay, min(delay * 2, 2.0)
+                    continue
+                # Too big or too many files: the download refuses it too.
+                return "", f"artifacts archive not attested: {exc}"
         archive.remove()
         return archive.sha256, ""
 
