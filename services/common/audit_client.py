@@ -29,15 +29,9 @@ class AuditChainClient:
                 for kind, fields in events
             ]
         )
-        try:
-            response = await self._stub.AppendAuditEvents(
-                request, metadata=self._metadata, timeout=_TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as error:
-            raise UnavailableError(
-                f"the audit chain did not take the record ({error.code().name})",
-                reason="AUDIT_UNAVAILABLE",
-            ) from error
+        response = await self._call(
+            self._stub.AppendAuditEvents, request, "did not take the record"
+        )
         return [record_from_proto(r) for r in response.records]
 
     async def export(self, from_seq: int, to_seq: int) -> list[ChainRecord]:
@@ -45,15 +39,15 @@ class AuditChainClient:
         records: list[ChainRecord] = []
         while from_seq:
             request = registry_service_pb2.ExportAuditChainRequest(from_seq=from_seq, to_seq=to_seq)
-            try:
-                page = await self._stub.ExportAuditChain(
-                    request, metadata=self._metadata, timeout=_TIMEOUT_S
-                )
-            except grpc.aio.AioRpcError as error:
-                raise UnavailableError(
-                    f"the audit chain could not be read ({error.code().name})",
-                    reason="AUDIT_UNAVAILABLE",
-                ) from error
+            page = await self._call(self._stub.ExportAuditChain, request, "could not be read")
             records.extend(record_from_proto(r) for r in page.records)
             from_seq = page.next_from_seq
         return records
+
+    async def _call(self, method: Any, request: Any, failed: str) -> Any:
+        try:
+            return await method(request, metadata=self._metadata, timeout=_TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            raise UnavailableError(
+                f"the audit chain {failed} ({error.code().name})", reason="AUDIT_UNAVAILABLE"
+            ) from error

@@ -56,25 +56,28 @@ def _cell(figure: Mapping[str, Any] | None) -> str:
     return f"{figure['mean']:.2f} ± {figure['sem']:.2f}{padded}"
 
 
+def _table(figures: Mapping[str, Any]) -> list[str]:
+    return [
+        "| " + " | ".join(title for _k, title in _COLUMNS) + " |",
+        "|" + "---|" * len(_COLUMNS),
+        "| " + " | ".join(_cell(figures.get(k)) for k, _t in _COLUMNS) + " |",
+    ]
+
+
 def _readme(name: str, summary: Mapping[str, Any]) -> str:
     figures = summary["any_medal_percentage"]
     without = summary["any_medal_percentage_without_known_issues"]
     profile = summary["resource_profile"]
-    head = "| " + " | ".join(title for _k, title in _COLUMNS) + " |"
     lines = [
         f"# Leaderboard bundle: {name}",
         "",
         "Any-medal percentage, mean ± SEM over seeds (MLE-bench's leaderboard columns):",
         "",
-        head,
-        "|" + "---|" * len(_COLUMNS),
-        "| " + " | ".join(_cell(figures.get(k)) for k, _t in _COLUMNS) + " |",
+        *_table(figures),
         "",
         "Without competitions that have known issues upstream:",
         "",
-        head,
-        "|" + "---|" * len(_COLUMNS),
-        "| " + " | ".join(_cell(without.get(k)) for k, _t in _COLUMNS) + " |",
+        *_table(without),
         "",
         f"Medals on competitions with known issues: "
         f"{', '.join(summary['medals_on_known_issue_competitions']) or 'none'}.",
