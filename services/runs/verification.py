@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mleb.evidence.chain import ChainRecord, check_chain, read_chain, segment_digest
+from mleb.evidence.chain import (
+    SCORING_RPCS,
+    ChainRecord,
+    check_chain,
+    read_chain,
+    segment_digest,
+)
 from mleb.evidence.dsse import (
     GRADING_PREDICATE,
     SANDBOX_PREDICATE,
@@ -27,6 +33,7 @@ from services.runs.bundle_figures import (
     read_experiments,
 )
 from services.runs.evidence_files import ATTESTATION_FILE, AUDIT_CHAIN_FILE, GRADING_STATEMENT_FILE
+from services.runs.orchestrator import RUN_GROUP_LABEL
 from services.runs.records import (
     GRADING_REPORT_SUFFIX,
     RUN_FILE,
@@ -35,8 +42,6 @@ from services.runs.records import (
     load_run_group,
 )
 
-# Grader calls that reveal a score computed from the private answers.
-SCORING_RPCS = frozenset({"ScoreSubmission", "GradeSubmission"})
 # The report fields a grading statement must agree with.
 REPORT_FIELDS = (
     "competition_id", "score", "gold_threshold", "silver_threshold", "bronze_threshold",
@@ -76,6 +81,8 @@ class _Run:
     competition_id: str
     audit: dict[str, Any]
     submission_sha256: str = ""
+    # Scoring calls the sandbox service saw on this competition while the sandbox existed.
+    scoring_calls: list[dict[str, Any]] = field(default_factory=list)
     graded_seq: int = 0
 
 
@@ -131,6 +138,7 @@ def verify_group(group_dir: Path, keys: Keyring) -> Verification:
         return result
     problems = check_chain(chain)
     result.add(chain_path, "continuity", "; ".join(problems) or None, f"{len(chain)} records")
+    _verify_all_reported(result, group, chain)
     declared = set(group.metadata.declared_grader_calls) if group.metadata else set()
     by_seq = {record.seq: record for record in chain}
     for run in runs:
@@ -160,6 +168,7 @@ def _verify_run(result: Verification, group: RunGroup, run_id: str) -> _Run | No
     run = _Run(
         run_id, str(attested), predicate.get("sandbox", {}).get("tenant", ""),
         record.competition_id, predicate.get("audit", {}), subjects.get("submission.csv", ""),
+        [c for c in predicate.get("scoring_calls", []) if isinstance(c, dict)],
     )  # fmt: skip
     submission = run_dir / "submission" / "submission.csv"
     held = _sha256(submission) if submission.is_file() else ""
@@ -258,23 +267,72 @@ def _verify_run_chain(
             and body.get("submission_sha256") == run.submission_sha256
             else f"record {run.graded_seq} is not this grading call",
         )  # fmt: skip
+    _verify_no_feedback(result, where, run, window, by_seq, runs, declared)
+
+
+def _scoring(body: Mapping[str, Any], run: _Run) -> bool:
+    return (
+        body.get("rpc") in SCORING_RPCS
+        and body.get("competition_id") == run.competition_id
+        and (body.get("tenant") == run.tenant or body.get("role") == "service")
+    )
+
+
+def _verify_no_feedback(
+    result: Verification,
+    where: Path,
+    run: _Run,
+    window: list[ChainRecord],
+    by_seq: Mapping[int, ChainRecord],
+    runs: Iterable[_Run],
+    declared: set[int],
+) -> None:
+    """No scoring call on the competition while the sandbox existed, by its lab or a service:
+    those the attestation lists (signed from the whole chain, so an export that withholds a
+    body hides nothing) and those the exported chain shows."""
+    calls = {int(c.get("seq") or 0): c for c in run.scoring_calls}
+    hidden = [
+        seq for seq, call in calls.items()
+        if (by_seq.get(seq) is None or by_seq[seq].body is None
+            or by_seq[seq].body.get("submission_sha256") != call.get("submission_sha256"))
+    ]  # fmt: skip
+    result.add(where, "scoring calls shown", f"records {hidden} are withheld or altered"
+               if hidden else None)  # fmt: skip
+    calls.update({r.seq: r.body for r in window if r.body is not None and _scoring(r.body, run)})
     # Harness grading of a run that had already ended is not feedback to this one.
     finished = {r.submission_sha256: int(r.audit.get("last_seq", 0)) for r in runs}
-    leaks = [
-        r.seq
-        for r in window
-        if r.body is not None
-        and r.body.get("rpc") in SCORING_RPCS
-        and r.body.get("competition_id") == run.competition_id
-        and (r.body.get("tenant") == run.tenant or r.body.get("role") == "service")
-        and r.seq not in declared
-        and not (r.body.get("submission_sha256") in finished
-                 and finished[r.body["submission_sha256"]] < r.seq)
-    ]  # fmt: skip
+    leaks = sorted(
+        seq for seq, call in calls.items()
+        if seq not in declared
+        and not (call.get("submission_sha256") in finished
+                 and finished[call["submission_sha256"]] < seq)
+    )  # fmt: skip
     result.add(
         where, "no test-set feedback",
         f"scoring calls on {run.competition_id} while the sandbox ran: records {leaks}"
         if leaks else None,
+    )  # fmt: skip
+
+
+def _verify_all_reported(result: Verification, group: RunGroup, chain: list[ChainRecord]) -> None:
+    """Every sandbox created in the exported range under this group's label is one of its runs:
+    a seed dropped from the folder still has its "created" record. The label is read from the
+    group's own runs' records, which the chain protects, not from the folder's name."""
+    attempts = {a.sandbox_id for run in group.runs.values() for a in run.attempts}
+    created = [
+        r.body for r in chain
+        if r.body is not None and r.body.get("event") == "created"
+        and isinstance(r.body.get("labels"), dict)
+    ]  # fmt: skip
+    names = {b["labels"].get(RUN_GROUP_LABEL) for b in created if b.get("sandbox_id") in attempts}
+    unreported = sorted(
+        str(b.get("sandbox_id")) for b in created
+        if b["labels"].get(RUN_GROUP_LABEL) in names - {None}
+        and b.get("sandbox_id") not in attempts
+    )  # fmt: skip
+    result.add(
+        group.path / AUDIT_CHAIN_FILE, "every run reported",
+        f"sandboxes {unreported} ran for this group but are not in it" if unreported else None,
     )  # fmt: skip
 
 

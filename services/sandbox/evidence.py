@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
-from mleb.evidence.chain import ChainRecord, segment_digest
+from mleb.evidence.chain import SCORING_RPCS, ChainRecord, segment_digest
 from mleb.evidence.dsse import SANDBOX_PREDICATE
 
 from services.common.audit_client import AuditChainClient
@@ -84,6 +84,19 @@ class EvidenceSetup:
     keys: SigningKeys
 
 
+def scoring_calls(record: SandboxRecord, window: list[ChainRecord]) -> list[dict[str, Any]]:
+    """Scoring calls on the sandbox's competition, by its owner's tenant or the service role,
+    while it existed. Signed here, from the whole chain, so a redacted export cannot hide one;
+    other labs' calls stay out (CONTRACTS.md, tenancy and verify)."""
+    return [
+        {key: body.get(key) for key in ("seq", "rpc", "role", "tenant", "submission_sha256")}
+        for body in (r.body or {} for r in window)
+        if body.get("rpc") in SCORING_RPCS
+        and body.get("competition_id") == record.competition_id
+        and (body.get("tenant") == record.tenant or body.get("role") == "service")
+    ]
+
+
 class SandboxEvidence:
     def __init__(
         self,
@@ -102,9 +115,10 @@ class SandboxEvidence:
 
     async def created(self, record: SandboxRecord) -> int:
         """Appends the "created" record; its seq opens the sandbox's audit segment."""
-        (entry,) = await self._chain.append(
-            [lifecycle(record, "created", image=record.image, owner=record.owner)]
+        event = lifecycle(
+            record, "created", image=record.image, owner=record.owner, labels=dict(record.labels)
         )
+        (entry,) = await self._chain.append([event])
         return entry.seq
 
     async def launching(self, sandbox: Identified, image: str, gpu_uuids: list[str]) -> None:
@@ -143,7 +157,7 @@ class SandboxEvidence:
         bundle_digest = await self._bundle_digest(record)
         try:
             async with asyncio.timeout(ATTEST_PATIENCE_S):
-                segment = await self._record_end(record, first_seq, submission, archive_sha256)
+                window = await self._record_end(record, first_seq, submission, archive_sha256)
         except (TimeoutError, MlebError) as exc:
             log.error("attestation_failed", sandbox_id=record.id, error=str(exc))
             return "", f"not attested: {exc or 'the audit chain did not answer in time'}"
@@ -152,7 +166,9 @@ class SandboxEvidence:
             subjects["submission.csv"] = submission
         if archive_sha256:
             subjects["artifacts.tar"] = archive_sha256
+        segment = [r for r in window if (r.body or {}).get("sandbox_id") == record.id]
         predicate = self._predicate(record, bundle_digest, segment, archive_note)
+        predicate["scoring_calls"] = scoring_calls(record, window)
         return self.keys.sign_statement(subjects, SANDBOX_PREDICATE, predicate), ""
 
     async def _record_end(
@@ -194,7 +210,7 @@ class SandboxEvidence:
             except UnavailableError:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        return [r for r in chain if r.body is not None and r.body.get("sandbox_id") == record.id]
+        return chain
 
     def _predicate(
         self,

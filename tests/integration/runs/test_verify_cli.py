@@ -118,6 +118,28 @@ def _swap_attestations(group: Path) -> None:
     (second / ATTESTATION_FILE).write_bytes(a)
 
 
+def _drop_a_run(group: Path) -> None:
+    """A seed left out as if never run: its folder, its report entry, the totals redone."""
+    dropped = sorted(p.parent for p in group.glob(f"*/{ATTESTATION_FILE}"))[-1]
+    shutil.rmtree(dropped)
+
+    def without(data: dict) -> None:
+        kept = [e for e in data["competition_reports"]
+                if not e["submission_path"].startswith(dropped.name)]  # fmt: skip
+        data["competition_reports"] = kept
+        data["total_runs"] = len(kept)
+        for total, flag in (("total_runs_with_submissions", "submission_exists"),
+                            ("total_valid_submissions", "valid_submission"),
+                            ("total_gold_medals", "gold_medal"),
+                            ("total_silver_medals", "silver_medal"),
+                            ("total_bronze_medals", "bronze_medal"),
+                            ("total_above_median", "above_median")):  # fmt: skip
+            data[total] = sum(bool(e[flag]) for e in kept)
+        data["total_medals"] = sum(e["any_medal"] for e in kept)
+
+    _flip_json(_report(group), without)
+
+
 def _drop_middle(lines: list[str]) -> list[str]:
     return lines[:1] + lines[2:]
 
@@ -149,6 +171,7 @@ TAMPERING: dict[str, tuple[Callable[[Path], None], str]] = {
         lambda g: _chain_lines(g / AUDIT_CHAIN_FILE, _drop_middle),
         "continuity",
     ),
+    "a dropped run": (_drop_a_run, "every run reported"),
     "a missing attestation": (
         lambda g: (_first_run(g) / ATTESTATION_FILE).unlink(),
         "signature",
@@ -216,6 +239,21 @@ async def test_scoring_while_a_sandbox_runs_is_caught(local, open_tmp) -> None: 
     assert code == 1, output
     assert "no test-set feedback" in output and "ScoreSubmission" not in output
     assert "scoring calls on" in " ".join(output.split())
+    # Withholding that record's body from the export does not hide it: the attestation
+    # lists it, signed.
+    redacted = group.parent / "redacted"
+    shutil.copytree(group, redacted)
+
+    def redact(lines: list[str]) -> list[str]:
+        records = [json.loads(line) for line in lines]
+        for record in records:
+            if (record["body"] or {}).get("rpc") == "ScoreSubmission":
+                record["body"] = None
+        return [json.dumps(r) for r in records]
+
+    _chain_lines(redacted / AUDIT_CHAIN_FILE, redact)
+    code, output = await cli(local, "verify", str(redacted), "--keys", str(keys))
+    assert code == 1 and "scoring calls shown" in output, output
     # Declared in metadata.json, the same call is accepted.
     seqs = [
         r.seq for r in read_chain((group / AUDIT_CHAIN_FILE).read_text())

@@ -18,6 +18,8 @@ from typing import Any
 from mleb.evidence.dsse import EvidenceError
 
 GENESIS = "0" * 64
+# Grader calls whose answer is derived from the private answers.
+SCORING_RPCS = frozenset({"ScoreSubmission", "GradeSubmission"})
 
 
 def canonical(body: Mapping[str, Any]) -> bytes:
