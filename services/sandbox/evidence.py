@@ -250,7 +250,7 @@ class SandboxEvidence:
                     "gpus": [
                         {
                             "uuid": uuid,
-                            "model": self._gpu_names.get(uuid, ""),
+                            "model": self.gpu_names.get(uuid, ""),
                             "simulated": is_simulated(uuid),
                         }
                         for uuid in gpus

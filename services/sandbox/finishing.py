@@ -15,6 +15,7 @@ from services.sandbox.evidence import SandboxEvidence
 from services.sandbox.interfaces import Endpoints
 from services.sandbox.live import LiveSandboxes
 from services.sandbox.logs import LogSignals
+from services.sandbox.records import SandboxRecord
 from services.sandbox.rows import SandboxRows
 from services.sandbox.states import FailureReason, SandboxState
 from services.sandbox.threads import WorkerThreads
@@ -93,7 +94,7 @@ class Finisher:
             await self._endpoints.close(sandbox_id)
         final = await self._threads.run(self._rows.preview, sandbox_id, state, values)
         if final is not None:
-            values["attestation"], values["attestation_error"] = await self.evidence.attest(
+            values["attestation"], values["attestation_error"] = await self._attest(
                 final, row.audit_first_seq
             )
         recorded = await self._threads.run(self._rows.update, sandbox_id, state, values)
@@ -121,6 +122,15 @@ class Finisher:
         with contextlib.suppress(Exception):
             await self._endpoints.close(sandbox_id)
         await self._live.drop(sandbox_id)
+
+    async def _attest(self, final: SandboxRecord, first_seq: int) -> tuple[str, str]:
+        """The attestation, or why there is none: a fault here must never keep a sandbox
+        from its terminal state, or its GPUs from going back."""
+        try:
+            return await self.evidence.attest(final, first_seq)
+        except Exception:
+            log.exception("attestation_crashed", sandbox_id=final.id)
+            return "", "not attested: an internal error in the sandbox service (see its log)"
 
     async def fail(self, sandbox_id: str, reason: FailureReason, message: str) -> None:
         """Ends as FAILED a sandbox that has no container (never launched, or gone)."""

@@ -7,6 +7,7 @@ import asyncio
 import docker
 import pytest
 from google.protobuf import duration_pb2
+from mleb.evidence.dsse import Envelope
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
 from services.sandbox.simulated_nvml import SimulatedNvml, h100s, simulated_node
@@ -124,6 +125,11 @@ async def test_simulated_gpus_start_on_any_engine_with_only_their_names(docker_s
     texts = [e.text for e in await docker_stack.logs(stub, sandbox.id)]
     (uuid,) = sandbox.leased_gpu_uuids
     assert f"visible {uuid} {uuid}" in texts and done.simulated_gpus
+    # The attestation says so too (CONTRACTS.md): the model NVML names, simulated: true.
+    granted = Envelope.from_json(done.attestation).statement()["predicate"]["resources"]
+    assert granted["granted"]["gpus"] == [
+        {"uuid": uuid, "model": "SIMULATED GPU", "simulated": True}
+    ]
 
 
 async def test_no_nvidia_runtime_is_an_infrastructure_failure_that_frees_the_lease(docker_stack):
