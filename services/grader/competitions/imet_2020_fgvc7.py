@@ -5,23 +5,11 @@ from __future__ import annotations
 import pandas as pd
 
 from services.grader.competitions.base import CompetitionSpec
-from services.grader.competitions.checks import align_on_ids, label_sets_text, require_columns
-from services.grader.metrics.fscore import micro_f1_of_label_sets
+from services.grader.metrics.by_id import label_set_f1_by_id
 
 
 def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return label_set_f1_by_id(submission, answers, "id", "attribute_ids")
-
-
-def label_set_f1_by_id(
-    submission: pd.DataFrame, answers: pd.DataFrame, id_column: str, labels_column: str
-) -> float:
-    """Micro F1 of space-separated label sets; an empty cell predicts no label."""
-    require_columns(submission, [id_column, labels_column])
-    sub, ans = align_on_ids(submission, answers, id_column)
-    return micro_f1_of_label_sets(
-        ans[labels_column].fillna("").astype(str), label_sets_text(sub, labels_column)
-    )
 
 
 SPEC = CompetitionSpec(
