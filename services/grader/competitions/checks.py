@@ -15,6 +15,8 @@ import pandas as pd
 
 from services.grader.competitions.base import InvalidSubmission
 from services.grader.metrics.classification import accuracy, exact_match_rate, log_loss
+from services.grader.metrics.correlation import quadratic_weighted_kappa
+from services.grader.metrics.fscore import macro_f1, micro_f1_of_label_sets
 
 
 def require_columns(submission: pd.DataFrame, columns: list[str]) -> None:
@@ -439,3 +441,35 @@ def one_hot_probability_log_loss(
     require_probabilities(submission, classes)
     require_rows_sum_to_one(submission, classes, decimals=decimals)
     return log_loss(*one_hot_log_loss_inputs(submission, answers, "id"))
+
+
+def kappa_by_id(
+    submission: pd.DataFrame, answers: pd.DataFrame, id_column: str, target_column: str
+) -> float:
+    """Quadratic weighted kappa of whole-number grades, rows paired by id."""
+    require_columns(submission, [id_column, target_column])
+    if submission.empty:
+        raise InvalidSubmission("Submission has no rows.")
+    sub, ans = align_on_ids(submission, answers, id_column)
+    predicted = integer_classes(sub, target_column)
+    return quadratic_weighted_kappa(ans[target_column].to_numpy(), predicted)
+
+
+def macro_f1_by_id(
+    submission: pd.DataFrame, answers: pd.DataFrame, id_column: str, target_column: str
+) -> float:
+    """Macro F1 of integer category ids; values convert with int(), so 3.7 counts as 3."""
+    require_columns(submission, [id_column, target_column])
+    sub, ans = align_on_ids(submission, answers, id_column)
+    return macro_f1(truncated_integers(ans, target_column), truncated_integers(sub, target_column))
+
+
+def label_set_f1_by_id(
+    submission: pd.DataFrame, answers: pd.DataFrame, id_column: str, labels_column: str
+) -> float:
+    """Micro F1 of space-separated label sets; an empty cell predicts no label."""
+    require_columns(submission, [id_column, labels_column])
+    sub, ans = align_on_ids(submission, answers, id_column)
+    return micro_f1_of_label_sets(
+        ans[labels_column].fillna("").astype(str), label_sets_text(sub, labels_column)
+    )

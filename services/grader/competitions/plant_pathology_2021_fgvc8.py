@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from services.grader.competitions.base import CompetitionSpec
-from services.grader.metrics.by_id import label_set_f1_by_id
+from services.grader.competitions.checks import label_set_f1_by_id
 
 
 def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
