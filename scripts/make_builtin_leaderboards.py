@@ -28,11 +28,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mleb.ranking import medal_positions
+
 from services.builtin import baselines, checksums
 from services.builtin.catalog import selected
 from services.builtin.definition import prepare
 from services.builtin.folder import LEADERBOARDS_DIR, leaderboard_path, write_data
-from services.common.ranking import medal_positions
 
 PROVENANCE_FILE = LEADERBOARDS_DIR / "provenance.yaml"
 PACKAGES = ("scikit-learn", "numpy", "scipy", "pandas", "chatterbot-corpus")

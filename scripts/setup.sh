@@ -25,4 +25,4 @@ if [ -x .venv/bin/python ] && [ "$(.venv/bin/python -c 'import sys; print(sys.ba
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e clients/python -e '.[dev]'
+.venv/bin/python -m pip install -q -e 'clients/python[lab]' -e '.[dev]'

@@ -29,6 +29,8 @@ from google.protobuf import duration_pb2
 from mleb.client import NO_DEADLINE, AsyncClient
 from mleb.evidence.dsse import Envelope, subject_digests
 from mleb.evidence.keys import keyring
+from mleb.report_proto import report_from_proto
+from mleb.reports import CompetitionReport
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
 from services.builtin.agents import BASELINE_AGENT
@@ -37,8 +39,6 @@ from services.common.auth import Role, TokenAuthority
 from services.common.server import RunningServer, ServiceDefinition, start_server
 from services.common.settings import Settings
 from services.grader.app import grader_service
-from services.grader.report_proto import report_from_proto
-from services.grader.reports import CompetitionReport
 from services.registry.app import registry_service
 from services.registry.core import RegistryCore
 from services.registry.importers.install import CompetitionInstaller

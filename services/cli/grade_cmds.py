@@ -10,6 +10,9 @@ import grpc
 import typer
 from mleb.client import AsyncClient
 from mleb.errors import MlebError as ClientError
+from mleb.lab.records import grading_report_name
+from mleb.report_proto import report_from_proto, report_without_score
+from mleb.reports import NO_SUBMISSION, CompetitionReport, aggregate_reports
 from rich.console import Console
 from rich.table import Table
 
@@ -19,9 +22,6 @@ from services.common.settings import Settings
 from services.grader.bundles import BundleProvider, LocalBundleProvider, ParsedAnswersCache
 from services.grader.core import GraderCore
 from services.grader.registry_bundles import RegistryBundleProvider
-from services.grader.report_proto import report_from_proto, report_without_score
-from services.grader.reports import NO_SUBMISSION, CompetitionReport, aggregate_reports
-from services.runs.records import grading_report_name
 
 console = Console(stderr=True)
 

@@ -1,4 +1,6 @@
-"""The `mleb` command."""
+"""The server's commands of `mleb` (serve, token, registry, competitions, sandboxes, grade,
+demo, health). They join the lab's commands (mleb.lab.cli) through the "mleb.commands" entry
+point; `python -m services.cli.main` runs the whole command without it being installed."""
 
 from __future__ import annotations
 
@@ -9,14 +11,13 @@ from enum import StrEnum
 import typer
 from rich.console import Console
 
+from mleb.lab.cli import build_app
+
 from services.cli import (
     builtin_cmds,
     demo_cmds,
-    evidence_cmds,
     grade_cmds,
     registry_cmds,
-    report_cmds,
-    run_cmds,
     sandbox_cmds,
 )
 from services.cli.servers import SERVICE_BUILDERS, start_services
@@ -26,7 +27,8 @@ from services.common.logging import configure_logging
 from services.common.server import run_until_signalled
 from services.common.settings import DEFAULT_PORTS, Settings
 
-app = typer.Typer(help="mleb: MLE-bench as gRPC services.", no_args_is_help=True)
+# Merged into the `mleb` command at the top level (mleb.lab.cli.build_app).
+app = typer.Typer()
 token_app = typer.Typer(help="Mint auth tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 registry_cmds.registry_app.command("import-builtin")(builtin_cmds.import_builtin)
@@ -35,13 +37,7 @@ app.add_typer(registry_cmds.competitions_app, name="competitions")
 app.add_typer(sandbox_cmds.sandboxes_app, name="sandboxes")
 app.command("grade-sample")(grade_cmds.grade_sample)
 app.command("grade")(grade_cmds.grade)
-app.command("report")(report_cmds.report)
-app.command("run")(run_cmds.run)
-app.command("logs")(run_cmds.logs)
-app.command("cancel")(run_cmds.cancel)
 app.command("demo")(demo_cmds.demo)
-app.add_typer(evidence_cmds.keys_app, name="keys")
-app.command("verify")(evidence_cmds.verify)
 console = Console(stderr=True)
 
 
@@ -199,4 +195,4 @@ def health(
 
 
 if __name__ == "__main__":
-    app()
+    build_app(app)()

@@ -127,20 +127,6 @@ def signing_keys(directory: Path | None) -> SigningKeys:
     return load_key_dir(directory) if directory is not None else _ephemeral()
 
 
-def generate_key(directory: Path, name: str) -> str:
-    """Writes `<name>.key` (mode 0600, never over an existing file); returns its key id."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    fd = os.open(directory / f"{name}.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                 0o600)  # fmt: skip
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-    return keyid_of(key.public_key())
-
-
 def public_keys_proto(keys: SigningKeys) -> list[common_pb2.PublicKey]:
     """For the grader's and the sandbox service's ListPublicKeys."""
     return [common_pb2.PublicKey(keyid=keyid, pem=pem) for keyid, pem in keys.public_keys()]

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import cachetools
+from mleb.ranking import LeaderboardState, leaderboard_state_of
 
 from services.common.errors import FailedPreconditionError, NotFoundError
-from services.common.ranking import LeaderboardState, leaderboard_state_of
 from services.grader.competitions import get_spec
 from services.grader.competitions.base import AnswersFormat, CompetitionSpec
 from services.grader.generic_specs import GENERIC_METRICS, generic_spec

@@ -11,15 +11,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pandas as pd
+from mleb.ranking import LeaderboardState, Ranking, leaderboard_note, rank_score
+from mleb.reports import NO_SUBMISSION, CompetitionReport
 
 from services.common.abandonable import run_abandonable
 from services.common.auth import Caller, Role
-from services.common.ranking import LeaderboardState, Ranking, leaderboard_note, rank_score
 from services.grader.bundles import BundleProvider, GradingBundle
 from services.grader.competitions import get_spec
 from services.grader.rate_limit import TokenBucketLimiter
 from services.grader.reading import Source
-from services.grader.reports import NO_SUBMISSION, CompetitionReport
 from services.grader.scoring import ScoreOutcome, score_source
 from services.grader.uploads import (
     DEFAULT_MAX_SUBMISSION_BYTES,

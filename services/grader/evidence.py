@@ -12,13 +12,13 @@ from typing import Any
 import structlog
 from mleb.evidence.chain import ChainRecord
 from mleb.evidence.dsse import GRADING_PREDICATE
+from mleb.reports import CompetitionReport
 
 from services.common.audit_client import AuditChainClient
 from services.common.auth import Caller
 from services.common.errors import MlebError
 from services.common.signing import SigningKeys
 from services.common.version import mleb_version
-from services.grader.reports import CompetitionReport
 
 log = structlog.get_logger("mleb.grader.evidence")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import grpc
+from mleb.ranking import leaderboard_state_from_proto
 from mleb.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 
 from services.common.errors import (
@@ -14,7 +15,6 @@ from services.common.errors import (
     PermissionDeniedError,
     UnavailableError,
 )
-from services.common.ranking import leaderboard_state_from_proto
 from services.grader.bundles import (
     GradingBundle,
     LeaderboardInfo,

@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from mleb.grader.v1 import grader_service_pb2, grader_service_pb2_grpc
+from mleb.ranking import ranking_to_proto
+from mleb.report_proto import report_to_proto
 
 from services.common.auth import Role, current_caller, require_competition_access
 from services.common.errors import invalid_field
-from services.common.ranking import ranking_to_proto
 from services.common.signing import public_keys_proto
 from services.grader.core import GraderCore, UploadLimit
 from services.grader.evidence import GraderEvidence
-from services.grader.report_proto import report_to_proto
 from services.grader.uploads import SubmissionBuffer
 
 _LAB = frozenset({Role.SERVICE, Role.LAB})

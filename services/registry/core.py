@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import structlog
+from mleb.ranking import Ranking, rank_score
+from mleb.splits import SPLIT_ALIASES, canonical_split, split_sort_key
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.common import db
 from services.common.errors import FailedPreconditionError, NotFoundError, invalid_field
-from services.common.ranking import Ranking, rank_score
 from services.common.redact import redact_server_paths
 from services.common.settings import Settings
 from services.registry import store
@@ -32,7 +33,6 @@ from services.registry.records import (
     PublicFile,
     Split,
 )
-from services.registry.splits import SPLIT_ALIASES, canonical_split, split_sort_key
 from services.registry.storage import CompetitionStorage, check_relative_path
 
 log = structlog.get_logger("mleb.registry")

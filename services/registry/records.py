@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.common.ranking import LeaderboardState, leaderboard_state_of
+from mleb.ranking import LeaderboardState, leaderboard_state_of
 
 # Kaggle slugs, plus MLE-bench's one capitalised id (AI4Code).
 COMPETITION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

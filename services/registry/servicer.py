@@ -15,11 +15,11 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from mleb.common.v1 import common_pb2
 from mleb.evidence.chain import ChainRecord, canonical
+from mleb.ranking import LEADERBOARD_STATE_TO_PROTO, leaderboard_note, ranking_to_proto
 from mleb.registry.v1 import registry_pb2, registry_service_pb2, registry_service_pb2_grpc
 
 from services.common.auth import Role, current_caller, require_competition_access
 from services.common.errors import invalid_field
-from services.common.ranking import LEADERBOARD_STATE_TO_PROTO, leaderboard_note, ranking_to_proto
 from services.common.redact import redact_server_paths
 from services.registry.audit_chain import AuditChain, parse_event
 from services.registry.core import RegistryCore

@@ -16,6 +16,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
+from mleb.ranking import LeaderboardState, is_lower_better
+from mleb.splits import canonical_split
 
 from services.common.errors import (
     FailedPreconditionError,
@@ -23,7 +25,6 @@ from services.common.errors import (
     MlebError,
     NotFoundError,
 )
-from services.common.ranking import LeaderboardState, is_lower_better
 from services.registry.importers.beneath import (
     read_bytes_beneath,
     read_text_beneath,
@@ -46,7 +47,6 @@ from services.registry.records import (
     Metric,
     Source,
 )
-from services.registry.splits import canonical_split
 from services.registry.storage import StagedData
 
 

@@ -13,9 +13,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
+from mleb.ranking import is_lower_better
+from mleb.splits import canonical_split
 
 from services.common.errors import FieldViolation, InvalidArgumentError, MlebError
-from services.common.ranking import is_lower_better
 from services.registry.importers.beneath import (
     is_dir_beneath,
     is_file_beneath,
@@ -32,7 +33,6 @@ from services.registry.records import (
     Metric,
     Source,
 )
-from services.registry.splits import canonical_split
 from services.registry.storage import check_relative_path
 
 CONFIG_FILE = "competition.yaml"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from mleb.client import AsyncClient
+from mleb.ranking import medal_positions
 
 from services.builtin.baselines import baseline_named, predict
 from services.builtin.catalog import BUILTINS
 from services.builtin.definition import prepare
-from services.common.ranking import medal_positions
 
 
 def _csv(frame: pd.DataFrame) -> bytes:

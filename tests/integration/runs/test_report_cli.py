@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import typer
+from mleb.lab.report_cmds import report
 from typer.testing import CliRunner
 
-from services.cli.report_cmds import report
 from services.registry.app import registry_service
 from services.registry.core import RegistryCore
 from services.registry.importers.install import CompetitionInstaller, ImportStatus

@@ -18,14 +18,14 @@ import docker.errors
 import pytest
 import typer
 from mleb.client import AsyncClient
+from mleb.lab import run_cmds
+from mleb.lab.orchestrator import RUN_GROUP_LABEL
+from mleb.lab.records import RunState, load_run_group, read_run
+from mleb.lab.report_cmds import report
 from mleb.sandbox.v1 import sandbox_pb2
 from mleb.sandbox.v1 import sandbox_service_pb2 as sandbox_pb
 from typer.testing import CliRunner
 
-from services.cli import run_cmds
-from services.cli.report_cmds import report
-from services.runs.orchestrator import RUN_GROUP_LABEL
-from services.runs.records import RunState, load_run_group, read_run
 from services.sandbox.core import INSTANCE_LABEL
 from tests.fixtures.grading_stack import COMPETITION, IDS, TRUTH
 from tests.fixtures.sandbox_dirs import open_tmp  # noqa: F401
@@ -39,7 +39,7 @@ app.command("logs")(run_cmds.logs)
 app.command("cancel")(run_cmds.cancel)
 app.command("report")(report)
 # The same commands in a child process, so a test can SIGKILL `mleb run`.
-CHILD_CLI = "import typer\nfrom services.cli import run_cmds\ntyper.run(run_cmds.run)\n"
+CHILD_CLI = "import typer\nfrom mleb.lab import run_cmds\ntyper.run(run_cmds.run)\n"
 REPO = Path(__file__).resolve().parents[3]
 
 # Seed 0 submits the answers (gold), any other seed their opposite (no medal). Outputs go to

@@ -15,12 +15,12 @@ import pytest
 import typer
 from mleb.client import AsyncClient
 from mleb.evidence.chain import read_chain
+from mleb.lab import evidence_cmds
+from mleb.lab.evidence_files import ATTESTATION_FILE, AUDIT_CHAIN_FILE, GRADING_STATEMENT_FILE
+from mleb.lab.records import GRADING_REPORT_SUFFIX, load_run_group
+from mleb.lab.report_cmds import report
 from typer.testing import CliRunner
 
-from services.cli import evidence_cmds
-from services.cli.report_cmds import report
-from services.runs.evidence_files import ATTESTATION_FILE, AUDIT_CHAIN_FILE, GRADING_STATEMENT_FILE
-from services.runs.records import GRADING_REPORT_SUFFIX, load_run_group
 from tests.fixtures.grading_stack import COMPETITION, IDS
 from tests.fixtures.sandbox_dirs import open_tmp  # noqa: F401
 from tests.fixtures.sandbox_stack import sandbox_stack  # noqa: F401

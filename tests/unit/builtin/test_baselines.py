@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from mleb.ranking import medal_positions
 
 from services.builtin.baselines import baseline_named, baselines, grade, predict
 from services.builtin.catalog import BUILTINS
 from services.builtin.definition import Task, prepare
 from services.builtin.folder import leaderboard_path
-from services.common.ranking import medal_positions
 
 
 @pytest.mark.parametrize("task", list(Task))

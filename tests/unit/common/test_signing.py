@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from mleb.evidence.keys import generate_key
 
 from services.common.errors import FailedPreconditionError
-from services.common.signing import generate_key, load_key_dir
+from services.common.signing import load_key_dir
 
 
 def _spec_pae(payload_type: bytes, payload: bytes) -> bytes:

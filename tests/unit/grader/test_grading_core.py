@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from mleb.reports import aggregate_reports
 
 from services.common.auth import Caller, Role
 from services.common.errors import NotFoundError, ResourceExhaustedError
@@ -17,7 +18,6 @@ from services.grader.competitions.base import CompetitionSpec, InvalidSubmission
 from services.grader.core import GraderCore
 from services.grader.rate_limit import TokenBucketLimiter
 from services.grader.reading import read_answers, read_submission
-from services.grader.reports import aggregate_reports
 from services.grader.scoring import score_frame, score_source
 from services.grader.uploads import SubmissionBuffer
 
@@ -110,7 +110,7 @@ def test_rate_limiter_refuses_after_burst_per_key():
 
 def test_aggregate_report_totals():
     def report(**kw):
-        from services.grader.reports import CompetitionReport
+        from mleb.reports import CompetitionReport
 
         base = dict(
             competition_id="c", score=1.0, gold_threshold=1.0, silver_threshold=0.9,

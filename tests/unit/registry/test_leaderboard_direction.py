@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.common.ranking import LeaderboardState
+from mleb.ranking import LeaderboardState
+
 from services.registry.importers.install import ImportStatus
 from services.registry.importers.mlebench import import_mlebench
 from tests.fixtures.registry_trees import build_plain_clone_tree, leaderboard_csv

@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from services.common.ranking import Medal, is_lower_better, medal_positions, rank_score
+from mleb.ranking import Medal, is_lower_better, medal_positions, rank_score
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from mleb.ranking import LeaderboardState
 
-from services.common.ranking import LeaderboardState
 from services.grader.competitions import get_spec
 from services.registry.importers.install import ImportStatus
 from services.registry.importers.mlebench import import_mlebench

@@ -1,4 +1,4 @@
-"""Writes run-group folders the way `mleb run` does, through services.runs.records, with
+"""Writes run-group folders the way `mleb run` does, through mleb.lab.records, with
 grading reports made by the grader's own CompetitionReport / aggregate_reports."""
 
 from __future__ import annotations
@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.common.ranking import LeaderboardState, leaderboard_note
-from services.grader.reports import CompetitionReport, aggregate_reports
-from services.runs.records import (
+from mleb.lab.records import (
     Attempt,
     Budget,
     FailureType,
@@ -25,6 +23,8 @@ from services.runs.records import (
     write_metadata,
     write_run,
 )
+from mleb.ranking import LeaderboardState, leaderboard_note
+from mleb.reports import CompetitionReport, aggregate_reports
 
 BUDGET = Budget(time_limit_s=86400, gpus=1, cpus=8, memory_bytes=64 * 2**30, network="none")
 # Thresholds per competition: gold, silver, bronze, median, lower-is-better.

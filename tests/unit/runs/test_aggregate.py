@@ -11,9 +11,9 @@ import math
 from pathlib import Path
 
 import pytest
+from mleb.lab.aggregate import FailureCounts, build_report, pass_at_k
+from mleb.lab.records import load_run_group
 
-from services.runs.aggregate import FailureCounts, build_report, pass_at_k
-from services.runs.records import load_run_group
 from tests.unit.runs.run_group_builder import SPLITS, write_example
 
 SPLITS_BY_NAME = {("all" if name == "split75" else name): ids for name, ids in SPLITS.items()}

@@ -8,8 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
-from services.runs.artifact_extraction import UnsafeArchive, extract_artifacts
+from mleb.lab.artifact_extraction import UnsafeArchive, extract_artifacts
 
 
 def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> Path:

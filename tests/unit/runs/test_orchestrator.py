@@ -6,9 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from mleb.sandbox.v1 import sandbox_pb2
-
-from services.runs.orchestrator import (
+from mleb.lab.orchestrator import (
     LAUNCH_KEY,
     RUN_GROUP_LABEL,
     RUN_ID_LABEL,
@@ -26,7 +24,7 @@ from services.runs.orchestrator import (
     read_group,
     retryable,
 )
-from services.runs.records import (
+from mleb.lab.records import (
     Attempt,
     Budget,
     FailureType,
@@ -35,6 +33,7 @@ from services.runs.records import (
     load_run_group,
     read_run,
 )
+from mleb.sandbox.v1 import sandbox_pb2
 
 SECRET = "sk-do-not-store-me"
 

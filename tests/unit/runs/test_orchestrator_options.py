@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import typer
-
-from services.cli.run_cmds import parse_duration, parse_env, parse_size
+from mleb.lab.run_cmds import parse_duration, parse_env, parse_size
 
 
 @pytest.mark.parametrize(

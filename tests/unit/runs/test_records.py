@@ -7,9 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from mleb.sandbox.v1 import sandbox_pb2
-
-from services.runs.records import (
+from mleb.lab.records import (
     SCHEMA_VERSION,
     FailureType,
     GroupMetadata,
@@ -22,6 +20,8 @@ from services.runs.records import (
     read_run,
     write_run,
 )
+from mleb.sandbox.v1 import sandbox_pb2
+
 from tests.unit.runs.run_group_builder import GROUP_ONE, Run, run_record, write_group
 
 STARTED = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)

@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
+from mleb.lab.aggregate import build_report
+from mleb.lab.records import load_run_group
+from mleb.lab.report_render import render_html, render_json, render_markdown
+from mleb.ranking import LeaderboardState, leaderboard_note
 
-from services.common.ranking import LeaderboardState, leaderboard_note
-from services.runs.aggregate import build_report
-from services.runs.records import load_run_group
-from services.runs.report_render import render_html, render_json, render_markdown
 from tests.unit.runs.run_group_builder import (
     NO_LEADERBOARD_SPLITS,
     write_example,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from mleb.evidence.dsse import EvidenceError, keyid_of
@@ -51,3 +54,17 @@ def parse_keys_text(text: str) -> Keyring:
 
 def format_keys(pairs: Iterable[tuple[str, str]]) -> str:
     return "".join(f"keyid: {keyid}\n{pem.rstrip()}\n" for keyid, pem in pairs)
+
+
+def generate_key(directory: Path, name: str) -> str:
+    """Writes `<name>.key` (mode 0600, never over an existing file); returns its key id."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.open(directory / f"{name}.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                 0o600)  # fmt: skip
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    return keyid_of(key.public_key())

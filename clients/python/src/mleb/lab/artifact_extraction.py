@@ -15,7 +15,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from services.runs.records import RUN_SUBDIRS
+from mleb.lab.records import RUN_SUBDIRS
 
 # Names longer than these cannot be written on the lab's disk (ENAMETOOLONG): refused up
 # front rather than failing half-way.

@@ -1,6 +1,6 @@
 """`mleb run`'s core: one sandbox per (competition, seed), run K at a time, graded at the end.
 
-Plain Python over the async client; the CLI (services/cli/run_cmds.py) only parses options and
+Plain Python over the async client; the CLI (mleb/lab/run_cmds.py) only parses options and
 draws progress. Everything a run does is written to its run.json before the next step, so a
 killed CLI loses nothing: the same group run again skips finished pairs and re-attaches to
 sandboxes still going. Re-attaching needs no lookup: a sandbox is created with an idempotency
@@ -22,23 +22,17 @@ from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
+
 from mleb.client import NO_DEADLINE, AsyncClient
 from mleb.errors import MlebError, NotFound
-from mleb.registry.v1 import registry_pb2
-from mleb.sandbox.v1 import sandbox_pb2
-from mleb.sandbox.v1 import sandbox_service_pb2 as sandbox_pb
-
-from services.grader.report_proto import report_from_proto, report_without_score
-from services.grader.reports import NO_SUBMISSION, CompetitionReport, aggregate_reports
-from services.registry.splits import canonical_split
-from services.runs.artifact_extraction import UnsafeArchive, extract_artifacts
-from services.runs.evidence_files import (
+from mleb.lab.artifact_extraction import UnsafeArchive, extract_artifacts
+from mleb.lab.evidence_files import (
     ATTESTATION_FILE,
     GRADING_STATEMENT_FILE,
     export_chain,
     write_envelope,
 )
-from services.runs.records import (
+from mleb.lab.records import (
     GRADING_REPORT_SUFFIX,
     METADATA_FILE,
     RUN_FILE,
@@ -59,6 +53,12 @@ from services.runs.records import (
     write_json_atomic,
     write_run,
 )
+from mleb.registry.v1 import registry_pb2
+from mleb.report_proto import report_from_proto, report_without_score
+from mleb.reports import NO_SUBMISSION, CompetitionReport, aggregate_reports
+from mleb.sandbox.v1 import sandbox_pb2
+from mleb.sandbox.v1 import sandbox_service_pb2 as sandbox_pb
+from mleb.splits import canonical_split
 
 DEFAULT_MAX_RETRIES = 2
 RUN_GROUP_LABEL = "mleb.run_group"

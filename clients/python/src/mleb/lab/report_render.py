@@ -6,9 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from html import escape
 
-from services.common.ranking import LeaderboardState
-from services.registry.splits import SPLIT_ALIASES
-from services.runs.aggregate import (
+from mleb.lab.aggregate import (
     NO_LEADERBOARD,
     CompetitionSummary,
     FailureCounts,
@@ -17,6 +15,8 @@ from services.runs.aggregate import (
     SeedResult,
     SplitSummary,
 )
+from mleb.ranking import LeaderboardState
+from mleb.splits import SPLIT_ALIASES
 
 # Column titles for MLE-bench's percentages, any medal first as the headline.
 METRIC_TITLES = {

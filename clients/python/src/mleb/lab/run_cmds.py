@@ -1,6 +1,6 @@
 """`mleb run`, `mleb logs` and `mleb cancel`: run groups of an agent over competitions and seeds.
 
-Option parsing and the live display live here; services/runs/orchestrator.py does the work.
+Option parsing and the live display live here; mleb/lab/orchestrator.py does the work.
 """
 
 from __future__ import annotations
@@ -15,17 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from mleb.client import NO_DEADLINE, AsyncClient
-from mleb.errors import MlebError
-from mleb.sandbox.v1 import sandbox_pb2
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from services.common.settings import Settings
-from services.common.version import mleb_version
-from services.runs.orchestrator import (
+from mleb.client import NO_DEADLINE, AsyncClient
+from mleb.errors import MlebError
+from mleb.lab import environment
+from mleb.lab.orchestrator import (
     DEFAULT_MAX_RETRIES,
     LaunchSpec,
     Orchestrator,
@@ -39,7 +37,7 @@ from services.runs.orchestrator import (
     read_group,
     resolve_competitions,
 )
-from services.runs.records import (
+from mleb.lab.records import (
     RUN_FILE,
     Budget,
     RecordError,
@@ -47,6 +45,7 @@ from services.runs.records import (
     group_dir_name,
     read_run,
 )
+from mleb.sandbox.v1 import sandbox_pb2
 
 console = Console(stderr=True)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
@@ -104,14 +103,8 @@ def parse_env(values: list[str], option: str, from_environment: bool = False) ->
 
 
 def _client(registry: str, grader: str, sandbox: str, token: str) -> AsyncClient:
-    settings = Settings.from_env()
-    tls_ca = settings.client_tls_ca.read_bytes() if settings.client_tls_ca else None
-    return AsyncClient(
-        registry=registry or None,
-        grader=grader or None,
-        sandbox=sandbox or None,
-        token=token,
-        tls_ca=tls_ca,
+    return environment.async_client(
+        registry=registry or None, grader=grader or None, sandbox=sandbox or None, token=token
     )
 
 
@@ -245,7 +238,7 @@ def run(
                 client,
                 group_dir,
                 plan,
-                mleb_version=mleb_version(),
+                mleb_version=environment.version(),
                 poll_interval_s=poll_interval,
                 on_event=lambda message: console.print(message, highlight=False, soft_wrap=True),
             )

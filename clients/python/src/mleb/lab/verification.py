@@ -25,16 +25,15 @@ from mleb.evidence.dsse import (
     subject_digests,
 )
 from mleb.evidence.keys import Keyring
-
-from services.runs.bundle_figures import (
+from mleb.lab.bundle_figures import (
     EXPERIMENTS_FILE,
     SUMMARY_FILE,
     bundle_figures,
     read_experiments,
 )
-from services.runs.evidence_files import ATTESTATION_FILE, AUDIT_CHAIN_FILE, GRADING_STATEMENT_FILE
-from services.runs.orchestrator import RUN_GROUP_LABEL
-from services.runs.records import (
+from mleb.lab.evidence_files import ATTESTATION_FILE, AUDIT_CHAIN_FILE, GRADING_STATEMENT_FILE
+from mleb.lab.orchestrator import RUN_GROUP_LABEL
+from mleb.lab.records import (
     GRADING_REPORT_SUFFIX,
     RUN_FILE,
     RecordError,

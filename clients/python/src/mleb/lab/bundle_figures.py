@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from mleb.evidence.dsse import Envelope, EvidenceError
-
-from services.runs.aggregate import GradedRun, graded_runs, summarise_split
-from services.runs.evidence_files import ATTESTATION_FILE
-from services.runs.records import RunGroup
+from mleb.lab.aggregate import GradedRun, graded_runs, summarise_split
+from mleb.lab.evidence_files import ATTESTATION_FILE
+from mleb.lab.records import RunGroup
 
 EXPERIMENTS_FILE = "run_group_experiments.csv"
 SUMMARY_FILE = "summary.json"

@@ -9,19 +9,16 @@ from typing import Any
 
 import typer
 from google.protobuf import json_format
-from mleb.client import Client
-from mleb.errors import MlebError
 from rich.console import Console
 
-from services.cli.evidence_cmds import deployment_keys
-from services.common.settings import Settings
-from services.common.version import mleb_version
-from services.registry.known_issues import known_issues
-from services.registry.splits import canonical_split
-from services.runs.aggregate import build_report
-from services.runs.leaderboard import write_bundle
-from services.runs.records import RecordError, load_run_group
-from services.runs.report_render import RENDERERS
+from mleb.errors import MlebError
+from mleb.lab import environment
+from mleb.lab.aggregate import build_report
+from mleb.lab.evidence_cmds import deployment_keys
+from mleb.lab.leaderboard import write_bundle
+from mleb.lab.records import RecordError, load_run_group
+from mleb.lab.report_render import RENDERERS
+from mleb.splits import canonical_split
 
 # The splits a report covers, in this order ("low" is also called lite, "all" split75).
 REPORT_SPLITS = ("low", "medium", "high", "all")
@@ -60,10 +57,8 @@ def splits_from_dir(folder: Path) -> dict[str, list[str]]:
 
 def splits_from_registry(address: str, token: str, ran: set[str]) -> dict[str, list[str]]:
     """The report splits the registry has, and the extra splits the groups ran (`ran`)."""
-    settings = Settings.from_env()
-    tls_ca = settings.client_tls_ca.read_bytes() if settings.client_tls_ca else None
     try:
-        with Client(registry=address, token=token, tls_ca=tls_ca) as client:
+        with environment.client(registry=address, token=token) as client:
             response = client.list_splits(timeout=REGISTRY_TIMEOUT_S)
     except MlebError as exc:
         raise SplitsError(f"registry {address}: {exc}") from exc
@@ -77,13 +72,19 @@ def splits_from_registry(address: str, token: str, ran: set[str]) -> dict[str, l
     return {name: found[name] for name in wanted if name in found}
 
 
-def _known_issues(address: str, token: str, ids: set[str]) -> dict[str, list[dict[str, Any]]]:
-    settings = Settings.from_env()
-    tls_ca = settings.client_tls_ca.read_bytes() if settings.client_tls_ca else None
+def known_issues_from_registry(
+    address: str, token: str, ids: set[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """The registry's known upstream issues of each competition in `ids` that has some."""
     found: dict[str, list[dict[str, Any]]] = {}
-    with Client(registry=address or None, token=token, tls_ca=tls_ca) as client:
+    with environment.client(registry=address or None, token=token) as client:
         for competition_id in sorted(ids):
-            issues = client.get_competition(competition_id, timeout=REGISTRY_TIMEOUT_S)
+            try:
+                issues = client.get_competition(competition_id, timeout=REGISTRY_TIMEOUT_S)
+            except MlebError as exc:
+                if exc.code == "NOT_FOUND":  # a group's competition the registry lacks
+                    continue
+                raise
             listed = [
                 json_format.MessageToDict(i, preserving_proto_field_name=True)
                 for i in issues.competition.known_issues
@@ -111,12 +112,12 @@ def _leaderboard(
         run_groups[0],
         out,
         splits=splits,
-        known_issues=_known_issues(registry, token, ran),
+        known_issues=known_issues_from_registry(registry, token, ran),
         public_keys=deployment_keys(),
         experiment_id=experiment_id
         or (group.metadata.agent_image if group.metadata else "")
         or group.name,
-        mleb_version=mleb_version(),
+        mleb_version=environment.version(),
     )
     flagged = summary["medals_on_known_issue_competitions"]
     console.print(f"wrote leaderboard bundle {out}", highlight=False)
@@ -177,12 +178,18 @@ def report(
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
     ran = {str(e.get("competition_id")) for group in groups for e in group.entries}
+    try:
+        # Offline (--splits-dir alone) there is no registry to ask.
+        flagged = known_issues_from_registry(registry, token, ran) if registry else {}
+    except MlebError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
     result = build_report(
         groups,
         splits,
-        mleb_version=mleb_version(),
+        mleb_version=environment.version(),
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        known_issues={c: [i.url for i in known_issues(c)] for c in ran if known_issues(c)},
+        known_issues={c: [i["url"] for i in issues] for c, issues in flagged.items()},
     )
     if output_dir is None:
         typer.echo(RENDERERS[output_format or ReportFormat.md](result), nl=False)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from google.protobuf import timestamp_pb2
+
 from mleb.common.v1 import common_pb2
 from mleb.grader.v1 import grader_pb2
-
-from services.common.ranking import LEADERBOARD_STATE_TO_PROTO, LeaderboardState
-from services.grader.reports import CompetitionReport
+from mleb.ranking import LEADERBOARD_STATE_TO_PROTO, LeaderboardState
+from mleb.reports import CompetitionReport
 
 _STATE_FROM_PROTO = {value: state for state, value in LEADERBOARD_STATE_TO_PROTO.items()}
 _OPTIONAL = ("score", "gold_threshold", "silver_threshold", "bronze_threshold", "median_threshold")

@@ -19,6 +19,7 @@ from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
+
 from mleb.sandbox.v1 import sandbox_pb2
 
 SCHEMA_VERSION = 1

@@ -7,27 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from mleb.client import Client
-from mleb.errors import MlebError
-from mleb.evidence.dsse import EvidenceError
-from mleb.evidence.keys import Keyring, format_keys, keyring, parse_keys_text
 from rich.console import Console
 from rich.table import Table
 
-from services.common.settings import Settings
-from services.common.signing import generate_key
-from services.grader.report_proto import report_from_proto
-from services.runs.verification import Finding, regrade, verify_path
+from mleb.client import Client
+from mleb.errors import MlebError
+from mleb.evidence.dsse import EvidenceError
+from mleb.evidence.keys import Keyring, format_keys, generate_key, keyring, parse_keys_text
+from mleb.lab import environment
+from mleb.lab.verification import Finding, regrade, verify_path
+from mleb.report_proto import report_from_proto
 
 keys_app = typer.Typer(help="The public keys attestations are signed with.")
 console = Console(stderr=True)
-
-
-def _client() -> Client:
-    """A client of the deployment the environment configures (MLEB_*_ADDR, MLEB_TOKEN)."""
-    settings = Settings.from_env()
-    tls_ca = settings.client_tls_ca.read_bytes() if settings.client_tls_ca else None
-    return Client(tls_ca=tls_ca)
 
 
 def _graded(client: Client, competition_id: str, file: Path, shown: str) -> dict[str, Any]:
@@ -38,7 +30,7 @@ def _graded(client: Client, competition_id: str, file: Path, shown: str) -> dict
 def deployment_keys() -> list[tuple[str, str]]:
     """Every key the configured grader and sandbox service publish (ListPublicKeys)."""
     found: dict[str, str] = {}
-    with _client() as client:
+    with environment.client() as client:
         for listing in (client.list_grader_keys(), client.list_sandbox_keys()):
             found.update((key.keyid, key.pem) for key in listing.keys)
     return sorted(found.items())
@@ -120,7 +112,7 @@ def verify(
     result = verify_path(path, trusted)
     if regrade_live:
         try:
-            with _client() as client:
+            with environment.client() as client:
                 regrade(result, path, lambda cid, file, shown: _graded(client, cid, file, shown))
         except MlebError as exc:
             console.print(f"[red]error:[/red] the live grader: {exc}", highlight=False)

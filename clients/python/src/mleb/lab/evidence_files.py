@@ -9,8 +9,7 @@ from typing import Any
 from mleb.client import AsyncClient
 from mleb.evidence.chain import ChainRecord, record_from_proto
 from mleb.evidence.dsse import Envelope, EvidenceError
-
-from services.runs.records import write_text_atomic
+from mleb.lab.records import write_text_atomic
 
 ATTESTATION_FILE = "attestation.dsse.json"
 GRADING_STATEMENT_FILE = "grading_report.dsse.json"

@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from mleb.evidence.keys import format_keys
-
-from services.runs.bundle_figures import (
+from mleb.lab.bundle_figures import (
     EXPERIMENTS_FILE,
     SUMMARY_FILE,
     bundle_figures,
     experiments_csv,
 )
-from services.runs.evidence_files import ATTESTATION_FILE, AUDIT_CHAIN_FILE, GRADING_STATEMENT_FILE
-from services.runs.records import (
+from mleb.lab.evidence_files import ATTESTATION_FILE, AUDIT_CHAIN_FILE, GRADING_STATEMENT_FILE
+from mleb.lab.records import (
     METADATA_FILE,
     RUN_FILE,
     RunGroup,

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from services.common.ranking import LeaderboardState, leaderboard_note
-from services.runs.records import Budget, FailureType, RunGroup, RunRecord
+from mleb.lab.records import Budget, FailureType, RunGroup, RunRecord
+from mleb.ranking import LeaderboardState, leaderboard_note
 
 # Report key -> MLE-bench's name for the per-seed percentage, in MLE-bench's order.
 PERCENTAGES = {
@@ -143,7 +143,7 @@ class CompetitionSummary:
     median_threshold: float | None
     grader_spec_versions: list[int]
     results: list[SeedResult]
-    # "present", "missing" or "lfs_pointer" (services.common.ranking.LeaderboardState).
+    # "present", "missing" or "lfs_pointer" (mleb.ranking.LeaderboardState).
     leaderboard_state: str = LeaderboardState.PRESENT.value
     # Without a leaderboard: why medals could not be computed, and the fix.
     leaderboard_note: str = ""
