@@ -1,6 +1,8 @@
-// A typed client for mleb's registry and grader. Every call carries a deadline (the
-// client's `timeoutMs` unless the call gives one) and the bearer token; failures reject
-// with MlebError subclasses decoded from the server's status details.
+// A typed client for mleb's registry, grader and sandbox service. Every call carries a
+// deadline (the client's `timeoutMs` unless the call gives one) and the bearer token; failures
+// reject with MlebError subclasses decoded from the server's status details. Which RPCs it
+// covers, and which it leaves to the generated stubs, is checked by
+// tests/unit/client/test_rpc_coverage.py.
 //
 //   const client = new MlebClient({ registry: "10.0.0.1:50051", grader: "10.0.0.1:50052",
 //                                   token: process.env.MLEB_TOKEN });
@@ -9,6 +11,7 @@ import { readFile } from "node:fs/promises";
 import {
   type CallOptions,
   type ChannelCredentials,
+  type ClientReadableStream,
   type ClientUnaryCall,
   type ClientWritableStream,
   credentials as grpcCredentials,
@@ -20,6 +23,7 @@ import { DescriptionVariant } from "./gen/mleb/common/v1/common";
 import {
   type GradeSubmissionResponse,
   GraderServiceClient,
+  type ListPublicKeysResponse as GraderKeysResponse,
   type RankScoreResponse,
   type ScoreSubmissionResponse,
   type SubmissionHeader,
@@ -27,15 +31,33 @@ import {
 } from "./gen/mleb/grader/v1/grader_service";
 import {
   type DownloadPublicDataResponse,
+  type ExportAuditChainResponse,
   type GetCompetitionResponse,
   type GetLeaderboardResponse,
   ListCompetitionsRequest,
   type ListCompetitionsResponse,
   type ListSplitsResponse,
   RegistryServiceClient,
+  type RevokeTokenRequest,
+  type RevokeTokenResponse,
 } from "./gen/mleb/registry/v1/registry_service";
+import {
+  CreateSandboxRequest,
+  type CreateSandboxResponse,
+  type DownloadArtifactsResponse,
+  type GetSandboxResponse,
+  type ListGpusResponse,
+  ListSandboxesRequest,
+  type ListSandboxesResponse,
+  type ListPublicKeysResponse as SandboxKeysResponse,
+  SandboxServiceClient,
+  type StopSandboxResponse,
+  type StreamLogsResponse,
+} from "./gen/mleb/sandbox/v1/sandbox_service";
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
+/** Pass as `timeoutMs` for a call with no deadline, such as following a long run's logs. */
+export const NO_DEADLINE = Number.POSITIVE_INFINITY;
 // The servers accept messages up to 16 MiB; 1 MiB chunks keep each one small.
 const CHUNK_BYTES = 1024 * 1024;
 
@@ -44,6 +66,8 @@ export interface ClientOptions {
   registry?: string;
   /** host:port of the GraderService. */
   grader?: string;
+  /** host:port of the SandboxService. */
+  sandbox?: string;
   /** A token minted by the operator (`mleb token issue`); sent as `authorization: Bearer`. */
   token?: string;
   /** Deadline of every call that does not give its own. */
@@ -55,6 +79,24 @@ export interface ClientOptions {
 export interface CallSettings {
   /** This call's deadline, from when it starts. */
   timeoutMs?: number;
+}
+
+/** What RevokeToken revokes: a token (a lab may revoke its own), or, with the service role,
+ * a token id or every token of a sandbox. */
+export type RevokeTarget = { token: string } | { tokenId: string } | { sandboxId: string };
+
+export interface RevokeSettings extends CallSettings {
+  /** When the revocation may be forgotten; read from the token itself when one is given. */
+  expiresAt?: Date;
+  /** Why, for the record. */
+  reason?: string;
+}
+
+export interface StreamLogsSettings extends CallSettings {
+  /** Resume after this sequence number (exclusive); 0 from the start. */
+  afterSeq?: number;
+  /** Keep streaming until the sandbox has ended; pair it with `timeoutMs: NO_DEADLINE`. */
+  follow?: boolean;
 }
 
 /** A submission's bytes, or the path of a file to read them from. */
@@ -89,6 +131,7 @@ function isServiceError(error: unknown): error is ServiceError {
 export class MlebClient {
   private readonly registryStub?: RegistryServiceClient;
   private readonly graderStub?: GraderServiceClient;
+  private readonly sandboxStub?: SandboxServiceClient;
   private readonly token: string;
   private readonly timeoutMs: number;
 
@@ -100,6 +143,9 @@ export class MlebClient {
     if (options.grader) {
       this.graderStub = new GraderServiceClient(options.grader, channelCredentials);
     }
+    if (options.sandbox) {
+      this.sandboxStub = new SandboxServiceClient(options.sandbox, channelCredentials);
+    }
     this.token = options.token ?? "";
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
@@ -107,6 +153,7 @@ export class MlebClient {
   close(): void {
     this.registryStub?.close();
     this.graderStub?.close();
+    this.sandboxStub?.close();
   }
 
   // Registry
@@ -152,21 +199,39 @@ export class MlebClient {
     paths: string[] = [],
     settings?: CallSettings,
   ): AsyncGenerator<DownloadPublicDataResponse> {
-    const stream = this.registry().downloadPublicData(
-      { competitionId, paths },
-      this.metadata(),
-      this.callOptions(settings),
+    yield* this.drain(
+      this.registry().downloadPublicData(
+        { competitionId, paths },
+        this.metadata(),
+        this.callOptions(settings),
+      ),
     );
-    try {
-      for await (const chunk of stream) {
-        yield chunk as DownloadPublicDataResponse;
-      }
-    } catch (error) {
-      throw isServiceError(error) ? fromServiceError(error) : error;
-    } finally {
-      // A consumer that stops early must not leave the stream open.
-      stream.cancel();
-    }
+  }
+
+  /** Revokes a token before it expires; revoking again keeps the longest life. */
+  revokeToken(target: RevokeTarget, settings?: RevokeSettings): Promise<RevokeTokenResponse> {
+    const registry = this.registry();
+    const oneof: RevokeTokenRequest["target"] =
+      "token" in target
+        ? { $case: "token", token: target.token }
+        : "tokenId" in target
+          ? { $case: "tokenId", tokenId: target.tokenId }
+          : { $case: "sandboxId", sandboxId: target.sandboxId };
+    return this.unary(
+      registry.revokeToken.bind(registry),
+      { target: oneof, expiresAt: settings?.expiresAt, reason: settings?.reason ?? "" },
+      settings,
+    );
+  }
+
+  /** One page of the audit chain; follow `nextFromSeq` for the rest. */
+  exportAuditChain(
+    fromSeq: number,
+    toSeq = 0,
+    settings?: CallSettings,
+  ): Promise<ExportAuditChainResponse> {
+    const registry = this.registry();
+    return this.unary(registry.exportAuditChain.bind(registry), { fromSeq, toSeq }, settings);
   }
 
   // Grader
@@ -209,6 +274,93 @@ export class MlebClient {
     return this.unary(grader.rankScore.bind(grader), { competitionId, score }, settings);
   }
 
+  /** The grader's ListPublicKeys: the keys its grading statements are signed with. */
+  listGraderKeys(settings?: CallSettings): Promise<GraderKeysResponse> {
+    const grader = this.grader();
+    return this.unary(grader.listPublicKeys.bind(grader), {}, settings);
+  }
+
+  // Sandbox
+
+  /** Not retried; with an `idempotencyKey` a retry returns the first sandbox. */
+  createSandbox(
+    request: Partial<CreateSandboxRequest>,
+    settings?: CallSettings,
+  ): Promise<CreateSandboxResponse> {
+    const sandbox = this.sandbox();
+    return this.unary(
+      sandbox.createSandbox.bind(sandbox),
+      CreateSandboxRequest.fromPartial(request),
+      settings,
+    );
+  }
+
+  getSandbox(sandboxId: string, settings?: CallSettings): Promise<GetSandboxResponse> {
+    const sandbox = this.sandbox();
+    return this.unary(sandbox.getSandbox.bind(sandbox), { sandboxId }, settings);
+  }
+
+  listSandboxes(
+    request: Partial<ListSandboxesRequest> = {},
+    settings?: CallSettings,
+  ): Promise<ListSandboxesResponse> {
+    const sandbox = this.sandbox();
+    return this.unary(
+      sandbox.listSandboxes.bind(sandbox),
+      ListSandboxesRequest.fromPartial(request),
+      settings,
+    );
+  }
+
+  /** Yields batches of log entries; `follow` streams until the sandbox has ended. */
+  async *streamLogs(
+    sandboxId: string,
+    settings?: StreamLogsSettings,
+  ): AsyncGenerator<StreamLogsResponse> {
+    yield* this.drain(
+      this.sandbox().streamLogs(
+        { sandboxId, afterSeq: settings?.afterSeq ?? 0, follow: settings?.follow ?? false },
+        this.metadata(),
+        this.callOptions(settings),
+      ),
+    );
+  }
+
+  /** Stops a sandbox (it ends CANCELLED); stopping a stopped sandbox is a no-op. */
+  stopSandbox(
+    sandboxId: string,
+    reason = "",
+    settings?: CallSettings,
+  ): Promise<StopSandboxResponse> {
+    const sandbox = this.sandbox();
+    return this.unary(
+      sandbox.stopSandbox.bind(sandbox),
+      { sandboxId, reason, gracePeriod: undefined },
+      settings,
+    );
+  }
+
+  /** Yields the artifact archive in chunks; the first carries its size and sha256. */
+  async *downloadArtifacts(
+    sandboxId: string,
+    settings?: CallSettings,
+  ): AsyncGenerator<DownloadArtifactsResponse> {
+    yield* this.drain(
+      this.sandbox().downloadArtifacts({ sandboxId }, this.metadata(), this.callOptions(settings)),
+    );
+  }
+
+  listGpus(settings?: CallSettings): Promise<ListGpusResponse> {
+    const sandbox = this.sandbox();
+    return this.unary(sandbox.listGpus.bind(sandbox), {}, settings);
+  }
+
+  /** The sandbox service's ListPublicKeys: the keys its attestations are signed with. */
+  listSandboxKeys(settings?: CallSettings): Promise<SandboxKeysResponse> {
+    const sandbox = this.sandbox();
+    return this.unary(sandbox.listPublicKeys.bind(sandbox), {}, settings);
+  }
+
   // Plumbing
 
   private registry(): RegistryServiceClient {
@@ -225,6 +377,13 @@ export class MlebClient {
     return this.graderStub;
   }
 
+  private sandbox(): SandboxServiceClient {
+    if (!this.sandboxStub) {
+      throw new Error("this client has no sandbox address: pass `sandbox` to MlebClient");
+    }
+    return this.sandboxStub;
+  }
+
   private metadata(): Metadata {
     const metadata = new Metadata();
     if (this.token) {
@@ -235,6 +394,19 @@ export class MlebClient {
 
   private callOptions(settings?: CallSettings): Partial<CallOptions> {
     return { deadline: Date.now() + (settings?.timeoutMs ?? this.timeoutMs) };
+  }
+
+  private async *drain<Res>(stream: ClientReadableStream<Res>): AsyncGenerator<Res> {
+    try {
+      for await (const message of stream) {
+        yield message as Res;
+      }
+    } catch (error) {
+      throw isServiceError(error) ? fromServiceError(error) : error;
+    } finally {
+      // A consumer that stops early must not leave the stream open.
+      stream.cancel();
+    }
   }
 
   private unary<Req, Res>(

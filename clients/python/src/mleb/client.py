@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,20 @@ class _Calls:
             competition_id=competition_id, paths=list(paths)
         )
         return self._stream(self.registry.DownloadPublicData, request, timeout)
+
+    def revoke_token(self, *, token: str = "", token_id: str = "", sandbox_id: str = "",
+                     expires_at: datetime | None = None, reason: str = "",
+                     timeout: float | None = None):  # fmt: skip
+        """Revokes one target: a token (a lab may revoke its own), or, with the service role, a
+        token id or every token of a sandbox. Revoking again is harmless."""
+        targets = {"token": token, "token_id": token_id, "sandbox_id": sandbox_id}
+        given = {name: value for name, value in targets.items() if value}
+        if len(given) != 1:
+            raise ValueError("name exactly one of token, token_id or sandbox_id")
+        request = registry_pb.RevokeTokenRequest(reason=reason, **given)
+        if expires_at is not None:
+            request.expires_at.FromDatetime(expires_at)
+        return self._call(self.registry.RevokeToken, request, timeout)
 
     # Grader.
     def validate_submission(self, competition_id: str, submission: Submission, *,
