@@ -9,9 +9,8 @@ import json
 from enum import StrEnum
 
 import typer
-from rich.console import Console
-
 from mleb.lab.cli import build_app
+from rich.console import Console
 
 from services.cli import (
     builtin_cmds,
