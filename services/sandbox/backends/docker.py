@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import docker
 import docker.errors
@@ -56,6 +56,9 @@ from services.sandbox.backends.base import (
     Usage,
 )
 from services.sandbox.simulated_nvml import is_simulated
+
+if TYPE_CHECKING:
+    import requests  # the docker SDK's HTTP client
 
 log = structlog.get_logger("mleb.sandbox.docker")
 
@@ -116,6 +119,41 @@ def _start_failure(exc: docker.errors.APIError) -> BackendError:
     if "OCI runtime" in text or "runc" in text:
         return BackendError(f"container runtime failed: {exc.explanation}", reason="RUNTIME_ERROR")
     return engine_error(exc)
+
+
+def open_log_stream(
+    api: docker.APIClient,
+    ref: str,
+    params: dict[str, Any],
+    keep: Callable[[requests.Response], object],
+) -> requests.Response:
+    """Opens GET /containers/{ref}/logs and returns the response with its raw body unread:
+    the engine's multiplexed frames, each an 8-byte header (stream id, length) and a payload.
+
+    This is the one place that uses private members of the docker SDK (pinned at 7.1.0;
+    tests/unit/sandbox/test_docker_sdk_contract.py fails if any of them changes):
+
+    - ``APIClient._url``: the versioned endpoint URL for the container;
+    - ``APIClient._get``: the GET with the client's headers, left unread (``stream=True``);
+    - ``APIClient._raise_for_status``: engine errors as ``docker.errors`` (a 404 is
+      ``NotFound``, which the caller reports as a container that is gone);
+    - ``APIClient._get_raw_response_socket`` and ``APIClient._disable_socket_timeout``: no
+      read timeout on the socket, since a followed log is silent for as long as the agent is.
+
+    Why not the public ``APIClient.logs`` / ``Container.logs``: their stream yields only each
+    frame's payload, so stdout and stderr arrive merged with no way to tell them apart, and
+    logs() has no ``demux``. Two public calls (stdout only, stderr only) would keep them apart
+    but lose the engine's order across the streams: a followed merge of the two cannot be put
+    in time order without waiting on whichever stream is silent, and ``_read_output``'s resume
+    (skip what was yielded at the latest timestamp, in the engine's order) relies on one
+    ordered log. ``keep`` receives the response before anything can fail, so the caller can
+    close it from another thread.
+    """
+    res = api._get(api._url("/containers/{0}/logs", ref), params=params, stream=True)
+    keep(res)
+    api._raise_for_status(res)
+    api._disable_socket_timeout(api._get_raw_response_socket(res))
+    return res
 
 
 def _close_all(responses: list[Any]) -> None:
@@ -536,17 +574,11 @@ class DockerBackend:
     def _read_log(
         self, ref: str, since: float, follow: bool, response: list[Any]
     ) -> Iterator[OutputLine]:
-        api = self._client.api
         params: dict[str, Any] = {"stdout": 1, "stderr": 1, "follow": int(follow), "timestamps": 1}
         if since > 0:
             # A float holds engine times to ~0.2 us: ask a little early, filter exactly below.
             params["since"] = f"{since - 1e-6:.9f}"
-        # The SDK's logs() merges the streams; the raw frames keep them apart.
-        res = api._get(api._url("/containers/{0}/logs", ref), params=params, stream=True)
-        response.append(res)
-        api._raise_for_status(res)
-        # Long silences are normal while following: no read timeout.
-        api._disable_socket_timeout(api._get_raw_response_socket(res))
+        res = open_log_stream(self._client.api, ref, params, response.append)
         streams = {1: OutputStream.STDOUT, 2: OutputStream.STDERR}
         while header := res.raw.read(8):
             stream_id, length = struct.unpack(">BxxxL", header)
