@@ -61,7 +61,7 @@ LIMITS: dict[str, Limit] = {
     _R + "RevokeTokenRequest.sandbox_id": Limit(128),
     _R + "RevokeTokenRequest.reason": Limit(512),
     _R + "AuditEvent.kind": Limit(32),
-    _R + "AuditEvent.fields_json": Limit(16 * 1024),
+    _R + "AuditEvent.fields_json": Limit(64 * 1024),
     _S + "CreateSandboxRequest.competition_id": COMPETITION_ID,
     _S + "CreateSandboxRequest.image": Limit(512),
     _S + "CreateSandboxRequest.command": Limit(

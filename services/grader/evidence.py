@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,8 +43,15 @@ class GraderCall:
             "sandbox_id": self.caller.sandbox_id,
             "competition_id": self.competition_id,
             "submission_sha256": self.submission_sha256,
-            "outcome": self.outcome,
+            "outcome": {key: _json_safe(value) for key, value in self.outcome.items()},
         }
+
+
+def _json_safe(value: Any) -> Any:
+    """The chain stores strict JSON: a NaN or infinite score is kept as its name."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
 
 
 class GraderEvidence:

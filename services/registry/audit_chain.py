@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mleb.evidence.chain import GENESIS, ChainRecord, body_hash, canonical, link_hash
-from sqlalchemy import BigInteger, DateTime, String, Text, select
+from sqlalchemy import BigInteger, DateTime, String, Text, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
@@ -29,8 +29,8 @@ from services.registry.models import Base
 
 KINDS = frozenset({"grader_call", "sandbox_lifecycle", "egress"})
 # Set by the registry, never by the reporting service.
-_STAMPED = frozenset({"kind", "seq", "time", "reporter"})
-MAX_FIELDS_BYTES = 16 * 1024
+_STAMPED = frozenset({"kind", "seq", "tenant_seq", "time", "reporter"})
+MAX_FIELDS_BYTES = 64 * 1024
 MAX_EVENTS_PER_CALL = 1000
 MAX_EXPORT_PAGE = 5000
 _LOCK_NAME = "registry_audit_chain"
@@ -48,6 +48,9 @@ class AuditRecordRow(Base):
     body: Mapped[str] = mapped_column(Text)
     # Who may read the body: the tenant it concerns, and the caller's role.
     tenant: Mapped[str] = mapped_column(String(256), index=True)
+    # The record's number among its tenant's records (1, 2, ...): a lab's export that
+    # withholds one of its own records leaves a gap here (mleb verify checks).
+    tenant_seq: Mapped[int] = mapped_column(BigInteger)
     role: Mapped[str] = mapped_column(String(16))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -60,7 +63,8 @@ def parse_event(kind: str, fields_json: str, index: int) -> dict[str, Any]:
         raise invalid_field(f"{field}.fields_json", f"at most {MAX_FIELDS_BYTES} bytes")
     try:
         fields = json.loads(fields_json, parse_constant=_refuse_constant)
-    except ValueError as exc:
+        canonical(fields)  # what will be hashed: no infinities (1e400), no runaway nesting
+    except (ValueError, RecursionError) as exc:
         raise invalid_field(f"{field}.fields_json", f"not JSON: {exc}") from None
     if not isinstance(fields, dict):
         raise invalid_field(f"{field}.fields_json", "must be a JSON object")
@@ -81,11 +85,10 @@ def _record(row: AuditRecordRow, visible: bool) -> ChainRecord:
 
 
 def visible_to(caller: Caller, row: AuditRecordRow) -> bool:
-    """Labs see their own tenant's records and service callers' ones; bodies of other labs'
-    records stay hidden (CONTRACTS.md, tenancy and verify)."""
-    if caller.role is Role.SERVICE:
-        return True
-    return row.tenant == caller.tenant_id or row.role == Role.SERVICE.value
+    """A lab sees its own tenant's records; other labs' bodies stay hidden (CONTRACTS.md,
+    tenancy and verify). Service-role calls on a lab's competitions while its sandboxes ran
+    reach it through the signed attestations, which the sandbox service writes from all."""
+    return caller.role is Role.SERVICE or row.tenant == caller.tenant_id
 
 
 class AuditChain:
@@ -117,9 +120,24 @@ class AuditChain:
             seq, prev = (head.seq, head.hash) if head else (0, GENESIS)
             now = datetime.now(UTC)
             records = []
+            tenant_seqs: dict[str, int] = {}
             for fields in events:
                 seq += 1
-                body = {**fields, "seq": seq, "time": now.isoformat(), "reporter": reporter}
+                tenant = str(fields.get("tenant", ""))[:256]
+                if tenant not in tenant_seqs:
+                    tenant_seqs[tenant] = session.scalars(
+                        select(func.coalesce(func.max(AuditRecordRow.tenant_seq), 0)).where(
+                            AuditRecordRow.tenant == tenant
+                        )
+                    ).one()
+                tenant_seqs[tenant] += 1
+                body = {
+                    **fields,
+                    "seq": seq,
+                    "tenant_seq": tenant_seqs[tenant],
+                    "time": now.isoformat(),
+                    "reporter": reporter,
+                }
                 digest = body_hash(body)
                 row = AuditRecordRow(
                     seq=seq,
@@ -127,7 +145,8 @@ class AuditChain:
                     body_hash=digest,
                     hash=link_hash(prev, digest),
                     body=canonical(body).decode(),
-                    tenant=str(body.get("tenant", ""))[:256],
+                    tenant=tenant,
+                    tenant_seq=tenant_seqs[tenant],
                     role=str(body.get("role", ""))[:16],
                     recorded_at=now,
                 )

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from mleb.evidence.chain import SCORING_RPCS, ChainRecord, segment_digest
@@ -27,6 +27,7 @@ from services.sandbox.records import SandboxRecord
 from services.sandbox.simulated_nvml import is_simulated
 
 log = structlog.get_logger("mleb.sandbox.evidence")
+T = TypeVar("T")
 
 # How long finishing waits for the audit chain before recording the end unattested.
 ATTEST_PATIENCE_S = 30.0
@@ -95,6 +96,17 @@ def scoring_calls(record: SandboxRecord, window: list[ChainRecord]) -> list[dict
         and body.get("competition_id") == record.competition_id
         and (body.get("tenant") == record.tenant or body.get("role") == "service")
     ]
+
+
+async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
+    """Retries while the chain is unavailable; the caller's timeout bounds it."""
+    delay = 0.5
+    while True:
+        try:
+            return await call()
+        except UnavailableError:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 class SandboxEvidence:
@@ -201,16 +213,9 @@ class SandboxEvidence:
                 artifacts_sha256=archive_sha256,
             )
         )
-        delay = 0.5
-        while True:
-            try:
-                appended = await self._chain.append(events)
-                chain = await self._chain.export(first_seq or 1, appended[-1].seq)
-                break
-            except UnavailableError:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        return chain
+        # Each step is retried on its own: a failed read never appends the records twice.
+        appended = await _retrying(lambda: self._chain.append(events))
+        return await _retrying(lambda: self._chain.export(first_seq or 1, appended[-1].seq))
 
     def _predicate(
         self,
@@ -231,6 +236,7 @@ class SandboxEvidence:
                 "owner": record.owner,
                 "node": record.node,
                 "backend": record.backend,
+                "labels": dict(record.labels),
             },
             "image": {"reference": record.image, "digest": record.image_digest},
             "competition": {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -144,7 +145,76 @@ def _drop_middle(lines: list[str]) -> list[str]:
     return lines[:1] + lines[2:]
 
 
+def _ghost_entry(group: Path) -> None:
+    """A medal no run earned: a copy of the gold entry, pointing nowhere."""
+
+    def add(data: dict) -> None:
+        gold = next(e for e in data["competition_reports"] if e["gold_medal"])
+        data["competition_reports"].append({**gold, "submission_path": "ghost/submission.csv"})
+        for total in ("total_runs", "total_runs_with_submissions", "total_valid_submissions",
+                      "total_medals", "total_gold_medals", "total_above_median"):  # fmt: skip
+            data[total] += 1
+
+    _flip_json(_report(group), add)
+
+
+def _regraded_twice(group: Path) -> None:
+    """The losing run graded again, as gold, beside its true entry."""
+
+    def add(data: dict) -> None:
+        lost = next(e for e in data["competition_reports"] if not e["gold_medal"])
+        data["competition_reports"].append({**lost, "gold_medal": True, "any_medal": True})
+        data["total_runs"] += 1
+        data["total_gold_medals"] += 1
+        data["total_medals"] += 1
+        data["total_runs_with_submissions"] += 1
+        data["total_valid_submissions"] += 1
+        data["total_above_median"] += lost["above_median"]
+
+    _flip_json(_report(group), add)
+
+
+def _drop_and_redact(group: Path) -> None:
+    """A dropped seed whose own records are then withheld from the export."""
+    dropped = sorted(p.parent for p in group.glob(f"*/{ATTESTATION_FILE}"))[-1]
+    sandbox = json.loads((dropped / "run.json").read_text())["attempts"][-1]["sandbox_id"]
+    _drop_a_run(group)
+
+    def redact(lines: list[str]) -> list[str]:
+        records = [json.loads(line) for line in lines]
+        for record in records:
+            if (record["body"] or {}).get("sandbox_id") == sandbox:
+                record["body"] = None
+        return [json.dumps(r) for r in records]
+
+    _chain_lines(group / AUDIT_CHAIN_FILE, redact)
+
+
+def _reroll(group: Path) -> None:
+    """A dropped seed passed off as an infrastructure failure retried by the kept one."""
+    runs = sorted(p.parent for p in group.glob(f"*/{ATTESTATION_FILE}"))
+    dropped = json.loads((runs[-1] / "run.json").read_text())["attempts"][-1]
+    _drop_a_run(group)
+
+    def retried(data: dict) -> None:
+        data["attempts"].insert(0, {**dropped, "state": "failed",
+                                    "failure_type": "infrastructure",
+                                    "failure_reason": "engine_error"})  # fmt: skip
+
+    _flip_json(runs[0] / "run.json", retried)
+
+
 TAMPERING: dict[str, tuple[Callable[[Path], None], str]] = {
+    "a ghost report entry": (_ghost_entry, "entries"),
+    "a run graded twice": (_regraded_twice, "entries"),
+    "a dropped run, its records withheld": (_drop_and_redact, "own records shown"),
+    "a dropped run passed off as a retry": (_reroll, "earlier attempts"),
+    "a budget that is not the attested one": (
+        lambda g: _flip_json(
+            _first_run(g) / "run.json", lambda r: r["budget"].update(time_limit_s=60)
+        ),
+        "budget",
+    ),
     "a score in the grading report": (lambda g: _flip_json(_report(g), _set_score), "report"),
     "a total in the grading report": (lambda g: _flip_json(_report(g), _set_total), "totals"),
     "one submission byte": (_submission_byte, "submission bytes"),
@@ -176,6 +246,31 @@ TAMPERING: dict[str, tuple[Callable[[Path], None], str]] = {
         lambda g: (_first_run(g) / ATTESTATION_FILE).unlink(),
         "signature",
     ),
+}
+
+
+def _replace_with(target: Path, make: Callable[[Path], None]) -> None:
+    target.unlink()
+    make(target)
+
+
+HOSTILE: dict[str, Callable[[Path], None]] = {
+    "chain line not an object": lambda g: _chain_lines(
+        g / AUDIT_CHAIN_FILE, lambda ls: ["[1]", *ls]
+    ),
+    "chain seq infinite": lambda g: _chain_lines(
+        g / AUDIT_CHAIN_FILE, lambda ls: [ls[0].replace('"seq":1,', '"seq":Infinity,', 1), *ls[1:]]
+    ),
+    "chain nested deeply": lambda g: (g / AUDIT_CHAIN_FILE).write_text("[" * 200000),
+    "chain not utf-8": lambda g: (g / AUDIT_CHAIN_FILE).write_bytes(b"\xff\xfe" * 10),
+    "attestation a link to /dev/zero": lambda g: _replace_with(
+        _first_run(g) / ATTESTATION_FILE, lambda p: p.symlink_to("/dev/zero")
+    ),
+    "grading report a fifo": lambda g: _replace_with(_report(g), os.mkfifo),
+    "declared calls not numbers": lambda g: _flip_json(
+        g / "metadata.json", lambda m: m.update(declared_grader_calls=[{}])
+    ),
+    "run.json nested deeply": lambda g: (_first_run(g) / "run.json").write_text("[" * 200000),
 }
 
 
@@ -211,6 +306,17 @@ async def test_a_run_group_verifies_and_each_tampering_is_caught(local, open_tmp
         assert code == 1, f"{name}: not caught\n{output}"
         failed = [line for line in output.splitlines() if "FAILED" in line]
         assert any(check in line for line in failed), f"{name}: {check!r} not named\n{output}"
+
+    # Hostile files end in a failed check (exit 1), never a traceback or a hang.
+    for name, attack in HOSTILE.items():
+        copy = open_tmp / "hostile" / name.replace(" ", "-")
+        shutil.copytree(group, copy)
+        attack(copy)
+        code, output = await asyncio.wait_for(
+            cli(local, "verify", str(copy), "--keys", str(keys)), 60
+        )
+        assert code == 1, f"{name}: exit {code}\n{output}"
+        assert "Traceback" not in output and "FAILED" in output, f"{name}\n{output}"
 
     # Another deployment's keys verify nothing, and keys inside PATH are never used.
     other = open_tmp / "other.pem"
@@ -264,6 +370,37 @@ async def test_scoring_while_a_sandbox_runs_is_caught(local, open_tmp) -> None: 
     assert code == 0, output
 
 
+def _only_the_wins(bundle: Path) -> None:
+    """The split lists rewritten to leave out what went badly, figures made to match."""
+    summary = json.loads((bundle / "summary.json").read_text())
+    summary["splits_membership"]["low"] = []
+    summary["any_medal_percentage"].pop("low", None)
+    (bundle / "summary.json").write_text(json.dumps(summary))
+
+
+BUNDLE_TAMPERING: dict[str, tuple[Callable[[Path], None], str]] = {
+    "a figure in the summary": (
+        lambda b: _flip_json(
+            b / "summary.json", lambda s: s["any_medal_percentage"]["low"].update(mean=100.0)
+        ),
+        "figures",
+    ),
+    "the README's row": (
+        lambda b: (b / "README.md").write_text(
+            (b / "README.md").read_text().replace("50.00 ± 50.00", "95.00 ± 1.00")
+        ),
+        "readme",
+    ),
+    "the split lists": (_only_the_wins, "figures"),
+    "the disclosure": (
+        lambda b: _flip_json(
+            b / "summary.json", lambda s: s["disclosure"].update(test_set_feedback="none at all")
+        ),
+        "figures",
+    ),
+}
+
+
 async def test_a_leaderboard_bundle_verifies_as_it_is(local, open_tmp) -> None:  # noqa: F811
     group = await run_group(local, open_tmp / "runs")
     out = open_tmp / "bundle"
@@ -284,7 +421,16 @@ async def test_a_leaderboard_bundle_verifies_as_it_is(local, open_tmp) -> None: 
     # The folder must be new; a second bundle into it is refused.
     code, output = await cli(local, "report", str(group), "--leaderboard", str(out))
     assert code == 2 and "exists already" in output
-    # A figure changed in the summary is caught.
-    _flip_json(out / "summary.json", lambda s: s["any_medal_percentage"]["low"].update(mean=100.0))
-    code, output = await cli(local, "verify", str(out), "--keys", str(keys))
-    assert code == 1 and "figures" in output
+    # Without a trusted source for the split lists, a bundle cannot be verified.
+    offline = {k: v for k, v in local.env.items() if k != "MLEB_REGISTRY_ADDR"}
+    result = await asyncio.to_thread(
+        runner.invoke, app, ["verify", str(out), "--keys", str(keys)], env=offline
+    )
+    assert result.exit_code == 1 and "not checked" in result.output, result.output
+    for name, (tamper, check) in BUNDLE_TAMPERING.items():
+        copy = open_tmp / "tampered-bundles" / name.replace(" ", "-")
+        shutil.copytree(out, copy)
+        tamper(copy)
+        code, output = await cli(local, "verify", str(copy), "--keys", str(keys))
+        failed = [line for line in output.splitlines() if "FAILED" in line]
+        assert code == 1 and any(check in line for line in failed), f"{name}\n{output}"

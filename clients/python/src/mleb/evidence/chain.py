@@ -70,8 +70,9 @@ class ChainRecord:
                 int(data["seq"]), str(data["prev_hash"]), str(data["body_hash"]),
                 str(data["hash"]), body,
             )  # fmt: skip
-        except (ValueError, KeyError, TypeError) as exc:
-            raise EvidenceError(f"not an audit record: {exc}") from exc
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError,
+                RecursionError) as exc:  # fmt: skip
+            raise EvidenceError(f"not an audit record: {type(exc).__name__}: {exc}") from exc
 
 
 def record_from_proto(record: Any) -> ChainRecord:

@@ -72,14 +72,17 @@ class Envelope:
                 (str(entry["keyid"]), _b64(entry["sig"])) for entry in data["signatures"]
             )
             return cls(str(data["payloadType"]), _b64(data["payload"]), signatures)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise EvidenceError(f"not a DSSE envelope: {exc}") from exc
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise EvidenceError(f"not a DSSE envelope: {type(exc).__name__}: {exc}") from exc
 
     def verify(self, keys: Mapping[str, Ed25519PublicKey]) -> str:
         """The key id of a valid signature by one of `keys`; raises when there is none."""
         if not self.signatures:
             raise EvidenceError("envelope has no signatures")
         message = pae(self.payload_type, self.payload)
+        bad = []
+        # Any one valid signature by a trusted key will do (DSSE: a verifier may accept
+        # an envelope when some signature verifies); the others are not held against it.
         for keyid, sig in self.signatures:
             key = keys.get(keyid)
             if key is None:
@@ -87,8 +90,11 @@ class Envelope:
             try:
                 key.verify(sig, message)
             except InvalidSignature:
-                raise EvidenceError(f"bad signature by key {keyid[:16]}") from None
+                bad.append(keyid[:16])
+                continue
             return keyid
+        if bad:
+            raise EvidenceError(f"bad signature by key {', '.join(bad)}")
         named = ", ".join(keyid[:16] for keyid, _sig in self.signatures)
         raise EvidenceError(f"signed by no trusted key (signed by {named})")
 
@@ -108,9 +114,11 @@ class Envelope:
 def _b64(value: Any) -> bytes:
     if not isinstance(value, str):
         raise EvidenceError("base64 field is not a string")
+    # DSSE allows standard or URL-safe base64.
+    alphabet = b"-_" if ("-" in value or "_" in value) else None
     try:
-        return base64.b64decode(value, validate=True)
-    except binascii.Error as exc:
+        return base64.b64decode(value, altchars=alphabet, validate=True)
+    except (binascii.Error, ValueError) as exc:
         raise EvidenceError(f"bad base64: {exc}") from exc
 
 

@@ -8,7 +8,6 @@ import io
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from mleb.evidence.dsse import Envelope, EvidenceError
@@ -18,16 +17,22 @@ from mleb.lab.records import RunGroup
 
 EXPERIMENTS_FILE = "run_group_experiments.csv"
 SUMMARY_FILE = "summary.json"
+README_FILE = "README.md"
+_COLUMNS = (("low", "Low == Lite (%)"), ("medium", "Medium (%)"), ("high", "High (%)"),
+            ("all", "All (%)"))  # fmt: skip
 
 
-def read_experiments(path: Path) -> list[str]:
+def read_experiments(text: str, where: str = EXPERIMENTS_FILE) -> list[str]:
     """The run groups MLE-bench's run_group_experiments.csv lists, in order."""
-    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    try:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise ValueError(f"{where}: {exc}") from exc
     if not rows or "run_group" not in rows[0]:
-        raise ValueError(f"{path.name} has no run_group column")
+        raise ValueError(f"{where} has no run_group column")
     names = [row["run_group"] for row in rows]
     if any(not n or "/" in n or n.startswith(".") for n in names):
-        raise ValueError(f"{path.name} names a run group that is not a plain folder name")
+        raise ValueError(f"{where} names a run group that is not a plain folder name")
     return names
 
 
@@ -106,3 +111,82 @@ def bundle_figures(
         ),
         "resource_profile": resource_profile(groups),
     }
+
+
+def _disclosure(groups: Sequence[RunGroup]) -> dict[str, Any]:
+    declared = sorted(s for g in groups if g.metadata for s in g.metadata.declared_grader_calls)
+    return {
+        "test_set_feedback": f"declared scoring calls: {declared}" if declared else "none",
+        "backed_by": "signed sandbox attestations and the audit chain of grader calls",
+        "grading_reports_available": True,
+    }
+
+
+def bundle_summary(
+    groups: Sequence[RunGroup],
+    splits: Mapping[str, Sequence[str]],
+    known_issues: Mapping[str, Sequence[Mapping[str, Any]]],
+    experiment_id: str,
+) -> dict[str, Any]:
+    """Everything summary.json states, from the groups and trusted split and issue lists:
+    `mleb verify` rebuilds it the same way and compares."""
+    return {
+        "schema_version": 1,
+        "run_group": groups[0].name if len(groups) == 1 else [g.name for g in groups],
+        "experiment_id": experiment_id,
+        "splits_membership": {name: list(ids) for name, ids in splits.items()},
+        "known_issue_competitions": sorted(known_issues),
+        "known_issues": {c: list(issues) for c, issues in sorted(known_issues.items())},
+        **bundle_figures(groups, splits, sorted(known_issues)),
+        "disclosure": _disclosure(groups),
+    }
+
+
+def _cell(figure: Mapping[str, Any] | None) -> str:
+    if figure is None:
+        return "-"
+    padded = "[^padded]" if figure["padded_results"] else ""
+    return f"{figure['mean']:.2f} ± {figure['sem']:.2f}{padded}"
+
+
+def _table(figures: Mapping[str, Any]) -> list[str]:
+    return [
+        "| " + " | ".join(title for _k, title in _COLUMNS) + " |",
+        "|" + "---|" * len(_COLUMNS),
+        "| " + " | ".join(_cell(figures.get(k)) for k, _t in _COLUMNS) + " |",
+    ]
+
+
+def bundle_readme(summary: Mapping[str, Any]) -> str:
+    """The leaderboard row and its notes, written from the summary alone."""
+    name = summary["run_group"]
+    figures = summary["any_medal_percentage"]
+    without = summary["any_medal_percentage_without_known_issues"]
+    profile = summary["resource_profile"]
+    lines = [
+        f"# Leaderboard bundle: {name}",
+        "",
+        "Any-medal percentage, mean ± SEM over seeds (MLE-bench's leaderboard columns):",
+        "",
+        *_table(figures),
+        "",
+        "Without competitions that have known issues upstream:",
+        "",
+        *_table(without),
+        "",
+        f"Medals on competitions with known issues: "
+        f"{', '.join(summary['medals_on_known_issue_competitions']) or 'none'}.",
+        "",
+        f"Resources (attested): GPU {', '.join(profile['gpu_models']) or 'none'} "
+        f"x{profile['gpus_per_run']}, {profile['vcpus_per_run'] or 'default'} vCPUs, "
+        f"{profile['memory_bytes_per_run'] or 'default'} bytes RAM, "
+        f"{profile['hours_per_run_mean']:.3f} hours per run.",
+        "",
+        f"Test-set feedback: {summary['disclosure']['test_set_feedback']}. Every run carries "
+        "a signed attestation, and every grader call is in the audit chain; check with "
+        "`mleb verify <this folder> --keys KEYS`.",
+    ]
+    if any(f["padded_results"] for f in figures.values()):
+        lines += ["", "[^padded]: Seeds were missing for some competitions; they were padded "
+                  "with failing results, as MLE-bench's aggregation does."]  # fmt: skip
+    return "\n".join(lines) + "\n"

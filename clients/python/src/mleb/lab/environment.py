@@ -31,3 +31,12 @@ def client(**options: Any) -> Client:
 
 def async_client(**options: Any) -> AsyncClient:
     return AsyncClient(tls_ca=tls_ca(), **options)
+
+
+def deployment_keys() -> list[tuple[str, str]]:
+    """Every key the configured grader and sandbox service publish (ListPublicKeys)."""
+    found: dict[str, str] = {}
+    with client() as connected:
+        for listing in (connected.list_grader_keys(), connected.list_sandbox_keys()):
+            found.update((key.keyid, key.pem) for key in listing.keys)
+    return sorted(found.items())

@@ -15,25 +15,26 @@ from mleb.errors import MlebError
 from mleb.evidence.dsse import EvidenceError
 from mleb.evidence.keys import Keyring, format_keys, generate_key, keyring, parse_keys_text
 from mleb.lab import environment
-from mleb.lab.verification import Finding, regrade, verify_path
+from mleb.lab.bundle_checks import Trusted, group_dirs, verify_path
+from mleb.lab.environment import deployment_keys
+from mleb.lab.findings import Finding
+from mleb.lab.records import RUN_FILE, RecordError, load_run_group, read_bounded
+from mleb.lab.split_lists import (
+    SplitsError,
+    known_issues_from_registry,
+    splits_from_dir,
+    splits_from_registry,
+)
+from mleb.lab.verification import regrade
 from mleb.report_proto import report_from_proto
 
 keys_app = typer.Typer(help="The public keys attestations are signed with.")
 console = Console(stderr=True)
 
 
-def _graded(client: Client, competition_id: str, file: Path, shown: str) -> dict[str, Any]:
-    reply = client.grade_submission(competition_id, file, submission_path=shown)
+def _graded(client: Client, competition_id: str, data: bytes, shown: str) -> dict[str, Any]:
+    reply = client.grade_submission(competition_id, data, submission_path=shown)
     return report_from_proto(reply.report).to_dict()
-
-
-def deployment_keys() -> list[tuple[str, str]]:
-    """Every key the configured grader and sandbox service publish (ListPublicKeys)."""
-    found: dict[str, str] = {}
-    with environment.client() as client:
-        for listing in (client.list_grader_keys(), client.list_sandbox_keys()):
-            found.update((key.keyid, key.pem) for key in listing.keys)
-    return sorted(found.items())
 
 
 @keys_app.callback(invoke_without_command=True)
@@ -70,10 +71,27 @@ def generate(
     typer.echo(f"keyid: {keyid}")
 
 
-def _trusted(keys_file: Path | None) -> Keyring:
+def _trusted_keys(keys_file: Path | None) -> Keyring:
     if keys_file is not None:
-        return parse_keys_text(keys_file.read_text(encoding="utf-8"))
+        return parse_keys_text(read_bounded(keys_file, 1024**2).decode("utf-8"))
     return keyring(deployment_keys())
+
+
+def _trusted_lists(path: Path, splits_dir: Path | None, registry: str, token: str) -> Trusted:
+    """A bundle's split lists and known issues, from outside it (never from PATH)."""
+    if not (path / "runs").is_dir():
+        return Trusted()
+    ran = {
+        str(e.get("competition_id"))
+        for group_dir in group_dirs(path)
+        for e in load_run_group(group_dir).entries
+    }
+    known = known_issues_from_registry(registry, token, ran) if registry else None
+    if splits_dir is not None:
+        return Trusted(splits_from_dir(splits_dir), known, f"--splits-dir {splits_dir}")
+    if registry:
+        return Trusted(splits_from_registry(registry, token, ran), known, f"registry {registry}")
+    return Trusted()
 
 
 def _table(path: Path, findings: list[Finding]) -> Table:
@@ -96,6 +114,13 @@ def verify(
     regrade_live: bool = typer.Option(
         False, "--regrade", help="Also grade every submission again through MLEB_GRADER_ADDR."
     ),
+    splits_dir: Path | None = typer.Option(
+        None, help="A bundle's split lists from MLE-bench's experiments/splits/*.txt."
+    ),
+    registry: str = typer.Option(
+        "", envvar="MLEB_REGISTRY_ADDR", help="Registry for a bundle's splits and known issues."
+    ),
+    token: str = typer.Option("", envvar="MLEB_TOKEN", help="Bearer token for the registry."),
 ) -> None:
     """Checks every signature, the audit chain, the submissions and the report numbers.
 
@@ -105,15 +130,18 @@ def verify(
         console.print(f"[red]error:[/red] {path} is not a folder", highlight=False)
         raise typer.Exit(2)
     try:
-        trusted = _trusted(keys_file)
-    except (OSError, MlebError, EvidenceError) as exc:
-        console.print(f"[red]error:[/red] no trusted keys: {exc}", highlight=False)
+        keys = _trusted_keys(keys_file)
+        lists = _trusted_lists(path, splits_dir, registry, token)
+    except (RecordError, ValueError, MlebError, EvidenceError, SplitsError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
-    result = verify_path(path, trusted)
-    if regrade_live:
+    result = verify_path(path, keys, lists)
+    # Only evidence that verified is worth a live grader's time, and only its own files go.
+    if regrade_live and result.ok:
+        only = path.name if (path / RUN_FILE).is_file() else ""
         try:
             with environment.client() as client:
-                regrade(result, path, lambda cid, file, shown: _graded(client, cid, file, shown))
+                regrade(result, group_dirs(path), lambda *args: _graded(client, *args), only)
         except MlebError as exc:
             console.print(f"[red]error:[/red] the live grader: {exc}", highlight=False)
             raise typer.Exit(2) from exc

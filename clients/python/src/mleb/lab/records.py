@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 import uuid
 from collections.abc import Mapping
@@ -303,9 +304,16 @@ class GroupMetadata:
             concurrency=_field(data, "concurrency", int, where, 0),
             budget=Budget.from_dict(budget, f"{where}: budget") if budget else None,
             max_infrastructure_retries=_field(data, "max_infrastructure_retries", int, where, 0),
-            declared_grader_calls=tuple(_field(data, "declared_grader_calls", list, where, [])),
+            declared_grader_calls=_seqs(data, where),
             mlebench_compat=_field(data, "mlebench_compat", bool, where, False),
         )
+
+
+def _seqs(data: Mapping[str, Any], where: str) -> tuple[int, ...]:
+    seqs = _field(data, "declared_grader_calls", list, where, [])
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seqs):
+        raise RecordError(f"{where}: declared_grader_calls must list audit-chain seqs (integers)")
+    return tuple(seqs)
 
 
 def _object(value: Any, where: str) -> Mapping[str, Any]:
@@ -373,11 +381,29 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
 _LFS_POINTER = "version https://git-lfs.github.com/spec/v1"
 
 
-def read_json(path: Path) -> Any:
+# No record file is this big; a bigger one is refused before it is read.
+MAX_RECORD_BYTES = 256 * 1024**2
+
+
+def read_bounded(path: Path, limit: int = MAX_RECORD_BYTES) -> bytes:
+    """A regular file's bytes, refusing links, FIFOs, devices and anything over `limit`: the
+    folders read here may come from someone else (a run group sent for review)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise RecordError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise RecordError(f"{path}: not a regular file")
+        if info.st_size > limit:
+            raise RecordError(f"{path}: {info.st_size} bytes, over the {limit}-byte limit")
+        return handle.read(limit + 1)[:limit]
+
+
+def read_json(path: Path, limit: int = MAX_RECORD_BYTES) -> Any:
+    try:
+        text = read_bounded(path, limit).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RecordError(f"{path}: not valid JSON (not UTF-8 text)") from exc
     if text.startswith(_LFS_POINTER):
@@ -391,6 +417,8 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise RecordError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    except RecursionError as exc:
+        raise RecordError(f"{path}: not valid JSON (nested too deeply)") from exc
 
 
 def write_run(run_dir: Path, record: RunRecord) -> None:
