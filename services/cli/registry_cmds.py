@@ -132,7 +132,12 @@ _REGISTRY = typer.Option(
     f"127.0.0.1:{DEFAULT_PORTS['registry']}", envvar="MLEB_REGISTRY_ADDR", help="host:port"
 )
 _TOKEN = typer.Option("", envvar="MLEB_TOKEN", help="Bearer token.", show_default=False)
-_COMPLEXITY = {"": 0, "low": 1, "medium": 2, "high": 3}
+_COMPLEXITY = {
+    "": registry_pb2.COMPLEXITY_UNSPECIFIED,
+    "low": registry_pb2.COMPLEXITY_LOW,
+    "medium": registry_pb2.COMPLEXITY_MEDIUM,
+    "high": registry_pb2.COMPLEXITY_HIGH,
+}
 
 
 @competitions_app.command("list")

@@ -33,6 +33,7 @@ async def run_abandonable(fn: Callable[[], T], *, on_done: Callable[[], None], n
             future.set_result(value)  # type: ignore[arg-type]
 
     def work() -> None:
+        value: object
         try:
             value, failed = fn(), False
         except BaseException as exc:  # delivered to the caller, never lost in the thread

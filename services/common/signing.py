@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ class SigningKeys:
 def _read_private(path: Path) -> bytes:
     """The file's bytes, refusing links, other owners and any group or other access."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise KeyFileError(f"signing key {path.name}: cannot open ({exc.strerror})") from exc
     with os.fdopen(fd, "rb") as handle:
@@ -86,26 +86,48 @@ def _private_to_us(info: os.stat_result) -> bool:
     return info.st_uid == 0 and info.st_gid == os.getegid() and not info.st_mode & 0o037
 
 
+def _load(path: Path, parse: Callable[[bytes], object]) -> object:
+    """A key file parsed, any fault in it reported by name (never its contents)."""
+    data = _read_private(path) if path.suffix == ".key" else _read_public(path)
+    try:
+        return parse(data)
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"key file {path.name}: not a PEM key ({type(exc).__name__})") from None
+
+
+def _read_public(path: Path) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise KeyFileError(f"public key {path.name}: cannot open ({exc.strerror})") from exc
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise KeyFileError(f"public key {path.name}: not a regular file")
+        return handle.read(_MAX_KEY_FILE_BYTES)
+
+
 def load_key_dir(directory: Path) -> SigningKeys:
     info = directory.lstat() if directory.exists() or directory.is_symlink() else None
     if info is None or not stat.S_ISDIR(info.st_mode):
         raise KeyFileError("MLEB_SIGNING_KEY_DIR is not a directory")
     if info.st_mode & 0o022:
         raise KeyFileError("MLEB_SIGNING_KEY_DIR is writable by group or others")
+    if info.st_uid not in (os.geteuid(), 0):
+        raise KeyFileError("MLEB_SIGNING_KEY_DIR is owned by another user")
     private: list[tuple[str, Ed25519PrivateKey]] = []
     published: dict[str, Ed25519PublicKey] = {}
     for path in sorted(directory.iterdir()):
         if path.suffix == ".key":
-            key = serialization.load_pem_private_key(_read_private(path), password=None)
-            if not isinstance(key, Ed25519PrivateKey):
+            secret = _load(path, lambda data: serialization.load_pem_private_key(data, None))
+            if not isinstance(secret, Ed25519PrivateKey):
                 raise KeyFileError(f"signing key {path.name}: not an Ed25519 key")
-            private.append((path.name, key))
-            published[keyid_of(key.public_key())] = key.public_key()
+            private.append((path.name, secret))
+            published[keyid_of(secret.public_key())] = secret.public_key()
         elif path.suffix == ".pub":
-            key = serialization.load_pem_public_key(path.read_bytes()[:_MAX_KEY_FILE_BYTES])
-            if not isinstance(key, Ed25519PublicKey):
+            public = _load(path, serialization.load_pem_public_key)
+            if not isinstance(public, Ed25519PublicKey):
                 raise KeyFileError(f"public key {path.name}: not an Ed25519 key")
-            published[keyid_of(key)] = key
+            published[keyid_of(public)] = public
     if not private:
         raise KeyFileError("MLEB_SIGNING_KEY_DIR holds no .key file")
     return SigningKeys(private[-1][1], published)

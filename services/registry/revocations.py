@@ -119,10 +119,9 @@ class TokenRevocations:
             if existing is None:
                 session.add(row)
                 return row
-            # Revoking again keeps the longest life.
-            if existing.expires_at is not None and (
-                row.expires_at is None or _utc(row.expires_at) > _utc(existing.expires_at)
-            ):
+            # Revoking again keeps the longest life (None: until the token expires, never).
+            kept, asked = _utc(existing.expires_at), _utc(row.expires_at)
+            if kept is not None and (asked is None or asked > kept):
                 existing.expires_at = row.expires_at
             return existing
 

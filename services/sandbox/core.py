@@ -19,6 +19,7 @@ tasks (background tasks, cancelled on close).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import secrets as secrets_module
 import time
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +34,7 @@ from services.common.auth import TokenAuthority
 from services.common.errors import FailedPreconditionError, MlebError, invalid_field
 from services.common.signing import SigningKeys
 from services.sandbox import admission, artifacts, leases, store
+from services.sandbox.artifacts import Archive
 from services.sandbox.backends.base import Backend
 from services.sandbox.config import SandboxSettings
 from services.sandbox.evidence import EvidenceSetup, SandboxEvidence
@@ -236,7 +238,7 @@ class SandboxCore:
 
     def stream_logs(
         self, sandbox_id: str, after_seq: int = 0, follow: bool = False, tenant: str | None = None
-    ) -> AsyncIterator[list[LogEntry]]:
+    ) -> AsyncIterator[builtins.list[LogEntry]]:
         if after_seq < 0:
             raise invalid_field("after_seq", "must not be negative")
         if tenant is None:
@@ -245,7 +247,7 @@ class SandboxCore:
 
     async def _stream_visible(
         self, sandbox_id: str, after_seq: int, follow: bool, tenant: str
-    ) -> AsyncIterator[list[LogEntry]]:
+    ) -> AsyncIterator[builtins.list[LogEntry]]:
         await self.get(sandbox_id, tenant)
         async for entries in self._reader.stream(sandbox_id, after_seq, follow):
             yield entries
@@ -336,7 +338,7 @@ class SandboxCore:
 
     # Artifacts and retention
 
-    async def artifacts(self, sandbox_id: str, tenant: str | None = None) -> artifacts.Archive:
+    async def artifacts(self, sandbox_id: str, tenant: str | None = None) -> Archive:
         record = await self.get(sandbox_id, tenant)
         if record.artifacts_deleted:
             raise FailedPreconditionError(
@@ -353,7 +355,7 @@ class SandboxCore:
             build.add_done_callback(_discard_archive)
             raise
 
-    async def _build_archive(self, record: SandboxRecord) -> artifacts.Archive:
+    async def _build_archive(self, record: SandboxRecord) -> Archive:
         return await self._threads.run(
             artifacts.build_archive,
             record.id,
@@ -363,7 +365,7 @@ class SandboxCore:
             self._archive_slots,
         )
 
-    async def cleanup(self, older_than_s: float) -> list[str]:
+    async def cleanup(self, older_than_s: float) -> builtins.list[str]:
         """Deletes the host folders of sandboxes that ended more than `older_than_s` ago."""
         return await self._threads.run(artifacts.clean_expired, self._sessions, older_than_s)
 
@@ -404,6 +406,6 @@ class SandboxCore:
         self._threads.shutdown()
 
 
-def _discard_archive(build: asyncio.Future[artifacts.Archive]) -> None:
+def _discard_archive(build: asyncio.Future[Archive]) -> None:
     if not build.cancelled() and build.exception() is None:
         build.result().remove()

@@ -27,7 +27,7 @@ import ipaddress
 import re
 import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -261,14 +261,14 @@ class EgressProxy:
         allowed: list[AllowRule],
         policy: AddressPolicy | None = None,
         on_event: Callable[[EgressEvent], None] | None = None,
-        resolve: Callable[[str, int], object] | None = None,
+        resolve: Callable[[str, int], Awaitable[list[Address]]] | None = None,
     ) -> None:
         self._sandbox_id = sandbox_id
         self._allowed = allowed
         self._policy = policy or AddressPolicy()
         self._on_event = on_event
         # Tests substitute a resolver to play a rebinding DNS server.
-        self._resolve = resolve or _resolve
+        self._resolve: Callable[[str, int], Awaitable[list[Address]]] = resolve or _resolve
         self._writers: set[asyncio.StreamWriter] = set()
 
     def allows(self, host: str, port: int) -> bool:

@@ -34,11 +34,15 @@ ATTEST_PATIENCE_S = 30.0
 
 
 class Identified(Protocol):
-    """A sandbox row or record: what every record of it in the chain names."""
+    """A sandbox row or record: what every record of it in the chain names. Read-only, so
+    that a frozen SandboxRecord satisfies it as well as a row."""
 
-    id: str
-    tenant: str
-    competition_id: str
+    @property
+    def id(self) -> str: ...
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def competition_id(self) -> str: ...
 
 
 def lifecycle(sandbox: Identified, event: str, **details: Any) -> tuple[str, dict[str, Any]]:

@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from services.common.errors import InvalidArgumentError, invalid_field, shown
 from services.sandbox.egress_proxy import parse_allowlist
@@ -52,7 +53,8 @@ class RequestLimits:
     @classmethod
     def from_env(cls) -> RequestLimits:
         defaults = cls()
-        values: dict[str, float | int] = {}
+        # Each field's own type (float or int) is kept below, which a dict cannot say.
+        values: dict[str, Any] = {}
         for name in cls.__dataclass_fields__:
             raw = os.environ.get(f"MLEB_SANDBOX_{name.upper()}")
             if raw is None or not raw.strip():

@@ -5,6 +5,8 @@ They block, so the async code runs them on its worker threads.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.sandbox import leases, store
@@ -25,14 +27,18 @@ class SandboxRows:
         self,
         sandbox_id: str,
         target: SandboxState | None,
-        values: dict[str, object],
+        values: Mapping[str, object],
+        *,
+        states: Iterable[SandboxState] | None = None,
         **conditions: object,
     ) -> bool:
         with self._sessions.begin() as session:
-            return store.transition(session, sandbox_id, target, values, **conditions)
+            return store.transition(
+                session, sandbox_id, target, values, states=states, **conditions
+            )
 
     def preview(
-        self, sandbox_id: str, target: SandboxState, values: dict[str, object]
+        self, sandbox_id: str, target: SandboxState, values: Mapping[str, object]
     ) -> SandboxRecord | None:
         """The record as `update(sandbox_id, target, values)` would leave it, unwritten (None
         if that update would not apply): what the attestation signs is what is then stored."""

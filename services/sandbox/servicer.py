@@ -131,11 +131,15 @@ def sandbox_to_proto(record: SandboxRecord) -> sandbox_pb2.Sandbox:
         mlebench_compat=record.mlebench_compat,
         backend=_BACKENDS.get(record.backend, sandbox_pb2.BACKEND_UNSPECIFIED),
         state=_STATES[record.state],
-        failure_class=_FAILURE_CLASSES[record.failure_class] if record.failure_class else 0,
+        failure_class=(
+            _FAILURE_CLASSES[record.failure_class]
+            if record.failure_class
+            else sandbox_pb2.FAILURE_CLASS_UNSPECIFIED
+        ),
         failure_reason=(
             sandbox_pb2.FailureReason.Value(f"FAILURE_REASON_{record.failure_reason.value}")
             if record.failure_reason
-            else 0
+            else sandbox_pb2.FAILURE_REASON_UNSPECIFIED
         ),
         failure_message=record.failure_message,
         created_at=_timestamp(record.created_at),
@@ -177,7 +181,7 @@ def sandbox_to_proto(record: SandboxRecord) -> sandbox_pb2.Sandbox:
         disk_enforcement=(
             sandbox_pb2.DiskEnforcement.Value(f"DISK_ENFORCEMENT_{record.disk_enforcement}")
             if record.disk_enforcement
-            else 0
+            else sandbox_pb2.DISK_ENFORCEMENT_UNSPECIFIED
         ),
     )
     if record.exit_code is not None:

@@ -6,12 +6,13 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 from sqlalchemy import and_, exists, func, insert, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.orm import Session
 
 from services.common import db
@@ -79,7 +80,7 @@ def transition(
     session: Session,
     sandbox_id: str,
     target: SandboxState | None,
-    values: dict[str, object],
+    values: Mapping[str, object],
     *,
     states: Iterable[SandboxState] | None = None,
     **conditions: object,
@@ -95,7 +96,9 @@ def transition(
     for name, value in conditions.items():
         column = getattr(SandboxRow, name)
         query = query.where(column.is_(None) if value is None else column == value)
-    return session.execute(query.values(**values)).rowcount == 1
+    # An UPDATE's result is a CursorResult, which Session.execute's overloads do not say.
+    result = cast("CursorResult[Any]", session.execute(query.values(**values)))
+    return result.rowcount == 1
 
 
 def find_by_idempotency_key(session: Session, key: str, tenant: str) -> SandboxRow | None:
@@ -385,8 +388,8 @@ def add_egress(
             row.connections += n
             row.bytes_sent += sent
             row.bytes_received += received
-            row.first_at = min(utc(row.first_at), first)  # type: ignore[type-var]
-            row.last_at = max(utc(row.last_at), last)  # type: ignore[type-var]
+            row.first_at = min(utc(row.first_at), first)
+            row.last_at = max(utc(row.last_at), last)
         elif count < max_destinations:
             count, top = count + 1, top + 1
             session.add(

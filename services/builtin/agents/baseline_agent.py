@@ -91,7 +91,8 @@ def column_kinds(features: pd.DataFrame) -> dict[str, list[str]]:
 
 
 def preprocessor(kinds: dict[str, list[str]]) -> ColumnTransformer:
-    parts = []
+    # A text column goes in by name (a string), which the vectoriser needs; others by list.
+    parts: list[tuple[str, object, str | list[str]]] = []
     if kinds["numeric"]:
         numeric = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
         parts.append(("numeric", numeric, kinds["numeric"]))
@@ -188,7 +189,9 @@ def validate_http(path: Path, timeout: float = 300.0) -> tuple[bool, str]:
         connection: http.client.HTTPConnection = _UnixConnection(socket_path, timeout)
         target = "/validate"
     else:
-        connection = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=timeout)
+        connection = http.client.HTTPConnection(
+            url.hostname or "localhost", url.port or 80, timeout=timeout
+        )
         target = url.path or "/validate"
     body, content_type = _multipart(path)
     try:

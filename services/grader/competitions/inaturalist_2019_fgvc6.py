@@ -4,6 +4,7 @@ A prediction is an integer category id, or text whose first whitespace-separated
 (Kaggle's format allowed a ranked list); only that first token is scored.
 """
 
+import numpy as np
 import pandas as pd
 
 from services.grader.competitions.base import CompetitionSpec, InvalidSubmission
@@ -29,6 +30,7 @@ def _first_category(value: object) -> int:
 
 def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     y_true, y_pred = labels_by_id(submission, answers, "id", "predicted")
+    predicted: np.ndarray | list[int]
     if pd.api.types.is_integer_dtype(y_pred.dtype) or pd.api.types.is_bool_dtype(y_pred.dtype):
         predicted = y_pred.astype(int)
     else:  # text needs Python's int() parsing, one value at a time

@@ -8,6 +8,8 @@ slices stacked in id order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -76,14 +78,19 @@ def _rows_by_case_day(ids: pd.Series) -> list[list[list[int]]]:
     return list(days.values())
 
 
-def _volume(runs, rows_per_slice, shapes) -> np.ndarray:
+def _volume(
+    runs: Sequence[tuple[np.ndarray, np.ndarray]],
+    rows_per_slice: Sequence[Sequence[int]],
+    shapes: Sequence[tuple[int, int]],
+) -> np.ndarray:
     """The case-day volume: per slice, the union of its rows' masks, stacked along axis 0."""
     slices = []
     for rows in rows_per_slice:
         height, width = shapes[rows[0]]
         union = np.zeros(height * width, dtype=bool)
         for row in rows:
-            union |= runs_to_flat_mask(*runs[row], height * width)
+            starts, ends = runs[row]
+            union |= runs_to_flat_mask(starts, ends, height * width)
         slices.append(union.reshape(width, height).T)
     return np.stack(slices)
 

@@ -36,7 +36,10 @@ def subgroup_aucs(
     positive = y_true == 1
     bpsn = (~positive & in_subgroup) | (positive & ~in_subgroup)
     bnsp = (positive & in_subgroup) | (~positive & ~in_subgroup)
-    return tuple(roc_auc(y_true[mask], y_score[mask]) for mask in (in_subgroup, bpsn, bnsp))
+    subgroup, background_positive, background_negative = (
+        roc_auc(y_true[mask], y_score[mask]) for mask in (in_subgroup, bpsn, bnsp)
+    )
+    return subgroup, background_positive, background_negative
 
 
 def bias_weighted_auc(

@@ -135,7 +135,8 @@ def validate_competition(folder: Path) -> tuple[CompetitionRecord, str]:
     problems.raise_if_any(folder)
 
     if lower_is_better is None:
-        lower_is_better = is_lower_better([e.score for e in leaderboard])
+        # _leaderboard returns entries only when every row has a score.
+        lower_is_better = is_lower_better([e.score for e in leaderboard if e.score is not None])
     record = CompetitionRecord(
         id=competition_id,
         name=name,
@@ -297,9 +298,10 @@ def _leaderboard(
     if missing is not None:
         problems.add(path.name, "score", f"row {missing} has no score")
         return []
-    lower = is_lower_better(scores) if lower_is_better is None else lower_is_better
-    ordered = all((a <= b) if lower else (a >= b) for a, b in itertools.pairwise(scores))
-    if not ordered or any(math.isinf(s) for s in scores):
+    known = [s for s in scores if s is not None]  # all of them, as just checked
+    lower = is_lower_better(known) if lower_is_better is None else lower_is_better
+    ordered = all((a <= b) if lower else (a >= b) for a, b in itertools.pairwise(known))
+    if not ordered or any(math.isinf(s) for s in known):
         direction = "ascending (lower is better)" if lower else "descending (higher is better)"
         problems.add(path.name, "score", f"scores must be finite and best first: {direction}")
     return entries

@@ -107,7 +107,8 @@ class _Calls:
         raise NotImplementedError
 
     # Registry.
-    def list_competitions(self, *, split: str = "", category: str = "", complexity: int = 0,
+    def list_competitions(self, *, split: str = "", category: str = "",
+                          complexity: registry_pb2.Complexity = registry_pb2.COMPLEXITY_UNSPECIFIED,
                           page_size: int = 0, page_token: str = "", full: bool = False,
                           timeout: float | None = None):  # fmt: skip
         view = registry_pb2.COMPETITION_VIEW_FULL if full else registry_pb2.COMPETITION_VIEW_BASIC

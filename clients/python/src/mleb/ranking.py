@@ -153,6 +153,7 @@ def rank_score(
     median = _median(scores)
 
     def reaches(threshold: float) -> bool:
+        assert score is not None  # called only once a score is known
         return score <= threshold if lower else score >= threshold
 
     if score is None:

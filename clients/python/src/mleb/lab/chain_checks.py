@@ -55,8 +55,9 @@ def _verify_nothing_withheld(
     tenants = {run.tenant for run in runs}
     gaps = []
     for tenant in sorted(tenants):
-        numbers = [b.get("tenant_seq") for b in _bodies(chain) if b.get("tenant") == tenant]
-        if any(not isinstance(n, int) for n in numbers):
+        found = [b.get("tenant_seq") for b in _bodies(chain) if b.get("tenant") == tenant]
+        numbers = [n for n in found if isinstance(n, int)]
+        if len(numbers) != len(found):
             gaps.append(f"{tenant}: a record has no tenant_seq")
             continue
         gaps += [
@@ -181,8 +182,8 @@ def _verify_no_feedback(
     calls = {int(c.get("seq") or 0): c for c in listed if isinstance(c, dict)}
     hidden = [
         seq for seq, call in calls.items()
-        if not isinstance(getattr(by_seq.get(seq), "body", None), dict)
-        or by_seq[seq].body.get("submission_sha256") != call.get("submission_sha256")
+        if seq not in by_seq or by_seq[seq].body is None
+        or _body(by_seq[seq]).get("submission_sha256") != call.get("submission_sha256")
     ]  # fmt: skip
     result.add(where, "scoring calls shown", f"records {hidden} are withheld or altered"
                if hidden else None)  # fmt: skip

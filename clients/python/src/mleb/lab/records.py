@@ -284,7 +284,7 @@ class GroupMetadata:
             run_id: bool(_field(_object(entry, f"{where}: runs"), "success", bool, where, False))
             for run_id, entry in _field(data, "runs", dict, where, {}).items()
         }
-        common = {
+        common: dict[str, Any] = {
             "run_group": _field(data, "run_group", str, where),
             "created_at": _field(data, "created_at", str, where, ""),
             "runs": runs,

@@ -569,6 +569,7 @@ def _competition_row_svg(c: CompetitionSummary, y: float, label_w: int, axis_w: 
             f"<title>{name} threshold: {_score(value)}</title></line>"
         )
     for result in scores:
+        assert result.score is not None  # `scores` holds scored results only
         pinned = not low <= result.score <= high
         colour = COLOURS.get(result.outcome, "#7b8794")
         parts.append(

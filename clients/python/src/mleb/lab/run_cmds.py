@@ -9,7 +9,7 @@ import asyncio
 import os
 import re
 import shlex
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -113,7 +113,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _run_async(work: Callable[[], Awaitable[Any]]) -> Any:
+def _run_async(work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     try:
         return asyncio.run(work())
     except (PlanError, RecordError) as exc:

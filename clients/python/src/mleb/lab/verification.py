@@ -212,7 +212,8 @@ def is_group(path: Path) -> bool:
     return any(path.glob(f"*{GRADING_REPORT_SUFFIX}"))
 
 
-Grade = Callable[[str, Path, str], Mapping[str, Any]]
+# (competition id, the submission's bytes, its submission_path) -> the fresh report.
+Grade = Callable[[str, bytes, str], Mapping[str, Any]]
 # What a regrade must reproduce: the score and everything decided from it.
 REGRADED_FIELDS = ("score", "valid_submission", "any_medal", "gold_medal", "silver_medal",
                    "bronze_medal", "above_median")  # fmt: skip
