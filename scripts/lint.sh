@@ -14,4 +14,5 @@ bash clients/typescript/scripts/check_gen.sh
 # v1 is tagged: only additive changes from here (protos/v1.binpb is the tagged API's image).
 .venv/bin/buf breaking --against protos/v1.binpb
 .venv/bin/ruff check .
+.venv/bin/mypy
 .venv/bin/ruff format --check .
