@@ -49,11 +49,6 @@ def selected(ids: Sequence[str] = ()) -> list[Builtin]:
     return [BUILTINS[i] for i in ids] if ids else list(BUILTINS.values())
 
 
-def build_all(dest: Path, ids: Sequence[str] = ()) -> list[Path]:
-    """Builds each built-in (or the named ones) as dest/<id>/; returns their folders."""
-    return [builtin.build(dest) for builtin in selected(ids)]
-
-
 def import_builtins(
     installer: CompetitionInstaller, ids: Sequence[str] = (), build_dir: Path | None = None
 ) -> ImportReport:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import enum
 
-from services.common.errors import FailedPreconditionError
-
 
 class SandboxState(enum.StrEnum):
     PENDING = "PENDING"
@@ -32,15 +30,6 @@ _TRANSITIONS: dict[SandboxState, frozenset[SandboxState]] = {
     ),
     SandboxState.RUNNING: TERMINAL_STATES,
 }
-
-
-def check_transition(current: SandboxState, target: SandboxState) -> None:
-    if target not in _TRANSITIONS.get(current, frozenset()):
-        raise FailedPreconditionError(
-            f"a sandbox cannot go from {current.value} to {target.value}",
-            reason="BAD_STATE_TRANSITION",
-            metadata={"from": current.value, "to": target.value},
-        )
 
 
 def predecessors(target: SandboxState) -> frozenset[SandboxState]:

@@ -22,7 +22,7 @@ import struct
 import tarfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -196,6 +196,20 @@ def _own_outputs(spec: LaunchSpec, identity: agent_identity.AgentIdentity) -> No
             folder.chmod(0o777)
 
 
+def gpu_settings(gpu_uuids: Sequence[str]) -> tuple[dict[str, str], list[Any]]:
+    """The agent's GPUs as the engine takes them: a device request for the NVIDIA runtime,
+    or for simulated GPUs (MLEB_SANDBOX_SIMULATED_GPUS) their names alone, no device."""
+    if not gpu_uuids:
+        return {}, []
+    if all(map(is_simulated, gpu_uuids)):
+        names = ",".join(gpu_uuids)
+        return {"CUDA_VISIBLE_DEVICES": names, "NVIDIA_VISIBLE_DEVICES": names}, []
+    request = docker.types.DeviceRequest(
+        driver="nvidia", device_ids=list(gpu_uuids), capabilities=[["gpu"]]
+    )
+    return {}, [request]
+
+
 class DockerBackend:
     name = "docker"
 
@@ -233,11 +247,6 @@ class DockerBackend:
 
     async def launch(self, spec: LaunchSpec) -> Handle:
         return await self._call(self._launch, spec)
-
-    async def create(self, spec: LaunchSpec) -> Handle:
-        """Starts the sidecar and creates the agent without starting it (for inspection)."""
-        handle, _ = await self._call(self._create, spec)
-        return handle
 
     def _launch(self, spec: LaunchSpec) -> Handle:
         handle, agent = self._create(spec)
@@ -448,15 +457,10 @@ class DockerBackend:
             # tini as PID 1: forwards SIGTERM and reaps zombies.
             "init": True,
         }
-        if spec.gpu_uuids and all(map(is_simulated, spec.gpu_uuids)):
-            # Simulated GPUs (MLEB_SANDBOX_SIMULATED_GPUS): no device to map, only names.
-            env["CUDA_VISIBLE_DEVICES"] = env["NVIDIA_VISIBLE_DEVICES"] = ",".join(spec.gpu_uuids)
-        elif spec.gpu_uuids:
-            config["device_requests"] = [
-                docker.types.DeviceRequest(
-                    driver="nvidia", device_ids=list(spec.gpu_uuids), capabilities=[["gpu"]]
-                )
-            ]
+        gpu_env, device_requests = gpu_settings(spec.gpu_uuids)
+        env.update(gpu_env)
+        if device_requests:
+            config["device_requests"] = device_requests
         if spec.mlebench_compat:
             # Never the image's entrypoint: MLE-bench's would start a grading server.
             env.update(

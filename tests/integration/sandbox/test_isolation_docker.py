@@ -375,8 +375,8 @@ async def test_stop_terminates_and_remove_cleans_up_agent_and_sidecar(rig):
 
 
 async def test_list_owned_removes_a_sidecar_left_without_its_agent(rig):
-    spec = await rig.prepare(BUSYBOX_IMAGE, ["true"])
-    handle = await rig.backend.create(spec)
+    spec = await rig.prepare(BUSYBOX_IMAGE, ["sleep", "60"])
+    handle = await rig.launch(spec)
     rig.engine.api.remove_container(handle.ref, force=True)
     owned = await rig.backend.list_owned({"mleb.instance": "test-docker"})
     assert all(h.sandbox_id != spec.sandbox_id for h, _ in owned)
@@ -388,21 +388,10 @@ async def test_list_owned_removes_a_sidecar_left_without_its_agent(rig):
     )
 
 
-async def test_gpus_become_a_device_request_and_fail_without_a_runtime(rig):
+async def test_gpus_fail_without_a_runtime_and_leave_nothing(rig):
+    """This engine has no NVIDIA runtime: the device request (tests/unit/sandbox, gpu
+    settings) is refused, and nothing of the sandbox is left behind."""
     uuids = ["GPU-11111111-2222-3333-4444-555555555555"]
-    spec = await rig.prepare(BUSYBOX_IMAGE, ["true"], gpu_uuids=uuids)
-    handle = await rig.backend.create(spec)
-    requests = rig.engine.api.inspect_container(handle.ref)["HostConfig"]["DeviceRequests"]
-    assert requests == [
-        {
-            "Driver": "nvidia",
-            "Count": 0,
-            "DeviceIDs": uuids,
-            "Capabilities": [["gpu"]],
-            "Options": {},
-        }
-    ]
-    await rig.backend.remove(handle)
     other = await rig.prepare(BUSYBOX_IMAGE, ["true"], gpu_uuids=uuids)
     with pytest.raises(BackendError) as err:
         await rig.backend.launch(other)
