@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
+import grpc
 from mleb.grader.v1 import grader_service_pb2, grader_service_pb2_grpc
 from mleb.ranking import ranking_to_proto
 from mleb.report_proto import report_to_proto
@@ -26,8 +26,17 @@ RPC_ROLES = {
     "ListPublicKeys": _LAB,
 }
 
+# The three upload RPCs stream messages of the same shape: a header first, then chunks.
+SubmissionRequest = (
+    grader_service_pb2.ValidateSubmissionRequest
+    | grader_service_pb2.ScoreSubmissionRequest
+    | grader_service_pb2.GradeSubmissionRequest
+)
 
-async def read_header(requests: AsyncIterator[Any]) -> grader_service_pb2.SubmissionHeader:
+
+async def read_header(
+    requests: AsyncIterator[SubmissionRequest],
+) -> grader_service_pb2.SubmissionHeader:
     """The first message alone: nothing of the body has been read when this returns."""
     first = await anext(aiter(requests), None)
     if first is None or not first.HasField("header"):
@@ -41,7 +50,9 @@ async def read_header(requests: AsyncIterator[Any]) -> grader_service_pb2.Submis
     return header
 
 
-async def receive_body(requests: AsyncIterator[Any], limit: UploadLimit) -> SubmissionBuffer:
+async def receive_body(
+    requests: AsyncIterator[SubmissionRequest], limit: UploadLimit
+) -> SubmissionBuffer:
     """Buffers the chunks, and stops reading the moment the cap is crossed."""
     buffer = SubmissionBuffer(limit.max_bytes, spool_bytes=limit.spool_bytes, subject=limit.subject)
     try:
@@ -57,7 +68,7 @@ async def receive_body(requests: AsyncIterator[Any], limit: UploadLimit) -> Subm
 
 @contextlib.asynccontextmanager
 async def receive_submission(
-    core: GraderCore, requests: AsyncIterator[Any]
+    core: GraderCore, requests: AsyncIterator[SubmissionRequest]
 ) -> AsyncIterator[tuple[grader_service_pb2.SubmissionHeader, SubmissionBuffer]]:
     """Header, then the caller's limits (decided before the body), then the body."""
     header = await read_header(requests)
@@ -83,7 +94,11 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
     def core(self) -> GraderCore:
         return self._core
 
-    async def ValidateSubmission(self, request_iterator, context):
+    async def ValidateSubmission(
+        self,
+        request_iterator: AsyncIterator[grader_service_pb2.ValidateSubmissionRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> grader_service_pb2.ValidateSubmissionResponse:
         async with self._evidence.call("ValidateSubmission", current_caller()) as call:
             async with receive_submission(self._core, request_iterator) as (header, buffer):
                 call.competition_id, call.submission_sha256 = header.competition_id, buffer.sha256
@@ -96,7 +111,11 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
             valid=outcome.valid, message=outcome.validation_message(), reason=outcome.error
         )
 
-    async def ScoreSubmission(self, request_iterator, context):
+    async def ScoreSubmission(
+        self,
+        request_iterator: AsyncIterator[grader_service_pb2.ScoreSubmissionRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> grader_service_pb2.ScoreSubmissionResponse:
         async with self._evidence.call("ScoreSubmission", current_caller()) as call:
             async with receive_submission(self._core, request_iterator) as (header, buffer):
                 call.competition_id, call.submission_sha256 = header.competition_id, buffer.sha256
@@ -109,7 +128,11 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
             response.score = outcome.score
         return response
 
-    async def GradeSubmission(self, request_iterator, context):
+    async def GradeSubmission(
+        self,
+        request_iterator: AsyncIterator[grader_service_pb2.GradeSubmissionRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> grader_service_pb2.GradeSubmissionResponse:
         async with self._evidence.call("GradeSubmission", current_caller()) as call:
             async with receive_submission(self._core, request_iterator) as (header, buffer):
                 call.competition_id, call.submission_sha256 = header.competition_id, buffer.sha256
@@ -126,7 +149,9 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
             statement=self._evidence.grading_statement(report, call),
         )
 
-    async def RankScore(self, request, context):
+    async def RankScore(
+        self, request: grader_service_pb2.RankScoreRequest, context: grpc.aio.ServicerContext
+    ) -> grader_service_pb2.RankScoreResponse:
         async with self._evidence.call("RankScore", current_caller()) as call:
             call.competition_id = request.competition_id
             if not request.competition_id:
@@ -138,7 +163,9 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
             ranking=ranking_to_proto(ranking, awards_medals=awards_medals)
         )
 
-    async def ListPublicKeys(self, request, context):
+    async def ListPublicKeys(
+        self, request: grader_service_pb2.ListPublicKeysRequest, context: grpc.aio.ServicerContext
+    ) -> grader_service_pb2.ListPublicKeysResponse:
         return grader_service_pb2.ListPublicKeysResponse(
             keys=public_keys_proto(self._evidence.keys)
         )

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 
+import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 from mleb.common.v1 import common_pb2
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2, sandbox_service_pb2_grpc
@@ -291,7 +292,9 @@ class SandboxServicer(sandbox_service_pb2_grpc.SandboxServiceServicer):
     def __init__(self, core: SandboxCore) -> None:
         self._core = core
 
-    async def CreateSandbox(self, request, context):
+    async def CreateSandbox(
+        self, request: sandbox_service_pb2.CreateSandboxRequest, context: grpc.aio.ServicerContext
+    ) -> sandbox_service_pb2.CreateSandboxResponse:
         caller = current_caller()
         record, created = await self._core.create(
             request_from_proto(request), caller.subject, caller.tenant_id
@@ -300,11 +303,15 @@ class SandboxServicer(sandbox_service_pb2_grpc.SandboxServiceServicer):
             sandbox=sandbox_to_proto(record), created=created
         )
 
-    async def GetSandbox(self, request, context):
+    async def GetSandbox(
+        self, request: sandbox_service_pb2.GetSandboxRequest, context: grpc.aio.ServicerContext
+    ) -> sandbox_service_pb2.GetSandboxResponse:
         record = await self._core.get(_required_id(request.sandbox_id), _tenant_scope())
         return sandbox_service_pb2.GetSandboxResponse(sandbox=sandbox_to_proto(record))
 
-    async def ListSandboxes(self, request, context):
+    async def ListSandboxes(
+        self, request: sandbox_service_pb2.ListSandboxesRequest, context: grpc.aio.ServicerContext
+    ) -> sandbox_service_pb2.ListSandboxesResponse:
         states = []
         for value in request.states:
             if value not in _STATES_FROM_PROTO:
@@ -326,7 +333,9 @@ class SandboxServicer(sandbox_service_pb2_grpc.SandboxServiceServicer):
             next_page_token=page.next_page_token,
         )
 
-    async def StreamLogs(self, request, context):
+    async def StreamLogs(
+        self, request: sandbox_service_pb2.StreamLogsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[sandbox_service_pb2.StreamLogsResponse]:
         pages = self._core.stream_logs(
             _required_id(request.sandbox_id), request.after_seq, request.follow, _tenant_scope()
         )
@@ -335,7 +344,9 @@ class SandboxServicer(sandbox_service_pb2_grpc.SandboxServiceServicer):
                 entries=[log_entry_to_proto(e) for e in entries]
             )
 
-    async def StopSandbox(self, request, context):
+    async def StopSandbox(
+        self, request: sandbox_service_pb2.StopSandboxRequest, context: grpc.aio.ServicerContext
+    ) -> sandbox_service_pb2.StopSandboxResponse:
         record = await self._core.stop(
             _required_id(request.sandbox_id),
             request.grace_period.ToNanoseconds() / 1e9,
@@ -344,7 +355,11 @@ class SandboxServicer(sandbox_service_pb2_grpc.SandboxServiceServicer):
         )
         return sandbox_service_pb2.StopSandboxResponse(sandbox=sandbox_to_proto(record))
 
-    async def DownloadArtifacts(self, request, context):
+    async def DownloadArtifacts(
+        self,
+        request: sandbox_service_pb2.DownloadArtifactsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[sandbox_service_pb2.DownloadArtifactsResponse]:
         archive = await self._core.artifacts(_required_id(request.sandbox_id), _tenant_scope())
         try:
             first = True
@@ -359,10 +374,14 @@ class SandboxServicer(sandbox_service_pb2_grpc.SandboxServiceServicer):
         finally:
             archive.remove()
 
-    async def ListGpus(self, request, context):
+    async def ListGpus(
+        self, request: sandbox_service_pb2.ListGpusRequest, context: grpc.aio.ServicerContext
+    ) -> sandbox_service_pb2.ListGpusResponse:
         return gpus_to_proto(await self._core.list_gpus(_tenant_scope()))
 
-    async def ListPublicKeys(self, request, context):
+    async def ListPublicKeys(
+        self, request: sandbox_service_pb2.ListPublicKeysRequest, context: grpc.aio.ServicerContext
+    ) -> sandbox_service_pb2.ListPublicKeysResponse:
         return sandbox_service_pb2.ListPublicKeysResponse(
             keys=public_keys_proto(self._core.signing_keys)
         )
