@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import grpc
+from mleb.channels import async_channel
 
 from services.common.auth import Role, TokenAuthority
-from services.common.server import MAX_MESSAGE_BYTES
 from services.common.settings import Settings
-
-_CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-]
 
 
 def service_channel(address: str, settings: Settings) -> grpc.aio.Channel:
-    if settings.client_tls_ca is not None:
-        credentials = grpc.ssl_channel_credentials(settings.client_tls_ca.read_bytes())
-        return grpc.aio.secure_channel(address, credentials, options=_CHANNEL_OPTIONS)
-    return grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+    """The same channel labs get (mleb.channels): retries of idempotent calls on
+    UNAVAILABLE, round-robin over a scaled service's replicas, the same message limits."""
+    tls_ca = settings.client_tls_ca.read_bytes() if settings.client_tls_ca is not None else None
+    return async_channel(address, tls_ca)
 
 
 def service_token(settings: Settings, subject: str) -> str:

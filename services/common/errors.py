@@ -1,12 +1,17 @@
 """Domain errors. Cores raise these; one interceptor turns them into google.rpc.Status.
 
 Cores never import grpc, so each error names its status code as a string that the
-interceptor maps (see services.common.error_interceptor).
+interceptor maps (see services.common.interceptors). A peer service's refusal becomes one of
+these through `from_peer`, the servers' one translation of gRPC errors.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+import grpc
+from mleb.errors import from_rpc_error
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,49 @@ def invalid_field(field_name: str, description: str, *, reason: str = "") -> Inv
     )
 
 
+# What a peer service's refusal is to this service's caller. Anything else (UNAVAILABLE,
+# DEADLINE_EXCEEDED, INTERNAL, UNAUTHENTICATED of our own credentials...) means the peer
+# could not serve us: UNAVAILABLE, naming it.
+_PASSED_ON: dict[str, type[MlebError]] = {
+    "INVALID_ARGUMENT": InvalidArgumentError,
+    "NOT_FOUND": NotFoundError,
+    "FAILED_PRECONDITION": FailedPreconditionError,
+    "PERMISSION_DENIED": PermissionDeniedError,
+}
+
+
+def from_peer(
+    error: grpc.RpcError,
+    peer: str,
+    *,
+    reasons: Mapping[str, str] | None = None,
+    explain: Mapping[str, str] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> MlebError:
+    """A failed call to another mleb service, as this service's own domain error: the one
+    translation servers use (the status is decoded by the client package's from_rpc_error).
+    `reasons` renames the peer's reason, by status code, where our callers know it by
+    another; `explain` puts what it means for them before the peer's message; `metadata` is
+    added to what the peer sent."""
+    decoded = from_rpc_error(error)
+    kind = _PASSED_ON.get(decoded.code.name)
+    meta = {k: v for k, v in decoded.metadata.items() if k != "request_id"}
+    meta.update(metadata or {})
+    if kind is None:
+        return UnavailableError(
+            f"{peer} unavailable: {decoded.code.name}",
+            reason=f"{peer.upper()}_UNAVAILABLE",
+            metadata=meta,
+        )
+    meaning = (explain or {}).get(decoded.code.name)
+    return kind(
+        f"{meaning} ({decoded.message})" if meaning else decoded.message,
+        reason=(reasons or {}).get(decoded.code.name, decoded.reason),
+        metadata=meta,
+        violations=[FieldViolation(v.field, v.description) for v in decoded.field_violations],
+    )
+
+
 __all__ = [
     "AlreadyExistsError",
     "FailedPreconditionError",
@@ -109,6 +157,7 @@ __all__ = [
     "ResourceExhaustedError",
     "UnauthenticatedError",
     "UnavailableError",
+    "from_peer",
     "invalid_field",
     "shown",
 ]

@@ -9,11 +9,9 @@ from mleb.ranking import leaderboard_state_from_proto
 from mleb.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 
 from services.common.errors import (
-    FailedPreconditionError,
     MlebError,
-    NotFoundError,
-    PermissionDeniedError,
     UnavailableError,
+    from_peer,
 )
 from services.grader.bundles import (
     GradingBundle,
@@ -27,22 +25,15 @@ _REGISTRY_TIMEOUT_S = 120.0
 
 
 def _domain_error(error: grpc.aio.AioRpcError, competition_id: str) -> MlebError:
-    meta = {"competition_id": competition_id}
-    if error.code() == grpc.StatusCode.NOT_FOUND:
-        return NotFoundError(error.details() or "unknown competition", metadata=meta)
-    if error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
-        return PermissionDeniedError(
-            "the registry refused the grading bundle: reading private answers needs service "
-            f"credentials ({error.code().name}: {error.details()})",
-            reason="BUNDLE_REFUSED",
-            metadata=meta,
-        )
-    if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
-        return FailedPreconditionError(
-            error.details() or "competition cannot be graded", reason="NOT_GRADABLE", metadata=meta
-        )
-    return UnavailableError(
-        f"registry unavailable: {error.code().name}", reason="REGISTRY_UNAVAILABLE", metadata=meta
+    return from_peer(
+        error,
+        "registry",
+        reasons={"PERMISSION_DENIED": "BUNDLE_REFUSED", "FAILED_PRECONDITION": "NOT_GRADABLE"},
+        explain={
+            "PERMISSION_DENIED": "the registry refused the grading bundle: reading private "
+            "answers needs service credentials"
+        },
+        metadata={"competition_id": competition_id},
     )
 
 

@@ -13,11 +13,9 @@ from mleb.common.v1 import common_pb2
 from mleb.registry.v1 import registry_pb2, registry_service_pb2, registry_service_pb2_grpc
 
 from services.common.errors import (
-    FailedPreconditionError,
     MlebError,
-    NotFoundError,
     UnavailableError,
-    invalid_field,
+    from_peer,
 )
 from services.sandbox.records import Competition, DescriptionVariant, PublicFile
 
@@ -30,18 +28,14 @@ _VARIANTS = {
 
 
 def _domain_error(error: grpc.aio.AioRpcError, competition_id: str) -> MlebError:
-    meta = {"competition_id": competition_id}
-    details = error.details() or ""
-    if error.code() == grpc.StatusCode.NOT_FOUND:
-        return NotFoundError(
-            details or "unknown competition", reason="COMPETITION_NOT_FOUND", metadata=meta
-        )
-    if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
-        return FailedPreconditionError(details, reason="COMPETITION_NOT_READY", metadata=meta)
-    if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
-        return invalid_field("competition_id", details)
-    return UnavailableError(
-        f"registry unavailable: {error.code().name}", reason="REGISTRY_UNAVAILABLE", metadata=meta
+    return from_peer(
+        error,
+        "registry",
+        reasons={
+            "NOT_FOUND": "COMPETITION_NOT_FOUND",
+            "FAILED_PRECONDITION": "COMPETITION_NOT_READY",
+        },
+        metadata={"competition_id": competition_id},
     )
 
 

@@ -17,12 +17,15 @@ IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
         "ListSplits",
         "DownloadPublicData",
         "GetGradingBundle",
+        "ListRevokedTokens",
+        "ExportAuditChain",
     ),
     "mleb.grader.v1.GraderService": (
         "ValidateSubmission",
         "ScoreSubmission",
         "GradeSubmission",
         "RankScore",
+        "ListPublicKeys",
     ),
     "mleb.sandbox.v1.SandboxService": (
         "GetSandbox",
@@ -31,6 +34,7 @@ IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
         "StopSandbox",
         "DownloadArtifacts",
         "ListGpus",
+        "ListPublicKeys",
     ),
 }
 
