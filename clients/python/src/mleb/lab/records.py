@@ -430,10 +430,6 @@ def read_run(run_dir: Path) -> RunRecord:
     return RunRecord.from_dict(read_json(path), str(path))
 
 
-def write_metadata(group_dir: Path, metadata: GroupMetadata) -> None:
-    write_json_atomic(group_dir / METADATA_FILE, metadata.to_dict())
-
-
 def read_metadata(group_dir: Path) -> GroupMetadata:
     path = group_dir / METADATA_FILE
     return GroupMetadata.from_dict(read_json(path), str(path))
