@@ -6,16 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from mleb.lab.group_folder import LAUNCH_KEY, prepare_group, read_group
-from mleb.lab.records import (
-    Attempt,
-    Budget,
-    FailureType,
-    RunRecord,
-    RunState,
-    load_run_group,
-    read_run,
-)
+from mleb.lab.group_folder import LAUNCH_KEY, load_run_group, prepare_group, read_group
+from mleb.lab.records import Attempt, Budget, FailureType, RunRecord, RunState, read_run
 from mleb.lab.run_plan import (
     RUN_GROUP_LABEL,
     RUN_ID_LABEL,

@@ -1,5 +1,6 @@
-"""The run-group folder as `mleb run` makes and resumes it. The one writer of metadata.json:
-the settings a resume must repeat are stored beside what records.GroupMetadata holds."""
+"""The run-group folder as a whole: `mleb run` makes and resumes it, `mleb report` and
+`mleb verify` load it. The one module that writes and reads metadata.json, so the launch
+settings a resume must repeat are kept beside what records.GroupMetadata holds."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mleb.lab.records import (
+    GRADING_REPORT_SUFFIX,
     METADATA_FILE,
     RUN_FILE,
     GroupMetadata,
+    RecordError,
+    RunGroup,
     RunRecord,
     create_run_dir,
     new_run_id,
+    read_grading_entries,
     read_json,
     read_run,
     write_json_atomic,
@@ -35,6 +40,12 @@ def write_group_metadata(group_dir: Path, metadata: GroupMetadata, launch: Agent
     write_json_atomic(
         group_dir / METADATA_FILE, {**metadata.to_dict(), LAUNCH_KEY: launch.to_dict()}
     )
+
+
+def read_group_metadata(group_dir: Path) -> GroupMetadata:
+    """Any group's metadata.json, MLE-bench's own included."""
+    path = group_dir / METADATA_FILE
+    return GroupMetadata.from_dict(read_json(path), str(path))
 
 
 def read_group(group_dir: Path) -> tuple[GroupMetadata, AgentLaunch]:
@@ -103,3 +114,21 @@ def prepare_group(group_dir: Path, plan: RunPlan, mleb_version: str) -> dict[str
 
 def load_records(group_dir: Path) -> dict[str, RunRecord]:
     return {p.parent.name: read_run(p.parent) for p in sorted(group_dir.glob(f"*/{RUN_FILE}"))}
+
+
+def load_run_group(path: Path) -> RunGroup:
+    """Reads a run group; its newest `*_grading_report.json` is the one that counts, since a
+    resumed group is graded again as a whole."""
+    if not path.is_dir():
+        raise RecordError(f"{path}: not a run-group folder")
+    reports = sorted(path.glob(f"*{GRADING_REPORT_SUFFIX}"))
+    if not reports:
+        raise RecordError(
+            f"{path}: no *{GRADING_REPORT_SUFFIX} in it; a run group is reported once graded"
+        )
+    metadata = read_group_metadata(path) if (path / METADATA_FILE).is_file() else None
+    runs = {}
+    for run_file in sorted(path.glob(f"*/{RUN_FILE}")):
+        record = read_run(run_file.parent)
+        runs[run_file.parent.name] = record
+    return RunGroup(path, metadata, runs, reports[-1], read_grading_entries(reports[-1]))

@@ -331,7 +331,6 @@ class Orchestrator:
                 delay = min(delay * 2, 30.0)
 
     # Grading.
-    # Grading.
 
     async def grade(self) -> Path | None:
         """Grades every run (grade_and_cancel.grade_group) with this driver's patience."""

@@ -17,6 +17,7 @@ from mleb.sandbox.v1 import sandbox_pb2
 TRANSIENT = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN}
 )
+# A sandbox in these states is still going: followed, stopped on cancel.
 ACTIVE_STATES = (sandbox_pb2.SANDBOX_STATE_PENDING, sandbox_pb2.SANDBOX_STATE_RUNNING)
 
 
