@@ -19,9 +19,10 @@ import pytest
 import typer
 from mleb.client import AsyncClient
 from mleb.lab import run_cmds
-from mleb.lab.orchestrator import RUN_GROUP_LABEL
-from mleb.lab.records import RunState, load_run_group, read_run
+from mleb.lab.group_folder import load_run_group
+from mleb.lab.records import RunState, read_run
 from mleb.lab.report_cmds import report
+from mleb.lab.run_plan import RUN_GROUP_LABEL
 from mleb.sandbox.v1 import sandbox_pb2
 from mleb.sandbox.v1 import sandbox_service_pb2 as sandbox_pb
 from typer.testing import CliRunner

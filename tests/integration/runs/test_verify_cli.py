@@ -18,7 +18,8 @@ from mleb.client import AsyncClient
 from mleb.evidence.chain import read_chain
 from mleb.lab import evidence_cmds
 from mleb.lab.evidence_files import ATTESTATION_FILE, AUDIT_CHAIN_FILE, GRADING_STATEMENT_FILE
-from mleb.lab.records import GRADING_REPORT_SUFFIX, load_run_group
+from mleb.lab.group_folder import load_run_group
+from mleb.lab.records import GRADING_REPORT_SUFFIX
 from mleb.lab.report_cmds import report
 from typer.testing import CliRunner
 

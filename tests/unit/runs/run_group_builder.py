@@ -1,5 +1,6 @@
-"""Writes run-group folders the way `mleb run` does, through mleb.lab.records, with
-grading reports made by the grader's own CompetitionReport / aggregate_reports."""
+"""Writes run-group folders the way `mleb run` does, through mleb.lab.records and
+mleb.lab.group_folder, with grading reports made by the grader's own CompetitionReport /
+aggregate_reports."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mleb.lab.group_folder import write_group_metadata
 from mleb.lab.records import (
     Attempt,
     Budget,
@@ -20,9 +22,9 @@ from mleb.lab.records import (
     group_dir_name,
     new_run_id,
     submission_path,
-    write_metadata,
     write_run,
 )
+from mleb.lab.run_plan import AgentLaunch
 from mleb.ranking import LeaderboardState, leaderboard_note
 from mleb.reports import CompetitionReport, aggregate_reports
 
@@ -132,7 +134,7 @@ def write_group(runs_dir: Path, runs: list[Run], *, started: datetime,
         outcomes[run_id] = run.failure is FailureType.NONE
         if run.outcome is not None:
             reports.append(entry(run, run_id))
-    write_metadata(
+    write_group_metadata(
         group,
         GroupMetadata(
             run_group=group.name,
@@ -147,6 +149,7 @@ def write_group(runs_dir: Path, runs: list[Run], *, started: datetime,
             budget=BUDGET,
             max_infrastructure_retries=2,
         ),
+        AgentLaunch(image=image),
     )
     report = group / grading_report_name(started.replace(hour=23, tzinfo=UTC))
     report.write_text(json.dumps(aggregate_reports(reports), indent=2))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from mleb.lab.aggregate import FailureCounts, build_report, pass_at_k
-from mleb.lab.records import load_run_group
+from mleb.lab.group_folder import load_run_group
 
 from tests.unit.runs.run_group_builder import SPLITS, write_example
 

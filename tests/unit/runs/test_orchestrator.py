@@ -6,33 +6,22 @@ import json
 from pathlib import Path
 
 import pytest
-from mleb.lab.orchestrator import (
-    LAUNCH_KEY,
+from mleb.lab.group_folder import LAUNCH_KEY, load_run_group, prepare_group, read_group
+from mleb.lab.records import Attempt, Budget, FailureType, RunRecord, RunState, read_run
+from mleb.lab.run_plan import (
     RUN_GROUP_LABEL,
     RUN_ID_LABEL,
     SEED_ENV,
-    LaunchSpec,
+    AgentLaunch,
     PlanError,
     RunPlan,
     create_request,
-    is_settled,
     parse_network,
     plan_differences,
     plan_of,
-    prepare_group,
     read_competition_file,
-    read_group,
-    retryable,
 )
-from mleb.lab.records import (
-    Attempt,
-    Budget,
-    FailureType,
-    RunRecord,
-    RunState,
-    load_run_group,
-    read_run,
-)
+from mleb.lab.run_progress import is_settled, retryable
 from mleb.sandbox.v1 import sandbox_pb2
 
 SECRET = "sk-do-not-store-me"
@@ -40,7 +29,7 @@ SECRET = "sk-do-not-store-me"
 
 def make_plan(**changes) -> RunPlan:
     fields = {
-        "launch": LaunchSpec(
+        "launch": AgentLaunch(
             image="ghcr.io/acme/agent:v1",
             command=("python", "agent.py"),
             env={"MODE": "fast"},
@@ -115,7 +104,7 @@ def test_a_resume_may_change_concurrency_but_nothing_a_run_depends_on() -> None:
     plan = make_plan()
     assert plan_differences(plan, make_plan(concurrency=9, max_retries=0)) == []
     assert plan_differences(plan, make_plan(seeds=3)) == ["--seeds"]
-    changed = make_plan(launch=LaunchSpec(image="other"), budget=Budget(time_limit_s=60))
+    changed = make_plan(launch=AgentLaunch(image="other"), budget=Budget(time_limit_s=60))
     assert plan_differences(plan, changed)[0] == "--agent"
     assert plan_differences(plan, changed)[-1].startswith("budget")
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from mleb.lab.group_folder import load_run_group, read_group_metadata
 from mleb.lab.records import (
     SCHEMA_VERSION,
     FailureType,
@@ -15,8 +16,6 @@ from mleb.lab.records import (
     RunState,
     attempt_from_sandbox,
     group_dir_name,
-    load_run_group,
-    read_metadata,
     read_run,
     write_run,
 )
@@ -47,7 +46,7 @@ def test_group_layout(tmp_path: Path) -> None:
     for run_dir in run_dirs:
         assert {p.name for p in run_dir.iterdir()} == {"submission", "logs", "code", "run.json"}
         assert run_dir.name.startswith(f"{read_run(run_dir).competition_id}_")
-    metadata = read_metadata(group)
+    metadata = read_group_metadata(group)
     assert metadata.seeds == 2 and metadata.budget is not None and len(metadata.runs) == 6
     assert GroupMetadata.from_dict(metadata.to_dict()) == metadata
     assert len(list(group.glob("*_grading_report.json"))) == 1

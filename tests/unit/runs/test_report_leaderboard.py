@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from mleb.lab.aggregate import build_report
-from mleb.lab.records import load_run_group
+from mleb.lab.group_folder import load_run_group
 from mleb.lab.report_render import render_html, render_json, render_markdown
 from mleb.ranking import LeaderboardState, leaderboard_note
 

@@ -23,7 +23,8 @@ from mleb.lab.bundle_figures import (
     read_experiments,
 )
 from mleb.lab.findings import Verification
-from mleb.lab.records import RUN_FILE, RecordError, load_run_group, read_bounded, read_json
+from mleb.lab.group_folder import load_run_group
+from mleb.lab.records import RUN_FILE, RecordError, read_bounded, read_json
 from mleb.lab.verification import is_group, verify_group
 
 # Stated by whoever made the bundle, and not a figure: not compared.

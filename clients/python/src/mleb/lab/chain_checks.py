@@ -10,8 +10,8 @@ from typing import Any
 from mleb.evidence.chain import SCORING_RPCS, ChainRecord, check_chain, segment_digest
 from mleb.lab.evidence_files import ATTESTATION_FILE, AUDIT_CHAIN_FILE, GRADING_STATEMENT_FILE
 from mleb.lab.findings import AttestedRun, Verification
-from mleb.lab.orchestrator import RUN_GROUP_LABEL
 from mleb.lab.records import FailureType, RunGroup
+from mleb.lab.run_plan import RUN_GROUP_LABEL
 
 # Failure reasons that are the infrastructure's: only those may be retried (records.py).
 INFRASTRUCTURE_REASONS = frozenset({

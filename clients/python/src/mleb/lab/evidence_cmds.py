@@ -18,7 +18,8 @@ from mleb.lab import environment
 from mleb.lab.bundle_checks import Trusted, group_dirs, verify_path
 from mleb.lab.environment import deployment_keys
 from mleb.lab.findings import Finding
-from mleb.lab.records import RUN_FILE, RecordError, load_run_group, read_bounded
+from mleb.lab.group_folder import load_run_group
+from mleb.lab.records import RUN_FILE, RecordError, read_bounded
 from mleb.lab.split_lists import (
     SplitsError,
     known_issues_from_registry,

@@ -20,12 +20,8 @@ from mleb.lab.bundle_figures import (
     experiments_csv,
 )
 from mleb.lab.evidence_files import ATTESTATION_FILE, AUDIT_CHAIN_FILE, GRADING_STATEMENT_FILE
-from mleb.lab.records import (
-    METADATA_FILE,
-    RUN_FILE,
-    RunGroup,
-    load_run_group,
-)
+from mleb.lab.group_folder import load_run_group
+from mleb.lab.records import METADATA_FILE, RUN_FILE, RunGroup
 
 KEYS_FILE = "keys.pem"
 _RUN_FILES = (RUN_FILE, ATTESTATION_FILE, GRADING_STATEMENT_FILE, "submission/submission.csv")

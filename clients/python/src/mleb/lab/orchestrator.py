@@ -1,4 +1,4 @@
-"""`mleb run`'s core: one sandbox per (competition, seed), run K at a time, graded at the end.
+"""`mleb run`'s driver: one sandbox per (competition, seed), run K at a time, graded at the end.
 
 Plain Python over the async client; the CLI (mleb/lab/run_cmds.py) only parses options and
 draws progress. Everything a run does is written to its run.json before the next step, so a
@@ -14,362 +14,39 @@ import asyncio
 import contextlib
 import hashlib
 import tarfile
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import grpc
-from google.protobuf import duration_pb2
-
 from mleb.client import NO_DEADLINE, AsyncClient
 from mleb.errors import MlebError, NotFound
 from mleb.lab.artifact_extraction import UnsafeArchive, extract_artifacts
-from mleb.lab.evidence_files import (
-    ATTESTATION_FILE,
-    GRADING_STATEMENT_FILE,
-    export_chain,
-    write_envelope,
-)
+from mleb.lab.evidence_files import ATTESTATION_FILE, write_envelope
+from mleb.lab.grade_and_cancel import grade_group
+from mleb.lab.group_folder import CANCEL_FILE, now, prepare_group
 from mleb.lab.records import (
     GRADING_REPORT_SUFFIX,
-    METADATA_FILE,
-    RUN_FILE,
-    Attempt,
-    Budget,
-    FailureType,
-    GroupMetadata,
     RunRecord,
     RunState,
     attempt_from_sandbox,
-    create_run_dir,
-    grading_report_name,
-    new_run_id,
-    read_json,
-    read_run,
-    submission_path,
     timestamp,
-    write_json_atomic,
     write_run,
 )
-from mleb.registry.v1 import registry_pb2
-from mleb.report_proto import report_from_proto, report_without_score
-from mleb.reports import NO_SUBMISSION, CompetitionReport, aggregate_reports
-from mleb.sandbox.v1 import sandbox_pb2
-from mleb.sandbox.v1 import sandbox_service_pb2 as sandbox_pb
-from mleb.splits import canonical_split
-
-DEFAULT_MAX_RETRIES = 2
-RUN_GROUP_LABEL = "mleb.run_group"
-RUN_ID_LABEL = "mleb.run_id"
-SEED_LABEL = "mleb.seed"
-SEED_ENV = "MLEB_SEED"
-# The MLE-bench splits, and the demo's own competitions.
-SPLITS = ("low", "medium", "high", "all", "builtin")
-# Written by `mleb cancel`: a running `mleb run` starts nothing more and stops what it started.
-CANCEL_FILE = "cancel_requested"
-# metadata.json key for what GroupMetadata does not hold but a resume must repeat exactly.
-LAUNCH_KEY = "launch"
-# Errors worth waiting out: the service restarts, or is briefly overloaded.
-TRANSIENT = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN}
+from mleb.lab.run_plan import RunPlan, create_request
+from mleb.lab.run_progress import (
+    ACTIVE_STATES,
+    TRANSIENT,
+    GroupResult,
+    RunProgress,
+    is_settled,
+    retryable,
+    trailing_failures,
 )
-_ACTIVE_STATES = (sandbox_pb2.SANDBOX_STATE_PENDING, sandbox_pb2.SANDBOX_STATE_RUNNING)
+from mleb.sandbox.v1 import sandbox_pb2
+
 _ARTIFACTS_TIMEOUT_S = 3600.0
-
-
-class PlanError(Exception):
-    """`mleb run` was asked for something it cannot do; the message says what and why."""
-
-
-# What a run group does.
-
-
-@dataclass(frozen=True)
-class LaunchSpec:
-    """What every sandbox of the group is created with, beyond the budget."""
-
-    image: str
-    command: tuple[str, ...] = ()
-    env: dict[str, str] = field(default_factory=dict)
-    # Values live only in memory: a resume must be given them again.
-    secret_env: dict[str, str] = field(default_factory=dict, compare=False)
-    secret_env_names: tuple[str, ...] = ()
-    mlebench_compat: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "command": list(self.command),
-            "env": dict(self.env),
-            "secret_env_names": sorted(self.secret_env_names),
-        }
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    launch: LaunchSpec
-    budget: Budget
-    competition_set: str
-    competition_ids: tuple[str, ...]
-    seeds: int
-    concurrency: int = 1
-    max_retries: int = DEFAULT_MAX_RETRIES
-
-    def pairs(self) -> list[tuple[str, int]]:
-        """Seed-major, so a complete seed is ready early."""
-        return [(c, s) for s in range(self.seeds) for c in self.competition_ids]
-
-
-def parse_network(value: str) -> sandbox_pb2.NetworkPolicy:
-    """`none`, `internet` or `allowlist:host1,host2[:port]`."""
-    mode, _, hosts = value.strip().partition(":")
-    if mode == "none" and not hosts:
-        return sandbox_pb2.NetworkPolicy(mode=sandbox_pb2.NETWORK_MODE_NONE)
-    if mode == "internet" and not hosts:
-        return sandbox_pb2.NetworkPolicy(mode=sandbox_pb2.NETWORK_MODE_INTERNET)
-    allowed = [h.strip() for h in hosts.split(",") if h.strip()]
-    if mode == "allowlist" and allowed:
-        return sandbox_pb2.NetworkPolicy(
-            mode=sandbox_pb2.NETWORK_MODE_ALLOWLIST, allowed_hosts=allowed
-        )
-    raise PlanError(f"--network {value!r}: expected none, internet or allowlist:HOST[,HOST...]")
-
-
-def read_competition_file(path: Path) -> tuple[str, ...]:
-    """One competition id a line; blank lines and `#` comments are skipped, repeats dropped."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise PlanError(f"--competitions {path}: cannot read ({exc.strerror or exc})") from exc
-    ids = [line.split("#", 1)[0].strip() for line in lines]
-    found = tuple(dict.fromkeys(i for i in ids if i))
-    if not found:
-        raise PlanError(f"--competitions {path}: the file names no competition")
-    return found
-
-
-async def resolve_competitions(client: AsyncClient, spec: str) -> tuple[str, ...]:
-    """A split name (low, lite, medium, high, all, builtin) through the registry's ListSplits,
-    or a file of ids; every id must be known to the registry and have prepared data."""
-    name = canonical_split(spec)
-    if name in SPLITS:
-        splits = {s.name: tuple(s.competition_ids) for s in (await client.list_splits()).splits}
-        if not splits.get(name):
-            raise PlanError(f"the registry has no competitions in split {name!r}")
-        ids = splits[name]
-    elif Path(spec).is_file():
-        ids = read_competition_file(Path(spec))
-    else:
-        raise PlanError(
-            f"--competitions {spec!r} is neither a split (low, lite, medium, high, all, builtin) "
-            "nor a file of competition ids"
-        )
-
-    async def problem(competition_id: str) -> str:
-        try:
-            competition = (await client.get_competition(competition_id)).competition
-        except NotFound:
-            return f"{competition_id} (unknown to the registry)"
-        if competition.data_status != registry_pb2.DATA_STATUS_PREPARED:
-            return f"{competition_id} (no prepared data)"
-        return ""
-
-    problems = [p for p in await asyncio.gather(*map(problem, ids)) if p]
-    if problems:
-        raise PlanError(f"cannot run {len(problems)} competition(s): {', '.join(problems)}")
-    return ids
-
-
-def idempotency_key(group: str, competition_id: str, seed: int, attempt: int) -> str:
-    return f"mleb-run/{group}/{competition_id}/{seed}/{attempt}"
-
-
-def create_request(
-    plan: RunPlan, group: str, record: RunRecord, attempt: int
-) -> sandbox_pb.CreateSandboxRequest:
-    launch, budget = plan.launch, plan.budget
-    time_limit = duration_pb2.Duration()
-    time_limit.FromNanoseconds(int(budget.time_limit_s * 1e9))
-    return sandbox_pb.CreateSandboxRequest(
-        competition_id=record.competition_id,
-        image=launch.image,
-        command=list(launch.command),
-        env={**launch.env, SEED_ENV: str(record.seed)},
-        secret_env=launch.secret_env,
-        resources=sandbox_pb2.Resources(
-            cpus=budget.cpus, memory_bytes=budget.memory_bytes, gpu_count=budget.gpus
-        ),
-        time_limit=time_limit,
-        network=parse_network(budget.network),
-        labels={RUN_GROUP_LABEL: group, RUN_ID_LABEL: record.run_id, SEED_LABEL: str(record.seed)},
-        idempotency_key=idempotency_key(group, record.competition_id, record.seed, attempt),
-        wait_for_gpus=True,
-        mlebench_compat=launch.mlebench_compat,
-    )
-
-
-# The group folder.
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def write_group_metadata(group_dir: Path, metadata: GroupMetadata, launch: LaunchSpec) -> None:
-    """metadata.json as records.py writes it, plus the launch settings a resume repeats."""
-    write_json_atomic(
-        group_dir / METADATA_FILE, {**metadata.to_dict(), LAUNCH_KEY: launch.to_dict()}
-    )
-
-
-def read_group(group_dir: Path) -> tuple[GroupMetadata, LaunchSpec]:
-    """The plan a group was started with (without secret values)."""
-    path = group_dir / METADATA_FILE
-    if not path.is_file():
-        raise PlanError(f"{group_dir}: no {METADATA_FILE}; not a run group made by `mleb run`")
-    data = read_json(path)
-    metadata = GroupMetadata.from_dict(data, str(path))
-    launch = data.get(LAUNCH_KEY)
-    if metadata.schema_version == 0 or metadata.budget is None or not isinstance(launch, dict):
-        raise PlanError(f"{path}: not written by `mleb run`, so it cannot be resumed")
-    return metadata, LaunchSpec(
-        image=metadata.agent_image,
-        command=tuple(launch.get("command", ())),
-        env=dict(launch.get("env", {})),
-        secret_env_names=tuple(launch.get("secret_env_names", ())),
-        mlebench_compat=metadata.mlebench_compat,
-    )
-
-
-def plan_of(metadata: GroupMetadata, launch: LaunchSpec) -> RunPlan:
-    assert metadata.budget is not None
-    return RunPlan(
-        launch=launch,
-        budget=metadata.budget,
-        competition_set=metadata.competition_set,
-        competition_ids=metadata.competition_ids,
-        seeds=metadata.seeds,
-        concurrency=metadata.concurrency,
-        max_retries=metadata.max_infrastructure_retries,
-    )
-
-
-def plan_differences(stored: RunPlan, asked: RunPlan) -> list[str]:
-    """What a resume may not change: everything that decides what each run is."""
-    checks = {
-        "--agent": (stored.launch.image, asked.launch.image),
-        "--command": (stored.launch.command, asked.launch.command),
-        "--env": (stored.launch.env, asked.launch.env),
-        "--secret-env names": (
-            sorted(stored.launch.secret_env_names),
-            sorted(asked.launch.secret_env_names),
-        ),
-        "--mlebench-compat": (stored.launch.mlebench_compat, asked.launch.mlebench_compat),
-        "--competitions": (stored.competition_ids, asked.competition_ids),
-        "--seeds": (stored.seeds, asked.seeds),
-        "budget (--time-limit, --gpus-per-run, --cpus, --memory, --network)": (
-            stored.budget,
-            asked.budget,
-        ),
-    }
-    return [name for name, (before, now) in checks.items() if before != now]
-
-
-def _metadata(name: str, plan: RunPlan, mleb_version: str, created_at: str,
-              runs: dict[str, bool]) -> GroupMetadata:  # fmt: skip
-    return GroupMetadata(
-        run_group=name,
-        created_at=created_at,
-        runs=runs,
-        mleb_version=mleb_version,
-        agent_image=plan.launch.image,
-        competition_set=plan.competition_set,
-        competition_ids=plan.competition_ids,
-        seeds=plan.seeds,
-        concurrency=plan.concurrency,
-        budget=plan.budget,
-        max_infrastructure_retries=plan.max_retries,
-        mlebench_compat=plan.launch.mlebench_compat,
-    )
-
-
-def prepare_group(group_dir: Path, plan: RunPlan, mleb_version: str) -> dict[str, RunRecord]:
-    """Creates the group (or completes a half-made one): metadata.json, then a folder and a
-    PENDING run.json per (competition, seed), so every pair has its run id from the start."""
-    group_dir.mkdir(parents=True, exist_ok=True)
-    if not (group_dir / METADATA_FILE).is_file():
-        write_group_metadata(
-            group_dir, _metadata(group_dir.name, plan, mleb_version, _now(), {}), plan.launch
-        )
-    records = load_records(group_dir)
-    by_pair = {(r.competition_id, r.seed): r for r in records.values()}
-    for competition_id, seed in plan.pairs():
-        if (competition_id, seed) in by_pair:
-            continue
-        run_id = new_run_id(competition_id)
-        record = RunRecord(
-            run_id=run_id,
-            competition_id=competition_id,
-            seed=seed,
-            image=plan.launch.image,
-            budget=plan.budget,
-            created_at=_now(),
-        )
-        write_run(create_run_dir(group_dir, run_id), record)
-        records[run_id] = record
-    return records
-
-
-def load_records(group_dir: Path) -> dict[str, RunRecord]:
-    return {p.parent.name: read_run(p.parent) for p in sorted(group_dir.glob(f"*/{RUN_FILE}"))}
-
-
-def is_settled(record: RunRecord) -> bool:
-    """Finished for good: a resume skips it. Cancelled and infrastructure-failed runs run
-    again when the group is resumed."""
-    if record.state in (RunState.SUCCEEDED, RunState.TIMED_OUT):
-        return True
-    return record.state is RunState.FAILED and record.failure_type is not FailureType.INFRASTRUCTURE
-
-
-def retryable(attempt: Attempt) -> bool:
-    return attempt.state is RunState.FAILED and attempt.failure_type is FailureType.INFRASTRUCTURE
-
-
-# Progress.
-
-
-@dataclass
-class RunProgress:
-    """One run as `mleb run` shows it."""
-
-    run_id: str
-    competition_id: str
-    seed: int
-    state: RunState
-    attempt: int = 0
-    sandbox_id: str = ""
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    latest_line: str = ""
-    note: str = ""
-
-    def elapsed_s(self, now: datetime | None = None) -> float:
-        if self.started_at is None:
-            return 0.0
-        end = self.finished_at or now or datetime.now(UTC)
-        return max(0.0, (end - self.started_at).total_seconds())
-
-
-@dataclass(frozen=True)
-class GroupResult:
-    group_dir: Path
-    report_path: Path | None
-    records: dict[str, RunRecord]
-    cancelled: bool
-    # Every run had finished and the newest report graded them all: nothing was done.
-    already_graded: bool = False
 
 
 def _timestamp(sandbox: sandbox_pb2.Sandbox, name: str) -> datetime | None:
@@ -476,7 +153,7 @@ class Orchestrator:
             # A run resumed after it ended (infrastructure failure, cancelled) starts afresh;
             # an unfinished one keeps the retries it already spent.
             fresh = record.state.finished
-            spent = 0 if fresh else _trailing_failures(record.attempts)
+            spent = 0 if fresh else trailing_failures(record.attempts)
             last = record.attempts[-1] if record.attempts and not fresh else None
             sandbox = None
             if fresh:
@@ -487,7 +164,7 @@ class Orchestrator:
             while True:
                 if sandbox is None:
                     if self.cancel_requested():
-                        self._save(replace(record, state=RunState.CANCELLED, finished_at=_now()))
+                        self._save(replace(record, state=RunState.CANCELLED, finished_at=now()))
                         return
                     sandbox = await self._create(record)
                 record = self._record_attempt(record, sandbox)
@@ -557,7 +234,7 @@ class Orchestrator:
         """Polls until the sandbox ends, recording each state change; tails its log meanwhile."""
         tail = asyncio.create_task(self._tail(record.run_id, sandbox.id))
         try:
-            while sandbox.state in _ACTIVE_STATES:
+            while sandbox.state in ACTIVE_STATES:
                 await asyncio.sleep(self.poll_interval_s)
                 if self.cancel_requested():
                     await self._stop(sandbox.id)
@@ -610,7 +287,7 @@ class Orchestrator:
                 failure_type=attempt.failure_type,
                 failure_reason=attempt.failure_reason,
                 failure_message=message,
-                finished_at=_now(),
+                finished_at=now(),
             )
         )
         self.on_event(f"{record.run_id}: {attempt.state.value}")
@@ -656,100 +333,5 @@ class Orchestrator:
     # Grading.
 
     async def grade(self) -> Path | None:
-        """Grades every run through GraderService into `<timestamp>_grading_report.json`, in
-        (competition, seed) order, and records which runs succeeded in metadata.json."""
-        records = sorted(self.records.values(), key=lambda r: (r.competition_id, r.seed))
-        reports = [await self._grade_run(r) for r in records]
-        path = self.group_dir / grading_report_name()
-        write_json_atomic(path, aggregate_reports(reports))
-        await self._rpc(export_chain, self.client, self.group_dir)
-        metadata, launch = read_group(self.group_dir)
-        runs = {r.run_id: r.state is RunState.SUCCEEDED for r in records}
-        write_group_metadata(self.group_dir, replace(metadata, runs=runs), launch)
-        return path
-
-    async def _grade_run(self, record: RunRecord) -> CompetitionReport:
-        shown = submission_path(record.run_id)
-        file = self.group_dir / shown
-        if file.is_file() and not file.is_symlink():
-            try:
-                reply = await self._rpc(
-                    self.client.grade_submission, record.competition_id, file, submission_path=shown
-                )
-                statement = self.group_dir / record.run_id / GRADING_STATEMENT_FILE
-                write_envelope(statement, reply.statement)
-                return report_from_proto(reply.report)
-            except MlebError as exc:
-                # Refused outright (too large, unreadable): graded as an invalid submission.
-                if exc.code in TRANSIENT:
-                    raise
-                return await self._ungraded(record, shown, exists=True, error=str(exc))
-        return await self._ungraded(record, shown, exists=False, error=NO_SUBMISSION)
-
-    async def _ungraded(self, record: RunRecord, shown: str, *, exists: bool,
-                        error: str) -> CompetitionReport:  # fmt: skip
-        reply = await self._rpc(self.client.rank_score, record.competition_id, None)
-        return report_without_score(
-            record.competition_id,
-            reply.ranking,
-            submission_path=shown,
-            submission_exists=exists,
-            error=error,
-        )
-
-
-def _trailing_failures(attempts: Iterable[Attempt]) -> int:
-    count = 0
-    for attempt in reversed(list(attempts)):
-        if not retryable(attempt):
-            break
-        count += 1
-    return count
-
-
-# Cancelling.
-
-
-@dataclass(frozen=True)
-class CancelResult:
-    stopped: list[str]
-    runs_cancelled: list[str]
-
-
-async def cancel_group(client: AsyncClient, group_dir: Path) -> CancelResult:
-    """Stops every sandbox of the group and marks its unfinished runs CANCELLED. The marker
-    file goes first, so a `mleb run` still going starts nothing more."""
-    if not (group_dir / METADATA_FILE).is_file():
-        raise PlanError(f"{group_dir}: no {METADATA_FILE}; not a run group")
-    (group_dir / CANCEL_FILE).write_text(_now() + "\n", encoding="utf-8")
-    name = group_dir.name
-    active, token = [], ""
-    while True:
-        page = await client.list_sandboxes(
-            sandbox_pb.ListSandboxesRequest(
-                labels={RUN_GROUP_LABEL: name},
-                states=_ACTIVE_STATES,
-                page_size=1000,
-                page_token=token,
-            )
-        )
-        active += [s.id for s in page.sandboxes]
-        token = page.next_page_token
-        if not token:
-            break
-    reason = f"run group {name} cancelled"
-    await asyncio.gather(*(client.stop_sandbox(i, reason=reason) for i in active))
-    cancelled = []
-    for run_id, record in load_records(group_dir).items():
-        if record.state.finished:
-            continue
-        attempts = list(record.attempts)
-        if attempts:
-            sandbox = (await client.get_sandbox(attempts[-1].sandbox_id)).sandbox
-            attempts[-1] = attempt_from_sandbox(sandbox)
-        write_run(
-            group_dir / run_id,
-            replace(record, attempts=tuple(attempts), state=RunState.CANCELLED, finished_at=_now()),
-        )
-        cancelled.append(run_id)
-    return CancelResult(active, cancelled)
+        """Grades every run (grade_and_cancel.grade_group) with this driver's patience."""
+        return await grade_group(self.client, self.group_dir, self.records.values(), self._rpc)

@@ -1,8 +1,9 @@
-"""The run-group folder and its files, as typed records (docs/reports.md has the layout).
+"""The run-group folder's files, as typed records (docs/reports.md has the layout).
 
-`mleb run` writes these files through this module and `mleb report` reads them back. The
-layout follows MLE-bench's, so `mleb report` also reads MLE-bench's own run groups (their
-metadata.json has no schema_version and their runs have no run.json).
+run.json and grading reports are read and written here; metadata.json and whole groups go
+through mleb/lab/group_folder.py. The layout follows MLE-bench's, so `mleb report` also reads
+MLE-bench's own run groups (their metadata.json has no schema_version and their runs have no
+run.json).
 """
 
 from __future__ import annotations
@@ -430,15 +431,6 @@ def read_run(run_dir: Path) -> RunRecord:
     return RunRecord.from_dict(read_json(path), str(path))
 
 
-def write_metadata(group_dir: Path, metadata: GroupMetadata) -> None:
-    write_json_atomic(group_dir / METADATA_FILE, metadata.to_dict())
-
-
-def read_metadata(group_dir: Path) -> GroupMetadata:
-    path = group_dir / METADATA_FILE
-    return GroupMetadata.from_dict(read_json(path), str(path))
-
-
 @dataclass(frozen=True)
 class RunGroup:
     """One run-group folder as read from disk."""
@@ -460,25 +452,8 @@ class RunGroup:
         return next((self.runs[p] for p in reversed(parts) if p in self.runs), None)
 
 
-def load_run_group(path: Path) -> RunGroup:
-    """Reads a run group; its newest `*_grading_report.json` is the one that counts, since a
-    resumed group is graded again as a whole."""
-    if not path.is_dir():
-        raise RecordError(f"{path}: not a run-group folder")
-    reports = sorted(path.glob(f"*{GRADING_REPORT_SUFFIX}"))
-    if not reports:
-        raise RecordError(
-            f"{path}: no *{GRADING_REPORT_SUFFIX} in it; a run group is reported once graded"
-        )
-    metadata = read_metadata(path) if (path / METADATA_FILE).is_file() else None
-    runs = {}
-    for run_file in sorted(path.glob(f"*/{RUN_FILE}")):
-        record = read_run(run_file.parent)
-        runs[run_file.parent.name] = record
-    return RunGroup(path, metadata, runs, reports[-1], _read_entries(reports[-1]))
-
-
-def _read_entries(path: Path) -> tuple[dict[str, Any], ...]:
+def read_grading_entries(path: Path) -> tuple[dict[str, Any], ...]:
+    """A grading report's competition_reports entries, each checked for MLE-bench's flags."""
     report = _object(read_json(path), str(path))
     entries = _field(report, "competition_reports", list, str(path))
     checked = []

@@ -13,8 +13,9 @@ from mleb.errors import MlebError
 from mleb.lab import environment
 from mleb.lab.aggregate import build_report
 from mleb.lab.environment import deployment_keys
+from mleb.lab.group_folder import load_run_group
 from mleb.lab.leaderboard import write_bundle
-from mleb.lab.records import RecordError, load_run_group
+from mleb.lab.records import RecordError
 from mleb.lab.report_render import RENDERERS
 from mleb.lab.split_lists import (
     SplitsError,

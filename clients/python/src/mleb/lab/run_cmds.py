@@ -1,6 +1,6 @@
 """`mleb run`, `mleb logs` and `mleb cancel`: run groups of an agent over competitions and seeds.
 
-Option parsing and the live display live here; mleb/lab/orchestrator.py does the work.
+Option parsing and the live display live here; mleb/lab/orchestrator.py drives the runs.
 """
 
 from __future__ import annotations
@@ -23,20 +23,9 @@ from rich.text import Text
 from mleb.client import NO_DEADLINE, AsyncClient
 from mleb.errors import MlebError
 from mleb.lab import environment
-from mleb.lab.orchestrator import (
-    DEFAULT_MAX_RETRIES,
-    LaunchSpec,
-    Orchestrator,
-    PlanError,
-    RunPlan,
-    RunProgress,
-    cancel_group,
-    parse_network,
-    plan_differences,
-    plan_of,
-    read_group,
-    resolve_competitions,
-)
+from mleb.lab.grade_and_cancel import cancel_group
+from mleb.lab.group_folder import read_group
+from mleb.lab.orchestrator import Orchestrator
 from mleb.lab.records import (
     RUN_FILE,
     Budget,
@@ -45,6 +34,17 @@ from mleb.lab.records import (
     group_dir_name,
     read_run,
 )
+from mleb.lab.run_plan import (
+    DEFAULT_MAX_RETRIES,
+    AgentLaunch,
+    PlanError,
+    RunPlan,
+    parse_network,
+    plan_differences,
+    plan_of,
+    resolve_competitions,
+)
+from mleb.lab.run_progress import RunProgress
 from mleb.sandbox.v1 import sandbox_pb2
 
 console = Console(stderr=True)
@@ -272,7 +272,7 @@ def run(
         if not agent or not competitions:
             raise PlanError("--agent and --competitions are required (or --resume DIR)")
         plan = RunPlan(
-            launch=LaunchSpec(
+            launch=AgentLaunch(
                 image=agent,
                 command=tuple(shlex.split(command)),
                 env=parse_env(env, "--env"),
@@ -312,7 +312,7 @@ def _with_secrets(
             f"the group passes secret variables {', '.join(missing)}: give them again with "
             "--secret-env KEY=VALUE or set them in the environment"
         )
-    launch = LaunchSpec(
+    launch = AgentLaunch(
         image=plan.launch.image,
         command=plan.launch.command,
         env=plan.launch.env,

@@ -20,13 +20,8 @@ from mleb.evidence.keys import Keyring
 from mleb.lab.chain_checks import verify_chain
 from mleb.lab.evidence_files import ATTESTATION_FILE, AUDIT_CHAIN_FILE, GRADING_STATEMENT_FILE
 from mleb.lab.findings import AttestedRun, Verification
-from mleb.lab.records import (
-    GRADING_REPORT_SUFFIX,
-    RecordError,
-    RunGroup,
-    load_run_group,
-    read_bounded,
-)
+from mleb.lab.group_folder import load_run_group
+from mleb.lab.records import GRADING_REPORT_SUFFIX, RecordError, RunGroup, read_bounded
 
 # The report fields a grading statement must agree with.
 REPORT_FIELDS = (
