@@ -37,6 +37,7 @@ from services.sandbox import admission, artifacts, leases, store
 from services.sandbox.artifacts import Archive
 from services.sandbox.backends.base import Backend
 from services.sandbox.config import SandboxSettings
+from services.sandbox.driving import Driving
 from services.sandbox.evidence import EvidenceSetup, SandboxEvidence
 from services.sandbox.finishing import Finisher
 from services.sandbox.gpu_queue import GpuQueue
@@ -116,33 +117,22 @@ class SandboxCore:
             ),
             on_finished=on_sandbox_finished,
         )
+        driving = Driving(
+            sessions, self._rows, self._threads, self._tasks, backend, self._live, settings,
+            self.instance_labels,
+        )  # fmt: skip
         self._supervisor = Supervisor(
-            rows=self._rows,
-            threads=self._threads,
-            tasks=self._tasks,
-            backend=backend,
+            driving,
             competitions=competitions,
             layouts=LayoutBuilder(competitions, settings.work_dir / "public-data", self._threads),
             endpoints=endpoints,
             inventory=inventory,
             # Without auth the grader checks nothing, but the endpoints still read the claims.
             tokens=tokens or TokenAuthority({"ephemeral": secrets_module.token_bytes(32)}),
-            settings=settings,
-            live=self._live,
             finisher=self._finisher,
-            instance_labels=self.instance_labels,
         )
         self._reconciler = Reconciler(
-            sessions=sessions,
-            rows=self._rows,
-            threads=self._threads,
-            backend=backend,
-            node=settings.node,
-            instance_labels=self.instance_labels,
-            live=self._live,
-            supervisor=self._supervisor,
-            finisher=self._finisher,
-            queue=self._queue,
+            driving, supervisor=self._supervisor, finisher=self._finisher, queue=self._queue
         )
 
     @property

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.sandbox.config import SandboxSettings
-from services.sandbox.logs import LogSignals, LogWriter, Redactor
+from services.sandbox.logs import LogBudget, LogSignals, LogWriter, Redactor
 from services.sandbox.models import SandboxRow
 from services.sandbox.threads import WorkerThreads
 
@@ -67,9 +67,11 @@ class LiveSandboxes:
                 redact=Redactor(secret_values.values()),
                 batch_lines=self._settings.log_batch_lines,
                 flush_interval_s=self._settings.log_flush_interval_s,
-                budget_bytes=row.log_bytes or self._settings.default_log_bytes,
-                charged_bytes=row.agent_log_bytes or 0,
-                dropped_lines=row.log_lines_dropped or 0,
+                budget=LogBudget(
+                    row.log_bytes or self._settings.default_log_bytes,
+                    row.agent_log_bytes or 0,
+                    row.log_lines_dropped or 0,
+                ),
             )
             live = self._live[row.id] = Live(writer)
         return live

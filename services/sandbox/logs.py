@@ -80,6 +80,16 @@ def clip(text: str) -> str:
     return text[:MAX_LINE_CHARS] + f" [... {len(text) - MAX_LINE_CHARS} characters cut]"
 
 
+@dataclass(frozen=True)
+class LogBudget:
+    """The agent's log budget (docs/limits.md), and what a sandbox had used of it before a
+    restart; lifecycle lines never count against it."""
+
+    limit_bytes: int = 0
+    charged_bytes: int = 0
+    dropped_lines: int = 0
+
+
 class LogWriter:
     """Numbers one sandbox's lines and stores them in batches.
 
@@ -98,9 +108,7 @@ class LogWriter:
         redact: Redactor,
         batch_lines: int = 500,
         flush_interval_s: float = 0.2,
-        budget_bytes: int = 0,
-        charged_bytes: int = 0,
-        dropped_lines: int = 0,
+        budget: LogBudget | None = None,
     ) -> None:
         self._sessions = sessions
         self._signals = signals
@@ -116,9 +124,10 @@ class LogWriter:
         self._timer: asyncio.Task[None] | None = None
         # The log budget (0: unbounded), what agent lines have cost so far, and how many were
         # dropped; they continue from the stored row across restarts.
-        self._budget = budget_bytes
-        self.charged_bytes = charged_bytes
-        self.dropped_lines = dropped_lines
+        budget = budget or LogBudget()
+        self._budget = budget.limit_bytes
+        self.charged_bytes = budget.charged_bytes
+        self.dropped_lines = budget.dropped_lines
         self._budget_dirty = False
 
     @property

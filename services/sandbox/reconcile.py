@@ -8,44 +8,30 @@ from __future__ import annotations
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
 from services.sandbox import leases, store
-from services.sandbox.backends.base import Backend, BackendError, Handle
+from services.sandbox.backends.base import BackendError, Handle
+from services.sandbox.driving import Driving
 from services.sandbox.finishing import Finisher
 from services.sandbox.gpu_queue import GpuQueue
-from services.sandbox.live import LiveSandboxes
 from services.sandbox.models import GpuLeaseRow, SandboxRow
-from services.sandbox.rows import SandboxRows
 from services.sandbox.states import ACTIVE, FailureReason, SandboxState
 from services.sandbox.supervision import Supervisor
-from services.sandbox.threads import WorkerThreads
 
 log = structlog.get_logger("mleb.sandbox")
 
 
 class Reconciler:
     def __init__(
-        self,
-        *,
-        sessions: sessionmaker[Session],
-        rows: SandboxRows,
-        threads: WorkerThreads,
-        backend: Backend,
-        node: str,
-        instance_labels: dict[str, str],
-        live: LiveSandboxes,
-        supervisor: Supervisor,
-        finisher: Finisher,
-        queue: GpuQueue,
+        self, driving: Driving, *, supervisor: Supervisor, finisher: Finisher, queue: GpuQueue
     ) -> None:
-        self._sessions = sessions
-        self._rows = rows
-        self._threads = threads
-        self._backend = backend
-        self._node = node
-        self._instance_labels = instance_labels
-        self._live = live
+        self._sessions = driving.sessions
+        self._rows = driving.rows
+        self._threads = driving.threads
+        self._backend = driving.backend
+        self._node = driving.settings.node
+        self._instance_labels = driving.instance_labels
+        self._live = driving.live
         self._supervisor = supervisor
         self._finisher = finisher
         self._queue = queue

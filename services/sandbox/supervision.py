@@ -21,14 +21,13 @@ from services.common.errors import MlebError
 from services.sandbox import quotas, store
 from services.sandbox.backends.base import (
     GRPC_GRADER_PORT,
-    Backend,
     BackendError,
     Handle,
     HostLayout,
     LaunchSpec,
     NetworkMode,
 )
-from services.sandbox.config import SandboxSettings
+from services.sandbox.driving import Driving
 from services.sandbox.finishing import Finisher
 from services.sandbox.interfaces import Endpoints, Inventory
 from services.sandbox.layout import (
@@ -37,14 +36,11 @@ from services.sandbox.layout import (
     RegistryFetchError,
     host_layout,
 )
-from services.sandbox.live import LiveSandboxes, Stats
+from services.sandbox.live import Stats
 from services.sandbox.logs import LogWriter
 from services.sandbox.models import SandboxRow
 from services.sandbox.records import Competition, DescriptionVariant, LogStream
-from services.sandbox.rows import SandboxRows
 from services.sandbox.states import FailureReason, SandboxState, backend_failure_reason
-from services.sandbox.tasks import BackgroundTasks
-from services.sandbox.threads import WorkerThreads
 
 log = structlog.get_logger("mleb.sandbox")
 
@@ -55,34 +51,28 @@ OUTPUT_DRAIN_S = 30.0
 class Supervisor:
     def __init__(
         self,
+        driving: Driving,
         *,
-        rows: SandboxRows,
-        threads: WorkerThreads,
-        tasks: BackgroundTasks,
-        backend: Backend,
         competitions: CompetitionSource,
         layouts: LayoutBuilder,
         endpoints: Endpoints,
         inventory: Inventory,
         tokens: TokenAuthority,
-        settings: SandboxSettings,
-        live: LiveSandboxes,
         finisher: Finisher,
-        instance_labels: dict[str, str],
     ) -> None:
-        self._rows = rows
-        self._threads = threads
-        self._tasks = tasks
-        self._backend = backend
+        self._rows = driving.rows
+        self._threads = driving.threads
+        self._tasks = driving.tasks
+        self._backend = driving.backend
         self._competitions = competitions
         self._layouts = layouts
         self._endpoints = endpoints
         self._inventory = inventory
         self._tokens = tokens
-        self._settings = settings
-        self._live = live
+        self._settings = driving.settings
+        self._live = driving.live
         self._finisher = finisher
-        self._instance_labels = instance_labels
+        self._instance_labels = driving.instance_labels
 
     def spawn(self, sandbox_id: str, work: Coroutine[Any, Any, None]) -> None:
         """Drives the sandbox in the background; a crash of the driver fails the sandbox."""

@@ -16,6 +16,7 @@ from services.sandbox.layout import host_layout
 from services.sandbox.logs import (
     LINE_OVERHEAD_BYTES,
     MAX_LINE_CHARS,
+    LogBudget,
     LogReader,
     LogSignals,
     LogWriter,
@@ -90,9 +91,10 @@ def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
 def _writer(sessions, signals, budget: int, row=None) -> LogWriter:
     return LogWriter(
         sessions, signals, THREADS, "sbx-1", redact=Redactor(), flush_interval_s=0.02,
-        last_seq=row.last_log_seq if row else 0, budget_bytes=budget,
-        charged_bytes=row.agent_log_bytes if row else 0,
-        dropped_lines=row.log_lines_dropped if row else 0,
+        last_seq=row.last_log_seq if row else 0,
+        budget=LogBudget(
+            budget, row.agent_log_bytes if row else 0, row.log_lines_dropped if row else 0
+        ),
     )  # fmt: skip
 
 
