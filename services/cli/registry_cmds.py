@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc
 import typer
 from mleb.common.v1 import common_pb2
 from mleb.registry.v1 import registry_pb2, registry_service_pb2, registry_service_pb2_grpc
 from rich.console import Console
 from rich.table import Table
 
+from services.cli.connect import bearer, channel_to
 from services.common.errors import MlebError
 from services.common.settings import DEFAULT_PORTS, Settings
 from services.registry.core import RegistryCore
@@ -112,22 +112,6 @@ def import_command(
     run_import(lambda installer: ImportReport(results=[import_competition(installer, path)]))
 
 
-def _stub(address: str) -> tuple[grpc.Channel, registry_service_pb2_grpc.RegistryServiceStub]:
-    channel = grpc.insecure_channel(address)
-    return channel, registry_service_pb2_grpc.RegistryServiceStub(channel)
-
-
-def _metadata(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),) if token else ()
-
-
-def _fail(error: grpc.RpcError) -> typer.Exit:
-    errors.print(
-        f"[red]{error.code().name}:[/red] {error.details()}", highlight=False, soft_wrap=True
-    )
-    return typer.Exit(1)
-
-
 _REGISTRY = typer.Option(
     f"127.0.0.1:{DEFAULT_PORTS['registry']}", envvar="MLEB_REGISTRY_ADDR", help="host:port"
 )
@@ -152,10 +136,10 @@ def list_command(
     if complexity not in _COMPLEXITY:
         errors.print("[red]--complexity must be low, medium or high[/red]")
         raise typer.Exit(2)
-    channel, stub = _stub(registry)
     table = Table("id", "name", "category", "complexity", "metric", "data", "leaderboard")
     page_token, total = "", 0
-    with channel:
+    with channel_to(registry) as channel:
+        stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
         while True:
             request = registry_service_pb2.ListCompetitionsRequest(
                 split=split,
@@ -164,10 +148,7 @@ def list_command(
                 page_size=500,
                 page_token=page_token,
             )
-            try:
-                response = stub.ListCompetitions(request, metadata=_metadata(token))
-            except grpc.RpcError as error:
-                raise _fail(error) from error
+            response = stub.ListCompetitions(request, metadata=bearer(token))
             total = response.total_size
             for c in response.competitions:
                 table.add_row(
@@ -239,17 +220,14 @@ def show_command(
         if obfuscated
         else common_pb2.DESCRIPTION_VARIANT_PLAIN
     )
-    channel, stub = _stub(registry)
-    with channel:
-        try:
-            c = stub.GetCompetition(
-                registry_service_pb2.GetCompetitionRequest(
-                    competition_id=competition_id, description_variant=variant
-                ),
-                metadata=_metadata(token),
-            ).competition
-        except grpc.RpcError as error:
-            raise _fail(error) from error
+    with channel_to(registry) as channel:
+        stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+        c = stub.GetCompetition(
+            registry_service_pb2.GetCompetitionRequest(
+                competition_id=competition_id, description_variant=variant
+            ),
+            metadata=bearer(token),
+        ).competition
     facts = Table(show_header=False, title=f"{c.name} ({c.id})")
     for label, value in (
         ("source", c.source),

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import grpc
 import typer
 from google.protobuf import duration_pb2
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2, sandbox_service_pb2_grpc
 from rich.console import Console
 from rich.table import Table
 
+from services.cli.connect import bearer, channel_to
 from services.common import db
 from services.common.errors import MlebError
 from services.common.settings import DEFAULT_PORTS, Settings
@@ -43,18 +43,8 @@ _STREAM_NAMES = {
 
 @contextmanager
 def _stub(address: str) -> Iterator[sandbox_service_pb2_grpc.SandboxServiceStub]:
-    try:
-        with grpc.insecure_channel(address) as channel:
-            yield sandbox_service_pb2_grpc.SandboxServiceStub(channel)
-    except grpc.RpcError as error:
-        errors.print(
-            f"[red]{error.code().name}:[/red] {error.details()}", highlight=False, soft_wrap=True
-        )
-        raise typer.Exit(1) from None
-
-
-def _metadata(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),) if token else ()
+    with channel_to(address) as channel:
+        yield sandbox_service_pb2_grpc.SandboxServiceStub(channel)
 
 
 def _state(sandbox: sandbox_pb2.Sandbox) -> str:
@@ -101,7 +91,7 @@ def list_command(
                     page_size=min(limit - shown, 1000),
                     page_token=page_token,
                 ),
-                metadata=_metadata(token),
+                metadata=bearer(token),
             )
             for item in reply.sandboxes:
                 table.add_row(
@@ -134,7 +124,7 @@ def show_command(sandbox_id: str, sandbox: str = _SANDBOX, token: str = _TOKEN) 
     """Shows one sandbox's record."""
     with _stub(sandbox) as stub:
         item = stub.GetSandbox(
-            sandbox_service_pb2.GetSandboxRequest(sandbox_id=sandbox_id), metadata=_metadata(token)
+            sandbox_service_pb2.GetSandboxRequest(sandbox_id=sandbox_id), metadata=bearer(token)
         ).sandbox
     rows = [
         ("state", _state(item)),
@@ -168,7 +158,7 @@ def logs_command(
         sandbox_id=sandbox_id, after_seq=after, follow=follow
     )
     with _stub(sandbox) as stub:
-        for reply in stub.StreamLogs(request, metadata=_metadata(token)):
+        for reply in stub.StreamLogs(request, metadata=bearer(token)):
             for entry in reply.entries:
                 typer.echo(f"{entry.seq} {_STREAM_NAMES.get(entry.stream, '?')} {entry.text}")
 
@@ -189,7 +179,7 @@ def stop_command(
             sandbox_service_pb2.StopSandboxRequest(
                 sandbox_id=sandbox_id, grace_period=grace_period, reason=reason
             ),
-            metadata=_metadata(token),
+            metadata=bearer(token),
         ).sandbox
     console.print(f"{item.id} {_state(item)}")
 
@@ -206,7 +196,7 @@ def download_command(
     partial = output.with_name(output.name + ".partial")
     with _stub(sandbox) as stub, partial.open("wb") as handle:
         request = sandbox_service_pb2.DownloadArtifactsRequest(sandbox_id=sandbox_id)
-        for reply in stub.DownloadArtifacts(request, metadata=_metadata(token)):
+        for reply in stub.DownloadArtifacts(request, metadata=bearer(token)):
             if expected is None:
                 expected = (reply.total_size_bytes, reply.sha256)
             handle.write(reply.data)
@@ -226,7 +216,8 @@ def cleanup_command(
         ..., "--older-than", help="Delete artifacts of sandboxes that ended this many hours ago."
     ),
 ) -> None:
-    """Deletes old sandboxes' host folders (records and logs stay). Run on the service host."""
+    """Operator only: opens the sandbox database (MLEB_DATABASE_URL) and deletes old
+    sandboxes' host folders (records and logs stay). Run on the service host."""
     settings = Settings.from_env()
     try:
         engine = store.open_database(settings.database_url)
