@@ -20,7 +20,11 @@ from services.registry.importers.install import CompetitionInstaller, ImportRepo
 from services.registry.importers.mlebench import import_mlebench
 from services.registry.importers.own_format import import_competition
 
-registry_app = typer.Typer(help="Import competitions into the registry.", no_args_is_help=True)
+registry_app = typer.Typer(
+    help="Operator only: import competitions into the registry's database "
+    "(MLEB_DATABASE_URL) and data dir.",
+    no_args_is_help=True,
+)
 competitions_app = typer.Typer(help="Browse a running registry.", no_args_is_help=True)
 console = Console()
 errors = Console(stderr=True)
