@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from mleb.common.v1 import common_pb2
 from mleb.evidence.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, keyid_of, pae, public_pem, statement
+from mleb.files import UnsafeFile, read_regular
 
 from services.common.errors import FailedPreconditionError
 
@@ -60,23 +61,14 @@ class SigningKeys:
         return Envelope(IN_TOTO_PAYLOAD_TYPE, payload, ((self.active_keyid, signature),)).to_json()
 
 
-def _read_private(path: Path) -> bytes:
-    """The file's bytes, refusing links, other owners and any group or other access."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        raise KeyFileError(f"signing key {path.name}: cannot open ({exc.strerror})") from exc
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise KeyFileError(f"signing key {path.name}: not a regular file")
-        if not _private_to_us(info):
-            raise KeyFileError(
-                f"signing key {path.name}: mode {stat.S_IMODE(info.st_mode):o}, owner uid "
-                f"{info.st_uid}: it must be this user's with mode 600 (or root's, readable by "
-                "this process's group alone, as a Kubernetes Secret with fsGroup is)"
-            )
-        return handle.read(_MAX_KEY_FILE_BYTES + 1)
+def _key_mode(info: os.stat_result) -> str | None:
+    if _private_to_us(info):
+        return None
+    return (
+        f"mode {stat.S_IMODE(info.st_mode):o}, owner uid {info.st_uid}: it must be this "
+        "user's with mode 600 (or root's, readable by this process's group alone, as a "
+        "Kubernetes Secret with fsGroup is)"
+    )
 
 
 def _private_to_us(info: os.stat_result) -> bool:
@@ -87,23 +79,17 @@ def _private_to_us(info: os.stat_result) -> bool:
 
 
 def _load(path: Path, parse: Callable[[bytes], object]) -> object:
-    """A key file parsed, any fault in it reported by name (never its contents)."""
-    data = _read_private(path) if path.suffix == ".key" else _read_public(path)
+    """A key file parsed, any fault in it reported by name (never its contents). A private
+    key must be closed to everyone else; no file is followed through a link."""
+    private = path.suffix == ".key"
+    try:
+        data = read_regular(path, _MAX_KEY_FILE_BYTES, _key_mode if private else lambda _: None)
+    except UnsafeFile as exc:
+        raise KeyFileError(f"{'signing' if private else 'public'} key {path.name}: {exc}") from None
     try:
         return parse(data)
     except (ValueError, TypeError) as exc:
         raise KeyFileError(f"key file {path.name}: not a PEM key ({type(exc).__name__})") from None
-
-
-def _read_public(path: Path) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        raise KeyFileError(f"public key {path.name}: cannot open ({exc.strerror})") from exc
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise KeyFileError(f"public key {path.name}: not a regular file")
-        return handle.read(_MAX_KEY_FILE_BYTES)
 
 
 def load_key_dir(directory: Path) -> SigningKeys:

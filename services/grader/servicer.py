@@ -14,7 +14,7 @@ from services.common.auth import Role, current_caller, require_competition_acces
 from services.common.errors import invalid_field
 from services.common.signing import public_keys_proto
 from services.grader.core import GraderCore, UploadLimit
-from services.grader.evidence import GraderEvidence
+from services.grader.evidence import GraderCall, GraderEvidence
 from services.grader.uploads import SubmissionBuffer
 
 _LAB = frozenset({Role.SERVICE, Role.LAB})
@@ -94,17 +94,27 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
     def core(self) -> GraderCore:
         return self._core
 
+    @contextlib.asynccontextmanager
+    async def _upload(
+        self, rpc: str, requests: AsyncIterator[SubmissionRequest]
+    ) -> AsyncIterator[tuple[GraderCall, grader_service_pb2.SubmissionHeader, SubmissionBuffer]]:
+        """An uploaded submission, with the call's audit record open around it."""
+        async with (
+            self._evidence.call(rpc, current_caller()) as call,
+            receive_submission(self._core, requests) as (header, buffer),
+        ):
+            call.competition_id, call.submission_sha256 = header.competition_id, buffer.sha256
+            yield call, header, buffer
+
     async def ValidateSubmission(
         self,
         request_iterator: AsyncIterator[grader_service_pb2.ValidateSubmissionRequest],
         context: grpc.aio.ServicerContext,
     ) -> grader_service_pb2.ValidateSubmissionResponse:
-        async with self._evidence.call("ValidateSubmission", current_caller()) as call:
-            async with receive_submission(self._core, request_iterator) as (header, buffer):
-                call.competition_id, call.submission_sha256 = header.competition_id, buffer.sha256
-                outcome = await self._core.validate(
-                    current_caller(), header.competition_id, buffer.file()
-                )
+        async with self._upload("ValidateSubmission", request_iterator) as (call, header, buffer):
+            outcome = await self._core.validate(
+                current_caller(), header.competition_id, buffer.file()
+            )
             call.outcome = {"valid": outcome.valid}
         # Only validity and the reason leave: never the score.
         return grader_service_pb2.ValidateSubmissionResponse(
@@ -116,10 +126,8 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
         request_iterator: AsyncIterator[grader_service_pb2.ScoreSubmissionRequest],
         context: grpc.aio.ServicerContext,
     ) -> grader_service_pb2.ScoreSubmissionResponse:
-        async with self._evidence.call("ScoreSubmission", current_caller()) as call:
-            async with receive_submission(self._core, request_iterator) as (header, buffer):
-                call.competition_id, call.submission_sha256 = header.competition_id, buffer.sha256
-                outcome, version = await self._core.score(header.competition_id, buffer.file())
+        async with self._upload("ScoreSubmission", request_iterator) as (call, header, buffer):
+            outcome, version = await self._core.score(header.competition_id, buffer.file())
             call.outcome = {"valid": outcome.valid, "score": outcome.score}
         response = grader_service_pb2.ScoreSubmissionResponse(
             valid=outcome.valid, error=outcome.error, grader_spec_version=version
@@ -133,12 +141,10 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
         request_iterator: AsyncIterator[grader_service_pb2.GradeSubmissionRequest],
         context: grpc.aio.ServicerContext,
     ) -> grader_service_pb2.GradeSubmissionResponse:
-        async with self._evidence.call("GradeSubmission", current_caller()) as call:
-            async with receive_submission(self._core, request_iterator) as (header, buffer):
-                call.competition_id, call.submission_sha256 = header.competition_id, buffer.sha256
-                report = await self._core.grade(
-                    header.competition_id, buffer.file(), header.submission_path
-                )
+        async with self._upload("GradeSubmission", request_iterator) as (call, header, buffer):
+            report = await self._core.grade(
+                header.competition_id, buffer.file(), header.submission_path
+            )
             call.outcome = {
                 "valid": report.valid_submission,
                 "score": report.score,

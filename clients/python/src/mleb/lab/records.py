@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import tempfile
 import uuid
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from typing import Any, TypeVar
 
 from google.protobuf import json_format
 
+from mleb.files import UnsafeFile, read_regular
 from mleb.sandbox.v1 import sandbox_pb2
 
 SCHEMA_VERSION = 1
@@ -390,16 +390,9 @@ def read_bounded(path: Path, limit: int = MAX_RECORD_BYTES) -> bytes:
     """A regular file's bytes, refusing links, FIFOs, devices and anything over `limit`: the
     folders read here may come from someone else (a run group sent for review)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        raise RecordError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise RecordError(f"{path}: not a regular file")
-        if info.st_size > limit:
-            raise RecordError(f"{path}: {info.st_size} bytes, over the {limit}-byte limit")
-        return handle.read(limit + 1)[:limit]
+        return read_regular(path, limit)
+    except UnsafeFile as exc:
+        raise RecordError(f"{path}: {exc}") from exc
 
 
 def read_json(path: Path, limit: int = MAX_RECORD_BYTES) -> Any:
