@@ -9,6 +9,7 @@ import json
 from enum import StrEnum
 
 import typer
+from mleb.errors import from_rpc_error
 from mleb.lab.cli import build_app
 from rich.console import Console
 
@@ -155,7 +156,8 @@ def revoke_token(
     try:
         reply = asyncio.run(revoke())
     except grpc.RpcError as error:
-        console.print(f"[red]{error.code().name}: {error.details()}[/red]")
+        refused = from_rpc_error(error)
+        console.print(f"[red]{refused.code.name}: {refused.message}[/red]")
         raise typer.Exit(1) from None
     revoked = reply.revoked
     what = f"token {revoked.token_id}" if revoked.token_id else f"sandbox {revoked.sandbox_id}"

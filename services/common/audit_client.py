@@ -10,7 +10,7 @@ import grpc
 from mleb.evidence.chain import ChainRecord, record_from_proto
 from mleb.registry.v1 import registry_pb2, registry_service_pb2, registry_service_pb2_grpc
 
-from services.common.errors import UnavailableError
+from services.common.errors import UnavailableError, from_peer
 
 _TIMEOUT_S = 30.0
 
@@ -48,6 +48,9 @@ class AuditChainClient:
         try:
             return await method(request, metadata=self._metadata, timeout=_TIMEOUT_S)
         except grpc.aio.AioRpcError as error:
+            # Whatever the registry said, the caller's answer cannot go out unrecorded: the
+            # call fails closed as UNAVAILABLE (from_peer keeps what the registry said).
+            said = from_peer(error, "registry")
             raise UnavailableError(
-                f"the audit chain {failed} ({error.code().name})", reason="AUDIT_UNAVAILABLE"
+                f"the audit chain {failed}: {said.message}", reason="AUDIT_UNAVAILABLE"
             ) from error

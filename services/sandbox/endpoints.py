@@ -22,8 +22,7 @@ import grpc
 import jwt
 import structlog
 from aiohttp import web
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+from mleb.errors import from_rpc_error
 from mleb.grader.v1 import grader_service_pb2, grader_service_pb2_grpc
 
 from services.common.channels import bearer_metadata, service_channel
@@ -303,15 +302,7 @@ def _refused_mid_upload(error: grpc.aio.AioRpcError) -> bool:
 
 
 def _error_reason(error: grpc.aio.AioRpcError) -> str:
-    try:
-        status = rpc_status.from_call(error)
-    except ValueError:
-        return ""
-    for detail in status.details if status is not None else ():
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info.reason
-    return ""
+    return from_rpc_error(error).reason
 
 
 async def _file_part(request: web.Request):
