@@ -249,8 +249,11 @@ def test_private_answers_live_in_the_registry_volume_only(
     assert len(graders) == GRADERS
     for index, cid in enumerate(graders, 1):
         mounts = docker_client.containers.get(cid).attrs["Mounts"]
-        # Read-only root, and nothing mounted but an anonymous scratch volume.
-        assert [(m["Type"], m["Destination"]) for m in mounts] == [("volume", "/tmp")]
+        # Read-only root; an anonymous scratch volume, and the signing keys read-only.
+        assert sorted((m["Type"], m["Destination"], m["RW"]) for m in mounts) == [
+            ("volume", "/keys", False),
+            ("volume", "/tmp", True),
+        ]
         found = stack.compose(
             "exec", "-T", "-u", "root", f"--index={index}", "grader",
             "find", "/", "-xdev", "-name", "answers.csv",
