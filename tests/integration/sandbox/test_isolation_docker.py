@@ -130,8 +130,9 @@ async def rig(
         [registry_service(replace(settings, database_url=f"sqlite:///{tmp_path / 'r.db'}"))],
         settings,
     )
+    service = authority.issue(Role.SERVICE, "test-grader")
     grader = await serve(
-        [grader_definition(write_answers(tmp_path), channel_to(registry))], settings
+        [grader_definition(write_answers(tmp_path), channel_to(registry), service)], settings
     )
     rig = Rig(engine, tmp_path / "sandboxes", f"127.0.0.1:{grader.port}", settings, authority)
     yield rig
