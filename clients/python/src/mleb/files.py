@@ -3,9 +3,11 @@ followed as a link, a FIFO never blocks the reader, and only regular files are r
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -13,11 +15,12 @@ class UnsafeFile(ValueError):
     """The path is not a readable regular file; the message says why (no contents)."""
 
 
-def read_regular(
+@contextlib.contextmanager
+def open_regular(
     path: Path, limit: int, check: Callable[[os.stat_result], str | None] = lambda _info: None
-) -> bytes:
-    """At most `limit` bytes of a regular file. `check` may refuse the file on its status
-    (owner, mode) by returning why, before anything of it is read."""
+) -> Iterator[io.BufferedReader]:
+    """A regular file of at most `limit` bytes, opened for reading. `check` may refuse it on
+    its status (owner, mode) by returning why, before anything of it is read."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
@@ -31,4 +34,12 @@ def read_regular(
         refused = check(info)
         if refused:
             raise UnsafeFile(refused)
+        yield handle
+
+
+def read_regular(
+    path: Path, limit: int, check: Callable[[os.stat_result], str | None] = lambda _info: None
+) -> bytes:
+    """At most `limit` bytes of a regular file, refused as `open_regular` refuses it."""
+    with open_regular(path, limit, check) as handle:
         return handle.read(limit + 1)[:limit]

@@ -43,8 +43,11 @@ def verify_chain(
     for seq in sorted(declared):
         result.add(where, "declared scoring call", None, f"record {seq}: accepted as declared")
     by_seq = {record.seq: record for record in chain}
+    # Each sandbox's own end, read once for all runs: the chain can be long.
+    ends = {b.get("sandbox_id"): b for b in _bodies(chain) if b.get("event") == "finished"}
     for run in runs:
         _verify_run_records(result, group, run, by_seq, declared)
+        _verify_earlier_attempts(result, group.path / run.run_id / ATTESTATION_FILE, run, ends)
 
 
 def _verify_nothing_withheld(
@@ -114,9 +117,7 @@ def _verify_run_records(
     if len(window) != last - first + 1:
         result.add(where, "audit segment", f"records {first}..{last} are not all present")
         return
-    own = [
-        r for r in window if isinstance(r.body, dict) and r.body.get("sandbox_id") == run.sandbox_id
-    ]
+    own = [r for r in window if _body(r).get("sandbox_id") == run.sandbox_id]
     result.add(
         where, "audit segment",
         None if segment_digest(own) == audit.get("segment_digest") else
@@ -133,20 +134,14 @@ def _verify_run_records(
             and body.get("submission_sha256") == run.submission_sha256
             else f"record {run.graded_seq} is not this grading call",
         )  # fmt: skip
-    _verify_earlier_attempts(result, where, run, by_seq)
     _verify_no_feedback(result, where, run, window, by_seq, declared)
 
 
 def _verify_earlier_attempts(
-    result: Verification, where: Any, run: AttestedRun, by_seq: Mapping[int, ChainRecord]
+    result: Verification, where: Any, run: AttestedRun, ends: Mapping[Any, dict[str, Any]]
 ) -> None:
     """A run retried only after infrastructure failures: each earlier sandbox's own end is in
     the chain and names an infrastructure reason, so a seed cannot be re-rolled at will."""
-    ends = {
-        body.get("sandbox_id"): body
-        for body in _bodies(list(by_seq.values()))
-        if body.get("event") == "finished"
-    }
     wrong = [
         attempt.sandbox_id
         for attempt in run.record.attempts[:-1]

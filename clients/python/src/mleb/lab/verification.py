@@ -17,6 +17,7 @@ from typing import Any
 from mleb.evidence.chain import read_chain
 from mleb.evidence.dsse import GRADING_PREDICATE, SANDBOX_PREDICATE, EvidenceError, subject_digests
 from mleb.evidence.keys import Keyring
+from mleb.files import UnsafeFile, open_regular
 from mleb.lab.chain_checks import verify_chain
 from mleb.lab.evidence_files import ATTESTATION_FILE, AUDIT_CHAIN_FILE, GRADING_STATEMENT_FILE
 from mleb.lab.findings import AttestedRun, Verification
@@ -42,11 +43,17 @@ TOTALS = {
 CHAIN_BYTES = 4 * 1024**3
 
 
+# As large as the grader takes (its default MLEB_MAX_SUBMISSION_BYTES), hashed as it streams.
+SUBMISSION_BYTES = 2 * 1024**3
+
+
 def _sha256(path: Path) -> str:
-    """The submission's digest, read like every other file: no links, bounded."""
+    """The submission's digest, opened like every other file (no links, only a regular
+    file), but streamed: a submission may be far bigger than any record."""
     try:
-        return hashlib.sha256(read_bounded(path)).hexdigest()
-    except RecordError:
+        with open_regular(path, SUBMISSION_BYTES) as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except UnsafeFile:
         return ""
 
 
