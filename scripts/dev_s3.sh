@@ -12,7 +12,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/lib/dev_cluster.sh
 . "$ROOT/scripts/lib/dev_cluster.sh"
 # What start creates in STATE, and so what stop removes.
-OWNED=(s3.json exports data log run)
+OWNED=(cluster s3.json exports data log run)
 
 find_weed() {
   if [ -x "$ROOT/.venv/bin/weed" ]; then
@@ -56,6 +56,9 @@ start() {
   weed=$(find_weed)
   command -v curl >/dev/null || dev_die "curl is missing"
   stop_all
+  # From here a failed start ends whatever it began.
+  trap stop_all EXIT
+  echo "$DEV_NAME" >"$STATE/cluster"
   mkdir -m 700 "$STATE/data" "$STATE/log" "$STATE/run"
   write_identity
   local volume_port filer_port ports
@@ -81,9 +84,9 @@ start() {
   done
   if ! ready; then
     dev_show_log "$STATE/log/weed.log"
-    stop_all
-    dev_die "SeaweedFS's S3 gateway did not answer within 30 s"
+    dev_die "SeaweedFS's S3 gateway exited or did not answer within 30 s"
   fi
+  trap - EXIT
   dev_write_exports "MLEB_S3_ENDPOINT_URL=http://127.0.0.1:$s3_port" \
     "MLEB_S3_ACCESS_KEY_ID=$access_key" "MLEB_S3_SECRET_ACCESS_KEY=$secret_key" \
     "MLEB_S3_REGION=$REGION"

@@ -14,7 +14,7 @@ PARTITION=mleb
 CONF=$STATE/slurm.conf
 HOST=$(hostname -s)
 # What start creates in STATE, and so what stop removes.
-OWNED=(slurm.conf gres.conf exports key munge dev ctld spool log run)
+OWNED=(cluster slurm.conf gres.conf exports key munge dev ctld spool log run)
 
 install_missing() {
   local tool
@@ -121,6 +121,9 @@ start() {
   fi
   install_missing
   stop_all
+  # From here a failed start ends whatever it began.
+  trap stop_all EXIT
+  echo "$DEV_NAME" >"$STATE/cluster"
   mkdir -m 755 "$STATE/log" "$STATE/run"
   mkdir -m 700 "$STATE/ctld" "$STATE/spool"
   start_munge
@@ -140,9 +143,9 @@ start() {
   if [ "$state" != idle ]; then
     dev_show_log "$STATE/log/slurmctld.log"
     dev_show_log "$STATE/log/slurmd.log"
-    stop_all
     dev_die "node $HOST is not idle after 30 s (state: ${state:-no answer})"
   fi
+  trap - EXIT
   dev_write_exports "SLURM_CONF=$CONF" "MLEB_SLURM_PARTITION=$PARTITION"
   dev_log "node $HOST idle with 2 fake GPUs in partition $PARTITION"
   cat "$STATE/exports"

@@ -36,6 +36,17 @@ dev_state_dir() {
       dev_die "refusing $STATE: another user could replace $path"
     fi
   done
+  dev_claim_state
+}
+
+# One folder, one kind of cluster: the scripts name some of their files alike, so a folder
+# holding the other script's cluster is refused, never shared or emptied.
+dev_claim_state() {
+  local owner
+  if read -r owner 2>/dev/null <"$STATE/cluster"; then
+    [ "$owner" = "$DEV_NAME" ] ||
+      dev_die "$STATE holds a $owner cluster: give each script its own MLEB_DEV_CLUSTER_DIR"
+  fi
 }
 
 # The start time (clock ticks since boot) of a live, non-zombie process, or nothing.

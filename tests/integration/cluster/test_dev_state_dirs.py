@@ -90,6 +90,18 @@ def test_a_state_dir_owned_by_another_user_is_refused(
     assert contents(tmp_path / "theirs") == before
 
 
+@pytest.mark.parametrize("action", ["start", "stop"])
+def test_a_folder_holding_the_other_scripts_cluster_is_refused(
+    starter: str, action: str, tmp_path: Path
+) -> None:
+    filled_folder(tmp_path / "state")
+    other = next(name for name in DAEMONS if name != starter).removesuffix(".sh")
+    (tmp_path / "state" / "cluster").write_text(f"{other}\n")
+    before = contents(tmp_path / "state")
+    refused(starter, action, tmp_path / "state", f"holds a {other} cluster")
+    assert contents(tmp_path / "state") == before
+
+
 @pytest.fixture
 def bystander() -> Iterator[int]:
     """A process that no cluster started."""
