@@ -49,6 +49,7 @@ COMPAT_IMAGE = "mleb-test-mlebench-env"
 # The hardening every sandbox gets, given to the baseline too.
 SECURE_RUN = [
     "--user", "1000:1000", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--init",
+    "--tmpfs", "/tmp:size=64m,mode=1777,nosuid,nodev",
 ]  # fmt: skip
 SECRET = "bench-key:" + "b" * 40
 LATENCY_AGENT = (
