@@ -32,6 +32,10 @@ MAX_LINE_CHARS = 16 * 1024
 # What a stored line costs beyond its text: its row, key and index entries.
 LINE_OVERHEAD_BYTES = 64
 READ_PAGE_ENTRIES = 500
+# A page's text: at most 1 MiB of UTF-8 (4 bytes a character at worst), so a follower holds
+# little and each StreamLogs message stays far below the 16 MiB message cap, however long
+# the lines are (500 lines of MAX_LINE_CHARS would be 32 MiB).
+READ_PAGE_CHARS = 256 * 1024
 # Followers also poll, so lines written by another process still arrive.
 FOLLOW_POLL_S = 1.0
 REDACTED = "[REDACTED]"
@@ -229,7 +233,9 @@ class LogReader:
             # State first: a terminal state is committed only after every entry, so entries
             # read after seeing it are complete.
             state = SandboxState(store.get_row(session, sandbox_id).state)
-            entries = store.read_logs(session, sandbox_id, after_seq, READ_PAGE_ENTRIES)
+            entries = store.read_logs(
+                session, sandbox_id, after_seq, READ_PAGE_ENTRIES, READ_PAGE_CHARS
+            )
         return _Page(entries, state.terminal)
 
     async def stream(

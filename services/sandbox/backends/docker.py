@@ -77,8 +77,11 @@ _READY_WINDOW = 4 * len(sidecar_forwarder.READY_LINE)
 # Engine calls in flight at once: every start of a burst reaches the engine without waiting
 # on this pool (a start holds a thread throughout); the engine does its own queueing.
 ENGINE_THREADS = 64
-# Lines the log reader may hold for a slow consumer before it stops reading from the engine.
+# Lines, and characters of text, the log reader may hold for a slow consumer before it
+# stops reading from the engine: the engine's lines are up to 16 KiB each, so the line
+# count alone would let 4096 long lines hold 64 MiB per sandbox.
 _OUTPUT_BUFFER_LINES = 4096
+OUTPUT_BUFFER_CHARS = 1 << 20
 
 # The sandbox's own mounts: compat mode leaves them out of the image's /home it rewrites.
 _MOUNT_TARGETS = (DATA_DIR, SUBMISSION_DIR, LOGS_DIR, CODE_DIR, INSTRUCTIONS_FILE, VALIDATE_SCRIPT)
@@ -542,19 +545,25 @@ class DockerBackend:
         # batches, so a busy agent costs one wake-up per batch, not one per line.
         loop = asyncio.get_running_loop()
         pending: collections.deque[OutputLine | BaseException | None] = collections.deque()
+        held = 0  # characters of text in pending
         room = threading.Condition()
         ready = asyncio.Event()
         stopped = False
         response: list[Any] = []
 
         def put(item: OutputLine | BaseException | None) -> bool:
+            nonlocal held
             with room:
                 # Bounds what a slow consumer makes us hold; the engine keeps the rest.
-                while len(pending) >= _OUTPUT_BUFFER_LINES and not stopped:
+                while (
+                    len(pending) >= _OUTPUT_BUFFER_LINES or held >= OUTPUT_BUFFER_CHARS
+                ) and not stopped:
                     room.wait(0.5)
                 if stopped:
                     return False
                 pending.append(item)
+                if isinstance(item, OutputLine):
+                    held += len(item.text)
                 if len(pending) == 1:
                     with contextlib.suppress(RuntimeError):  # the loop closed under us
                         loop.call_soon_threadsafe(ready.set)
@@ -576,6 +585,7 @@ class DockerBackend:
                 with room:
                     batch = list(pending)
                     pending.clear()
+                    held = 0
                     ready.clear()
                     room.notify_all()
                 for item in batch:
