@@ -41,10 +41,9 @@ from mleb.client import NO_DEADLINE, AsyncClient
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
 import services.common.logging
-from bench.sandbox.bench_sandbox import SECURE_RUN, percentile
+from bench.sandbox.bench_sandbox import BENCH_LABEL, SECURE_RUN, percentile, remove_bench_containers
 from services.builtin.catalog import DEMO_COMPETITION
 from services.demo import DemoStack
-from tests.fixtures.sandbox_docker import TEST_LABEL, remove_test_containers
 
 IMAGE = "mleb-test-busybox"
 LINES = 2000
@@ -127,7 +126,7 @@ async def one(client: AsyncClient) -> dict[str, float | bool]:
 async def plain_run() -> float:
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
-        "docker", "run", "-d", "--label", f"{TEST_LABEL}=bench", *SECURE_RUN,
+        "docker", "run", "-d", "--label", f"{BENCH_LABEL}=1", *SECURE_RUN,
         "--cpus", "0.5", "--memory", str(128 * 1024**2),
         "--entrypoint", "sleep", IMAGE, "60",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
@@ -143,9 +142,9 @@ async def plain(count: int, repeats: int) -> tuple[float, list[float]]:
     alone = []
     for _ in range(repeats):
         alone.append(await plain_run())
-        await asyncio.to_thread(remove_test_containers, engine)
+        await asyncio.to_thread(remove_bench_containers, engine)
     many = await asyncio.gather(*(plain_run() for _ in range(count)))
-    await asyncio.to_thread(remove_test_containers, engine)
+    await asyncio.to_thread(remove_bench_containers, engine)
     return statistics.median(alone), list(many)
 
 
