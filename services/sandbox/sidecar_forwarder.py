@@ -11,7 +11,7 @@ start waits for the ready line, and the sidecar image's stdlib has no compiled m
 the sidecar's start, and threading another 20 ms; these take none.
 """
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # no stub; signal would import enum
 import _socket
 import _thread
 import sys
