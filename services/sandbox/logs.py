@@ -36,6 +36,9 @@ READ_PAGE_ENTRIES = 500
 # little and each StreamLogs message stays far below the 16 MiB message cap, however long
 # the lines are (500 lines of MAX_LINE_CHARS would be 32 MiB).
 READ_PAGE_CHARS = 256 * 1024
+# A writer's batch is full at this much text too, however few its lines: 500 of the longest
+# lines would otherwise wait in memory as 8 Mi characters per sandbox.
+BATCH_CHARS = 1 << 20
 # Followers also poll, so lines written by another process still arrive.
 FOLLOW_POLL_S = 1.0
 REDACTED = "[REDACTED]"
@@ -123,6 +126,7 @@ class LogWriter:
         self._batch_lines = batch_lines
         self._flush_interval_s = flush_interval_s
         self._pending: list[LogEntry] = []
+        self._pending_chars = 0
         self._pending_output_time: float | None = None
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
@@ -136,7 +140,7 @@ class LogWriter:
 
     @property
     def full(self) -> bool:
-        return len(self._pending) >= self._batch_lines
+        return len(self._pending) >= self._batch_lines or self._pending_chars >= BATCH_CHARS
 
     def add(self, stream: LogStream, text: str, at: float | None = None) -> None:
         moment = time.time() if at is None else at
@@ -166,6 +170,7 @@ class LogWriter:
 
     def _append(self, stream: LogStream, text: str, moment: float) -> None:
         self._pending.append(LogEntry(self._next_seq, moment, stream, text))
+        self._pending_chars += len(text)
         self._next_seq += 1
 
     def _arm_timer(self) -> None:
@@ -186,7 +191,7 @@ class LogWriter:
 
     async def flush(self) -> None:
         async with self._lock:
-            batch, self._pending = self._pending, []
+            batch, self._pending, self._pending_chars = self._pending, [], 0
             output_time, self._pending_output_time = self._pending_output_time, None
             budget_used = None
             if self._budget_dirty:

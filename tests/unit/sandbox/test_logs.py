@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.common import db
 from services.sandbox import store
 from services.sandbox.logs import (
+    BATCH_CHARS,
     MAX_LINE_CHARS,
     READ_PAGE_CHARS,
     READ_PAGE_ENTRIES,
@@ -118,6 +119,20 @@ async def test_a_slow_reader_never_holds_the_writer_back(sessions):
     rest = [page async for page in stalled]
     assert max(len(page) for page in rest) <= READ_PAGE_ENTRIES
     assert [e.seq for page in rest for e in page] == list(range(11, 5011))
+
+
+async def test_a_batch_of_long_lines_is_full_before_its_line_count(sessions):
+    """The capture flushes a full batch: long lines fill it by their text, so a sandbox's
+    unflushed lines stay near BATCH_CHARS however long each is."""
+    writer = writer_for(sessions, LogSignals())  # 100 lines a batch
+    added = 0
+    while not writer.full:
+        writer.add(LogStream.STDOUT, "y" * MAX_LINE_CHARS)
+        added += 1
+    assert added == -(-BATCH_CHARS // MAX_LINE_CHARS) < 100
+    await writer.flush()
+    assert not writer.full
+    await writer.close()
 
 
 async def test_pages_of_the_longest_lines_stay_small(sessions):
