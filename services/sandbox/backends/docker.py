@@ -76,12 +76,12 @@ _SIDECAR_READY_TIMEOUT_S = 15.0
 _READY_WINDOW = 4 * len(sidecar_forwarder.READY_LINE)
 # Engine calls in flight at once: every start of a burst reaches the engine without waiting
 # on this pool (a start holds a thread throughout); the engine does its own queueing.
-ENGINE_THREADS = 64
+_ENGINE_THREADS = 64
 # Lines, and characters of text, the log reader may hold for a slow consumer before it
 # stops reading from the engine: the engine's lines are up to 16 KiB each, so the line
 # count alone would let 4096 long lines hold 64 MiB per sandbox.
 _OUTPUT_BUFFER_LINES = 4096
-OUTPUT_BUFFER_CHARS = 1 << 20
+_OUTPUT_BUFFER_CHARS = 1 << 20
 
 # The sandbox's own mounts: compat mode leaves them out of the image's /home it rewrites.
 _MOUNT_TARGETS = (DATA_DIR, SUBMISSION_DIR, LOGS_DIR, CODE_DIR, INSTRUCTIONS_FILE, VALIDATE_SCRIPT)
@@ -241,9 +241,9 @@ class DockerBackend:
         # Engine calls get their own threads, never the loop's default executor: waiting on a
         # container holds a thread for the agent's whole life, so waits get one each
         # (created lazily), and short calls a bounded pool that waits can never starve.
-        self._calls = ThreadPoolExecutor(ENGINE_THREADS, thread_name_prefix="docker-call")
+        self._calls = ThreadPoolExecutor(_ENGINE_THREADS, thread_name_prefix="docker-call")
         # A sidecar starts in its own thread while its launch goes on to create the agent.
-        self._sidecar_starts = ThreadPoolExecutor(ENGINE_THREADS, thread_name_prefix="sidecar")
+        self._sidecar_starts = ThreadPoolExecutor(_ENGINE_THREADS, thread_name_prefix="sidecar")
         self._waits = ThreadPoolExecutor(4096, thread_name_prefix="docker-wait")
         # Resolved agent identities by (image id, image user): an image id is immutable.
         self._identities: dict[tuple[str, str], agent_identity.AgentIdentity] = {}
@@ -556,7 +556,7 @@ class DockerBackend:
             with room:
                 # Bounds what a slow consumer makes us hold; the engine keeps the rest.
                 while (
-                    len(pending) >= _OUTPUT_BUFFER_LINES or held >= OUTPUT_BUFFER_CHARS
+                    len(pending) >= _OUTPUT_BUFFER_LINES or held >= _OUTPUT_BUFFER_CHARS
                 ) and not stopped:
                     room.wait(0.5)
                 if stopped:
