@@ -4,8 +4,10 @@
 
 - create-to-running: DockerBackend.launch (endpoints + sidecar + agent) against a plain
   `docker run -d` of the same image with the same security options (numeric non-root
-  user, every capability dropped, no-new-privileges, init), medians; once for a plain
-  image, once for an MLE-bench image in compat mode (whose /home the service rewrites);
+  user, every capability dropped, no-new-privileges, init, a /tmp tmpfs), medians; once
+  for a plain image, once for an MLE-bench image in compat mode (whose /home the service
+  rewrites); and the sidecar by itself, whose start the agent's must follow (it joins the
+  sidecar's network namespace);
 - log throughput: DockerBackend.output (streams apart, timestamps) against the docker SDK's
   merged `logs(stream=True, follow=True)`, lines per second;
 - end-to-end line latency: a line's write time inside the container to its arrival here,
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import os
 import platform
 import statistics
@@ -29,6 +33,7 @@ import uuid
 from pathlib import Path
 
 import docker
+import docker.errors
 
 from services.common.auth import Role, TokenAuthority
 from services.common.settings import Settings
@@ -37,10 +42,8 @@ from services.sandbox.backends.docker import DockerBackend
 from services.sandbox.endpoints import SandboxEndpoints
 from tests.fixtures.sandbox_docker import (
     COMPETITION,
-    TEST_LABEL,
     make_layout,
     make_spec,
-    remove_test_containers,
 )
 
 IMAGE = "mleb-test-busybox"
@@ -49,7 +52,10 @@ COMPAT_IMAGE = "mleb-test-mlebench-env"
 # The hardening every sandbox gets, given to the baseline too.
 SECURE_RUN = [
     "--user", "1000:1000", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--init",
+    "--tmpfs", "/tmp:size=64m,mode=1777,nosuid,nodev",
 ]  # fmt: skip
+# Not the tests' label: test sessions running meanwhile remove every container with theirs.
+BENCH_LABEL = "mleb.bench"
 SECRET = "bench-key:" + "b" * 40
 LATENCY_AGENT = (
     "import sys, time\n"
@@ -57,6 +63,14 @@ LATENCY_AGENT = (
     "    print(f'{time.time():.6f}', flush=True)\n"
     "    time.sleep(0.005)\n"
 )
+
+
+def remove_bench_containers(client: docker.DockerClient) -> None:
+    for container in client.containers.list(
+        all=True, filters={"label": BENCH_LABEL}, ignore_removed=True
+    ):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True, v=True)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -80,6 +94,7 @@ class Bench:
         sandbox_id = "b" + uuid.uuid4().hex[:12]
         layout = make_layout(self.root / sandbox_id)
         spec = make_spec(layout, image, command, sandbox_id=sandbox_id, mlebench_compat=compat)
+        spec = dataclasses.replace(spec, labels={BENCH_LABEL: "1"})
         token = self.authority.issue(
             Role.SANDBOX, "bench", sandbox_id=sandbox_id, competition_id=COMPETITION
         )
@@ -93,11 +108,11 @@ class Bench:
     async def create_to_running(
         self, repeats: int, image: str = IMAGE, compat: bool = False
     ) -> dict[str, float]:
-        plain, sandbox = [], []
+        plain, sandbox, sidecar = [], [], []
         for _ in range(repeats):
             start = time.perf_counter()
             ref = subprocess.run(
-                ["docker", "run", "-d", "--label", f"{TEST_LABEL}=bench", *SECURE_RUN,
+                ["docker", "run", "-d", "--label", f"{BENCH_LABEL}=1", *SECURE_RUN,
                  "--entrypoint", "sleep", image, "60"],
                 check=True, capture_output=True, text=True,
             ).stdout.strip()  # fmt: skip
@@ -107,7 +122,25 @@ class Bench:
             handle, _ = await self.launch(image, [] if compat else ["sleep", "60"], compat)
             sandbox.append(time.perf_counter() - start)
             await self.finish(handle)
-        return {"plain_s": statistics.median(plain), "sandbox_s": statistics.median(sandbox)}
+            sidecar.append(await self.sidecar_alone())
+        return {
+            "plain_s": statistics.median(plain),
+            "sandbox_s": statistics.median(sandbox),
+            "sidecar_s": statistics.median(sidecar),
+        }
+
+    async def sidecar_alone(self) -> float:
+        """The network sidecar by itself: created, started, its ready line read."""
+        sandbox_id = "b" + uuid.uuid4().hex[:12]
+        spec = make_spec(make_layout(self.root / sandbox_id), IMAGE, [], sandbox_id=sandbox_id)
+        spec = dataclasses.replace(spec, labels={BENCH_LABEL: "1"})
+        spec.layout.sockets_dir.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        sidecar = await asyncio.to_thread(self.backend._create_sidecar, spec)
+        await asyncio.to_thread(self.backend._start_sidecar, sidecar)
+        took = time.perf_counter() - start
+        self.client.api.remove_container(sidecar, force=True)
+        return took
 
     async def throughput(self, lines: int) -> dict[str, float]:
         handle, _ = await self.launch(IMAGE, ["sh", "-c", f"seq 1 {lines}"])
@@ -190,7 +223,7 @@ async def main() -> None:
             delay = await bench.latency()
             many = await bench.concurrent(args.concurrent)
         finally:
-            remove_test_containers(bench.client)
+            remove_bench_containers(bench.client)
             await bench.endpoints.aclose()
     info = bench.client.version()
     print(
@@ -204,6 +237,13 @@ async def main() -> None:
             f"{figures['plain_s']:.3f} s | {figures['sandbox_s']:.3f} s | "
             f"{figures['sandbox_s'] / figures['plain_s']:.2f}x |"
         )
+    floor = start["plain_s"] + start["sidecar_s"]
+    print(
+        f"| the sidecar alone (created, started, ready line read), median of {args.repeats} | "
+        f"hardened `docker run -d`: {start['plain_s']:.3f} s | {start['sidecar_s']:.3f} s | "
+        f"{start['sidecar_s'] / start['plain_s']:.2f}x; plain + sidecar, one after the other: "
+        f"{floor / start['plain_s']:.2f}x |"
+    )
     print(
         f"| log throughput, {args.lines} lines (SDK merged logs stream) | "
         f"{flow['sdk_lps']:,.0f} lines/s | {flow['ours_lps']:,.0f} lines/s | "

@@ -45,6 +45,7 @@ from services.sandbox.interfaces import Endpoints, Inventory
 from services.sandbox.layout import CompetitionSource, LayoutBuilder
 from services.sandbox.live import LiveSandboxes
 from services.sandbox.logs import LogReader, LogSignals
+from services.sandbox.phases import Phases
 from services.sandbox.reconcile import Reconciler
 from services.sandbox.records import (
     GpuListing,
@@ -168,11 +169,13 @@ class SandboxCore:
                 metadata={"competition_id": request.competition_id},
             )
         inventory = await self._threads.run(self._inventory.snapshot) if request.gpu_count else None
+        phases = Phases()
         record, created, queued = await self._threads.run(
             admission.insert, self._sessions, request, inventory, self._settings, self._backend.name
         )
         if not created:
             return record, False
+        phases.mark("insert")
         try:
             first_seq = await self._finisher.evidence.created(record)
         except MlebError:
@@ -184,13 +187,16 @@ class SandboxCore:
                 ),
             )
             raise
+        phases.mark("audit_created")
         await self._threads.run(self._rows.update, record.id, None, {"audit_first_seq": first_seq})
+        phases.mark("audit_seq_recorded")
         log.info(
             "sandbox_created",
             sandbox_id=record.id,
             competition_id=record.competition_id,
             queued=queued,
             secret_env_names=record.secret_env_names,
+            **phases.ms,
         )
         if queued:
             self._queue.enqueue(record.id, request.secret_env)

@@ -32,6 +32,13 @@ MAX_LINE_CHARS = 16 * 1024
 # What a stored line costs beyond its text: its row, key and index entries.
 LINE_OVERHEAD_BYTES = 64
 READ_PAGE_ENTRIES = 500
+# A page's text: at most 1 MiB of UTF-8 (4 bytes a character at worst), so a follower holds
+# little and each StreamLogs message stays far below the 16 MiB message cap, however long
+# the lines are (500 lines of MAX_LINE_CHARS would be 32 MiB).
+READ_PAGE_CHARS = 256 * 1024
+# A writer's batch is full at this much text too, however few its lines: 500 of the longest
+# lines would otherwise wait in memory as 8 Mi characters per sandbox.
+BATCH_CHARS = 1 << 20
 # Followers also poll, so lines written by another process still arrive.
 FOLLOW_POLL_S = 1.0
 REDACTED = "[REDACTED]"
@@ -119,6 +126,7 @@ class LogWriter:
         self._batch_lines = batch_lines
         self._flush_interval_s = flush_interval_s
         self._pending: list[LogEntry] = []
+        self._pending_chars = 0
         self._pending_output_time: float | None = None
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
@@ -132,7 +140,7 @@ class LogWriter:
 
     @property
     def full(self) -> bool:
-        return len(self._pending) >= self._batch_lines
+        return len(self._pending) >= self._batch_lines or self._pending_chars >= BATCH_CHARS
 
     def add(self, stream: LogStream, text: str, at: float | None = None) -> None:
         moment = time.time() if at is None else at
@@ -162,6 +170,7 @@ class LogWriter:
 
     def _append(self, stream: LogStream, text: str, moment: float) -> None:
         self._pending.append(LogEntry(self._next_seq, moment, stream, text))
+        self._pending_chars += len(text)
         self._next_seq += 1
 
     def _arm_timer(self) -> None:
@@ -182,7 +191,7 @@ class LogWriter:
 
     async def flush(self) -> None:
         async with self._lock:
-            batch, self._pending = self._pending, []
+            batch, self._pending, self._pending_chars = self._pending, [], 0
             output_time, self._pending_output_time = self._pending_output_time, None
             budget_used = None
             if self._budget_dirty:
@@ -229,7 +238,9 @@ class LogReader:
             # State first: a terminal state is committed only after every entry, so entries
             # read after seeing it are complete.
             state = SandboxState(store.get_row(session, sandbox_id).state)
-            entries = store.read_logs(session, sandbox_id, after_seq, READ_PAGE_ENTRIES)
+            entries = store.read_logs(
+                session, sandbox_id, after_seq, READ_PAGE_ENTRIES, READ_PAGE_CHARS
+            )
         return _Page(entries, state.terminal)
 
     async def stream(

@@ -336,13 +336,28 @@ def append_logs(
     session.execute(update(SandboxRow).where(SandboxRow.id == sandbox_id).values(**values))
 
 
-def read_logs(session: Session, sandbox_id: str, after_seq: int, limit: int) -> list[LogEntry]:
-    query = (
-        select(LogEntryRow)
-        .where(LogEntryRow.sandbox_id == sandbox_id, LogEntryRow.seq > after_seq)
+def read_logs(
+    session: Session, sandbox_id: str, after_seq: int, limit: int, max_chars: int
+) -> list[LogEntry]:
+    """The entries after `after_seq`: at most `limit`, and no more text than `max_chars` in
+    all (at least one entry). Lengths are read first, so a page of huge lines is never
+    loaded whole."""
+    after = (LogEntryRow.sandbox_id == sandbox_id, LogEntryRow.seq > after_seq)
+    sizes = session.execute(
+        select(LogEntryRow.seq, func.length(LogEntryRow.text))
+        .where(*after)
         .order_by(LogEntryRow.seq)
         .limit(limit)
-    )
+    ).all()
+    if not sizes:
+        return []
+    last, total = sizes[0][0], 0
+    for seq, chars in sizes:
+        total += chars or 0
+        if total > max_chars and seq != sizes[0][0]:
+            break
+        last = seq
+    query = select(LogEntryRow).where(*after, LogEntryRow.seq <= last).order_by(LogEntryRow.seq)
     return [
         LogEntry(seq=r.seq, time=r.time, stream=LogStream(r.stream), text=r.text)
         for r in session.scalars(query)

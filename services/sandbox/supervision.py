@@ -39,6 +39,7 @@ from services.sandbox.layout import (
 from services.sandbox.live import Stats
 from services.sandbox.logs import LogWriter
 from services.sandbox.models import SandboxRow
+from services.sandbox.phases import Phases
 from services.sandbox.records import Competition, DescriptionVariant, LogStream
 from services.sandbox.states import FailureReason, SandboxState, backend_failure_reason
 
@@ -94,6 +95,7 @@ class Supervisor:
         self, sandbox_id: str, secret_values: dict[str, str], competition: Competition | None
     ) -> None:
         """Prepares and launches a PENDING sandbox whose GPUs (if any) are leased."""
+        phases = Phases()
         row = await self._threads.run(self._rows.get, sandbox_id)
         if row.state != SandboxState.PENDING:
             return
@@ -110,6 +112,7 @@ class Supervisor:
                     row.competition_id, DescriptionVariant(row.description_variant)
                 )
             layout = await self._layouts.prepare(root, competition)
+            phases.mark("prepare")
         except (MlebError, RegistryFetchError) as exc:
             message = exc.message if isinstance(exc, MlebError) else str(exc)
             await self._finisher.fail(
@@ -135,10 +138,11 @@ class Supervisor:
         if not launching:  # cancelled while the data was prepared
             await self._live.drop(sandbox_id)
             return
-        await self._launch(row, layout, secret_values)
+        phases.mark("launch_intent")
+        await self._launch(row, layout, secret_values, phases)
 
     async def _launch(
-        self, row: SandboxRow, layout: HostLayout, secret_values: dict[str, str]
+        self, row: SandboxRow, layout: HostLayout, secret_values: dict[str, str], phases: Phases
     ) -> None:
         sandbox_id = row.id
         writer = self._live[sandbox_id].writer
@@ -160,7 +164,8 @@ class Supervisor:
                 f"the sandbox's endpoints could not be opened: {exc}",
             )
             return
-        gpu_uuids = self._rows.leased_gpus(sandbox_id)
+        phases.mark("endpoints")
+        gpu_uuids = await self._threads.run(self._rows.leased_gpus, sandbox_id)
         spec = LaunchSpec(
             sandbox_id=sandbox_id,
             competition_id=row.competition_id,
@@ -188,12 +193,14 @@ class Supervisor:
         except MlebError as exc:
             await self._finisher.fail(sandbox_id, FailureReason.REGISTRY_ERROR, str(exc))
             return
+        phases.mark("audit_launching")
         try:
             handle = await self._backend.launch(spec)
         except BackendError as exc:
             reason = backend_failure_reason(exc.reason)
             await self._finisher.fail(sandbox_id, reason, str(exc))
             return
+        phases.mark("backend_launch")
         # The line is stored before the state: a kill in between leaves a PENDING sandbox
         # that a restart adopts and marks RUNNING, never a RUNNING one without its line.
         await writer.system(
@@ -213,6 +220,8 @@ class Supervisor:
                 "disk_enforcement": quotas.enforcement(self._backend.name).value,
             },
         )
+        phases.mark("running_recorded")
+        log.info("sandbox_start_phases", sandbox_id=sandbox_id, **phases.ms)
         await self._supervise(sandbox_id, handle, layout, since=0.0)
 
     async def resume(self, row: SandboxRow, handle: Handle) -> None:
@@ -402,7 +411,7 @@ class Supervisor:
 
     async def _sample(self, handle: Handle, stats: Stats, sandbox_id: str) -> None:
         interval = self._settings.sample_interval_s
-        gpu_uuids = self._rows.leased_gpus(sandbox_id)
+        gpu_uuids = await self._threads.run(self._rows.leased_gpus, sandbox_id)
         while True:
             with contextlib.suppress(BackendError):
                 _merge_usage(stats, await self._backend.usage(handle))

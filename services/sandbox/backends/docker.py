@@ -21,8 +21,8 @@ import shutil
 import struct
 import tarfile
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -55,6 +55,7 @@ from services.sandbox.backends.base import (
     OutputStream,
     Usage,
 )
+from services.sandbox.phases import Phases
 from services.sandbox.simulated_nvml import is_simulated
 
 if TYPE_CHECKING:
@@ -71,8 +72,16 @@ _SOCKETS_IN_SIDECAR = "/run/mleb"
 _FORWARDER_NAME = "sidecar_forwarder.py"
 _FORWARDER_IN_SIDECAR = f"{_SOCKETS_IN_SIDECAR}/{_FORWARDER_NAME}"
 _SIDECAR_READY_TIMEOUT_S = 15.0
-# Lines the log reader may hold for a slow consumer before it stops reading from the engine.
+# Enough of the sidecar's output to hold the ready line split across reads.
+_READY_WINDOW = 4 * len(sidecar_forwarder.READY_LINE)
+# Engine calls in flight at once: every start of a burst reaches the engine without waiting
+# on this pool (a start holds a thread throughout); the engine does its own queueing.
+_ENGINE_THREADS = 64
+# Lines, and characters of text, the log reader may hold for a slow consumer before it
+# stops reading from the engine: the engine's lines are up to 16 KiB each, so the line
+# count alone would let 4096 long lines hold 64 MiB per sandbox.
 _OUTPUT_BUFFER_LINES = 4096
+_OUTPUT_BUFFER_CHARS = 1 << 20
 
 # The sandbox's own mounts: compat mode leaves them out of the image's /home it rewrites.
 _MOUNT_TARGETS = (DATA_DIR, SUBMISSION_DIR, LOGS_DIR, CODE_DIR, INSTRUCTIONS_FILE, VALIDATE_SCRIPT)
@@ -156,6 +165,14 @@ def open_log_stream(
     return res
 
 
+def _missing_image(name: str) -> BackendError:
+    hint = " (build it with scripts/build_test_images.sh)" if name.startswith("mleb-") else ""
+    return BackendError(
+        f"image {name!r} is not on this engine{hint}; images are never pulled",
+        reason="IMAGE_NOT_FOUND",
+    )
+
+
 def _close_all(responses: list[Any]) -> None:
     for response in responses:
         with contextlib.suppress(Exception):
@@ -224,7 +241,9 @@ class DockerBackend:
         # Engine calls get their own threads, never the loop's default executor: waiting on a
         # container holds a thread for the agent's whole life, so waits get one each
         # (created lazily), and short calls a bounded pool that waits can never starve.
-        self._calls = ThreadPoolExecutor(16, thread_name_prefix="docker-call")
+        self._calls = ThreadPoolExecutor(_ENGINE_THREADS, thread_name_prefix="docker-call")
+        # A sidecar starts in its own thread while its launch goes on to create the agent.
+        self._sidecar_starts = ThreadPoolExecutor(_ENGINE_THREADS, thread_name_prefix="sidecar")
         self._waits = ThreadPoolExecutor(4096, thread_name_prefix="docker-wait")
         # Resolved agent identities by (image id, image user): an image id is immutable.
         self._identities: dict[tuple[str, str], agent_identity.AgentIdentity] = {}
@@ -249,36 +268,48 @@ class DockerBackend:
         return await self._call(self._launch, spec)
 
     def _launch(self, spec: LaunchSpec) -> Handle:
-        handle, agent = self._create(spec)
-        try:
-            agent.start()
-        except docker.errors.APIError as exc:
-            self._remove_all(spec.sandbox_id, agent.id)
-            raise _start_failure(exc) from exc
-        except BaseException:
-            self._remove_all(spec.sandbox_id, agent.id)
-            raise
-        return handle
-
-    def _create(self, spec: LaunchSpec) -> tuple[Handle, Container]:
+        phases = Phases()
         image = self._image(spec.image)
-        self._image(self._sidecar_image)
         _refuse_mlebench_entrypoint(image, spec)
         identity = self._identity(image, spec)
         _own_outputs(spec, identity)
+        phases.mark("image")
         try:
-            home = self._compat_home(image, spec) if spec.mlebench_compat else None
-            sidecar = self._start_sidecar(spec)
-            config = self._agent_config(spec, image, sidecar, identity)
-            agent = self._client.containers.create(**config)
-            if home is not None:
-                with home:
-                    self._client.api.put_archive(agent.id, "/", home)
+            sidecar = self._create_sidecar(spec)
+            phases.mark("sidecar_create")
+            # The agent's container names the sidecar's namespace but needs it running only
+            # when it starts itself: the sidecar starts while the agent is created.
+            ready = self._sidecar_starts.submit(self._start_sidecar, sidecar)
+            try:
+                agent = self._create_agent(spec, image, sidecar, identity)
+                phases.mark("agent_create")
+            finally:
+                futures.wait([ready])  # never removed under a start still in flight
+            ready.result()
+            phases.mark("sidecar_ready")
+            try:
+                agent.start()
+            except docker.errors.APIError as exc:
+                raise _start_failure(exc) from exc
+            phases.mark("agent_start")
         except BaseException:
             self._remove_all(spec.sandbox_id)
             raise
+        log.info("sandbox_engine_phases", sandbox_id=spec.sandbox_id, **phases.ms)
         digests = image.attrs.get("RepoDigests") or []
-        return Handle(spec.sandbox_id, agent.id, digests[0] if digests else image.id), agent
+        return Handle(spec.sandbox_id, agent.id, digests[0] if digests else image.id)
+
+    def _create_agent(
+        self, spec: LaunchSpec, image, sidecar: str, identity: agent_identity.AgentIdentity
+    ) -> Container:
+        home = self._compat_home(image, spec) if spec.mlebench_compat else None
+        with home or contextlib.nullcontext():
+            agent = self._client.containers.create(
+                **self._agent_config(spec, image, sidecar, identity)
+            )
+            if home is not None:
+                self._client.api.put_archive(agent.id, "/", home)
+        return agent
 
     # The image's files, read from a container that is created but never started: nothing
     # from the image runs, and the sandbox's mounts are not there.
@@ -352,13 +383,7 @@ class DockerBackend:
         try:
             return self._client.images.get(name)
         except docker.errors.ImageNotFound as exc:
-            hint = (
-                " (build it with scripts/build_test_images.sh)" if name.startswith("mleb-") else ""
-            )
-            raise BackendError(
-                f"image {name!r} is not on this engine{hint}; images are never pulled",
-                reason="IMAGE_NOT_FOUND",
-            ) from exc
+            raise _missing_image(name) from exc
         except docker.errors.APIError as exc:
             if exc.is_client_error():  # the engine refuses the reference itself
                 raise BackendError(
@@ -372,7 +397,7 @@ class DockerBackend:
     def _labels(self, spec: LaunchSpec, role: str) -> dict[str, str]:
         return {**spec.labels, SANDBOX_LABEL: spec.sandbox_id, ROLE_LABEL: role}
 
-    def _start_sidecar(self, spec: LaunchSpec) -> Container:
+    def _create_sidecar(self, spec: LaunchSpec) -> str:
         routes = {HTTP_VALIDATE_PORT: "validate-http.sock", GRPC_GRADER_PORT: "grader.sock"}
         if spec.network is NetworkMode.ALLOWLIST:
             routes[EGRESS_PROXY_PORT] = "egress-proxy.sock"
@@ -383,19 +408,14 @@ class DockerBackend:
         forwarder.unlink(missing_ok=True)
         shutil.copyfile(sidecar_forwarder.__file__, forwarder)
         forwarder.chmod(0o444)
-        sidecar = self._client.containers.run(
-            self._sidecar_image,
-            [_FORWARDER_IN_SIDECAR, *(f"{p}={_SOCKETS_IN_SIDECAR}/{s}" for p, s in routes.items())],
-            name=_sidecar_name(spec.sandbox_id),
-            detach=True,
-            labels=self._labels(spec, "sidecar"),
+        api = self._client.api
+        host_config = api.create_host_config(
             network_mode="bridge" if spec.network is NetworkMode.INTERNET else "none",
             mounts=[
                 docker.types.Mount(
                     _SOCKETS_IN_SIDECAR, str(spec.layout.sockets_dir), "bind", read_only=True
                 ),
             ],
-            user="65534:65534",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             mem_limit=64 * 1024**2,
@@ -403,24 +423,46 @@ class DockerBackend:
             pids_limit=64,
             nano_cpus=int(0.5e9),
         )
-        self._await_ready(sidecar)
-        return sidecar
+        try:
+            created = api.create_container(
+                self._sidecar_image,
+                [
+                    _FORWARDER_IN_SIDECAR,
+                    *(f"{p}={_SOCKETS_IN_SIDECAR}/{s}" for p, s in routes.items()),
+                ],
+                name=_sidecar_name(spec.sandbox_id),
+                labels=self._labels(spec, "sidecar"),
+                user="65534:65534",
+                host_config=host_config,
+                use_config_proxy=False,
+            )
+        except docker.errors.ImageNotFound as exc:
+            raise _missing_image(self._sidecar_image) from exc
+        return str(created["Id"])
 
-    def _await_ready(self, sidecar: Container) -> None:
-        # The agent starts only once its loopback ports answer.
-        deadline = time.monotonic() + _SIDECAR_READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if sidecar_forwarder.READY_LINE.encode() in sidecar.logs():
-                return
-            sidecar.reload()
-            if sidecar.status not in {"created", "running"}:
-                break
-            time.sleep(0.01)
-        tail = sidecar.logs(tail=5).decode(errors="replace")
+    def _start_sidecar(self, sidecar: str) -> None:
+        """Starts the sidecar and returns once its loopback ports answer, as its ready line
+        says: followed on one log stream, not polled, so a burst of starts does not flood
+        the engine with requests."""
+        api = self._client.api
+        api.start(sidecar)
+        stream = api.logs(sidecar, stream=True, follow=True)
+        give_up = threading.Timer(_SIDECAR_READY_TIMEOUT_S, stream.close)
+        give_up.start()
+        seen = b""
+        try:
+            for chunk in stream:  # ends when the sidecar exits, or give_up closes it
+                seen = (seen + chunk)[-_READY_WINDOW:]
+                if sidecar_forwarder.READY_LINE.encode() in seen:
+                    return
+        finally:
+            give_up.cancel()
+            stream.close()
+        tail = api.logs(sidecar, tail=5).decode(errors="replace")
         raise BackendError(f"the network sidecar did not start: {tail}", reason="RUNTIME_ERROR")
 
     def _agent_config(
-        self, spec: LaunchSpec, image, sidecar: Container, identity: agent_identity.AgentIdentity
+        self, spec: LaunchSpec, image, sidecar: str, identity: agent_identity.AgentIdentity
     ) -> dict[str, Any]:
         env = dict(spec.env)
         env["MLEB_GRADER_ADDR"] = f"127.0.0.1:{GRPC_GRADER_PORT}"
@@ -434,7 +476,7 @@ class DockerBackend:
             "image": spec.image,
             "name": _agent_name(spec.sandbox_id),
             "labels": self._labels(spec, "agent"),
-            "network_mode": f"container:{sidecar.id}",
+            "network_mode": f"container:{sidecar}",
             "mounts": self._mounts(spec),
             "nano_cpus": int(spec.cpus * 1e9),
             "mem_limit": spec.memory_bytes,
@@ -503,19 +545,25 @@ class DockerBackend:
         # batches, so a busy agent costs one wake-up per batch, not one per line.
         loop = asyncio.get_running_loop()
         pending: collections.deque[OutputLine | BaseException | None] = collections.deque()
+        held = 0  # characters of text in pending
         room = threading.Condition()
         ready = asyncio.Event()
         stopped = False
         response: list[Any] = []
 
         def put(item: OutputLine | BaseException | None) -> bool:
+            nonlocal held
             with room:
                 # Bounds what a slow consumer makes us hold; the engine keeps the rest.
-                while len(pending) >= _OUTPUT_BUFFER_LINES and not stopped:
+                while (
+                    len(pending) >= _OUTPUT_BUFFER_LINES or held >= _OUTPUT_BUFFER_CHARS
+                ) and not stopped:
                     room.wait(0.5)
                 if stopped:
                     return False
                 pending.append(item)
+                if isinstance(item, OutputLine):
+                    held += len(item.text)
                 if len(pending) == 1:
                     with contextlib.suppress(RuntimeError):  # the loop closed under us
                         loop.call_soon_threadsafe(ready.set)
@@ -537,6 +585,7 @@ class DockerBackend:
                 with room:
                     batch = list(pending)
                     pending.clear()
+                    held = 0
                     ready.clear()
                     room.notify_all()
                 for item in batch:
@@ -594,19 +643,21 @@ class DockerBackend:
                         streams.get(stream_id, OutputStream.STDOUT), text, parse_engine_time(stamp)
                     )
 
+    # By reference on the low-level API: the models' get() would inspect the container first,
+    # one more engine request per call from every running sandbox.
+
     async def wait(self, handle: Handle) -> ExitInfo:
-        container = await self._container(handle.ref)
         try:
-            result = await self._run(self._waits, container.wait)
+            result = await self._run(self._waits, self._client.api.wait, handle.ref)
+            state = (await self._call_on(handle, self._client.api.inspect_container))["State"]
+        except docker.errors.NotFound as exc:
+            raise BackendError(f"container {handle.ref} is gone") from exc
         except docker.errors.DockerException as exc:
             raise engine_error(exc) from exc
-        await self._call(container.reload)
-        state = container.attrs.get("State", {})
         return ExitInfo(int(result.get("StatusCode", -1)), bool(state.get("OOMKilled")))
 
     async def usage(self, handle: Handle) -> Usage:
-        container = await self._container(handle.ref)
-        stats = await self._call(container.stats, stream=False, one_shot=True)
+        stats = await self._call_on(handle, self._client.api.stats, stream=False, one_shot=True)
         cpu_ns = stats.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage", 0)
         memory = stats.get("memory_stats", {})
         peak = memory.get("max_usage") or memory.get("usage") or 0
@@ -620,11 +671,12 @@ class DockerBackend:
             raise BackendError(f"container {handle.ref} is gone")
         return int(listed[0].get("SizeRw") or 0)
 
-    async def _container(self, ref: str) -> Container:
+    async def _call_on(self, handle: Handle, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A short engine call on the agent's container, which may be gone."""
         try:
-            return await self._run(self._calls, self._client.containers.get, ref)
+            return await self._run(self._calls, fn, handle.ref, *args, **kwargs)
         except docker.errors.NotFound as exc:
-            raise BackendError(f"container {ref} is gone") from exc
+            raise BackendError(f"container {handle.ref} is gone") from exc
         except docker.errors.DockerException as exc:
             raise engine_error(exc) from exc
 

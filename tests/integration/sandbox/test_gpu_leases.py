@@ -189,15 +189,16 @@ async def test_docker_gets_the_leased_uuids_and_a_missing_runtime_releases_them(
     """No NVIDIA runtime here: the agent container is created with a DeviceRequest for the
     leased GPUs, its start fails, and that is an infrastructure failure that frees them."""
     # Reads each container's DeviceRequests from the engine just before it is started.
+    # Every start goes through the low-level API, whichever way the backend asks for it.
     requested: dict[str, list] = {}
-    real_start = docker.models.containers.Container.start
+    real_start = docker.APIClient.start
 
-    def start(container, **kwargs):
-        config = engine.api.inspect_container(container.id)
+    def start(api, container, *args, **kwargs):
+        config = engine.api.inspect_container(container)
         requested[config["Name"]] = config["HostConfig"]["DeviceRequests"]
-        return real_start(container, **kwargs)
+        return real_start(api, container, *args, **kwargs)
 
-    monkeypatch.setattr(docker.models.containers.Container, "start", start)
+    monkeypatch.setattr(docker.APIClient, "start", start)
     _server, stub = await sandbox_stack.start(backend="docker")
     instance = f"{INSTANCE_LABEL}={sandbox_stack.sandbox_settings.instance_id}"
     try:

@@ -456,3 +456,97 @@ async def test_http_validate_replies_as_mlebench(rig, tmp_path, settings, author
     finally:
         await down.aclose()
     assert not (tmp_path / "down" / VALIDATE_SOCKET).exists()
+
+
+VALIDATE_AGENT = r"""
+import json, subprocess
+r = subprocess.run(["bash", "/home/validate_submission.sh", "/home/data/sample_submission.csv"],
+                   capture_output=True, text=True)
+interfaces = sorted(l.split(":")[0].strip() for l in open("/proc/net/dev").readlines()[2:])
+print("RESULT=" + json.dumps({"validate": r.stdout, "interfaces": interfaces}), flush=True)
+"""
+
+
+def _sidecar_of(rig: Rig, run: Run) -> dict:
+    (sidecar,) = rig.engine.api.containers(
+        all=True,
+        filters={"label": [f"mleb.sandbox.id={run.spec.sandbox_id}", "mleb.role=sidecar"]},
+    )
+    return rig.engine.api.inspect_container(sidecar["Id"])
+
+
+async def test_concurrent_launches_each_join_their_own_hardened_sidecar(rig):
+    """Sidecars start while their agents are created: each agent still joins its own
+    sidecar, which keeps every hardening option, and validates through it."""
+    runs = await asyncio.gather(
+        *(rig.run(PYTHON_IMAGE, ["python3", "-c", VALIDATE_AGENT]) for _ in range(6))
+    )
+    sidecars = [_sidecar_of(rig, run) for run in runs]
+    assert len({sidecar["Id"] for sidecar in sidecars}) == len(runs)
+    for run, sidecar in zip(runs, sidecars, strict=True):
+        assert run.exit == ExitInfo(0, False), run.stderr
+        result = run.result()
+        assert json.loads(result["validate"]) == {"result": "Submission is valid."}
+        assert result["interfaces"] == ["lo"]
+        agent = rig.engine.api.inspect_container(run.handle.ref)
+        assert agent["HostConfig"]["NetworkMode"] == f"container:{sidecar['Id']}"
+        host = sidecar["HostConfig"]
+        assert host["NetworkMode"] == "none"
+        assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
+        assert host["Memory"] == host["MemorySwap"] == 64 * 1024**2
+        assert host["PidsLimit"] == 64 and host["NanoCpus"] == 500_000_000
+        assert sidecar["Config"]["User"] == "65534:65534"
+        assert sidecar["Config"]["Env"] is None or not any(
+            name.lower().startswith(("http_proxy", "https_proxy"))
+            for name in sidecar["Config"]["Env"]
+        )
+        (mount,) = sidecar["Mounts"]
+        assert mount["Source"] == str(run.spec.layout.sockets_dir) and not mount["RW"]
+
+
+async def test_an_agent_cannot_reach_another_sandboxs_sidecar(rig):
+    """In internet mode sidecars sit on the bridge, each with an address; their forwarders
+    listen on loopback only, so another sandbox's agent reaches none of their ports."""
+    other = await rig.launch(
+        await rig.prepare(BUSYBOX_IMAGE, ["sleep", "120"], network=NetworkMode.INTERNET)
+    )
+    (sidecar,) = rig.engine.api.containers(
+        filters={"label": [f"mleb.sandbox.id={other.sandbox_id}", "mleb.role=sidecar"]}
+    )
+    address = sidecar["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+    assert address
+    ports = {"other_validate": 5000, "other_grader": 50052, "other_proxy": 3128}
+    targets = {"direct": {name: f"http://{address}:{port}/" for name, port in ports.items()}}
+    run = await rig.run(
+        PYTHON_IMAGE,
+        ["python3", "-c", NETWORK_AGENT, json.dumps(targets)],
+        network=NetworkMode.INTERNET,
+    )
+    result = run.result()
+    for name in ports:
+        assert result[name].startswith("ERROR"), (name, result[name])
+    assert json.loads(result["validate"]) == {"result": "Submission is valid."}
+
+
+async def test_a_sidecar_that_cannot_start_fails_the_launch_and_leaves_nothing(rig):
+    # busybox cannot run the forwarder: the sidecar never announces itself.
+    rig.backend = DockerBackend(rig.engine, sidecar_image=BUSYBOX_IMAGE)
+    spec = await rig.prepare(BUSYBOX_IMAGE, ["sleep", "30"])
+    with pytest.raises(BackendError):
+        await rig.backend.launch(spec)
+    left = rig.engine.containers.list(
+        all=True, filters={"label": f"mleb.sandbox.id={spec.sandbox_id}"}
+    )
+    assert left == []
+
+
+async def test_a_missing_sidecar_image_is_image_not_found(rig):
+    rig.backend = DockerBackend(rig.engine, sidecar_image="mleb-test-no-such-sidecar:latest")
+    spec = await rig.prepare(BUSYBOX_IMAGE, ["sleep", "30"])
+    with pytest.raises(BackendError) as err:
+        await rig.backend.launch(spec)
+    assert err.value.reason == "IMAGE_NOT_FOUND" and "no-such-sidecar" in str(err.value)
+    left = rig.engine.containers.list(
+        all=True, filters={"label": f"mleb.sandbox.id={spec.sandbox_id}"}
+    )
+    assert left == []

@@ -11,7 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.common import db
 from services.sandbox import store
 from services.sandbox.logs import (
+    BATCH_CHARS,
     MAX_LINE_CHARS,
+    READ_PAGE_CHARS,
     READ_PAGE_ENTRIES,
     LogReader,
     LogSignals,
@@ -117,6 +119,39 @@ async def test_a_slow_reader_never_holds_the_writer_back(sessions):
     rest = [page async for page in stalled]
     assert max(len(page) for page in rest) <= READ_PAGE_ENTRIES
     assert [e.seq for page in rest for e in page] == list(range(11, 5011))
+
+
+async def test_a_batch_of_long_lines_is_full_before_its_line_count(sessions):
+    """The capture flushes a full batch: long lines fill it by their text, so a sandbox's
+    unflushed lines stay near BATCH_CHARS however long each is."""
+    writer = writer_for(sessions, LogSignals())  # 100 lines a batch
+    added = 0
+    while not writer.full:
+        writer.add(LogStream.STDOUT, "y" * MAX_LINE_CHARS)
+        added += 1
+    assert added == -(-BATCH_CHARS // MAX_LINE_CHARS) < 100
+    await writer.flush()
+    assert not writer.full
+    await writer.close()
+
+
+async def test_pages_of_the_longest_lines_stay_small(sessions):
+    """500 lines of MAX_LINE_CHARS four-byte characters would be a 32 MiB page, over the
+    16 MiB message cap: pages are bounded by their text too, and nothing is lost."""
+    signals = LogSignals()
+    writer = writer_for(sessions, signals)
+    line = "\N{MUSICAL SYMBOL G CLEF}" * MAX_LINE_CHARS
+    for _ in range(300):
+        writer.add(LogStream.STDOUT, line)
+        if writer.full:
+            await writer.flush()
+    writer.add(LogStream.STDOUT, "last")
+    await writer.close()
+    finish(sessions)
+    pages = [page async for page in LogReader(sessions, signals, THREADS).stream("sbx-1", 0, True)]
+    assert all(sum(len(e.text) for e in page) <= READ_PAGE_CHARS for page in pages)
+    assert [e.seq for page in pages for e in page] == list(range(1, 302))
+    assert pages[-1][-1].text == "last" and pages[0][0].text == line
 
 
 async def test_secrets_are_redacted_and_huge_lines_are_cut(sessions):

@@ -128,11 +128,24 @@ def test_logs_append_in_batches_and_read_in_pages(sessions):
             store.append_logs(session, "sbx-1", entries[start : start + 500], entries[-1].time)
     with sessions() as session:
         assert store.get_row(session, "sbx-1").last_log_seq == 1200
-        page = store.read_logs(session, "sbx-1", 0, 500)
+        page = store.read_logs(session, "sbx-1", 0, 500, 10**9)
         assert [e.seq for e in page] == list(range(1, 501))
-        assert [e.seq for e in store.read_logs(session, "sbx-1", 1150, 500)] == list(
+        assert [e.seq for e in store.read_logs(session, "sbx-1", 1150, 500, 10**9)] == list(
             range(1151, 1201)
         )
+
+
+def test_a_log_page_holds_at_least_one_entry_and_no_more_text_than_asked(sessions):
+    add(sessions, make_row("sbx-1"))
+    entries = [LogEntry(i, 1000.0 + i, LogStream.STDOUT, "x" * (10 * i)) for i in range(1, 6)]
+    with sessions.begin() as session:
+        store.append_logs(session, "sbx-1", entries, entries[-1].time)
+    with sessions() as session:
+        # 10 + 20 + 30 fit in 60 characters; the fourth line would not.
+        assert [e.seq for e in store.read_logs(session, "sbx-1", 0, 500, 60)] == [1, 2, 3]
+        # A line longer than the bound still comes, alone.
+        assert [e.seq for e in store.read_logs(session, "sbx-1", 3, 500, 5)] == [4]
+        assert store.read_logs(session, "sbx-1", 5, 500, 60) == []
 
 
 def test_twenty_racing_lease_transactions_never_share_a_gpu(sessions):
