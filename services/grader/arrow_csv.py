@@ -32,8 +32,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from pandas._libs.parsers import STR_NA_VALUES
 
-# Larger files use the reference reader: this path holds the bytes and their cells at once.
-MAX_BYTES = 256 << 20
+# Larger files use the reference reader. This path holds the bytes and their cells at once,
+# and some of its steps hold the GIL for a whole column (a grade must never hold up the
+# server's loop, or its shutdown, for long). 64 MiB is several million rows of a tabular
+# submission.
+MAX_BYTES = 64 << 20
 _NA_SPELLINGS = pa.array(sorted(STR_NA_VALUES))
 _BOOL_SPELLINGS = pa.array(["false", "true"])
 # int64's limits: a larger integer cell makes pandas' integer pass overflow, not fail.
@@ -74,10 +77,10 @@ def read_proven_csv(data: bytes) -> pd.DataFrame | None:
     columns: dict[str, np.ndarray] = {}
     probes: list[str] = []
     for name in names:
-        cells = table[name].combine_chunks()
+        cells = table[name]
         values = _typed(cells, has_x=b"x" in data or b"X" in data)
         if values is None:
-            values = cells.to_numpy(zero_copy_only=False)
+            values = _text_values(cells)
             witnesses = _text_witnesses(cells, values, chunk_rows)
             if witnesses is None:
                 return None
@@ -86,6 +89,14 @@ def read_proven_csv(data: bytes) -> pd.DataFrame | None:
     if probes and not _pandas_keeps_text(list(dict.fromkeys(probes))):
         return None
     return pd.DataFrame(columns, copy=False)
+
+
+def _text_values(cells: pa.ChunkedArray) -> np.ndarray:
+    """Python strings, made one parse block at a time: each block holds the GIL briefly, so
+    the server's loop (and a shutdown) is never held up for the whole column."""
+    if cells.num_chunks == 0:
+        return np.empty(0, dtype=object)
+    return np.concatenate([chunk.to_numpy(zero_copy_only=False) for chunk in cells.chunks])
 
 
 def low_memory_chunk_rows(width: int) -> int:
@@ -114,7 +125,7 @@ def _header_names(data: bytes) -> list[str] | None:
     return names
 
 
-def _typed(cells: pa.Array, *, has_x: bool) -> np.ndarray | None:
+def _typed(cells: pa.ChunkedArray, *, has_x: bool) -> np.ndarray | None:
     """The column as int64, float64 or bool, where pandas' type is proven; None otherwise."""
     # The sample only picks which casts to try (a failing cast costs about 1 s per million
     # bad cells); each path proves its own case.
@@ -134,19 +145,19 @@ def _typed(cells: pa.Array, *, has_x: bool) -> np.ndarray | None:
     return floats if floats is not None else _bools(cells)
 
 
-def _sample(cells: pa.Array, size: int = 16) -> list[str]:
+def _sample(cells: pa.ChunkedArray, size: int = 16) -> list[str]:
     step = max(len(cells) // size, 1)
-    return cells.take(pa.array(range(0, len(cells), step))).to_pylist()
+    return [cells[i].as_py() for i in range(0, len(cells), step)]
 
 
-def _bools(cells: pa.Array) -> np.ndarray | None:
+def _bools(cells: pa.ChunkedArray) -> np.ndarray | None:
     lowered = pc.ascii_lower(cells)
     if pc.all(pc.is_in(lowered, value_set=_BOOL_SPELLINGS)).as_py():
         return pc.equal(lowered, "true").to_numpy(zero_copy_only=False)
     return None
 
 
-def _floats(cells: pa.Array) -> np.ndarray | None:
+def _floats(cells: pa.ChunkedArray) -> np.ndarray | None:
     missing = pc.is_in(cells, value_set=_NA_SPELLINGS)
     try:
         values = pc.cast(pc.if_else(missing, None, cells), pa.float64())
@@ -165,7 +176,9 @@ def _floats(cells: pa.Array) -> np.ndarray | None:
     return numbers
 
 
-def _text_witnesses(cells: pa.Array, values: np.ndarray, chunk_rows: int) -> list[str] | None:
+def _text_witnesses(
+    cells: pa.ChunkedArray, values: np.ndarray, chunk_rows: int
+) -> list[str] | None:
     """One cell per half chunk (and the last cell), each one pandas must keep as text.
 
     Any run of `chunk_rows` rows holds a whole half-chunk block, so every chunk pandas infers
