@@ -200,8 +200,14 @@ def _text_witnesses(
 
 
 def _may_be_text(cell: str) -> bool:
-    """A cell that cannot make pandas' integer pass overflow and is not a bool spelling."""
-    return cell.strip("0123456789+-") != "" and cell.lower() not in ("true", "false")
+    """A cell that ends pandas' integer pass with a plain failure, not a bool spelling.
+
+    Its sign and leading digits must stop short of int64's 19 digits: a longer run overflows
+    first, and pandas then takes a path on which a cell it keeps as text when alone can still
+    read as a float in its column ("-9223372036854777856.0").
+    """
+    digits = len(cell) - len(cell.lstrip("+-").lstrip("0123456789"))
+    return digits < len(cell) and digits <= 18 and cell.lower() not in ("true", "false")
 
 
 def _pandas_keeps_text(cells: list[str]) -> bool:

@@ -120,6 +120,7 @@ def assert_same_frame(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
 @example(b"id,p\n1,99999999999999999999\n2,1.5\n")
 @example(b"id,p\n1,1.5\n2,99999999999999999999\n")
 @example(b"id,p\n1,NAN\n2,1.5\n")
+@example(b"A\n-9223372036854777856.000000\n0.0\n18446744073709551616.000000")
 @example(b"a,a\n1,2\n")
 @example(b"id\n1\n\n2\n")
 @example(b"a,b\n1,2,3\n")
