@@ -107,8 +107,7 @@ def assert_same_frame(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
 
 
 @settings(
-    # MLEB_PROPERTY_EXAMPLES raises it for a longer search (100,000 ran clean; see
-    # docs/grading.md).
+    # MLEB_PROPERTY_EXAMPLES raises it for a longer search (see docs/grading.md).
     max_examples=int(os.environ.get("MLEB_PROPERTY_EXAMPLES", "600")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
