@@ -57,10 +57,13 @@ def align_on_ids(
     """
     require_columns(submission, [id_column])
     require_same_length(submission, answers)
-    answers_order = ORDERS.get(answers[id_column])
-    if answers_order is not None:
+    # Without the column (or with it twice) the reference path raises as it always has.
+    answers_ids = answers[id_column] if id_column in answers.columns else None
+    answers_order = ORDERS.get(answers_ids) if isinstance(answers_ids, pd.Series) else None
+    submission_ids = submission[id_column]
+    if answers_order is not None and isinstance(submission_ids, pd.Series):
         try:
-            positions = sorted_positions(submission[id_column], answers[id_column], answers_order)
+            positions = sorted_positions(submission_ids, answers[id_column], answers_order)
         except IdsDiffer:
             raise InvalidSubmission(
                 _id_mismatch_message(submission[id_column], answers[id_column])
