@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import cachetools
+import pandas as pd
 from mleb.ranking import LeaderboardState, leaderboard_state_of
 
 from services.common.errors import FailedPreconditionError, NotFoundError
 from services.grader.competitions import get_spec
 from services.grader.competitions.base import AnswersFormat, CompetitionSpec
+from services.grader.competitions.id_order import freeze
 from services.grader.generic_specs import GENERIC_METRICS, generic_spec
 from services.grader.reading import read_answers, read_table
 
@@ -133,6 +135,10 @@ async def parse_bundle(
             reason="ANSWERS_FORMAT_MISMATCH",
         )
     parsed = await asyncio.to_thread(read_answers, answers, answers_format)
+    if isinstance(parsed, pd.DataFrame):
+        # Shared by every call from now on: read-only, so per-answers caches stay valid
+        # (specs never see the difference, since copy-on-write copies before writing).
+        freeze(parsed)
     return GradingBundle(
         competition_id=competition_id,
         digest=digest,

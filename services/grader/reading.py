@@ -10,17 +10,39 @@ from typing import IO, Any
 
 import pandas as pd
 
+from services.grader.arrow_csv import MAX_BYTES, read_proven_csv
 from services.grader.competitions.base import AnswersFormat, InvalidSubmission
 
 Source = str | Path | IO[bytes]
 
 
 def read_table(source: Source) -> pd.DataFrame:
-    """MLE-bench's reader: round-trip float parsing, and an empty file is an empty frame."""
+    """MLE-bench's reader: round-trip float parsing, and an empty file is an empty frame.
+
+    Files up to `arrow_csv.MAX_BYTES` first go to pyarrow, which returns the same frame where
+    that is proven (services/grader/arrow_csv.py); the others go to pandas.
+    """
+    data = _read_small(source)
+    if data is not None:
+        frame = read_proven_csv(data)
+        if frame is not None:
+            return frame
+        source = io.BytesIO(data)
     try:
         return pd.read_csv(source, float_precision="round_trip")
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+
+
+def _read_small(source: Source) -> bytes | None:
+    """The whole file, unless it is larger than the fast reader takes."""
+    if isinstance(source, str | Path):
+        with open(source, "rb") as handle:
+            return _read_small(handle)
+    start = source.tell()
+    size = source.seek(0, io.SEEK_END) - start
+    source.seek(start)
+    return source.read() if size <= MAX_BYTES else None
 
 
 # Far above any MLE-bench submission (dog-breed-identification's 121 columns is the widest

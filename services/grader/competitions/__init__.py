@@ -8,7 +8,7 @@ from functools import cache
 
 from services.grader.competitions.base import CompetitionSpec
 
-_NOT_SPECS = {"base", "checks"}
+_NOT_SPECS = {"base", "checks", "id_order"}
 
 
 @cache

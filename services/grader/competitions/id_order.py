@@ -1,0 +1,122 @@
+"""Pairing a submission with cached answers by id without sorting either on every call.
+
+MLE-bench sorts both frames by id (a stable sort) and compares the ids row by row. For
+millions of text ids that sort is most of a cached grade. The answers' sort order is the same
+on every call, so it is computed once per answers array and kept while that array lives; the
+submission then needs no sort at all:
+
+- where its ids equal the answers' ids row by row (in the answers' order or in sorted order),
+  the answers' stable sort order is its own: equal values of one type compare alike;
+- where the answers' ids are unique, a hash lookup places each submission row; it finds every
+  id exactly when the two id multisets are equal, the reference's condition.
+
+This holds only for ids that compare exactly (int64, or text in both frames), and only for
+answers whose arrays cannot change (read-only, as the grader's cached answers are: see
+`freeze`). Everything else takes the reference's sort.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class IdOrder:
+    # The stable sort permutation of the answers' ids, and the ids in that order.
+    order: np.ndarray
+    sorted_ids: np.ndarray
+    unique: bool
+
+
+def freeze(frame: pd.DataFrame) -> pd.DataFrame:
+    """Makes the frame's arrays read-only (copy-on-write copies before any write)."""
+    for name in frame.columns.unique():
+        values = frame[name].to_numpy()
+        if isinstance(values, np.ndarray):
+            _owner(values).flags.writeable = False
+    return frame
+
+
+def comparable_ids(values: np.ndarray) -> bool:
+    """int64, or all text (no NaN, no numbers): ids whose equality and order are exact."""
+    if values.dtype == np.int64:
+        return True
+    return values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) == "string"
+
+
+def _owner(values: np.ndarray) -> np.ndarray:
+    while isinstance(values.base, np.ndarray):
+        values = values.base
+    return values
+
+
+class IdOrders:
+    """Sort orders of read-only id arrays, dropped when the array is freed."""
+
+    def __init__(self) -> None:
+        self._orders: dict[tuple[object, ...], IdOrder | None] = {}
+
+    def get(self, ids: pd.Series) -> IdOrder | None:
+        values = ids.to_numpy()
+        owner = _owner(values)
+        if owner.flags.writeable:
+            return None
+        key = (
+            id(owner),
+            values.__array_interface__["data"][0],
+            values.shape,
+            values.strides,
+            values.dtype.str,
+        )
+        if key not in self._orders:
+            self._orders[key] = _sort_order(ids) if comparable_ids(values) else None
+            weakref.finalize(owner, self._orders.pop, key, None)
+        return self._orders[key]
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+
+def _sort_order(ids: pd.Series) -> IdOrder:
+    # The same call the reference path makes, so the permutation is the one it applies.
+    positions = pd.DataFrame({"id": ids.to_numpy(), "at": np.arange(len(ids))})
+    ordered = positions.sort_values("id", kind="stable", ignore_index=True)
+    sorted_ids = ordered["id"].to_numpy()
+    return IdOrder(ordered["at"].to_numpy(), sorted_ids, bool(pd.Index(sorted_ids).is_unique))
+
+
+ORDERS = IdOrders()
+
+
+class IdsDiffer(Exception):
+    """The submission's ids are not exactly the answers' ids."""
+
+
+def sorted_positions(
+    submission_ids: pd.Series, answers_ids: pd.Series, answers_order: IdOrder
+) -> np.ndarray | None:
+    """Submission rows in the order MLE-bench's stable sort puts them, when the ids match.
+
+    Raises IdsDiffer where the sort path would find the ids differ; None means this shortcut
+    cannot decide and the caller must sort.
+    """
+    values = submission_ids.to_numpy()
+    if values.dtype != answers_order.sorted_ids.dtype or not comparable_ids(values):
+        return None
+    if np.array_equal(values, answers_ids.to_numpy()):
+        return answers_order.order
+    if np.array_equal(values, answers_order.sorted_ids):
+        return np.arange(len(values))
+    if not answers_order.unique:
+        return None
+    index = pd.Index(values)
+    if not index.is_unique:
+        raise IdsDiffer
+    positions = index.get_indexer(answers_order.sorted_ids)
+    if (positions < 0).any():
+        raise IdsDiffer
+    return positions
