@@ -27,6 +27,7 @@ from services.registry.known_issues import known_issues
 from services.registry.records import (
     CompetitionRecord,
     DataStatus,
+    FileChunk,
     LeaderboardEntry,
     Metric,
 )
@@ -66,6 +67,26 @@ async def _iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
     """Pulls a blocking iterator one item at a time off the event loop."""
     while (item := await asyncio.to_thread(next, items, _DONE)) is not _DONE:
         yield item  # type: ignore[misc]
+
+
+async def _batches_in_thread(
+    chunks: Iterator[FileChunk], max_chunks: int = 256, max_bytes: int = 8 << 20
+) -> AsyncIterator[list[FileChunk]]:
+    """Reads several chunks per thread hop: one hop per small file would cost more than the
+    file itself."""
+
+    def take() -> list[FileChunk]:
+        batch: list[FileChunk] = []
+        size = 0
+        for chunk in chunks:
+            batch.append(chunk)
+            size += len(chunk.data)
+            if len(batch) >= max_chunks or size >= max_bytes:
+                break
+        return batch
+
+    while batch := await asyncio.to_thread(take):
+        yield batch
 
 
 def metric_to_proto(metric: Metric) -> registry_pb2.Metric:
@@ -220,15 +241,16 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         chunks = await asyncio.to_thread(
             self.core.iter_public_file_chunks, request.competition_id, list(request.paths)
         )
-        async for chunk in _iterate_in_thread(chunks):
-            yield registry_service_pb2.DownloadPublicDataResponse(
-                path=chunk.path,
-                size_bytes=chunk.size_bytes,
-                sha256=chunk.sha256,
-                offset=chunk.offset,
-                data=chunk.data,
-                last_chunk=chunk.last_chunk,
-            )
+        async for batch in _batches_in_thread(chunks):
+            for chunk in batch:
+                yield registry_service_pb2.DownloadPublicDataResponse(
+                    path=chunk.path,
+                    size_bytes=chunk.size_bytes,
+                    sha256=chunk.sha256,
+                    offset=chunk.offset,
+                    data=chunk.data,
+                    last_chunk=chunk.last_chunk,
+                )
 
     async def GetGradingBundle(
         self,

@@ -5,8 +5,8 @@ Only public data is ever requested; the private answers have no call here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from collections.abc import AsyncIterator, Sequence
+from pathlib import PurePosixPath
 
 import grpc
 from mleb.common.v1 import common_pb2
@@ -17,10 +17,14 @@ from services.common.errors import (
     UnavailableError,
     from_peer,
 )
+from services.sandbox.public_fetch import Piece
 from services.sandbox.records import Competition, DescriptionVariant, PublicFile
 
 _TIMEOUT_S = 60.0
 _DOWNLOAD_TIMEOUT_S = 3600.0
+# Pieces are written in batches, one worker-thread hop per batch instead of per file.
+_BATCH_PIECES = 512
+_BATCH_BYTES = 8 << 20
 _VARIANTS = {
     DescriptionVariant.PLAIN: common_pb2.DESCRIPTION_VARIANT_PLAIN,
     DescriptionVariant.OBFUSCATED: common_pb2.DESCRIPTION_VARIANT_OBFUSCATED,
@@ -72,24 +76,23 @@ class RegistryCompetitions:
             bundle_digest=found.bundle_digest,
         )
 
-    async def download(self, competition_id: str, dest: Path) -> None:
-        """Writes every public file under `dest`; the caller verifies the checksums."""
-        request = registry_service_pb2.DownloadPublicDataRequest(competition_id=competition_id)
-        handle = None
+    async def pieces(self, competition_id: str, paths: list[str]) -> AsyncIterator[list[Piece]]:
+        """The named public files' bytes in batches; the caller verifies them."""
+        request = registry_service_pb2.DownloadPublicDataRequest(
+            competition_id=competition_id, paths=paths
+        )
+        batch: list[Piece] = []
+        size = 0
         try:
             async for chunk in self._stub.DownloadPublicData(
                 request, metadata=self._metadata, timeout=_DOWNLOAD_TIMEOUT_S
             ):
-                if handle is None:
-                    target = dest / safe_relative(chunk.path)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    handle = target.open("wb")
-                handle.write(chunk.data)
-                if chunk.last_chunk:
-                    handle.close()
-                    handle = None
+                batch.append(Piece(chunk.path, chunk.data, chunk.last_chunk))
+                size += len(chunk.data)
+                if len(batch) >= _BATCH_PIECES or size >= _BATCH_BYTES:
+                    yield batch
+                    batch, size = [], 0
         except grpc.aio.AioRpcError as error:
             raise _domain_error(error, competition_id) from error
-        finally:
-            if handle is not None:
-                handle.close()
+        if batch:
+            yield batch
