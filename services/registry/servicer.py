@@ -22,7 +22,7 @@ from services.common.auth import Role, current_caller, require_competition_acces
 from services.common.errors import invalid_field
 from services.common.redact import redact_server_paths
 from services.registry.audit_chain import AuditChain, parse_event
-from services.registry.core import RegistryCore
+from services.registry.core import DEFAULT_CHUNK_BYTES, RegistryCore
 from services.registry.known_issues import known_issues
 from services.registry.records import (
     CompetitionRecord,
@@ -70,10 +70,11 @@ async def _iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
 
 
 async def _batches_in_thread(
-    chunks: Iterator[FileChunk], max_chunks: int = 256, max_bytes: int = 8 << 20
+    chunks: Iterator[FileChunk], *, packed: bool
 ) -> AsyncIterator[list[FileChunk]]:
     """Reads several chunks per thread hop: one hop per small file would cost more than the
-    file itself."""
+    file itself. A packed batch is one response, so it stays near one chunk's size."""
+    max_chunks, max_bytes = (512, DEFAULT_CHUNK_BYTES) if packed else (256, 8 << 20)
 
     def take() -> list[FileChunk]:
         batch: list[FileChunk] = []
@@ -241,16 +242,14 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         chunks = await asyncio.to_thread(
             self.core.iter_public_file_chunks, request.competition_id, list(request.paths)
         )
-        async for batch in _batches_in_thread(chunks):
-            for chunk in batch:
+        async for batch in _batches_in_thread(chunks, packed=request.packed):
+            if request.packed:
                 yield registry_service_pb2.DownloadPublicDataResponse(
-                    path=chunk.path,
-                    size_bytes=chunk.size_bytes,
-                    sha256=chunk.sha256,
-                    offset=chunk.offset,
-                    data=chunk.data,
-                    last_chunk=chunk.last_chunk,
+                    chunks=[registry_service_pb2.PublicDataChunk(**vars(c)) for c in batch]
                 )
+                continue
+            for chunk in batch:
+                yield registry_service_pb2.DownloadPublicDataResponse(**vars(chunk))
 
     async def GetGradingBundle(
         self,

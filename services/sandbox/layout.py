@@ -25,9 +25,13 @@ from services.sandbox.backends.base import (
     HostLayout,
 )
 from services.sandbox.public_cache import PublicCache
-from services.sandbox.public_fetch import PieceSource, RegistryFetchError, fetch_public_files
+from services.sandbox.public_fetch import (
+    PieceSource,
+    RegistryFetchError,
+    fetch_public_files,
+    safe_relative,
+)
 from services.sandbox.records import Competition, DescriptionVariant
-from services.sandbox.registry_client import safe_relative
 from services.sandbox.threads import WorkerThreads
 
 INSTRUCTIONS = """\

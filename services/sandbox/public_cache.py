@@ -5,7 +5,7 @@
     <root>/.state/<competition>/<key>/size        the entry's bytes; its mtime is the last use
     <root>/.state/<competition>/<key>/pins/<id>   a sandbox that uses the entry
     <root>/.state/lock                            held (flock) while pins are taken or entries go
-    <root>/.trash/                                evicted entries, deleted outside the lock
+    <root>/.trash/*/                              evicted entries, deleted outside the lock
 
 Pins live on disk, so they survive a service restart. A pin counts while the database says its
 sandbox is not terminal (the `live` callback), so a sandbox that ended while the service was
@@ -21,7 +21,6 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +148,7 @@ class PublicCache:
         Pins of sandboxes that have ended are dropped on the way.
         """
         evicted = []
+        trash: Path | None = None
         with self._locked():
             entries = self.entries()
             pinned = {p for e in entries for p in e.pinned_by}
@@ -163,14 +163,16 @@ class PublicCache:
                     break
                 if entry.pinned_by & live:
                     continue
-                self._trash.mkdir(exist_ok=True)
-                trashed = f"{entry.competition_id}.{entry.key}.{time.time_ns()}"
-                entry.path.rename(self._trash / trashed)
+                if trash is None:
+                    self._trash.mkdir(exist_ok=True)
+                    trash = Path(tempfile.mkdtemp(dir=self._trash))
+                entry.path.rename(trash / f"{entry.competition_id}.{entry.key}")
                 shutil.rmtree(self._state_dir(entry.competition_id, entry.key), ignore_errors=True)
                 total -= entry.size_bytes
                 evicted.append(entry)
         # Deleting a large tree takes a while; nothing can pin what is in the trash.
-        shutil.rmtree(self._trash, ignore_errors=True)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
         for entry in evicted:
             log.info(
                 "public_data_evicted",

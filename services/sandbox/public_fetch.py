@@ -11,25 +11,49 @@ import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
+from pathlib import Path, PurePosixPath
+from typing import NamedTuple, Protocol
 
+from services.common.errors import UnavailableError
 from services.sandbox.records import Competition, PublicFile
 from services.sandbox.threads import WorkerThreads
 
 # More streams than this gained nothing measurable (bench/sandbox/bench_staging.py).
 STREAMS = 4
-# A request's path names stay well under gRPC's 4 MiB message limit.
+# A request's path names stay well under gRPC's 4 MiB message limit, and their count under
+# the registry's limit on `paths` (docs/limits.md).
 _REQUEST_PATH_BYTES = 1 << 20
+_REQUEST_PATHS = 50_000
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o777
+
+
+# Files must come out 0444: a chmod per file only when the umask would take bits away.
+_CHMOD_FILES = bool(_umask() & 0o444)
 
 
 class RegistryFetchError(Exception):
     """The public data could not be fetched or did not verify."""
 
 
-@dataclass(frozen=True)
-class Piece:
+def safe_relative(path: str) -> PurePosixPath:
+    """A registry-given path that stays inside the folder it is written to."""
+    relative = PurePosixPath(path)
+    if not path or relative.is_absolute() or ".." in relative.parts or "\\" in path:
+        raise UnavailableError(f"registry sent an unsafe path {path!r}", reason="BAD_REGISTRY_PATH")
+    return relative
+
+
+class Piece(NamedTuple):
     """Consecutive bytes of one public file; `last` ends the file."""
 
     path: str
@@ -57,7 +81,8 @@ def plan_requests(files: Sequence[PublicFile], streams: int) -> list[list[Public
         current: list[PublicFile] = []
         names = 0
         for public in bucket:
-            if current and names + len(public.path) > _REQUEST_PATH_BYTES:
+            full = names + len(public.path) > _REQUEST_PATH_BYTES or len(current) >= _REQUEST_PATHS
+            if current and full:
                 requests.append(current)
                 current, names = [], 0
             current.append(public)
@@ -97,14 +122,14 @@ class _VerifiedWriter:
     def _open(self, path: str) -> None:
         if path not in self._expected or path in self._received:
             raise RegistryFetchError(f"the registry sent {path[:200]!r}, which was not asked for")
-        target = self._dest / path
+        target = self._dest / safe_relative(path)
         if target.parent not in self._folders:
             target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             self._folders.add(target.parent)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         self._fd = os.open(target, flags, 0o444)
-        # Read-only whatever the umask: every sandbox reads this same inode.
-        os.fchmod(self._fd, 0o444)
+        if _CHMOD_FILES:
+            os.fchmod(self._fd, 0o444)
         self._path, self._hash, self._size = path, hashlib.sha256(), 0
 
     def _close_verified(self) -> None:
@@ -142,11 +167,17 @@ async def fetch_public_files(
         while pending:
             request = pending.pop()
             writer = _VerifiedWriter(dest, request)
+            write: asyncio.Future[None] | None = None
             try:
                 async for batch in source.pieces(competition.id, [f.path for f in request]):
-                    await threads.run(writer.write, batch)
+                    write = asyncio.ensure_future(threads.run(writer.write, batch))
+                    await asyncio.shield(write)
                 writer.finish()
             finally:
+                # Cancelled (another stream failed): the thread still writes; let it end
+                # before its file is closed and the caller deletes the folder.
+                if write is not None and not write.done():
+                    await asyncio.wait([write])
                 writer.close()
 
     try:

@@ -6,17 +6,12 @@ Only public data is ever requested; the private answers have no call here.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from pathlib import PurePosixPath
 
 import grpc
 from mleb.common.v1 import common_pb2
 from mleb.registry.v1 import registry_pb2, registry_service_pb2, registry_service_pb2_grpc
 
-from services.common.errors import (
-    MlebError,
-    UnavailableError,
-    from_peer,
-)
+from services.common.errors import MlebError, from_peer
 from services.sandbox.public_fetch import Piece
 from services.sandbox.records import Competition, DescriptionVariant, PublicFile
 
@@ -41,14 +36,6 @@ def _domain_error(error: grpc.aio.AioRpcError, competition_id: str) -> MlebError
         },
         metadata={"competition_id": competition_id},
     )
-
-
-def safe_relative(path: str) -> PurePosixPath:
-    """A registry-given path that stays inside the folder it is written to."""
-    relative = PurePosixPath(path)
-    if not path or relative.is_absolute() or ".." in relative.parts or "\\" in path:
-        raise UnavailableError(f"registry sent an unsafe path {path!r}", reason="BAD_REGISTRY_PATH")
-    return relative
 
 
 class RegistryCompetitions:
@@ -79,16 +66,18 @@ class RegistryCompetitions:
     async def pieces(self, competition_id: str, paths: list[str]) -> AsyncIterator[list[Piece]]:
         """The named public files' bytes in batches; the caller verifies them."""
         request = registry_service_pb2.DownloadPublicDataRequest(
-            competition_id=competition_id, paths=paths
+            competition_id=competition_id, paths=paths, packed=True
         )
         batch: list[Piece] = []
         size = 0
         try:
-            async for chunk in self._stub.DownloadPublicData(
+            async for reply in self._stub.DownloadPublicData(
                 request, metadata=self._metadata, timeout=_DOWNLOAD_TIMEOUT_S
             ):
-                batch.append(Piece(chunk.path, chunk.data, chunk.last_chunk))
-                size += len(chunk.data)
+                # A registry that predates `packed` sends one chunk per reply.
+                for chunk in reply.chunks or [reply]:
+                    batch.append(Piece(chunk.path, chunk.data, chunk.last_chunk))
+                    size += len(chunk.data)
                 if len(batch) >= _BATCH_PIECES or size >= _BATCH_BYTES:
                     yield batch
                     batch, size = [], 0
