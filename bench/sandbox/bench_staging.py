@@ -32,13 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
 from google.protobuf import duration_pb2
 from mleb.client import NO_DEADLINE, AsyncClient
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
 from services.common.auth import Role, TokenAuthority
-from services.common.channels import bearer_metadata
+from services.common.channels import bearer_metadata, service_channel
+from services.common.server import MAX_SEND_MESSAGE_BYTES
 from services.demo import DemoStack
 from services.registry.core import RegistryCore
 from services.registry.importers.install import CompetitionInstaller
@@ -86,7 +86,9 @@ class Run:
         self.work = work
         self.registry = RegistryCore.from_settings(stack.settings)
         token = TokenAuthority.from_spec(stack.settings.auth_secret).issue(Role.SERVICE, "bench")
-        self.channel = grpc.aio.insecure_channel(stack.settings.registry_addr)
+        self.channel = service_channel(
+            stack.settings.registry_addr, stack.settings, max_receive_bytes=MAX_SEND_MESSAGE_BYTES
+        )
         self.source = RegistryCompetitions(self.channel, bearer_metadata(token))
         self.threads = WorkerThreads()
 

@@ -553,3 +553,17 @@ async def test_shared_public_data_is_read_only_and_each_sandbox_sees_its_descrip
     # Neither sandbox changed the shared entry, nor each other's view.
     assert tree_digest(entry) == before
     assert (entry / "description.md").read_bytes() == b""
+
+
+async def test_mlebench_compat_runs_on_the_shared_public_data(rig, tmp_path):
+    entry = sealed_entry(tmp_path / "cache", tmp_path / f"private-{MARKER}" / "test.csv")
+    spec = await rig.prepare("mleb-test-mlebench-env", [], mlebench_compat=True)
+    layout = replace(spec.layout, public_dir=entry)
+    layout.description_file.write_text("# Spaceship Titanic\n")
+    spec = replace(spec, layout=layout)
+    run = await rig.follow(spec, await rig.launch(spec))
+    assert run.exit.exit_code == 0, run.stdout + run.stderr
+    out = "\n".join(run.stdout)
+    assert "data readable" in out and "agent dir writable" in out
+    assert '{"result": "Submission is valid."}' in run.stdout
+    assert (layout.submission_dir / "submission.csv").exists()
