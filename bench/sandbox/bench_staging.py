@@ -207,7 +207,7 @@ async def main() -> None:
                     first, second = await run.first_and_second(client, competition_id, args.repeats)
                     plain = run.docker_run(competition_id, args.repeats)
                     rows.append((files, fetch, copy, first, second, plain, links, mount))
-                    print(f"{competition_id}: done", flush=True)
+                    print(f"{competition_id}: {rows[-1]}", flush=True)
         finally:
             run.close()
             await run.channel.close()
