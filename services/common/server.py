@@ -36,6 +36,9 @@ log = structlog.get_logger("mleb.server")
 
 # Submissions and data stream in chunks, so a message never needs to be large.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# What a server sends is its own making: a competition's listing of ~200,000 public files
+# with their checksums is ~20 MB, and a million ~100 MB. Receiving stays at the limit above.
+MAX_SEND_MESSAGE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ async def start_server(
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_SEND_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
         ],
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import json
 import os
@@ -157,8 +158,8 @@ class RegistryCore:
         with self.sessions() as session:
             index = store.public_files(session, competition_id)
         files = _select_files(index, paths or [])
-        located = [(f, self.storage.resolve_public_file(record.id, f.path, "paths")) for f in files]
-        return self._chunks(located)
+        real_paths = self.storage.resolve_public_files(record.id, [f.path for f in files], "paths")
+        return self._chunks(list(zip(files, real_paths, strict=True)))
 
     def _chunks(self, located: list[tuple[PublicFile, Path]]) -> Iterator[FileChunk]:
         for entry, real_path in located:
@@ -240,11 +241,17 @@ class RegistryCore:
             metadata={"file": path.name},
         )
         try:
-            handle = path.open("rb")
-        except FileNotFoundError as exc:
+            # A link planted after the path was checked is refused here (ELOOP).
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError) as exc:
             raise changed from exc
-        with handle:
-            if os.fstat(handle.fileno()).st_size != expected_size:
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise changed from exc
+        # Unbuffered reads: most public files fit in one chunk.
+        with os.fdopen(fd, "rb", buffering=0) as handle:
+            if os.fstat(fd).st_size != expected_size:
                 raise changed
             offset = 0
             while True:

@@ -22,11 +22,12 @@ from services.common.auth import Role, current_caller, require_competition_acces
 from services.common.errors import invalid_field
 from services.common.redact import redact_server_paths
 from services.registry.audit_chain import AuditChain, parse_event
-from services.registry.core import RegistryCore
+from services.registry.core import DEFAULT_CHUNK_BYTES, RegistryCore
 from services.registry.known_issues import known_issues
 from services.registry.records import (
     CompetitionRecord,
     DataStatus,
+    FileChunk,
     LeaderboardEntry,
     Metric,
 )
@@ -66,6 +67,27 @@ async def _iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
     """Pulls a blocking iterator one item at a time off the event loop."""
     while (item := await asyncio.to_thread(next, items, _DONE)) is not _DONE:
         yield item  # type: ignore[misc]
+
+
+async def _batches_in_thread(
+    chunks: Iterator[FileChunk], *, packed: bool
+) -> AsyncIterator[list[FileChunk]]:
+    """Reads several chunks per thread hop: one hop per small file would cost more than the
+    file itself. A packed batch is one response, so it stays near one chunk's size."""
+    max_chunks, max_bytes = (512, DEFAULT_CHUNK_BYTES) if packed else (256, 8 << 20)
+
+    def take() -> list[FileChunk]:
+        batch: list[FileChunk] = []
+        size = 0
+        for chunk in chunks:
+            batch.append(chunk)
+            size += len(chunk.data)
+            if len(batch) >= max_chunks or size >= max_bytes:
+                break
+        return batch
+
+    while batch := await asyncio.to_thread(take):
+        yield batch
 
 
 def metric_to_proto(metric: Metric) -> registry_pb2.Metric:
@@ -220,15 +242,14 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         chunks = await asyncio.to_thread(
             self.core.iter_public_file_chunks, request.competition_id, list(request.paths)
         )
-        async for chunk in _iterate_in_thread(chunks):
-            yield registry_service_pb2.DownloadPublicDataResponse(
-                path=chunk.path,
-                size_bytes=chunk.size_bytes,
-                sha256=chunk.sha256,
-                offset=chunk.offset,
-                data=chunk.data,
-                last_chunk=chunk.last_chunk,
-            )
+        async for batch in _batches_in_thread(chunks, packed=request.packed):
+            if request.packed:
+                yield registry_service_pb2.DownloadPublicDataResponse(
+                    chunks=[registry_service_pb2.PublicDataChunk(**vars(c)) for c in batch]
+                )
+                continue
+            for chunk in batch:
+                yield registry_service_pb2.DownloadPublicDataResponse(**vars(chunk))
 
     async def GetGradingBundle(
         self,

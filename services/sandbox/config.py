@@ -86,6 +86,10 @@ class SandboxSettings:
     egress_max_destinations: int = 256
     # Bounds on CreateSandbox's values (MLEB_SANDBOX_MAX_CPUS and others; docs/limits.md).
     request_limits: RequestLimits = field(default_factory=RequestLimits)
+    # The node's public-data cache is trimmed to this many bytes, least recently used first,
+    # never removing data a pending or running sandbox uses; 0 means no limit
+    # (MLEB_SANDBOX_CACHE_MAX_BYTES; docs/sandbox.md).
+    cache_max_bytes: int = 100 * GIB
     # Development and testing without GPUs: this many simulated devices instead of NVML's
     # (MLEB_SANDBOX_SIMULATED_GPUS; never on by default; docs/gpus.md).
     simulated_gpus: int = 0
@@ -119,6 +123,7 @@ class SandboxSettings:
                 filter(None, (a.strip() for a in _env("EGRESS_ALLOW_ADDRESSES", "").split(",")))
             ),
             egress_max_destinations=int(_float("EGRESS_MAX_DESTINATIONS", 256)),
+            cache_max_bytes=int(_float("CACHE_MAX_BYTES", 100 * GIB)),
             request_limits=RequestLimits.from_env(),
             simulated_gpus=_simulated_gpus(),
         )

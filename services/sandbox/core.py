@@ -46,6 +46,7 @@ from services.sandbox.layout import CompetitionSource, LayoutBuilder
 from services.sandbox.live import LiveSandboxes
 from services.sandbox.logs import LogReader, LogSignals
 from services.sandbox.phases import Phases
+from services.sandbox.public_cache import PublicCache
 from services.sandbox.reconcile import Reconciler
 from services.sandbox.records import (
     GpuListing,
@@ -125,7 +126,15 @@ class SandboxCore:
         self._supervisor = Supervisor(
             driving,
             competitions=competitions,
-            layouts=LayoutBuilder(competitions, settings.work_dir / "public-data", self._threads),
+            layouts=LayoutBuilder(
+                competitions,
+                PublicCache(
+                    settings.work_dir / "public-data",
+                    settings.cache_max_bytes,
+                    self._rows.active_among,
+                ),
+                self._threads,
+            ),
             endpoints=endpoints,
             inventory=inventory,
             # Without auth the grader checks nothing, but the endpoints still read the claims.

@@ -1,8 +1,11 @@
 """Preparing a sandbox's host folder: public data, description, instructions, output folders.
 
-Public data comes from the registry's DownloadPublicData into a per-competition cache keyed
-by the file list's checksums, is verified by sha256 once, and is then hardlinked into each
-sandbox. The private answers are never requested.
+Public data comes from the registry's DownloadPublicData into the node's cache
+(public_cache.py), keyed by the file list's checksums and verified by sha256 as it arrives
+(public_fetch.py). A backend that mounts it (Docker) shows the sealed entry itself read-only,
+with the sandbox's description.md mounted over it, so a sandbox's start costs the same for one
+file or a million; otherwise the files are hardlinked into the sandbox's own folder. The
+private answers are never requested.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import asyncio
 import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Protocol
 
@@ -22,8 +24,14 @@ from services.sandbox.backends.base import (
     SUBMISSION_DIR,
     HostLayout,
 )
+from services.sandbox.public_cache import PublicCache
+from services.sandbox.public_fetch import (
+    PieceSource,
+    RegistryFetchError,
+    fetch_public_files,
+    safe_relative,
+)
 from services.sandbox.records import Competition, DescriptionVariant
-from services.sandbox.registry_client import safe_relative
 from services.sandbox.threads import WorkerThreads
 
 INSTRUCTIONS = """\
@@ -115,20 +123,12 @@ else
 fi
 """
 
-_HASH_CHUNK = 1 << 20
 
-
-class CompetitionSource(Protocol):
+class CompetitionSource(PieceSource, Protocol):
     async def get(self, competition_id: str, variant: DescriptionVariant) -> Competition: ...
 
-    async def download(self, competition_id: str, dest: Path) -> None: ...
 
-
-class RegistryFetchError(Exception):
-    """The public data could not be fetched or did not verify."""
-
-
-def host_layout(root: Path) -> HostLayout:
+def host_layout(root: Path, public_dir: Path | None = None) -> HostLayout:
     """The fixed shape of a sandbox's host folder."""
     return HostLayout(
         root=root,
@@ -139,20 +139,15 @@ def host_layout(root: Path) -> HostLayout:
         instructions_file=root / "instructions.txt",
         validate_script=root / "validate_submission.sh",
         sockets_dir=root / "sockets",
+        description_file=root / "description.md",
+        public_dir=public_dir,
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _cache_key(competition: Competition) -> str:
     listing = sorted((f.path, f.sha256) for f in competition.public_files)
-    return hashlib.sha256(repr(listing).encode()).hexdigest()[:20]
+    # "v2": entries hold a description.md placeholder that mounts rely on.
+    return hashlib.sha256(repr(("v2", listing)).encode()).hexdigest()[:20]
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -162,69 +157,74 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def _seal(staging: Path) -> None:
+    """Folders 0755; and a description.md for each sandbox's own to be mounted over."""
+    placeholder = staging / "description.md"
+    if not placeholder.exists():
+        placeholder.touch(mode=0o444)
+        placeholder.chmod(0o444)
+    for current, dirs, _files in os.walk(staging):
+        for name in dirs:
+            (Path(current) / name).chmod(0o755)
+    staging.chmod(0o755)
+
+
 class LayoutBuilder:
     def __init__(
-        self, competitions: CompetitionSource, cache_dir: Path, threads: WorkerThreads
+        self, competitions: CompetitionSource, cache: PublicCache, threads: WorkerThreads
     ) -> None:
         self._competitions = competitions
-        self._cache_dir = cache_dir
+        self._cache = cache
         self._threads = threads
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def public_data(self, competition: Competition) -> Path:
-        """The verified cache folder for the competition's current public files."""
-        final = self._cache_dir / competition.id / _cache_key(competition)
+    async def public_data(self, competition: Competition, sandbox_id: str) -> Path:
+        """The verified cache entry for the competition's current public files, pinned for
+        the sandbox; concurrent sandboxes of one competition share one fetch."""
+        key = _cache_key(competition)
         async with self._locks.setdefault(competition.id, asyncio.Lock()):
-            if final.is_dir():
-                return final
-            final.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=".download-", dir=final.parent))
-            try:
-                try:
-                    await self._competitions.download(competition.id, staging)
-                except MlebError as exc:
-                    raise RegistryFetchError(exc.message) from exc
-                await self._threads.run(self._verify_and_seal, competition, staging)
-                try:
-                    staging.rename(final)
-                except OSError:  # another process sealed the same content first
-                    if not final.is_dir():
-                        raise
-            finally:
-                if staging.exists():
-                    shutil.rmtree(staging, ignore_errors=True)
-        return final
+            if not await self._threads.run(self._cache.pin, competition.id, key, sandbox_id):
+                await self._fetch(competition, key, sandbox_id)
+        await self._threads.run(self._cache.evict)
+        return self._cache.entry(competition.id, key)
 
-    @staticmethod
-    def _verify_and_seal(competition: Competition, staging: Path) -> None:
-        for expected in competition.public_files:
-            path = staging / safe_relative(expected.path)
-            if not path.is_file():
-                raise RegistryFetchError(f"public file {expected.path} was not received")
-            if path.stat().st_size != expected.size_bytes or _sha256(path) != expected.sha256:
-                raise RegistryFetchError(f"public file {expected.path} failed its sha256 check")
-            # Read-only, since the same inode is linked into every sandbox.
-            path.chmod(0o444)
-        for current, dirs, _files in os.walk(staging):
-            for name in dirs:
-                (Path(current) / name).chmod(0o755)
-        staging.chmod(0o755)
+    async def _fetch(self, competition: Competition, key: str, sandbox_id: str) -> None:
+        staging = await self._threads.run(self._cache.staging_dir, competition.id)
+        try:
+            try:
+                await fetch_public_files(self._competitions, competition, staging, self._threads)
+            except MlebError as exc:
+                raise RegistryFetchError(exc.message) from exc
+            await self._threads.run(_seal, staging)
+            await self._threads.run(self._cache.seal, competition.id, key, staging, sandbox_id)
+        finally:
+            if staging.exists():
+                await self._threads.run(shutil.rmtree, staging, True)
 
     async def prepare(
-        self, root: Path, competition: Competition, agent_uid: int | None = None
+        self,
+        root: Path,
+        competition: Competition,
+        sandbox_id: str,
+        *,
+        shared_mount: bool,
+        agent_uid: int | None = None,
     ) -> HostLayout:
-        cache = await self.public_data(competition)
-        layout = host_layout(root)
+        """The sandbox's folder. With `shared_mount` the backend mounts the cache entry
+        itself; otherwise the public files are linked into the sandbox's own data folder."""
+        cache = await self.public_data(competition, sandbox_id)
+        layout = host_layout(root, cache if shared_mount else None)
         await self._threads.run(self._populate, layout, cache, competition, agent_uid)
         return layout
 
     @staticmethod
-    def _populate(
-        layout: HostLayout, cache: Path, competition: Competition, agent_uid: int | None
-    ) -> None:
-        root = layout.root
-        root.mkdir(parents=True, exist_ok=True)
-        root.chmod(0o755)
+    def _write_description(target: Path, competition: Competition) -> None:
+        target.unlink(missing_ok=True)
+        target.write_text(competition.description, encoding="utf-8")
+        target.chmod(0o444)
+
+    @classmethod
+    def _link_data(cls, layout: HostLayout, cache: Path, competition: Competition) -> None:
         # A retried start begins from a fresh data folder; outputs are kept.
         if layout.data_dir.exists():
             shutil.rmtree(layout.data_dir)
@@ -233,14 +233,23 @@ class LayoutBuilder:
             target = layout.data_dir / safe_relative(public.path)
             target.parent.mkdir(parents=True, exist_ok=True)
             _link_or_copy(cache / safe_relative(public.path), target)
-        description = layout.data_dir / "description.md"
-        description.unlink(missing_ok=True)
-        description.write_text(competition.description, encoding="utf-8")
-        description.chmod(0o444)
+        cls._write_description(layout.data_dir / "description.md", competition)
         for current, dirs, _files in os.walk(layout.data_dir):
             for name in dirs:
                 (Path(current) / name).chmod(0o755)
         layout.data_dir.chmod(0o755)
+
+    @classmethod
+    def _populate(
+        cls, layout: HostLayout, cache: Path, competition: Competition, agent_uid: int | None
+    ) -> None:
+        root = layout.root
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o755)
+        if layout.public_dir is None:
+            cls._link_data(layout, cache, competition)
+        else:
+            cls._write_description(layout.description_file, competition)
         for folder in (layout.submission_dir, layout.logs_dir, layout.code_dir):
             folder.mkdir(exist_ok=True)
             if agent_uid is not None and os.geteuid() == 0:

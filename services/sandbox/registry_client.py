@@ -5,22 +5,21 @@ Only public data is ever requested; the private answers have no call here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 from mleb.common.v1 import common_pb2
 from mleb.registry.v1 import registry_pb2, registry_service_pb2, registry_service_pb2_grpc
 
-from services.common.errors import (
-    MlebError,
-    UnavailableError,
-    from_peer,
-)
+from services.common.errors import MlebError, from_peer
+from services.sandbox.public_fetch import Piece
 from services.sandbox.records import Competition, DescriptionVariant, PublicFile
 
 _TIMEOUT_S = 60.0
 _DOWNLOAD_TIMEOUT_S = 3600.0
+# Pieces are written in batches, one worker-thread hop per batch instead of per file.
+_BATCH_PIECES = 512
+_BATCH_BYTES = 8 << 20
 _VARIANTS = {
     DescriptionVariant.PLAIN: common_pb2.DESCRIPTION_VARIANT_PLAIN,
     DescriptionVariant.OBFUSCATED: common_pb2.DESCRIPTION_VARIANT_OBFUSCATED,
@@ -37,14 +36,6 @@ def _domain_error(error: grpc.aio.AioRpcError, competition_id: str) -> MlebError
         },
         metadata={"competition_id": competition_id},
     )
-
-
-def safe_relative(path: str) -> PurePosixPath:
-    """A registry-given path that stays inside the folder it is written to."""
-    relative = PurePosixPath(path)
-    if not path or relative.is_absolute() or ".." in relative.parts or "\\" in path:
-        raise UnavailableError(f"registry sent an unsafe path {path!r}", reason="BAD_REGISTRY_PATH")
-    return relative
 
 
 class RegistryCompetitions:
@@ -72,24 +63,25 @@ class RegistryCompetitions:
             bundle_digest=found.bundle_digest,
         )
 
-    async def download(self, competition_id: str, dest: Path) -> None:
-        """Writes every public file under `dest`; the caller verifies the checksums."""
-        request = registry_service_pb2.DownloadPublicDataRequest(competition_id=competition_id)
-        handle = None
+    async def pieces(self, competition_id: str, paths: list[str]) -> AsyncIterator[list[Piece]]:
+        """The named public files' bytes in batches; the caller verifies them."""
+        request = registry_service_pb2.DownloadPublicDataRequest(
+            competition_id=competition_id, paths=paths, packed=True
+        )
+        batch: list[Piece] = []
+        size = 0
         try:
-            async for chunk in self._stub.DownloadPublicData(
+            async for reply in self._stub.DownloadPublicData(
                 request, metadata=self._metadata, timeout=_DOWNLOAD_TIMEOUT_S
             ):
-                if handle is None:
-                    target = dest / safe_relative(chunk.path)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    handle = target.open("wb")
-                handle.write(chunk.data)
-                if chunk.last_chunk:
-                    handle.close()
-                    handle = None
+                # A registry that predates `packed` sends one chunk per reply.
+                for chunk in reply.chunks or [reply]:
+                    batch.append(Piece(chunk.path, chunk.data, chunk.last_chunk))
+                    size += len(chunk.data)
+                if len(batch) >= _BATCH_PIECES or size >= _BATCH_BYTES:
+                    yield batch
+                    batch, size = [], 0
         except grpc.aio.AioRpcError as error:
             raise _domain_error(error, competition_id) from error
-        finally:
-            if handle is not None:
-                handle.close()
+        if batch:
+            yield batch

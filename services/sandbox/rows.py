@@ -53,6 +53,11 @@ class SandboxRows:
         with self._sessions() as session:
             return store.leases_of(session, [sandbox_id])[sandbox_id]
 
+    def active_among(self, sandbox_ids: Iterable[str]) -> set[str]:
+        """The given sandboxes that are still pending or running (they pin public data)."""
+        with self._sessions() as session:
+            return store.active_among(session, list(sandbox_ids))
+
     def release_leases(self, sandbox_id: str) -> list[str]:
         with self._sessions.begin() as session:
             return leases.release(session, sandbox_id)

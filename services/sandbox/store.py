@@ -29,7 +29,13 @@ from services.sandbox.records import (
     SandboxFilter,
     SandboxRecord,
 )
-from services.sandbox.states import FailureClass, FailureReason, SandboxState, predecessors
+from services.sandbox.states import (
+    ACTIVE,
+    FailureClass,
+    FailureReason,
+    SandboxState,
+    predecessors,
+)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_sandbox"
@@ -119,6 +125,18 @@ def rows_in_states(
     if node is not None:
         query = query.where(SandboxRow.node == node)
     return list(session.scalars(query.order_by(SandboxRow.created_at, SandboxRow.id)))
+
+
+def active_among(session: Session, ids: Sequence[str]) -> set[str]:
+    active = [s.value for s in ACTIVE]
+    found: set[str] = set()
+    # Bounded batches keep the IN list within every database's parameter limit.
+    for start in range(0, len(ids), 500):
+        query = select(SandboxRow.id).where(
+            SandboxRow.id.in_(ids[start : start + 500]), SandboxRow.state.in_(active)
+        )
+        found.update(session.scalars(query))
+    return found
 
 
 def labels_of(session: Session, ids: Sequence[str]) -> dict[str, dict[str, str]]:

@@ -111,7 +111,12 @@ class Supervisor:
                 competition = await self._competitions.get(
                     row.competition_id, DescriptionVariant(row.description_variant)
                 )
-            layout = await self._layouts.prepare(root, competition)
+            layout = await self._layouts.prepare(
+                root,
+                competition,
+                sandbox_id,
+                shared_mount=self._backend.mounts_public_cache,
+            )
             phases.mark("prepare")
         except (MlebError, RegistryFetchError) as exc:
             message = exc.message if isinstance(exc, MlebError) else str(exc)

@@ -43,7 +43,10 @@ class OutputStream(enum.StrEnum):
 class HostLayout:
     """Host paths prepared by the core for one sandbox before launch.
 
-    - data_dir: public data plus description.md, mounted read-only at /home/data
+    - public_dir: when set, the node's sealed, shared cache entry of the public data, mounted
+      read-only at /home/data with description_file mounted over its description.md (a
+      placeholder made at seal time); data_dir is then not made
+    - data_dir: otherwise, this sandbox's own links to the public files plus description.md
     - submission_dir, logs_dir, code_dir: mounted read-write at /home/submission, ...
     - instructions_file, validate_script: mounted read-only at /home/instructions.txt, ...
     - sockets_dir: host-side Unix sockets the sidecar forwards loopback ports to:
@@ -59,6 +62,13 @@ class HostLayout:
     instructions_file: Path
     validate_script: Path
     sockets_dir: Path
+    description_file: Path
+    public_dir: Path | None = None
+
+    @property
+    def data_source(self) -> Path:
+        """What /home/data shows: the shared cache entry, or this sandbox's own folder."""
+        return self.public_dir or self.data_dir
 
 
 @dataclass(frozen=True)
@@ -128,6 +138,9 @@ class BackendError(Exception):
 
 class Backend(Protocol):
     name: str
+    # True when the backend mounts the shared cache entry (HostLayout.public_dir) read-only
+    # itself; False makes the core link the public files into each sandbox's data_dir.
+    mounts_public_cache: bool
 
     async def launch(self, spec: LaunchSpec) -> Handle:
         """Creates and starts the agent. Raises BackendError on infrastructure failure."""

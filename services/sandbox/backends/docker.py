@@ -229,6 +229,7 @@ def gpu_settings(gpu_uuids: Sequence[str]) -> tuple[dict[str, str], list[Any]]:
 
 class DockerBackend:
     name = "docker"
+    mounts_public_cache = True
 
     def __init__(
         self,
@@ -523,13 +524,16 @@ class DockerBackend:
     def _mounts(self, spec: LaunchSpec) -> list[docker.types.Mount]:
         layout = spec.layout
         mounts = [
-            (DATA_DIR, layout.data_dir, True),
+            (DATA_DIR, layout.data_source, True),
             (SUBMISSION_DIR, layout.submission_dir, False),
             (LOGS_DIR, layout.logs_dir, False),
             (CODE_DIR, layout.code_dir, False),
             (INSTRUCTIONS_FILE, layout.instructions_file, True),
             (VALIDATE_SCRIPT, layout.validate_script, True),
         ]
+        if layout.public_dir is not None:
+            # Shared by every sandbox of the competition; the description is this sandbox's.
+            mounts.append((f"{DATA_DIR}/description.md", layout.description_file, True))
         return [
             docker.types.Mount(target, str(source), "bind", read_only=read_only)
             for target, source, read_only in mounts

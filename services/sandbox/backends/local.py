@@ -80,6 +80,9 @@ def _read_int(path: Path) -> int | None:
 
 class LocalBackend:
     name = "local"
+    # The agent runs as a host process that could change a shared inode's mode: it gets its
+    # own links, as before.
+    mounts_public_cache = False
 
     def __init__(self, runs_dir: Path, *, agent_user: str = AGENT_USER) -> None:
         self._runs_dir = runs_dir

@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import errno
+import hashlib
 import http.server
 import ipaddress
 import json
+import os
 import tempfile
 import threading
 import uuid
@@ -107,7 +110,9 @@ class Rig:
 
     async def run(self, image: str, command: list[str], timeout: float = 90, **kw) -> Run:
         spec = await self.prepare(image, command, **kw)
-        handle = await self.launch(spec)
+        return await self.follow(spec, await self.launch(spec), timeout)
+
+    async def follow(self, spec: LaunchSpec, handle: Handle, timeout: float = 90) -> Run:
         stdout: list[str] = []
         stderr: list[str] = []
         async with asyncio.timeout(timeout):
@@ -550,3 +555,109 @@ async def test_a_missing_sidecar_image_is_image_not_found(rig):
         all=True, filters={"label": f"mleb.sandbox.id={spec.sandbox_id}"}
     )
     assert left == []
+
+
+# Everything a hostile agent might try on the shared public data; each must fail.
+PUBLIC_DATA_AGENT = r"""
+import json, os
+out = {}
+def attempt(name, fn):
+    try:
+        fn()
+        out[name] = "allowed"
+    except OSError as exc:
+        out[name] = exc.errno
+attempt("create", lambda: open("/home/data/new.txt", "w"))
+attempt("append", lambda: open("/home/data/train.csv", "a"))
+attempt("truncate", lambda: os.truncate("/home/data/train.csv", 0))
+attempt("rename", lambda: os.rename("/home/data/train.csv", "/home/data/moved.csv"))
+attempt("rename_out", lambda: os.rename("/home/data/train.csv", "/home/submission/t.csv"))
+attempt("unlink", lambda: os.unlink("/home/data/images/a.txt"))
+attempt("rmdir", lambda: os.rmdir("/home/data/images"))
+attempt("mkdir", lambda: os.mkdir("/home/data/new"))
+attempt("chmod", lambda: os.chmod("/home/data/train.csv", 0o666))
+attempt("chmod_folder", lambda: os.chmod("/home/data", 0o777))
+attempt("utime", lambda: os.utime("/home/data/train.csv"))
+attempt("hardlink", lambda: os.link("/home/data/train.csv", "/home/data/l.csv"))
+attempt("hardlink_out", lambda: os.link("/home/data/train.csv", "/home/submission/l.csv"))
+attempt("symlink", lambda: os.symlink("/etc/passwd", "/home/data/s"))
+attempt("description_write", lambda: open("/home/data/description.md", "w"))
+attempt("description_unlink", lambda: os.unlink("/home/data/description.md"))
+attempt("description_rename", lambda: os.rename("/home/data/description.md", "/home/data/d.md"))
+attempt("planted_read", lambda: open("/home/data/planted").read())
+out["data"] = sorted(os.listdir("/home/data"))
+out["description"] = open("/home/data/description.md").read()
+out["train"] = open("/home/data/train.csv").read()
+print("RESULT=" + json.dumps(out), flush=True)
+"""
+
+
+def sealed_entry(root: Path, answers: Path) -> Path:
+    """A cache entry as the service seals it, plus a link planted on the host towards the
+    private answers (the registry can never send one: fetched files are regular files)."""
+    entry = root / "public-data" / COMPETITION / "key"
+    (entry / "images").mkdir(parents=True)
+    (entry / "train.csv").write_text("PassengerId,Transported\n0001_01,True\n")
+    (entry / "sample_submission.csv").write_text(sample_submission())
+    (entry / "images" / "a.txt").write_text("a\n")
+    (entry / "description.md").touch()
+    os.symlink(answers, entry / "planted")
+    for path in entry.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() else 0o444)
+    entry.chmod(0o755)
+    return entry
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    } | {str(p.relative_to(folder)): oct(p.lstat().st_mode) for p in folder.rglob("*")}
+
+
+async def test_shared_public_data_is_read_only_and_each_sandbox_sees_its_description(rig, tmp_path):
+    entry = sealed_entry(tmp_path / "cache", tmp_path / f"private-{MARKER}" / "test.csv")
+    before = tree_digest(entry)
+    runs = []
+    for description in ("# First sandbox\n", "# Second sandbox, plain variant\n"):
+        spec = await rig.prepare(PYTHON_IMAGE, ["python3", "-c", PUBLIC_DATA_AGENT])
+        layout = replace(spec.layout, public_dir=entry)
+        layout.description_file.write_text(description)
+        spec = replace(spec, layout=layout)
+        runs.append((description, spec, await rig.launch(spec)))
+    for description, spec, handle in runs:
+        run = await rig.follow(spec, handle)
+        assert run.exit == ExitInfo(0, False), run.stderr
+        result = run.result()
+        allowed = [name for name, outcome in result.items() if outcome == "allowed"]
+        assert allowed == []
+        assert result["planted_read"] == errno.ENOENT
+        assert MARKER not in "\n".join(run.stdout + run.stderr)
+        assert result["data"] == [
+            "description.md",
+            "images",
+            "planted",
+            "sample_submission.csv",
+            "train.csv",
+        ]
+        assert result["description"] == description
+        assert result["train"].startswith("PassengerId")
+    # Neither sandbox changed the shared entry, nor each other's view.
+    assert tree_digest(entry) == before
+    assert (entry / "description.md").read_bytes() == b""
+
+
+async def test_mlebench_compat_runs_on_the_shared_public_data(rig, tmp_path):
+    entry = sealed_entry(tmp_path / "cache", tmp_path / f"private-{MARKER}" / "test.csv")
+    spec = await rig.prepare("mleb-test-mlebench-env", [], mlebench_compat=True)
+    layout = replace(spec.layout, public_dir=entry)
+    layout.description_file.write_text("# Spaceship Titanic\n")
+    spec = replace(spec, layout=layout)
+    run = await rig.follow(spec, await rig.launch(spec))
+    assert run.exit.exit_code == 0, run.stdout + run.stderr
+    out = "\n".join(run.stdout)
+    assert "data readable" in out and "agent dir writable" in out
+    assert '{"result": "Submission is valid."}' in run.stdout
+    assert (layout.submission_dir / "submission.csv").exists()

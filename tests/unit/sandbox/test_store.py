@@ -15,7 +15,9 @@ from services.common import db
 from services.common.errors import InvalidArgumentError, NotFoundError, ResourceExhaustedError
 from services.sandbox import leases, store
 from services.sandbox.models import Base, SandboxRow
+from services.sandbox.public_cache import PublicCache
 from services.sandbox.records import LogEntry, LogStream, SandboxFilter
+from services.sandbox.rows import SandboxRows
 from services.sandbox.states import SandboxState
 
 NODE = "node-a"
@@ -205,3 +207,24 @@ def test_choose_refuses_impossible_requests():
         leases.choose(NODE, GPUS, [], set(), count=0, wanted=["GPU-unknown"])
     assert leases.choose(NODE, GPUS, [], {GPUS[0]}, count=0, wanted=[GPUS[0]]) is None
     assert leases.choose(NODE, GPUS, [], {GPUS[0]}, count=2, wanted=[]) == GPUS[1:3]
+
+
+def test_cache_pins_follow_the_database_across_a_restart(sessions, tmp_path):
+    """The cache asks the database which pinning sandboxes are still active, so an entry
+    stays while its sandbox runs and goes once it ended, even if it ended while the
+    service was down (nobody removed the pin)."""
+    add(sessions, make_row("running", state="RUNNING"))
+    add(sessions, make_row("ended", state="SUCCEEDED"))
+    add(sessions, make_row("pending"))
+    with sessions() as session:
+        found = store.active_among(session, ["running", "ended", "pending", "unknown"])
+    assert found == {"running", "pending"}
+    cache = PublicCache(tmp_path, max_bytes=1, live=SandboxRows(sessions).active_among)
+    for competition, sandbox in (("comp-a", "running"), ("comp-b", "ended")):
+        staging = cache.staging_dir(competition)
+        (staging / "f").write_bytes(b"x" * 10)
+        cache.seal(competition, "k", staging, sandbox)
+    assert [e.competition_id for e in cache.evict()] == ["comp-b"]
+    with sessions.begin() as session:
+        assert store.transition(session, "running", SandboxState.SUCCEEDED, {})
+    assert [e.competition_id for e in cache.evict()] == ["comp-a"]

@@ -80,14 +80,34 @@ class ListSplitsResponse(_message.Message):
     def __init__(self, splits: _Optional[_Iterable[_Union[_registry_pb2.Split, _Mapping]]] = ...) -> None: ...
 
 class DownloadPublicDataRequest(_message.Message):
-    __slots__ = ("competition_id", "paths")
+    __slots__ = ("competition_id", "paths", "packed")
     COMPETITION_ID_FIELD_NUMBER: _ClassVar[int]
     PATHS_FIELD_NUMBER: _ClassVar[int]
+    PACKED_FIELD_NUMBER: _ClassVar[int]
     competition_id: str
     paths: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, competition_id: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ...) -> None: ...
+    packed: bool
+    def __init__(self, competition_id: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ..., packed: _Optional[bool] = ...) -> None: ...
 
 class DownloadPublicDataResponse(_message.Message):
+    __slots__ = ("path", "size_bytes", "sha256", "offset", "data", "last_chunk", "chunks")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    size_bytes: int
+    sha256: str
+    offset: int
+    data: bytes
+    last_chunk: bool
+    chunks: _containers.RepeatedCompositeFieldContainer[PublicDataChunk]
+    def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., last_chunk: _Optional[bool] = ..., chunks: _Optional[_Iterable[_Union[PublicDataChunk, _Mapping]]] = ...) -> None: ...
+
+class PublicDataChunk(_message.Message):
     __slots__ = ("path", "size_bytes", "sha256", "offset", "data", "last_chunk")
     PATH_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]

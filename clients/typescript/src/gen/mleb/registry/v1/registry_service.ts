@@ -98,11 +98,18 @@ export interface DownloadPublicDataRequest {
   competitionId: string;
   /** Paths relative to the public folder; empty downloads every public file. */
   paths: string[];
+  /**
+   * Pack several chunks into each response's `chunks` (up to about 1 MiB of data per
+   * response), so small files do not cost a message each. A registry that predates this
+   * field ignores it and sends one chunk per response.
+   */
+  packed: boolean;
 }
 
 /**
  * A chunk of one file. Files are sent one after another; every chunk repeats
  * the file's path, size and sha256 so a client can resume or verify.
+ * When the request was `packed`, the chunks are in `chunks` and fields 1 to 6 are empty.
  */
 export interface DownloadPublicDataResponse {
   path: string;
@@ -111,6 +118,17 @@ export interface DownloadPublicDataResponse {
   offset: number;
   data: Buffer;
   /** This chunk ends the file. */
+  lastChunk: boolean;
+  chunks: PublicDataChunk[];
+}
+
+/** One chunk of a packed DownloadPublicDataResponse: the same fields as an unpacked one. */
+export interface PublicDataChunk {
+  path: string;
+  sizeBytes: number;
+  sha256: string;
+  offset: number;
+  data: Buffer;
   lastChunk: boolean;
 }
 
@@ -935,7 +953,7 @@ export const ListSplitsResponse: MessageFns<ListSplitsResponse> = {
 };
 
 function createBaseDownloadPublicDataRequest(): DownloadPublicDataRequest {
-  return { competitionId: "", paths: [] };
+  return { competitionId: "", paths: [], packed: false };
 }
 
 export const DownloadPublicDataRequest: MessageFns<DownloadPublicDataRequest> = {
@@ -945,6 +963,9 @@ export const DownloadPublicDataRequest: MessageFns<DownloadPublicDataRequest> = 
     }
     for (const v of message.paths) {
       writer.uint32(18).string(v!);
+    }
+    if (message.packed !== false) {
+      writer.uint32(24).bool(message.packed);
     }
     return writer;
   },
@@ -978,6 +999,14 @@ export const DownloadPublicDataRequest: MessageFns<DownloadPublicDataRequest> = 
             message.paths.push(reader.string());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.packed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -998,6 +1027,7 @@ export const DownloadPublicDataRequest: MessageFns<DownloadPublicDataRequest> = 
         ? globalThis.String(object.competition_id)
         : "",
       paths: globalThis.Array.isArray(object?.paths) ? object.paths.map((e: any) => globalThis.String(e)) : [],
+      packed: isSet(object.packed) ? globalThis.Boolean(object.packed) : false,
     };
   },
 
@@ -1009,6 +1039,9 @@ export const DownloadPublicDataRequest: MessageFns<DownloadPublicDataRequest> = 
     if (message.paths?.length) {
       obj.paths = message.paths;
     }
+    if (message.packed !== false) {
+      obj.packed = message.packed;
+    }
     return obj;
   },
 
@@ -1019,12 +1052,13 @@ export const DownloadPublicDataRequest: MessageFns<DownloadPublicDataRequest> = 
     const message = createBaseDownloadPublicDataRequest();
     message.competitionId = object.competitionId ?? "";
     message.paths = object.paths?.map((e) => e) || [];
+    message.packed = object.packed ?? false;
     return message;
   },
 };
 
 function createBaseDownloadPublicDataResponse(): DownloadPublicDataResponse {
-  return { path: "", sizeBytes: 0, sha256: "", offset: 0, data: Buffer.alloc(0), lastChunk: false };
+  return { path: "", sizeBytes: 0, sha256: "", offset: 0, data: Buffer.alloc(0), lastChunk: false, chunks: [] };
 }
 
 export const DownloadPublicDataResponse: MessageFns<DownloadPublicDataResponse> = {
@@ -1046,6 +1080,9 @@ export const DownloadPublicDataResponse: MessageFns<DownloadPublicDataResponse> 
     }
     if (message.lastChunk !== false) {
       writer.uint32(48).bool(message.lastChunk);
+    }
+    for (const v of message.chunks) {
+      PublicDataChunk.encode(v!, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -1111,6 +1148,14 @@ export const DownloadPublicDataResponse: MessageFns<DownloadPublicDataResponse> 
             message.lastChunk = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.chunks.push(PublicDataChunk.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1139,6 +1184,9 @@ export const DownloadPublicDataResponse: MessageFns<DownloadPublicDataResponse> 
         : isSet(object.last_chunk)
         ? globalThis.Boolean(object.last_chunk)
         : false,
+      chunks: globalThis.Array.isArray(object?.chunks)
+        ? object.chunks.map((e: any) => PublicDataChunk.fromJSON(e))
+        : [],
     };
   },
 
@@ -1162,6 +1210,9 @@ export const DownloadPublicDataResponse: MessageFns<DownloadPublicDataResponse> 
     if (message.lastChunk !== false) {
       obj.lastChunk = message.lastChunk;
     }
+    if (message.chunks?.length) {
+      obj.chunks = message.chunks.map((e) => PublicDataChunk.toJSON(e));
+    }
     return obj;
   },
 
@@ -1170,6 +1221,164 @@ export const DownloadPublicDataResponse: MessageFns<DownloadPublicDataResponse> 
   },
   fromPartial<I extends Exact<DeepPartial<DownloadPublicDataResponse>, I>>(object: I): DownloadPublicDataResponse {
     const message = createBaseDownloadPublicDataResponse();
+    message.path = object.path ?? "";
+    message.sizeBytes = object.sizeBytes ?? 0;
+    message.sha256 = object.sha256 ?? "";
+    message.offset = object.offset ?? 0;
+    message.data = object.data ?? Buffer.alloc(0);
+    message.lastChunk = object.lastChunk ?? false;
+    message.chunks = object.chunks?.map((e) => PublicDataChunk.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePublicDataChunk(): PublicDataChunk {
+  return { path: "", sizeBytes: 0, sha256: "", offset: 0, data: Buffer.alloc(0), lastChunk: false };
+}
+
+export const PublicDataChunk: MessageFns<PublicDataChunk> = {
+  encode(message: PublicDataChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.sizeBytes !== 0) {
+      writer.uint32(16).int64(message.sizeBytes);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(26).string(message.sha256);
+    }
+    if (message.offset !== 0) {
+      writer.uint32(32).int64(message.offset);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(42).bytes(message.data);
+    }
+    if (message.lastChunk !== false) {
+      writer.uint32(48).bool(message.lastChunk);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PublicDataChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePublicDataChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sizeBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.offset = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.lastChunk = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PublicDataChunk {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      sizeBytes: isSet(object.sizeBytes)
+        ? globalThis.Number(object.sizeBytes)
+        : isSet(object.size_bytes)
+        ? globalThis.Number(object.size_bytes)
+        : 0,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      lastChunk: isSet(object.lastChunk)
+        ? globalThis.Boolean(object.lastChunk)
+        : isSet(object.last_chunk)
+        ? globalThis.Boolean(object.last_chunk)
+        : false,
+    };
+  },
+
+  toJSON(message: PublicDataChunk): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.sizeBytes !== 0) {
+      obj.sizeBytes = Math.round(message.sizeBytes);
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.offset !== 0) {
+      obj.offset = Math.round(message.offset);
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.lastChunk !== false) {
+      obj.lastChunk = message.lastChunk;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PublicDataChunk>, I>>(base?: I): PublicDataChunk {
+    return PublicDataChunk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PublicDataChunk>, I>>(object: I): PublicDataChunk {
+    const message = createBasePublicDataChunk();
     message.path = object.path ?? "";
     message.sizeBytes = object.sizeBytes ?? 0;
     message.sha256 = object.sha256 ?? "";
