@@ -177,13 +177,12 @@ def test_inputs_outside_the_proof_fall_back(data: bytes) -> None:
     assert read_proven_csv(data) is None
 
 
-@pytest.mark.parametrize("width", [1, 2, 3, 14, 121, 600])
+# Width 1 (chunks of 2**19 rows) is left out: its file takes long to build.
+@pytest.mark.parametrize("width", [2, 3, 14, 121, 600])
 def test_chunk_rows_match_pandas_low_memory_chunks(width: int) -> None:
     """pandas infers types chunk by chunk; a text cell one row past the first chunk leaves that
     chunk's numbers as Python ints, one row earlier it makes the whole column text."""
     rows = low_memory_chunk_rows(width)
-    if rows > 300_000:
-        pytest.skip("a chunk this large makes the file slow to build")
     header = ",".join(f"c{i}" for i in range(width))
     filler = ",0" * (width - 1)
 
