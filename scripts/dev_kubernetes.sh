@@ -87,6 +87,7 @@ SRC
 }
 
 # Builds the four binaries and the pause binary once; the Go cache makes a rebuild seconds.
+# One build at a time; the lock's descriptor is closed before any daemon could inherit it.
 build() {
   [ "$(id -u)" = 0 ] || dev_die "needs root (it installs Debian packages and writes $CACHE)"
   mkdir -p "$CACHE"
@@ -94,8 +95,13 @@ build() {
   flock 8
   if built; then
     dev_log "cached build of $VERSION in $BIN"
-    return
+  else
+    build_locked
   fi
+  exec 8>&-
+}
+
+build_locked() {
   install_missing
   # A tree patched for another build id is fetched again: patches do not undo.
   [ "$(cat "$CACHE/src/.mleb-build-id" 2>/dev/null)" = "$(build_id)" ] || fetch_source
@@ -308,7 +314,7 @@ start_daemons() {
   write_kubelet_config
   dev_start_daemon kubelet "$STATE/log/kubelet.log" "$BIN/kubelet" \
     --config "$STATE/config/kubelet.yaml" --kubeconfig "$STATE/config/kubelet.kubeconfig" \
-    --hostname-override "$NODE" --container-runtime docker \
+    --hostname-override "$NODE" --node-ip 127.0.0.1 --container-runtime docker \
     --pod-infra-container-image "$PAUSE_IMAGE" --root-dir "$STATE/kubelet" \
     --experimental-dockershim-root-directory "$STATE/dockershim" \
     --volume-plugin-dir "$STATE/kubelet/volume-plugins" --cert-dir "$STATE/run/kubelet"
@@ -337,7 +343,7 @@ start() {
     return
   fi
   docker info >/dev/null 2>&1 || dev_die "no Docker engine answers"
-  built || build
+  if ! built; then build; fi
   install_missing
   stop_all
   exec 9>>"$LOCK"
@@ -363,10 +369,18 @@ $(cat "$LOCK.owner" 2>/dev/null || echo unknown)): stop it first"
   cat "$STATE/exports"
 }
 
-# Our pods' containers: those of the pods our kubelet ran (its root holds a folder per pod).
+# The pods our kubelet ran: its root holds a folder per pod, named by its uid.
+pod_uids() {
+  local dir
+  for dir in "$STATE"/kubelet/pods/*/; do
+    [ ! -d "$dir" ] || basename "$dir"
+  done
+}
+
+# Our pods' containers.
 our_containers() {
   local uid
-  for uid in $(ls "$STATE/kubelet/pods" 2>/dev/null); do
+  for uid in $(pod_uids); do
     docker ps -aq --filter "label=io.kubernetes.pod.uid=$uid"
   done
 }
@@ -383,10 +397,13 @@ stop_all() {
   ids=$(our_containers | sort -u)
   # shellcheck disable=SC2086 # one id per word
   [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || dev_log "could not remove containers $ids"
-  # The kubelet's container-log links live in fixed folders outside its root.
-  for uid in $(ls "$STATE/kubelet/pods" 2>/dev/null); do
+  # Outside its root, the kubelet keeps container-log links in fixed folders and a cgroup per
+  # pod (emptied by docker rm; the kubepods parents stay for the next cluster).
+  for uid in $(pod_uids); do
     find /var/log/containers -maxdepth 1 -lname "/var/log/pods/*_${uid}/*" -delete 2>/dev/null || true
     rm -rf /var/log/pods/*_"$uid"
+    find /sys/fs/cgroup -maxdepth 5 -depth -type d -name "pod$uid" -exec rmdir {} + 2>/dev/null ||
+      true
   done
   for mount in $(our_mounts); do umount "$mount" 2>/dev/null || umount -l "$mount"; done
   dev_stop_daemon kube-scheduler TERM 10
