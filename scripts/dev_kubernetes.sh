@@ -40,8 +40,18 @@ SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
 # What start creates in STATE, and so what stop removes.
 OWNED=(cluster exports sysctl.saved pki etcd kubelet dockershim log run config)
 
-# What the cached build must match: the package version and our patch.
-build_id() { echo "$DEB_VERSION $(sha256sum <"$PATCH" | cut -d' ' -f1)"; }
+# The vendored reflect2 1.0.1 reads Go's map iterator at its pre-1.18 layout, and the API
+# server built with Debian's Go 1.19 dies on it ("unexpected fault address" in
+# mapiterinit) at its first sorted-map JSON encoding. 1.0.2 (same API) fixes that: Debian's
+# package replaces the vendored files at build time.
+REFLECT2=/usr/share/gocode/src/github.com/modern-go/reflect2
+REFLECT2_PACKAGE=golang-github-modern-go-reflect2-dev
+REFLECT2_VERSION=1.0.2-2
+
+# What the cached build must match: the package version, our patch and the reflect2 fix.
+build_id() {
+  echo "$DEB_VERSION $(sha256sum <"$PATCH" | cut -d' ' -f1) reflect2 $REFLECT2_VERSION"
+}
 built() { [ "$(cat "$BIN/BUILD_ID" 2>/dev/null)" = "$(build_id)" ]; }
 
 install_missing() {
@@ -50,6 +60,7 @@ install_missing() {
     dpkg-source:dpkg-dev openssl:openssl curl:curl patch:patch flock:util-linux; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
   done
+  [ -f "$REFLECT2/go_above_118.go" ] || need+=("$REFLECT2_PACKAGE=$REFLECT2_VERSION")
   [ ${#need[@]} -eq 0 ] && return
   command -v apt-get >/dev/null || dev_die "missing: ${need[*]}"
   dev_log "installing Debian's ${need[*]}"
@@ -65,7 +76,7 @@ fetch_source() {
   # _output holds the Go cache: it outlives the tree.
   [ ! -d "$CACHE/src/_output" ] || mv "$CACHE/src/_output" "$keep"
   rm -rf "$CACHE/src"
-  if ! apt-cache showsrc "kubernetes=$DEB_VERSION" 2>/dev/null | grep -q "^Version: $DEB_VERSION"; then
+  if ! apt-cache showsrc kubernetes 2>/dev/null | grep -qxF "Version: $DEB_VERSION"; then
     dev_log "adding a deb-src entry for bookworm (Debian's kubernetes source package)"
     cat >/etc/apt/sources.list.d/mleb-debian-src.sources <<'SRC'
 Types: deb-src
@@ -82,6 +93,12 @@ SRC
     dev_die "$dsc does not match the pinned sha256"
   dpkg-source -x "$dsc" "$CACHE/src" >&2
   (cd "$CACHE/src" && patch -p1 --forward --quiet <"$PATCH" >&2)
+  [ "$(dpkg-query -W -f '${Version}' "$REFLECT2_PACKAGE")" = "$REFLECT2_VERSION" ] ||
+    dev_die "$REFLECT2_PACKAGE must be $REFLECT2_VERSION"
+  local vendored=$CACHE/src/vendor/github.com/modern-go/reflect2
+  rm -f "$vendored"/*.go "$vendored"/*.s
+  cp "$REFLECT2"/*.go "$REFLECT2"/*.s "$vendored/"
+  rm -f "$vendored"/*_test.go
   [ ! -d "$keep" ] || mv "$keep" "$CACHE/src/_output"
   rm -rf "$tmp"
 }

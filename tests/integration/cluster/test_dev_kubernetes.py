@@ -11,6 +11,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from tests.fixtures.dev_clusters import (
 pytestmark = pytest.mark.docker
 
 NS = "default"
+SERVE_HELLO = "while true; do echo hello | nc -l -p 8080; done"
 DAEMONS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
 
 
@@ -144,7 +146,7 @@ def exec_in(api: Any, name: str, command: list[str]) -> str:
 
 
 def api_port(cluster: DevCluster) -> int:
-    kubeconfig = open(cluster.exports["KUBECONFIG"]).read()
+    kubeconfig = Path(cluster.exports["KUBECONFIG"]).read_text()
     return int(kubeconfig.split("https://127.0.0.1:", 1)[1].split('"', 1)[0])
 
 
@@ -291,7 +293,7 @@ def test_network_policy_is_stored_but_not_enforced_and_services_get_endpoints(
 
     server = run_pod(
         api,
-        pod(unique("server"), "while true; do echo hello | nc -l -p 8080; done", {"mleb-test": group}),
+        pod(unique("server"), SERVE_HELLO, {"mleb-test": group}),
     )
     service = {
         "apiVersion": "v1",
@@ -333,7 +335,7 @@ def test_stop_leaves_nothing_of_ours_and_start_brings_it_back(
     assert not any(alive(pid) for pid in pids)
     assert docker_all(uid) == []
     assert processes_touching(state) == []
-    assert str(state) not in open("/proc/self/mountinfo").read()
+    assert str(state) not in Path("/proc/self/mountinfo").read_text()
     assert not state.exists()
     for name, value in saved.items():
         current = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True)
