@@ -386,19 +386,31 @@ $(cat "$LOCK.owner" 2>/dev/null || echo unknown)): stop it first"
   cat "$STATE/exports"
 }
 
-# The pods our kubelet ran: its root holds a folder per pod, named by its uid.
-pod_uids() {
-  local dir
-  for dir in "$STATE"/kubelet/pods/*/; do
-    [ ! -d "$dir" ] || basename "$dir"
+# The pod sandboxes our kubelet made and Docker still holds: dockershim keeps a checkpoint per
+# sandbox, named by its container id, until the sandbox is removed (deleted pods' containers
+# linger, stopped, until the kubelet's garbage collection).
+sandbox_ids() {
+  local file
+  for file in "$STATE"/dockershim/sandbox/*; do
+    [ ! -f "$file" ] || basename "$file"
   done
 }
 
-# Our pods' containers.
+# Our pods' containers: each sandbox, and the containers that name it as theirs.
 our_containers() {
-  local uid
-  for uid in $(pod_uids); do
-    docker ps -aq --filter "label=io.kubernetes.pod.uid=$uid"
+  local sandbox
+  for sandbox in $(sandbox_ids); do
+    echo "$sandbox"
+    docker ps -aq --no-trunc --filter "label=io.kubernetes.sandbox.id=$sandbox"
+  done
+}
+
+# The uids of the pods whose sandboxes we hold.
+pod_uids() {
+  local sandbox
+  for sandbox in $(sandbox_ids); do
+    docker inspect -f '{{index .Config.Labels "io.kubernetes.pod.uid"}}' "$sandbox" 2>/dev/null ||
+      true
   done
 }
 
@@ -410,13 +422,14 @@ our_mounts() {
 
 stop_all() {
   dev_stop_daemon kubelet TERM 15
-  local ids uid mount
+  local ids uids uid mount
   ids=$(our_containers | sort -u)
+  uids=$(pod_uids | sort -u)
   # shellcheck disable=SC2086 # one id per word
   [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || dev_log "could not remove containers $ids"
   # Outside its root, the kubelet keeps container-log links in fixed folders and a cgroup per
   # pod (emptied by docker rm; the kubepods parents stay for the next cluster).
-  for uid in $(pod_uids); do
+  for uid in $uids; do
     find /var/log/containers -maxdepth 1 -lname "/var/log/pods/*_${uid}/*" -delete 2>/dev/null || true
     rm -rf /var/log/pods/*_"$uid"
     find /sys/fs/cgroup -maxdepth 5 -depth -type d -name "pod$uid" -exec rmdir {} + 2>/dev/null ||

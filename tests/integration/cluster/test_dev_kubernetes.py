@@ -340,6 +340,10 @@ def test_stop_leaves_nothing_of_ours_and_start_brings_it_back(
     # Last in this file: later users of the session's cluster get the restarted one.
     state = kubernetes_cluster.state_dir
     uid = run_pod(api, pod(unique("left"), "sleep 600")).metadata.uid
+    # A deleted pod's stopped containers linger until the kubelet collects them.
+    deleted = run_pod(api, pod(unique("deleted"), "sleep 600"))
+    api.delete_namespaced_pod(deleted.metadata.name, NS)
+    eventually(lambda: not docker_running(deleted.metadata.uid), "the deleted pod stopped")
     pids = [kubernetes_cluster.pid(daemon) for daemon in DAEMONS]
     saved = dict(line.split("=", 1) for line in (state / "sysctl.saved").read_text().split())
     assert docker_running(uid)
@@ -347,7 +351,7 @@ def test_stop_leaves_nothing_of_ours_and_start_brings_it_back(
     result = run_script("dev_kubernetes.sh", "stop", state, timeout=300)
     assert result.returncode == 0, result.stderr
     assert not any(alive(pid) for pid in pids)
-    assert docker_all(uid) == []
+    assert docker_all(uid) == [] and docker_all(deleted.metadata.uid) == []
     assert processes_touching(state) == []
     assert str(state) not in Path("/proc/self/mountinfo").read_text()
     assert not state.exists()
