@@ -1,4 +1,4 @@
-"""Both development scripts run their daemons as whoever starts them (root in CI): they refuse
+"""Each development script runs its daemons as whoever starts it (root in CI): they refuse
 a state folder another user could swap or fill, and stop signals only what start began."""
 
 from __future__ import annotations
@@ -12,7 +12,17 @@ import pytest
 
 from tests.fixtures.dev_clusters import alive, run_script
 
-DAEMONS = {"dev_slurm.sh": ("munged", "slurmctld", "slurmd"), "dev_s3.sh": ("weed",)}
+DAEMONS = {
+    "dev_slurm.sh": ("munged", "slurmctld", "slurmd"),
+    "dev_s3.sh": ("weed",),
+    "dev_kubernetes.sh": (
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kubelet",
+    ),
+}
 
 
 @pytest.fixture(params=sorted(DAEMONS))
@@ -23,8 +33,8 @@ def script(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def starter(script: str) -> str:
     """A script whose `start` reaches its state-folder checks here."""
-    if script == "dev_slurm.sh" and os.geteuid() != 0:
-        pytest.skip("dev_slurm.sh start needs root")
+    if script in ("dev_slurm.sh", "dev_kubernetes.sh") and os.geteuid() != 0:
+        pytest.skip(f"{script} start needs root")
     return script
 
 
