@@ -232,7 +232,7 @@ def test_logs_follow_a_running_pod_and_exec_runs_in_it(api: Any) -> None:
     )
     try:
         assert stream.readline() == b"first\n"
-        assert exec_in(api, name, ["sh", "-c", "id -u; touch /tmp/go"]) == "1000\n"
+        assert exec_in(api, name, ["sh", "-c", "id -u; touch /tmp/go"]).strip() == "1000"
         assert stream.read() == b"last\n"
     finally:
         stream.release_conn()
