@@ -444,16 +444,7 @@ stop_all() {
   if [ -f "$STATE/sysctl.saved" ]; then
     while read -r line; do sysctl -q -w "$line" >/dev/null || true; done <"$STATE/sysctl.saved"
   fi
-  local name
-  for name in "${OWNED[@]}"; do rm -rf "${STATE:?}/$name"; done
-}
-
-stop() {
-  [ -d "$STATE" ] || return 0
-  dev_state_dir
-  stop_all
-  rmdir "$STATE" 2>/dev/null || true
-  dev_log "stopped"
+  dev_remove_owned
 }
 
 case ${1:-} in
@@ -461,7 +452,7 @@ build) build ;;
 built) built ;; # exit status only: whether the cache holds this build
 
 start) start ;;
-stop) stop ;;
+stop) dev_stop ;;
 *)
   echo "usage: $0 build|built|start|stop" >&2
   exit 2

@@ -97,21 +97,12 @@ start() {
 # weed server hangs on SIGTERM: SIGKILL is its stop.
 stop_all() {
   dev_stop_daemon weed KILL 10
-  local name
-  for name in "${OWNED[@]}"; do rm -rf "${STATE:?}/$name"; done
-}
-
-stop() {
-  [ -d "$STATE" ] || return 0
-  dev_state_dir
-  stop_all
-  rmdir "$STATE" 2>/dev/null || true
-  dev_log "stopped"
+  dev_remove_owned
 }
 
 case ${1:-} in
 start) start ;;
-stop) stop ;;
+stop) dev_stop ;;
 *)
   echo "usage: $0 start|stop" >&2
   exit 2

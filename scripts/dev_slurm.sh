@@ -190,21 +190,12 @@ stop_all() {
   for pid in $(job_pids); do kill -s KILL "$pid" 2>/dev/null || true; done
   wait_jobs_gone 50 || dev_log "job processes $(job_pids | tr '\n' ' ')survived SIGKILL"
   dev_stop_daemon munged TERM 10
-  local name
-  for name in "${OWNED[@]}"; do rm -rf "${STATE:?}/$name"; done
-}
-
-stop() {
-  [ -d "$STATE" ] || return 0
-  dev_state_dir
-  stop_all
-  rmdir "$STATE" 2>/dev/null || true
-  dev_log "stopped"
+  dev_remove_owned
 }
 
 case ${1:-} in
 start) start ;;
-stop) stop ;;
+stop) dev_stop ;;
 *)
   echo "usage: $0 start|stop" >&2
   exit 2

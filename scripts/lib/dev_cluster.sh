@@ -128,3 +128,18 @@ dev_show_log() {
   dev_log "last lines of $1:"
   tail -n 20 "$1" >&2 2>/dev/null || true
 }
+
+# The files start creates in STATE (the script's OWNED list): stop_all ends with this.
+dev_remove_owned() {
+  local name
+  for name in "${OWNED[@]}"; do rm -rf "${STATE:?}/$name"; done
+}
+
+# `stop`: the calling script's stop_all ends its daemons and removes what it owns.
+dev_stop() {
+  [ -d "$STATE" ] || return 0
+  dev_state_dir
+  stop_all
+  rmdir "$STATE" 2>/dev/null || true
+  dev_log "stopped"
+}

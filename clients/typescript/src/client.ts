@@ -201,7 +201,7 @@ export class MlebClient {
   ): AsyncGenerator<DownloadPublicDataResponse> {
     yield* this.drain(
       this.registry().downloadPublicData(
-        { competitionId, paths },
+        { competitionId, paths, packed: false },
         this.metadata(),
         this.callOptions(settings),
       ),
