@@ -51,6 +51,9 @@ LIMITS: dict[str, Limit] = {
     _R + "ListCompetitionsRequest.category": Limit(128),
     _R + "ListCompetitionsRequest.page_token": PAGE_TOKEN,
     _R + "GetCompetitionRequest.competition_id": COMPETITION_ID,
+    _R + "ListPublicFilesRequest.competition_id": COMPETITION_ID,
+    # Holds a path of up to 1,024 characters, JSON-escaped (up to 12 per character), base64.
+    _R + "ListPublicFilesRequest.page_token": Limit(16384),
     _R + "GetLeaderboardRequest.competition_id": COMPETITION_ID,
     _R + "DownloadPublicDataRequest.competition_id": COMPETITION_ID,
     _R + "DownloadPublicDataRequest.paths": Limit(1024, items=100_000),

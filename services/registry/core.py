@@ -32,6 +32,7 @@ from services.registry.records import (
     LeaderboardEntry,
     Page,
     PublicFile,
+    PublicFilesPage,
     Split,
 )
 from services.registry.storage import CompetitionStorage, check_relative_path
@@ -43,6 +44,9 @@ VERSION_TABLE = "alembic_version_registry"
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+# A page of 10,000 files is about 1 MB on the wire, well inside a client's message limit.
+DEFAULT_FILES_PAGE_SIZE = 1000
+MAX_FILES_PAGE_SIZE = 10_000
 # Well under gRPC's 4 MiB default message limit.
 DEFAULT_CHUNK_BYTES = 1 << 20
 
@@ -98,7 +102,7 @@ class RegistryCore:
             raise invalid_field("complexity", f"must be one of {', '.join(COMPLEXITIES)}")
         split = canonical_split(split) if split else ""
         filters = {"split": split, "category": category, "complexity": complexity}
-        after_id = _decode_page_token(page_token, filters) if page_token else ""
+        after_id = _decode_page_token(page_token, filters)[0] if page_token else ""
         with self.sessions() as session:
             if split and split not in SPLIT_ALIASES and split not in store.split_members(session):
                 raise invalid_field("split", f"unknown split {split!r}")
@@ -122,9 +126,10 @@ class RegistryCore:
     # One competition
 
     def get_competition(
-        self, competition_id: str, *, obfuscated: bool = False
+        self, competition_id: str, *, obfuscated: bool = False, with_files: bool = True
     ) -> CompetitionRecord:
-        """The competition with its public file list; `description` holds the variant asked for."""
+        """The competition, with its public file list unless told otherwise; `description`
+        holds the variant asked for."""
         record = self._record(competition_id)
         if obfuscated:
             if record.description_obfuscated is None:
@@ -134,9 +139,38 @@ class RegistryCore:
                     metadata={"competition_id": competition_id},
                 )
             record.description = record.description_obfuscated
-        with self.sessions() as session:
-            record.public_files = store.public_files(session, competition_id)
+        if with_files:
+            with self.sessions() as session:
+                record.public_files = store.public_files(session, competition_id)
         return record
+
+    def list_public_files(
+        self, competition_id: str, *, page_size: int = 0, page_token: str = ""
+    ) -> PublicFilesPage:
+        """A page of the public files in path order, from one listing: a token issued
+        before the competition was imported again is refused."""
+        if page_size < 0 or page_size > MAX_FILES_PAGE_SIZE:
+            raise invalid_field("page_size", f"must be between 0 and {MAX_FILES_PAGE_SIZE}")
+        limit = page_size or DEFAULT_FILES_PAGE_SIZE
+        record = self._record(competition_id)
+        filters = {"public_files_of": record.id}
+        after_path, listing = _decode_page_token(page_token, filters) if page_token else ("", "")
+        if page_token and listing != record.public_listing_digest:
+            raise FailedPreconditionError(
+                f"the public files of {record.id!r} changed since the first page was listed; "
+                "list them again from the first page",
+                reason="PUBLIC_LISTING_CHANGED",
+                metadata={"competition_id": record.id},
+            )
+        with self.sessions() as session:
+            files = store.public_files(session, record.id, after_path=after_path, limit=limit + 1)
+        next_token = ""
+        if len(files) > limit:
+            files = files[:limit]
+            next_token = _encode_page_token(
+                files[-1].path, filters, listing=record.public_listing_digest
+            )
+        return PublicFilesPage(files, next_token, record.public_listing_digest)
 
     def get_leaderboard(self, competition_id: str) -> tuple[CompetitionRecord, Ranking]:
         """The competition with its leaderboard, and the medal thresholds that implies."""
@@ -297,18 +331,24 @@ def _filters_digest(filters: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _encode_page_token(after_id: str, filters: dict[str, str]) -> str:
-    payload = json.dumps({"after": after_id, "filters": _filters_digest(filters)})
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+def _encode_page_token(after: str, filters: dict[str, str], *, listing: str = "") -> str:
+    """An opaque token: where the next page starts, for which filters, and (for file
+    listings) which listing it belongs to."""
+    fields = {"after": after, "filters": _filters_digest(filters), "listing": listing}
+    return base64.urlsafe_b64encode(json.dumps(fields).encode()).decode().rstrip("=")
 
 
-def _decode_page_token(token: str, filters: dict[str, str]) -> str:
+def _decode_page_token(token: str, filters: dict[str, str]) -> tuple[str, str]:
+    """(after, listing) from a token `_encode_page_token` issued for `filters`."""
     try:
         padded = token + "=" * (-len(token) % 4)
         payload = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        after_id, digest = payload["after"], payload["filters"]
-    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeError) as exc:
+        after, digest = payload["after"], payload["filters"]
+        listing = payload.get("listing", "")
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeError, AttributeError) as exc:
         raise invalid_field("page_token", "not a token this registry issued") from exc
-    if not isinstance(after_id, str) or digest != _filters_digest(filters):
+    if not isinstance(after, str) or not isinstance(listing, str):
+        raise invalid_field("page_token", "not a token this registry issued")
+    if digest != _filters_digest(filters):
         raise invalid_field("page_token", "was issued for different filters")
-    return after_id
+    return after, listing

@@ -41,6 +41,10 @@ class CompetitionRow(Base):
     # Content address of the grading bundle (answers + leaderboard + metric).
     bundle_digest: Mapped[str] = mapped_column(String(64))
     public_data_size_bytes: Mapped[int] = mapped_column(BigInteger)
+    # mleb.public_listing's digest of the public files, and their number: kept so that
+    # GetCompetition can say what the listing is without loading it.
+    public_listing_digest: Mapped[str] = mapped_column(String(64), server_default="")
+    public_file_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
     # Denormalised so listings need not count leaderboard rows.
     leaderboard_size: Mapped[int]
     # "present", "missing" or "lfs_pointer"; "" for rows written before it existed.

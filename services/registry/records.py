@@ -87,6 +87,8 @@ class CompetitionRecord:
     # Kept by the store, so listings need not load the leaderboard or the file list.
     leaderboard_size: int = 0
     public_data_size_bytes: int = 0
+    public_listing_digest: str = ""
+    public_file_count: int = 0
 
     def leaderboard_status(self) -> LeaderboardState:
         return leaderboard_state_of(
@@ -106,6 +108,13 @@ class Page:
     competitions: list[CompetitionRecord]
     next_page_token: str
     total_size: int
+
+
+@dataclass(frozen=True)
+class PublicFilesPage:
+    files: list[PublicFile]
+    next_page_token: str
+    listing_digest: str
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,9 @@ class TokenRevocationRow(Base):
     subject: Mapped[str] = mapped_column(String(256), default="")
     reason: Mapped[str] = mapped_column(String(512), default="")
     revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, index=True
+    )
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -30,6 +30,7 @@ from services.registry.records import (
     FileChunk,
     LeaderboardEntry,
     Metric,
+    PublicFile,
 )
 from services.registry.revocations import TokenRevocationRow, TokenRevocations
 
@@ -37,6 +38,7 @@ _ALL = frozenset({Role.SERVICE, Role.LAB})
 RPC_ROLES: dict[str, frozenset[Role]] = {
     "ListCompetitions": _ALL,
     "GetCompetition": frozenset({Role.SERVICE, Role.LAB, Role.SANDBOX}),
+    "ListPublicFiles": frozenset({Role.SERVICE, Role.LAB, Role.SANDBOX}),
     "GetLeaderboard": _ALL,
     "ListSplits": _ALL,
     "DownloadPublicData": frozenset({Role.SERVICE, Role.LAB, Role.SANDBOX}),
@@ -128,6 +130,8 @@ def competition_to_proto(record: CompetitionRecord, *, full: bool) -> registry_p
         leaderboard_state=LEADERBOARD_STATE_TO_PROTO[state],
         leaderboard_note=leaderboard_note(state),
         bundle_digest=record.bundle_digest,
+        public_listing_digest=record.public_listing_digest,
+        public_file_count=record.public_file_count,
         # Upstream task problems (leaks, wrong setup): in every view, so no caller misses them.
         known_issues=[
             registry_pb2.KnownIssue(
@@ -146,11 +150,15 @@ def competition_to_proto(record: CompetitionRecord, *, full: bool) -> registry_p
         message.imported_at.CopyFrom(imported_at)
     if full:
         message.description = record.description
-        message.public_files.extend(
-            registry_pb2.PublicFile(path=f.path, size_bytes=f.size_bytes, sha256=f.sha256)
-            for f in record.public_files
-        )
+        message.public_files.extend(_public_files_to_proto(record.public_files))
     return message
+
+
+def _public_files_to_proto(files: list[PublicFile]) -> list[registry_pb2.PublicFile]:
+    return [
+        registry_pb2.PublicFile(path=f.path, size_bytes=f.size_bytes, sha256=f.sha256)
+        for f in files
+    ]
 
 
 class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
@@ -198,9 +206,28 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
             self.core.get_competition,
             request.competition_id,
             obfuscated=variant == common_pb2.DESCRIPTION_VARIANT_OBFUSCATED,
+            with_files=not request.omit_public_files,
         )
         return registry_service_pb2.GetCompetitionResponse(
             competition=competition_to_proto(record, full=True)
+        )
+
+    async def ListPublicFiles(
+        self,
+        request: registry_service_pb2.ListPublicFilesRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> registry_service_pb2.ListPublicFilesResponse:
+        require_competition_access(current_caller(), request.competition_id)
+        page = await asyncio.to_thread(
+            self.core.list_public_files,
+            request.competition_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return registry_service_pb2.ListPublicFilesResponse(
+            public_files=_public_files_to_proto(page.files),
+            next_page_token=page.next_page_token,
+            public_listing_digest=page.listing_digest,
         )
 
     async def GetLeaderboard(

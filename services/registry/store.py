@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from mleb.public_listing import public_listing_digest
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
@@ -55,6 +56,10 @@ def replace_competition(session: Session, record: CompetitionRecord) -> None:
         answers_sha256=answers.sha256 if answers else "",
         bundle_digest=record.bundle_digest,
         public_data_size_bytes=sum(f.size_bytes for f in record.public_files),
+        public_listing_digest=public_listing_digest(
+            (f.path, f.size_bytes, f.sha256) for f in record.public_files
+        ),
+        public_file_count=len(record.public_files),
         leaderboard_size=len(record.leaderboard),
         leaderboard_state=record.leaderboard_status().value,
         checksums_skipped=record.checksums_skipped,
@@ -132,6 +137,8 @@ def _to_record(row: CompetitionRow, splits: list[str]) -> CompetitionRecord:
         leaderboard_size=row.leaderboard_size,
         leaderboard_state=row.leaderboard_state,
         public_data_size_bytes=row.public_data_size_bytes,
+        public_listing_digest=row.public_listing_digest,
+        public_file_count=row.public_file_count,
     )
 
 
@@ -184,13 +191,19 @@ def get_competition(session: Session, competition_id: str) -> CompetitionRecord 
     return _to_record(row, sorted(_splits_of(session, [row.id])[row.id]))
 
 
-def public_files(session: Session, competition_id: str) -> list[PublicFile]:
+def public_files(
+    session: Session, competition_id: str, *, after_path: str = "", limit: int | None = None
+) -> list[PublicFile]:
+    """The files in the database's path order; a page of them with `after_path`/`limit`."""
     query = (
-        select(PublicFileRow)
+        select(PublicFileRow.path, PublicFileRow.size_bytes, PublicFileRow.sha256)
         .where(PublicFileRow.competition_id == competition_id)
         .order_by(PublicFileRow.path)
+        .limit(limit)
     )
-    return [PublicFile(r.path, r.size_bytes, r.sha256) for r in session.scalars(query)]
+    if after_path:
+        query = query.where(PublicFileRow.path > after_path)
+    return [PublicFile(*row) for row in session.execute(query)]
 
 
 def leaderboard(session: Session, competition_id: str) -> list[LeaderboardEntry]:

@@ -1,11 +1,12 @@
 """Preparing a sandbox's host folder: public data, description, instructions, output folders.
 
 Public data comes from the registry's DownloadPublicData into the node's cache
-(public_cache.py), keyed by the file list's checksums and verified by sha256 as it arrives
-(public_fetch.py). A backend that mounts it (Docker) shows the sealed entry itself read-only,
-with the sandbox's description.md mounted over it, so a sandbox's start costs the same for one
-file or a million; otherwise the files are hardlinked into the sandbox's own folder. The
-private answers are never requested.
+(public_cache.py), keyed by the registry's digest of the file listing (so a node that holds
+the data never loads the listing), and verified by sha256 as it arrives (public_fetch.py).
+A backend that mounts it (Docker) shows the sealed entry itself read-only, with the
+sandbox's description.md mounted over it, so a sandbox's start costs the same for one file
+or a million; otherwise the files are hardlinked into the sandbox's own folder. The private
+answers are never requested.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import os
 import shutil
 from pathlib import Path
 from typing import Protocol
+
+from mleb.public_listing import public_listing_digest
 
 from services.common.errors import MlebError
 from services.sandbox.backends.base import (
@@ -29,11 +32,11 @@ from services.sandbox.public_fetch import (
     PieceSource,
     RegistryFetchError,
     fetch_public_files,
-    safe_relative,
 )
-from services.sandbox.records import Competition, DescriptionVariant
+from services.sandbox.records import Competition, DescriptionVariant, PublicFile
 from services.sandbox.threads import WorkerThreads
 
+_DESCRIPTION = "description.md"
 INSTRUCTIONS = """\
 You are participating in *MLE-bench*, an offline version of Kaggle competitions adapted to test \
 the coding ability of agents like yourself.
@@ -127,6 +130,8 @@ fi
 class CompetitionSource(PieceSource, Protocol):
     async def get(self, competition_id: str, variant: DescriptionVariant) -> Competition: ...
 
+    async def listing(self, competition_id: str) -> list[PublicFile]: ...
+
 
 def host_layout(root: Path, public_dir: Path | None = None) -> HostLayout:
     """The fixed shape of a sandbox's host folder."""
@@ -139,15 +144,32 @@ def host_layout(root: Path, public_dir: Path | None = None) -> HostLayout:
         instructions_file=root / "instructions.txt",
         validate_script=root / "validate_submission.sh",
         sockets_dir=root / "sockets",
-        description_file=root / "description.md",
+        description_file=root / _DESCRIPTION,
         public_dir=public_dir,
     )
 
 
 def _cache_key(competition: Competition) -> str:
-    listing = sorted((f.path, f.sha256) for f in competition.public_files)
-    # "v2": entries hold a description.md placeholder that mounts rely on.
-    return hashlib.sha256(repr(("v2", listing)).encode()).hexdigest()[:20]
+    # "v3": keyed on the listing digest; entries hold a description.md placeholder that
+    # mounts rely on.
+    return hashlib.sha256(f"v3:{competition.listing_digest}".encode()).hexdigest()[:20]
+
+
+def _checked_listing(competition: Competition, listing: list[PublicFile]) -> list[PublicFile]:
+    """The listing, if it is the one the cache key names and a description can lie over it."""
+    if public_listing_digest((f.path, f.size_bytes, f.sha256) for f in listing) != (
+        competition.listing_digest
+    ):
+        raise RegistryFetchError(
+            f"the registry's file listing for {competition.id!r} does not match its digest "
+            "(imported again meanwhile?); start the sandbox again"
+        )
+    if any(f.path.startswith(f"{_DESCRIPTION}/") for f in listing):
+        raise RegistryFetchError(
+            f"{competition.id!r} has a public folder named {_DESCRIPTION}, where each "
+            "sandbox's description goes; rename it and import the competition again"
+        )
+    return listing
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -159,7 +181,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 def _seal(staging: Path) -> None:
     """Folders 0755; and a description.md for each sandbox's own to be mounted over."""
-    placeholder = staging / "description.md"
+    placeholder = staging / _DESCRIPTION
     if not placeholder.exists():
         placeholder.touch(mode=0o444)
         placeholder.chmod(0o444)
@@ -192,7 +214,14 @@ class LayoutBuilder:
         staging = await self._threads.run(self._cache.staging_dir, competition.id)
         try:
             try:
-                await fetch_public_files(self._competitions, competition, staging, self._threads)
+                listing = await self._competitions.listing(competition.id)
+            except MlebError as exc:
+                raise RegistryFetchError(exc.message) from exc
+            listing = _checked_listing(competition, listing)
+            try:
+                await fetch_public_files(
+                    self._competitions, competition.id, listing, staging, self._threads
+                )
             except MlebError as exc:
                 raise RegistryFetchError(exc.message) from exc
             await self._threads.run(_seal, staging)
@@ -229,11 +258,14 @@ class LayoutBuilder:
         if layout.data_dir.exists():
             shutil.rmtree(layout.data_dir)
         layout.data_dir.mkdir()
-        for public in competition.public_files:
-            target = layout.data_dir / safe_relative(public.path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _link_or_copy(cache / safe_relative(public.path), target)
-        cls._write_description(layout.data_dir / "description.md", competition)
+        # The sealed entry holds exactly the verified files (and the placeholder, which
+        # the sandbox's own description replaces); it has no links to follow.
+        for current, _dirs, files in os.walk(cache):
+            folder = layout.data_dir / Path(current).relative_to(cache)
+            folder.mkdir(exist_ok=True)
+            for name in files:
+                _link_or_copy(Path(current) / name, folder / name)
+        cls._write_description(layout.data_dir / _DESCRIPTION, competition)
         for current, dirs, _files in os.walk(layout.data_dir):
             for name in dirs:
                 (Path(current) / name).chmod(0o755)

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import NamedTuple, Protocol
 
 from services.common.errors import UnavailableError
-from services.sandbox.records import Competition, PublicFile
+from services.sandbox.records import PublicFile
 from services.sandbox.threads import WorkerThreads
 
 # More streams than this gained nothing measurable (bench/sandbox/bench_staging.py).
@@ -155,13 +155,14 @@ class _VerifiedWriter:
 
 async def fetch_public_files(
     source: PieceSource,
-    competition: Competition,
+    competition_id: str,
+    listing: Sequence[PublicFile],
     dest: Path,
     threads: WorkerThreads,
     streams: int = STREAMS,
 ) -> None:
-    """Writes and verifies every public file of the competition under `dest`."""
-    pending = plan_requests(competition.public_files, streams)
+    """Writes every file of the listing under `dest`, each checked against its sha256."""
+    pending = plan_requests(listing, streams)
 
     async def work() -> None:
         while pending:
@@ -169,7 +170,7 @@ async def fetch_public_files(
             writer = _VerifiedWriter(dest, request)
             write: asyncio.Future[None] | None = None
             try:
-                async for batch in source.pieces(competition.id, [f.path for f in request]):
+                async for batch in source.pieces(competition_id, [f.path for f in request]):
                     write = asyncio.ensure_future(threads.run(writer.write, batch))
                     await asyncio.shield(write)
                 writer.finish()

@@ -188,6 +188,9 @@ class Competition:
     data_status_reason: str
     # In the variant that was asked for.
     description: str
-    public_files: list[PublicFile]
+    # mleb.public_listing's digest of the public files, and their number; the listing
+    # itself is fetched only by a node that does not hold the data yet.
+    listing_digest: str
+    file_count: int = 0
     # The grading bundle's content address, which attestations name.
     bundle_digest: str = ""

@@ -16,6 +16,7 @@ from services.sandbox.public_fetch import Piece
 from services.sandbox.records import Competition, DescriptionVariant, PublicFile
 
 _TIMEOUT_S = 60.0
+_LISTING_PAGE = 10_000
 _DOWNLOAD_TIMEOUT_S = 3600.0
 # Pieces are written in batches, one worker-thread hop per batch instead of per file.
 _BATCH_PIECES = 512
@@ -45,7 +46,9 @@ class RegistryCompetitions:
 
     async def get(self, competition_id: str, variant: DescriptionVariant) -> Competition:
         request = registry_service_pb2.GetCompetitionRequest(
-            competition_id=competition_id, description_variant=_VARIANTS[variant]
+            competition_id=competition_id,
+            description_variant=_VARIANTS[variant],
+            omit_public_files=True,
         )
         try:
             reply = await self._stub.GetCompetition(
@@ -59,9 +62,30 @@ class RegistryCompetitions:
             prepared=found.data_status == registry_pb2.DATA_STATUS_PREPARED,
             data_status_reason=found.data_status_reason,
             description=found.description,
-            public_files=[PublicFile(f.path, f.size_bytes, f.sha256) for f in found.public_files],
+            listing_digest=found.public_listing_digest,
+            file_count=found.public_file_count,
             bundle_digest=found.bundle_digest,
         )
+
+    async def listing(self, competition_id: str) -> list[PublicFile]:
+        """The public files, page after page; the caller checks them against the digest
+        GetCompetition gave."""
+        files: list[PublicFile] = []
+        token = ""
+        while True:
+            request = registry_service_pb2.ListPublicFilesRequest(
+                competition_id=competition_id, page_size=_LISTING_PAGE, page_token=token
+            )
+            try:
+                reply = await self._stub.ListPublicFiles(
+                    request, metadata=self._metadata, timeout=_TIMEOUT_S
+                )
+            except grpc.aio.AioRpcError as error:
+                raise _domain_error(error, competition_id) from error
+            files.extend(PublicFile(f.path, f.size_bytes, f.sha256) for f in reply.public_files)
+            token = reply.next_page_token
+            if not token:
+                return files
 
     async def pieces(self, competition_id: str, paths: list[str]) -> AsyncIterator[list[Piece]]:
         """The named public files' bytes in batches; the caller verifies them."""

@@ -36,6 +36,8 @@ import {
   type GetLeaderboardResponse,
   ListCompetitionsRequest,
   type ListCompetitionsResponse,
+  ListPublicFilesRequest,
+  type ListPublicFilesResponse,
   type ListSplitsResponse,
   RegistryServiceClient,
   type RevokeTokenRequest,
@@ -170,15 +172,30 @@ export class MlebClient {
     );
   }
 
+  /** `omitPublicFiles` leaves the file list out; page it with `listPublicFiles`. */
   getCompetition(
     competitionId: string,
     descriptionVariant: DescriptionVariant = DescriptionVariant.DESCRIPTION_VARIANT_PLAIN,
     settings?: CallSettings,
+    omitPublicFiles = false,
   ): Promise<GetCompetitionResponse> {
     const registry = this.registry();
     return this.unary(
       registry.getCompetition.bind(registry),
-      { competitionId, descriptionVariant },
+      { competitionId, descriptionVariant, omitPublicFiles },
+      settings,
+    );
+  }
+
+  /** One page of the competition's public files, in path order. */
+  listPublicFiles(
+    request: Partial<ListPublicFilesRequest>,
+    settings?: CallSettings,
+  ): Promise<ListPublicFilesResponse> {
+    const registry = this.registry();
+    return this.unary(
+      registry.listPublicFiles.bind(registry),
+      ListPublicFilesRequest.fromPartial(request),
       settings,
     );
   }

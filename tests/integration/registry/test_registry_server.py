@@ -11,6 +11,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from mleb.common.v1 import common_pb2
+from mleb.public_listing import public_listing_digest
 from mleb.registry.v1 import registry_pb2
 from mleb.registry.v1 import registry_service_pb2 as pb
 from mleb.registry.v1.registry_service_pb2_grpc import RegistryServiceStub
@@ -329,6 +330,9 @@ def calls(stub, competition_id: str) -> dict:
         "ExportAuditChain": lambda md: stub.ExportAuditChain(
             pb.ExportAuditChainRequest(from_seq=1), metadata=md
         ),
+        "ListPublicFiles": lambda md: stub.ListPublicFiles(
+            pb.ListPublicFilesRequest(competition_id=competition_id), metadata=md
+        ),
     }
 
 
@@ -360,7 +364,7 @@ async def test_role_matrix(stub, tokens) -> None:
 
 async def test_sandbox_reaches_only_its_competition(stub, tokens) -> None:
     md = bearer(tokens["sandbox"])
-    for method in ("GetCompetition", "DownloadPublicData"):
+    for method in ("GetCompetition", "DownloadPublicData", "ListPublicFiles"):
         error = await fails(
             lambda method=method: calls(stub, "beta-reg")[method](md),
             grpc.StatusCode.PERMISSION_DENIED,
@@ -372,3 +376,58 @@ async def test_sandbox_reaches_only_its_competition(stub, tokens) -> None:
         )
     )
     assert "test.csv" in files and not any("private" in p for p in files)
+
+
+async def test_list_public_files_pages_the_listing_getcompetition_digests(stub, tokens) -> None:
+    md = bearer(tokens["lab"])
+    full = (
+        await stub.GetCompetition(pb.GetCompetitionRequest(competition_id="beta-reg"), metadata=md)
+    ).competition
+    slim = (
+        await stub.GetCompetition(
+            pb.GetCompetitionRequest(competition_id="beta-reg", omit_public_files=True),
+            metadata=md,
+        )
+    ).competition
+    assert not slim.public_files and slim.description == full.description
+    assert slim.public_file_count == len(full.public_files) >= 3
+    listing = [(f.path, f.size_bytes, f.sha256) for f in full.public_files]
+    assert slim.public_listing_digest == full.public_listing_digest
+    assert slim.public_listing_digest == public_listing_digest(listing)
+    paged, token = [], ""
+    while True:
+        reply = await stub.ListPublicFiles(
+            pb.ListPublicFilesRequest(competition_id="beta-reg", page_size=1, page_token=token),
+            metadata=md,
+        )
+        assert len(reply.public_files) == 1
+        assert reply.public_listing_digest == slim.public_listing_digest
+        paged.extend((f.path, f.size_bytes, f.sha256) for f in reply.public_files)
+        if not (token := reply.next_page_token):
+            break
+    assert paged == sorted(listing)
+
+
+async def test_list_public_files_refusals(stub, tokens) -> None:
+    md = bearer(tokens["lab"])
+    error = await fails(
+        lambda: stub.ListPublicFiles(
+            pb.ListPublicFilesRequest(competition_id="beta-reg", page_size=10_001), metadata=md
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert details(error)["BadRequest"].field_violations[0].field == "page_size"
+    error = await fails(
+        lambda: stub.ListPublicFiles(
+            pb.ListPublicFilesRequest(competition_id="beta-reg", page_token="x" * 20_000),
+            metadata=md,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert details(error)["BadRequest"].field_violations[0].field == "page_token"
+    await fails(
+        lambda: stub.ListPublicFiles(
+            pb.ListPublicFilesRequest(competition_id="no-such"), metadata=md
+        ),
+        grpc.StatusCode.NOT_FOUND,
+    )

@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from mleb.public_listing import public_listing_digest
 from mleb.registry.v1 import registry_service_pb2 as pb
 
 from services.registry.app import registry_service
@@ -21,7 +22,7 @@ from services.registry.importers.own_format import import_competition
 from services.sandbox.layout import LayoutBuilder, RegistryFetchError
 from services.sandbox.public_cache import PublicCache
 from services.sandbox.public_fetch import Piece
-from services.sandbox.records import DescriptionVariant
+from services.sandbox.records import Competition, DescriptionVariant, PublicFile
 from services.sandbox.registry_client import RegistryCompetitions
 from services.sandbox.threads import WorkerThreads
 from tests.conftest import bearer
@@ -67,7 +68,8 @@ async def test_fetch_seals_exactly_the_public_files(registry, tmp_path: Path) ->
     builder = LayoutBuilder(source, PublicCache(tmp_path / "cache"), WorkerThreads())
     entry = await builder.public_data(competition, "s1")
     public = core.storage.public_dir(COMPETITION)
-    listed = {f.path for f in competition.public_files}
+    listed = {f.path for f in await source.listing(COMPETITION)}
+    assert competition.file_count == len(listed)
     found = {str(path.relative_to(entry)): path for path in entry.rglob("*") if not path.is_dir()}
     # Every public file, the description placeholder, and nothing else (no answers).
     assert set(found) == listed | {"description.md"}
@@ -116,28 +118,65 @@ async def test_wrong_bytes_of_the_right_size_fail_and_leave_nothing(
     assert list((cache / COMPETITION).iterdir()) == []
 
 
-async def test_a_listing_that_climbs_out_is_refused(registry, tmp_path: Path) -> None:
+class Lying:
+    """A registry that lists `files` and answers with whatever paths it is asked for."""
+
+    def __init__(self, files: list[PublicFile]) -> None:
+        self.files = files
+
+    async def get(self, *_args):
+        raise AssertionError("the builder is handed the competition")
+
+    async def listing(self, _competition_id):
+        return self.files
+
+    async def pieces(self, _competition_id, paths):
+        yield [Piece(path, b"x", True) for path in paths]
+
+
+def _claiming(competition: Competition, files: list[PublicFile]) -> Competition:
+    """The competition as a registry would describe it if `files` were its listing."""
+    digest = public_listing_digest((f.path, f.size_bytes, f.sha256) for f in files)
+    return dataclasses.replace(competition, listing_digest=digest, file_count=len(files))
+
+
+@pytest.mark.parametrize(
+    "path", ["../../escaped.txt", "/tmp/escaped.txt", "a/../../escaped.txt", "a//../escaped.txt"]
+)
+async def test_a_listing_that_climbs_out_is_refused(registry, tmp_path: Path, path: str) -> None:
     _core, source = registry
     competition = await source.get(COMPETITION, DescriptionVariant.PLAIN)
-    hostile = dataclasses.replace(
-        competition,
-        public_files=[dataclasses.replace(competition.public_files[0], path="../../escaped.txt")],
-    )
-
-    class Lying:
-        """A registry that answers with the path its listing claimed."""
-
-        async def get(self, *_args):
-            return hostile
-
-        async def pieces(self, _competition_id, paths):
-            yield [Piece(path, b"x", True) for path in paths]
-
-    builder = LayoutBuilder(Lying(), PublicCache(tmp_path / "cache"), WorkerThreads())
+    files = [PublicFile(path, 1, hashlib.sha256(b"x").hexdigest())]
+    builder = LayoutBuilder(Lying(files), PublicCache(tmp_path / "cache"), WorkerThreads())
     with pytest.raises(RegistryFetchError, match="unsafe path"):
-        await builder.public_data(hostile, "s1")
-    assert not (tmp_path / "escaped.txt").exists()
+        await builder.public_data(_claiming(competition, files), "s1")
     assert not list(tmp_path.rglob("escaped.txt"))
+    assert not Path("/tmp/escaped.txt").exists()
+
+
+async def test_a_listing_that_is_not_the_digested_one_is_refused(registry, tmp_path: Path) -> None:
+    """The cache key is the digest: a registry (or a re-import) that lists other files
+    than the digest names must not fill that entry."""
+    _core, source = registry
+    competition = await source.get(COMPETITION, DescriptionVariant.PLAIN)
+    real = await source.listing(COMPETITION)
+    extra = [*real, PublicFile("planted.txt", 1, hashlib.sha256(b"x").hexdigest())]
+    cache = tmp_path / "cache"
+    builder = LayoutBuilder(Lying(extra), PublicCache(cache), WorkerThreads())
+    with pytest.raises(RegistryFetchError, match="does not match its digest"):
+        await builder.public_data(competition, "s1")
+    assert not list(cache.rglob("planted.txt"))
+
+
+async def test_a_public_folder_named_like_the_description_is_refused(
+    registry, tmp_path: Path
+) -> None:
+    _core, source = registry
+    competition = await source.get(COMPETITION, DescriptionVariant.PLAIN)
+    files = [PublicFile("description.md/notes.txt", 1, hashlib.sha256(b"x").hexdigest())]
+    builder = LayoutBuilder(Lying(files), PublicCache(tmp_path / "cache"), WorkerThreads())
+    with pytest.raises(RegistryFetchError, match="public folder named description.md"):
+        await builder.public_data(_claiming(competition, files), "s1")
 
 
 async def test_packed_and_unpacked_replies_carry_the_same_bytes(registry) -> None:

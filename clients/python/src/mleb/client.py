@@ -119,14 +119,27 @@ class _Calls:
         return self._call(self.registry.ListCompetitions, request, timeout)
 
     def get_competition(self, competition_id: str, *, obfuscated: bool = False,
+                        omit_public_files: bool = False,
                         timeout: float | None = None):  # fmt: skip
+        """With `omit_public_files` the reply leaves the file list out (a competition with
+        hundreds of thousands of files needs it): page it with `list_public_files`."""
         request = registry_pb.GetCompetitionRequest(
             competition_id=competition_id,
             description_variant=common_pb2.DESCRIPTION_VARIANT_OBFUSCATED
             if obfuscated
             else common_pb2.DESCRIPTION_VARIANT_PLAIN,
+            omit_public_files=omit_public_files,
         )
         return self._call(self.registry.GetCompetition, request, timeout)
+
+    def list_public_files(self, competition_id: str, *, page_size: int = 0,
+                          page_token: str = "", timeout: float | None = None):  # fmt: skip
+        """One page of the public files, in path order; `mleb.public_listing` checks the
+        whole listing against the page's `public_listing_digest`."""
+        request = registry_pb.ListPublicFilesRequest(
+            competition_id=competition_id, page_size=page_size, page_token=page_token
+        )
+        return self._call(self.registry.ListPublicFiles, request, timeout)
 
     def get_leaderboard(self, competition_id: str, *, timeout: float | None = None):
         request = registry_pb.GetLeaderboardRequest(competition_id=competition_id)

@@ -21,6 +21,7 @@ DECISIONS: dict[str, str] = {
     # RegistryService.
     "ListCompetitions": "read-only",
     "GetCompetition": "read-only",
+    "ListPublicFiles": "read-only",
     "GetLeaderboard": "read-only",
     "ListSplits": "read-only",
     "DownloadPublicData": "read-only",

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mleb.common.v1 import common_pb2 as mleb_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmleb/registry/v1/registry.proto\x12\x10mleb.registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmleb/common/v1/common.proto\"{\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x34\n\x06params\x18\x02 \x03(\x0b\x32$.mleb.registry.v1.Metric.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\">\n\nPublicFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\x8b\x06\n\x0b\x43ompetition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x30\n\ncomplexity\x18\x04 \x01(\x0e\x32\x1c.mleb.registry.v1.Complexity\x12\x15\n\rawards_medals\x18\x05 \x01(\x08\x12\x0e\n\x06splits\x18\x06 \x03(\t\x12(\n\x06metric\x18\x07 \x01(\x0b\x32\x18.mleb.registry.v1.Metric\x12\x17\n\x0flower_is_better\x18\x08 \x01(\x08\x12\x0e\n\x06source\x18\t \x01(\t\x12\x31\n\x0b\x64\x61ta_status\x18\n \x01(\x0e\x32\x1c.mleb.registry.v1.DataStatus\x12\x1a\n\x12\x64\x61ta_status_reason\x18\x0b \x01(\t\x12\x18\n\x10leaderboard_size\x18\x0c \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\r \x01(\t\x12\x32\n\x0cpublic_files\x18\x0e \x03(\x0b\x32\x1c.mleb.registry.v1.PublicFile\x12\x1e\n\x16public_data_size_bytes\x18\x0f \x01(\x03\x12\x19\n\x11\x63hecksums_skipped\x18\x10 \x01(\x08\x12/\n\x0bimported_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1ahas_obfuscated_description\x18\x12 \x01(\x08\x12\x12\n\nid_columns\x18\x13 \x03(\t\x12\x16\n\x0etarget_columns\x18\x14 \x03(\t\x12\x14\n\x0cimport_notes\x18\x15 \x03(\t\x12;\n\x11leaderboard_state\x18\x16 \x01(\x0e\x32 .mleb.common.v1.LeaderboardState\x12\x18\n\x10leaderboard_note\x18\x17 \x01(\t\x12\x32\n\x0cknown_issues\x18\x18 \x03(\x0b\x32\x1c.mleb.registry.v1.KnownIssue\x12\x15\n\rbundle_digest\x18\x19 \x01(\t\"_\n\nKnownIssue\x12\x16\n\x0eupstream_issue\x18\x01 \x01(\x05\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0f\n\x07summary\x18\x05 \x01(\t\"\xb2\x01\n\x10LeaderboardEntry\x12\x10\n\x08position\x18\x01 \x01(\x05\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x11\n\tteam_name\x18\x03 \x01(\t\x12<\n\x05\x65xtra\x18\x04 \x03(\x0b\x32-.mleb.registry.v1.LeaderboardEntry.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x05Split\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61liases\x18\x02 \x03(\t\x12\x17\n\x0f\x63ompetition_ids\x18\x03 \x03(\t\"\x9b\x03\n\x13GradingBundleHeader\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x14\n\x0cnot_modified\x18\x03 \x01(\x08\x12(\n\x06metric\x18\x04 \x01(\x0b\x32\x18.mleb.registry.v1.Metric\x12\x16\n\x0e\x61nswers_format\x18\x05 \x01(\t\x12\x1a\n\x12\x61nswers_size_bytes\x18\x06 \x01(\x03\x12\x16\n\x0e\x61nswers_sha256\x18\x07 \x01(\t\x12\x37\n\x0bleaderboard\x18\x08 \x03(\x0b\x32\".mleb.registry.v1.LeaderboardEntry\x12\x17\n\x0flower_is_better\x18\t \x01(\x08\x12\x15\n\rawards_medals\x18\n \x01(\x08\x12\x12\n\nid_columns\x18\x0b \x03(\t\x12\x16\n\x0etarget_columns\x18\x0c \x03(\t\x12;\n\x11leaderboard_state\x18\r \x01(\x0e\x32 .mleb.common.v1.LeaderboardState\"\xa4\x01\n\x0cRevokedToken\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x12\n\nsandbox_id\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x05 \x01(\t\"a\n\x0b\x41uditRecord\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x11\n\tprev_hash\x18\x02 \x01(\t\x12\x11\n\tbody_hash\x18\x03 \x01(\t\x12\x0c\n\x04hash\x18\x04 \x01(\t\x12\x11\n\tbody_json\x18\x05 \x01(\t\"/\n\nAuditEvent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x13\n\x0b\x66ields_json\x18\x02 \x01(\t*h\n\nComplexity\x12\x1a\n\x16\x43OMPLEXITY_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43OMPLEXITY_LOW\x10\x01\x12\x15\n\x11\x43OMPLEXITY_MEDIUM\x10\x02\x12\x13\n\x0f\x43OMPLEXITY_HIGH\x10\x03*b\n\nDataStatus\x12\x1b\n\x17\x44\x41TA_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x41TA_STATUS_PREPARED\x10\x01\x12\x1d\n\x19\x44\x41TA_STATUS_METADATA_ONLY\x10\x02*j\n\x0f\x43ompetitionView\x12 \n\x1c\x43OMPETITION_VIEW_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43OMPETITION_VIEW_BASIC\x10\x01\x12\x19\n\x15\x43OMPETITION_VIEW_FULL\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmleb/registry/v1/registry.proto\x12\x10mleb.registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmleb/common/v1/common.proto\"{\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x34\n\x06params\x18\x02 \x03(\x0b\x32$.mleb.registry.v1.Metric.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\">\n\nPublicFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\xc5\x06\n\x0b\x43ompetition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x30\n\ncomplexity\x18\x04 \x01(\x0e\x32\x1c.mleb.registry.v1.Complexity\x12\x15\n\rawards_medals\x18\x05 \x01(\x08\x12\x0e\n\x06splits\x18\x06 \x03(\t\x12(\n\x06metric\x18\x07 \x01(\x0b\x32\x18.mleb.registry.v1.Metric\x12\x17\n\x0flower_is_better\x18\x08 \x01(\x08\x12\x0e\n\x06source\x18\t \x01(\t\x12\x31\n\x0b\x64\x61ta_status\x18\n \x01(\x0e\x32\x1c.mleb.registry.v1.DataStatus\x12\x1a\n\x12\x64\x61ta_status_reason\x18\x0b \x01(\t\x12\x18\n\x10leaderboard_size\x18\x0c \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\r \x01(\t\x12\x32\n\x0cpublic_files\x18\x0e \x03(\x0b\x32\x1c.mleb.registry.v1.PublicFile\x12\x1e\n\x16public_data_size_bytes\x18\x0f \x01(\x03\x12\x19\n\x11\x63hecksums_skipped\x18\x10 \x01(\x08\x12/\n\x0bimported_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1ahas_obfuscated_description\x18\x12 \x01(\x08\x12\x12\n\nid_columns\x18\x13 \x03(\t\x12\x16\n\x0etarget_columns\x18\x14 \x03(\t\x12\x14\n\x0cimport_notes\x18\x15 \x03(\t\x12;\n\x11leaderboard_state\x18\x16 \x01(\x0e\x32 .mleb.common.v1.LeaderboardState\x12\x18\n\x10leaderboard_note\x18\x17 \x01(\t\x12\x32\n\x0cknown_issues\x18\x18 \x03(\x0b\x32\x1c.mleb.registry.v1.KnownIssue\x12\x15\n\rbundle_digest\x18\x19 \x01(\t\x12\x1d\n\x15public_listing_digest\x18\x1a \x01(\t\x12\x19\n\x11public_file_count\x18\x1b \x01(\x03\"_\n\nKnownIssue\x12\x16\n\x0eupstream_issue\x18\x01 \x01(\x05\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0f\n\x07summary\x18\x05 \x01(\t\"\xb2\x01\n\x10LeaderboardEntry\x12\x10\n\x08position\x18\x01 \x01(\x05\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x11\n\tteam_name\x18\x03 \x01(\t\x12<\n\x05\x65xtra\x18\x04 \x03(\x0b\x32-.mleb.registry.v1.LeaderboardEntry.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x05Split\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61liases\x18\x02 \x03(\t\x12\x17\n\x0f\x63ompetition_ids\x18\x03 \x03(\t\"\x9b\x03\n\x13GradingBundleHeader\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x14\n\x0cnot_modified\x18\x03 \x01(\x08\x12(\n\x06metric\x18\x04 \x01(\x0b\x32\x18.mleb.registry.v1.Metric\x12\x16\n\x0e\x61nswers_format\x18\x05 \x01(\t\x12\x1a\n\x12\x61nswers_size_bytes\x18\x06 \x01(\x03\x12\x16\n\x0e\x61nswers_sha256\x18\x07 \x01(\t\x12\x37\n\x0bleaderboard\x18\x08 \x03(\x0b\x32\".mleb.registry.v1.LeaderboardEntry\x12\x17\n\x0flower_is_better\x18\t \x01(\x08\x12\x15\n\rawards_medals\x18\n \x01(\x08\x12\x12\n\nid_columns\x18\x0b \x03(\t\x12\x16\n\x0etarget_columns\x18\x0c \x03(\t\x12;\n\x11leaderboard_state\x18\r \x01(\x0e\x32 .mleb.common.v1.LeaderboardState\"\xa4\x01\n\x0cRevokedToken\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x12\n\nsandbox_id\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x05 \x01(\t\"a\n\x0b\x41uditRecord\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x11\n\tprev_hash\x18\x02 \x01(\t\x12\x11\n\tbody_hash\x18\x03 \x01(\t\x12\x0c\n\x04hash\x18\x04 \x01(\t\x12\x11\n\tbody_json\x18\x05 \x01(\t\"/\n\nAuditEvent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x13\n\x0b\x66ields_json\x18\x02 \x01(\t*h\n\nComplexity\x12\x1a\n\x16\x43OMPLEXITY_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43OMPLEXITY_LOW\x10\x01\x12\x15\n\x11\x43OMPLEXITY_MEDIUM\x10\x02\x12\x13\n\x0f\x43OMPLEXITY_HIGH\x10\x03*b\n\nDataStatus\x12\x1b\n\x17\x44\x41TA_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x41TA_STATUS_PREPARED\x10\x01\x12\x1d\n\x19\x44\x41TA_STATUS_METADATA_ONLY\x10\x02*j\n\x0f\x43ompetitionView\x12 \n\x1c\x43OMPETITION_VIEW_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43OMPETITION_VIEW_BASIC\x10\x01\x12\x19\n\x15\x43OMPETITION_VIEW_FULL\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,12 +37,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_METRIC_PARAMSENTRY']._serialized_options = b'8\001'
   _globals['_LEADERBOARDENTRY_EXTRAENTRY']._loaded_options = None
   _globals['_LEADERBOARDENTRY_EXTRAENTRY']._serialized_options = b'8\001'
-  _globals['_COMPLEXITY']._serialized_start=2158
-  _globals['_COMPLEXITY']._serialized_end=2262
-  _globals['_DATASTATUS']._serialized_start=2264
-  _globals['_DATASTATUS']._serialized_end=2362
-  _globals['_COMPETITIONVIEW']._serialized_start=2364
-  _globals['_COMPETITIONVIEW']._serialized_end=2470
+  _globals['_COMPLEXITY']._serialized_start=2216
+  _globals['_COMPLEXITY']._serialized_end=2320
+  _globals['_DATASTATUS']._serialized_start=2322
+  _globals['_DATASTATUS']._serialized_end=2420
+  _globals['_COMPETITIONVIEW']._serialized_start=2422
+  _globals['_COMPETITIONVIEW']._serialized_end=2528
   _globals['_METRIC']._serialized_start=115
   _globals['_METRIC']._serialized_end=238
   _globals['_METRIC_PARAMSENTRY']._serialized_start=193
@@ -50,21 +50,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PUBLICFILE']._serialized_start=240
   _globals['_PUBLICFILE']._serialized_end=302
   _globals['_COMPETITION']._serialized_start=305
-  _globals['_COMPETITION']._serialized_end=1084
-  _globals['_KNOWNISSUE']._serialized_start=1086
-  _globals['_KNOWNISSUE']._serialized_end=1181
-  _globals['_LEADERBOARDENTRY']._serialized_start=1184
-  _globals['_LEADERBOARDENTRY']._serialized_end=1362
-  _globals['_LEADERBOARDENTRY_EXTRAENTRY']._serialized_start=1318
-  _globals['_LEADERBOARDENTRY_EXTRAENTRY']._serialized_end=1362
-  _globals['_SPLIT']._serialized_start=1364
-  _globals['_SPLIT']._serialized_end=1427
-  _globals['_GRADINGBUNDLEHEADER']._serialized_start=1430
-  _globals['_GRADINGBUNDLEHEADER']._serialized_end=1841
-  _globals['_REVOKEDTOKEN']._serialized_start=1844
-  _globals['_REVOKEDTOKEN']._serialized_end=2008
-  _globals['_AUDITRECORD']._serialized_start=2010
-  _globals['_AUDITRECORD']._serialized_end=2107
-  _globals['_AUDITEVENT']._serialized_start=2109
-  _globals['_AUDITEVENT']._serialized_end=2156
+  _globals['_COMPETITION']._serialized_end=1142
+  _globals['_KNOWNISSUE']._serialized_start=1144
+  _globals['_KNOWNISSUE']._serialized_end=1239
+  _globals['_LEADERBOARDENTRY']._serialized_start=1242
+  _globals['_LEADERBOARDENTRY']._serialized_end=1420
+  _globals['_LEADERBOARDENTRY_EXTRAENTRY']._serialized_start=1376
+  _globals['_LEADERBOARDENTRY_EXTRAENTRY']._serialized_end=1420
+  _globals['_SPLIT']._serialized_start=1422
+  _globals['_SPLIT']._serialized_end=1485
+  _globals['_GRADINGBUNDLEHEADER']._serialized_start=1488
+  _globals['_GRADINGBUNDLEHEADER']._serialized_end=1899
+  _globals['_REVOKEDTOKEN']._serialized_start=1902
+  _globals['_REVOKEDTOKEN']._serialized_end=2066
+  _globals['_AUDITRECORD']._serialized_start=2068
+  _globals['_AUDITRECORD']._serialized_end=2165
+  _globals['_AUDITEVENT']._serialized_start=2167
+  _globals['_AUDITEVENT']._serialized_end=2214
 # @@protoc_insertion_point(module_scope)

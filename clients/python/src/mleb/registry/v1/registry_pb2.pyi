@@ -66,7 +66,7 @@ class PublicFile(_message.Message):
     def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class Competition(_message.Message):
-    __slots__ = ("id", "name", "category", "complexity", "awards_medals", "splits", "metric", "lower_is_better", "source", "data_status", "data_status_reason", "leaderboard_size", "description", "public_files", "public_data_size_bytes", "checksums_skipped", "imported_at", "has_obfuscated_description", "id_columns", "target_columns", "import_notes", "leaderboard_state", "leaderboard_note", "known_issues", "bundle_digest")
+    __slots__ = ("id", "name", "category", "complexity", "awards_medals", "splits", "metric", "lower_is_better", "source", "data_status", "data_status_reason", "leaderboard_size", "description", "public_files", "public_data_size_bytes", "checksums_skipped", "imported_at", "has_obfuscated_description", "id_columns", "target_columns", "import_notes", "leaderboard_state", "leaderboard_note", "known_issues", "bundle_digest", "public_listing_digest", "public_file_count")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +92,8 @@ class Competition(_message.Message):
     LEADERBOARD_NOTE_FIELD_NUMBER: _ClassVar[int]
     KNOWN_ISSUES_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_LISTING_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_FILE_COUNT_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     category: str
@@ -117,7 +119,9 @@ class Competition(_message.Message):
     leaderboard_note: str
     known_issues: _containers.RepeatedCompositeFieldContainer[KnownIssue]
     bundle_digest: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., category: _Optional[str] = ..., complexity: _Optional[_Union[Complexity, str]] = ..., awards_medals: _Optional[bool] = ..., splits: _Optional[_Iterable[str]] = ..., metric: _Optional[_Union[Metric, _Mapping]] = ..., lower_is_better: _Optional[bool] = ..., source: _Optional[str] = ..., data_status: _Optional[_Union[DataStatus, str]] = ..., data_status_reason: _Optional[str] = ..., leaderboard_size: _Optional[int] = ..., description: _Optional[str] = ..., public_files: _Optional[_Iterable[_Union[PublicFile, _Mapping]]] = ..., public_data_size_bytes: _Optional[int] = ..., checksums_skipped: _Optional[bool] = ..., imported_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., has_obfuscated_description: _Optional[bool] = ..., id_columns: _Optional[_Iterable[str]] = ..., target_columns: _Optional[_Iterable[str]] = ..., import_notes: _Optional[_Iterable[str]] = ..., leaderboard_state: _Optional[_Union[_common_pb2.LeaderboardState, str]] = ..., leaderboard_note: _Optional[str] = ..., known_issues: _Optional[_Iterable[_Union[KnownIssue, _Mapping]]] = ..., bundle_digest: _Optional[str] = ...) -> None: ...
+    public_listing_digest: str
+    public_file_count: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., category: _Optional[str] = ..., complexity: _Optional[_Union[Complexity, str]] = ..., awards_medals: _Optional[bool] = ..., splits: _Optional[_Iterable[str]] = ..., metric: _Optional[_Union[Metric, _Mapping]] = ..., lower_is_better: _Optional[bool] = ..., source: _Optional[str] = ..., data_status: _Optional[_Union[DataStatus, str]] = ..., data_status_reason: _Optional[str] = ..., leaderboard_size: _Optional[int] = ..., description: _Optional[str] = ..., public_files: _Optional[_Iterable[_Union[PublicFile, _Mapping]]] = ..., public_data_size_bytes: _Optional[int] = ..., checksums_skipped: _Optional[bool] = ..., imported_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., has_obfuscated_description: _Optional[bool] = ..., id_columns: _Optional[_Iterable[str]] = ..., target_columns: _Optional[_Iterable[str]] = ..., import_notes: _Optional[_Iterable[str]] = ..., leaderboard_state: _Optional[_Union[_common_pb2.LeaderboardState, str]] = ..., leaderboard_note: _Optional[str] = ..., known_issues: _Optional[_Iterable[_Union[KnownIssue, _Mapping]]] = ..., bundle_digest: _Optional[str] = ..., public_listing_digest: _Optional[str] = ..., public_file_count: _Optional[int] = ...) -> None: ...
 
 class KnownIssue(_message.Message):
     __slots__ = ("upstream_issue", "url", "kind", "title", "summary")

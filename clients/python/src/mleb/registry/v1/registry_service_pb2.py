@@ -27,7 +27,7 @@ from mleb.common.v1 import common_pb2 as mleb_dot_common_dot_v1_dot_common__pb2
 from mleb.registry.v1 import registry_pb2 as mleb_dot_registry_dot_v1_dot_registry__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'mleb/registry/v1/registry_service.proto\x12\x10mleb.registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmleb/common/v1/common.proto\x1a\x1fmleb/registry/v1/registry.proto\"\xc4\x01\n\x17ListCompetitionsRequest\x12\r\n\x05split\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x30\n\ncomplexity\x18\x03 \x01(\x0e\x32\x1c.mleb.registry.v1.Complexity\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12/\n\x04view\x18\x06 \x01(\x0e\x32!.mleb.registry.v1.CompetitionView\"|\n\x18ListCompetitionsResponse\x12\x33\n\x0c\x63ompetitions\x18\x01 \x03(\x0b\x32\x1d.mleb.registry.v1.Competition\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"p\n\x15GetCompetitionRequest\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12?\n\x13\x64\x65scription_variant\x18\x02 \x01(\x0e\x32\".mleb.common.v1.DescriptionVariant\"L\n\x16GetCompetitionResponse\x12\x32\n\x0b\x63ompetition\x18\x01 \x01(\x0b\x32\x1d.mleb.registry.v1.Competition\"/\n\x15GetLeaderboardRequest\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\"\xab\x01\n\x16GetLeaderboardResponse\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12\x33\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\".mleb.registry.v1.LeaderboardEntry\x12\x17\n\x0flower_is_better\x18\x03 \x01(\x08\x12+\n\nthresholds\x18\x04 \x01(\x0b\x32\x17.mleb.common.v1.Ranking\"\x13\n\x11ListSplitsRequest\"=\n\x12ListSplitsResponse\x12\'\n\x06splits\x18\x01 \x03(\x0b\x32\x17.mleb.registry.v1.Split\"R\n\x19\x44ownloadPublicDataRequest\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12\r\n\x05paths\x18\x02 \x03(\t\x12\x0e\n\x06packed\x18\x03 \x01(\x08\"\xb3\x01\n\x1a\x44ownloadPublicDataResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\x12\n\nlast_chunk\x18\x06 \x01(\x08\x12\x31\n\x06\x63hunks\x18\x07 \x03(\x0b\x32!.mleb.registry.v1.PublicDataChunk\"u\n\x0fPublicDataChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\x12\n\nlast_chunk\x18\x06 \x01(\x08\"G\n\x17GetGradingBundleRequest\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12\x14\n\x0cknown_digest\x18\x02 \x01(\t\"t\n\x18GetGradingBundleResponse\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32%.mleb.registry.v1.GradingBundleHeaderH\x00\x12\x17\n\ranswers_chunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x99\x01\n\x12RevokeTokenRequest\x12\x0f\n\x05token\x18\x01 \x01(\tH\x00\x12\x12\n\x08token_id\x18\x02 \x01(\tH\x00\x12\x14\n\nsandbox_id\x18\x03 \x01(\tH\x00\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x05 \x01(\tB\x08\n\x06target\"F\n\x13RevokeTokenResponse\x12/\n\x07revoked\x18\x01 \x01(\x0b\x32\x1e.mleb.registry.v1.RevokedToken\"\x1a\n\x18ListRevokedTokensRequest\"L\n\x19ListRevokedTokensResponse\x12/\n\x07revoked\x18\x01 \x03(\x0b\x32\x1e.mleb.registry.v1.RevokedToken\"H\n\x18\x41ppendAuditEventsRequest\x12,\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1c.mleb.registry.v1.AuditEvent\"K\n\x19\x41ppendAuditEventsResponse\x12.\n\x07records\x18\x01 \x03(\x0b\x32\x1d.mleb.registry.v1.AuditRecord\";\n\x17\x45xportAuditChainRequest\x12\x10\n\x08\x66rom_seq\x18\x01 \x01(\x03\x12\x0e\n\x06to_seq\x18\x02 \x01(\x03\"s\n\x18\x45xportAuditChainResponse\x12.\n\x07records\x18\x01 \x03(\x0b\x32\x1d.mleb.registry.v1.AuditRecord\x12\x15\n\rnext_from_seq\x18\x02 \x01(\x03\x12\x10\n\x08head_seq\x18\x03 \x01(\x03\x32\xa2\x08\n\x0fRegistryService\x12i\n\x10ListCompetitions\x12).mleb.registry.v1.ListCompetitionsRequest\x1a*.mleb.registry.v1.ListCompetitionsResponse\x12\x63\n\x0eGetCompetition\x12\'.mleb.registry.v1.GetCompetitionRequest\x1a(.mleb.registry.v1.GetCompetitionResponse\x12\x63\n\x0eGetLeaderboard\x12\'.mleb.registry.v1.GetLeaderboardRequest\x1a(.mleb.registry.v1.GetLeaderboardResponse\x12W\n\nListSplits\x12#.mleb.registry.v1.ListSplitsRequest\x1a$.mleb.registry.v1.ListSplitsResponse\x12q\n\x12\x44ownloadPublicData\x12+.mleb.registry.v1.DownloadPublicDataRequest\x1a,.mleb.registry.v1.DownloadPublicDataResponse0\x01\x12k\n\x10GetGradingBundle\x12).mleb.registry.v1.GetGradingBundleRequest\x1a*.mleb.registry.v1.GetGradingBundleResponse0\x01\x12Z\n\x0bRevokeToken\x12$.mleb.registry.v1.RevokeTokenRequest\x1a%.mleb.registry.v1.RevokeTokenResponse\x12l\n\x11ListRevokedTokens\x12*.mleb.registry.v1.ListRevokedTokensRequest\x1a+.mleb.registry.v1.ListRevokedTokensResponse\x12l\n\x11\x41ppendAuditEvents\x12*.mleb.registry.v1.AppendAuditEventsRequest\x1a+.mleb.registry.v1.AppendAuditEventsResponse\x12i\n\x10\x45xportAuditChain\x12).mleb.registry.v1.ExportAuditChainRequest\x1a*.mleb.registry.v1.ExportAuditChainResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'mleb/registry/v1/registry_service.proto\x12\x10mleb.registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmleb/common/v1/common.proto\x1a\x1fmleb/registry/v1/registry.proto\"\xc4\x01\n\x17ListCompetitionsRequest\x12\r\n\x05split\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x30\n\ncomplexity\x18\x03 \x01(\x0e\x32\x1c.mleb.registry.v1.Complexity\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12/\n\x04view\x18\x06 \x01(\x0e\x32!.mleb.registry.v1.CompetitionView\"|\n\x18ListCompetitionsResponse\x12\x33\n\x0c\x63ompetitions\x18\x01 \x03(\x0b\x32\x1d.mleb.registry.v1.Competition\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\x8b\x01\n\x15GetCompetitionRequest\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12?\n\x13\x64\x65scription_variant\x18\x02 \x01(\x0e\x32\".mleb.common.v1.DescriptionVariant\x12\x19\n\x11omit_public_files\x18\x03 \x01(\x08\"W\n\x16ListPublicFilesRequest\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x85\x01\n\x17ListPublicFilesResponse\x12\x32\n\x0cpublic_files\x18\x01 \x03(\x0b\x32\x1c.mleb.registry.v1.PublicFile\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x1d\n\x15public_listing_digest\x18\x03 \x01(\t\"L\n\x16GetCompetitionResponse\x12\x32\n\x0b\x63ompetition\x18\x01 \x01(\x0b\x32\x1d.mleb.registry.v1.Competition\"/\n\x15GetLeaderboardRequest\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\"\xab\x01\n\x16GetLeaderboardResponse\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12\x33\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\".mleb.registry.v1.LeaderboardEntry\x12\x17\n\x0flower_is_better\x18\x03 \x01(\x08\x12+\n\nthresholds\x18\x04 \x01(\x0b\x32\x17.mleb.common.v1.Ranking\"\x13\n\x11ListSplitsRequest\"=\n\x12ListSplitsResponse\x12\'\n\x06splits\x18\x01 \x03(\x0b\x32\x17.mleb.registry.v1.Split\"R\n\x19\x44ownloadPublicDataRequest\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12\r\n\x05paths\x18\x02 \x03(\t\x12\x0e\n\x06packed\x18\x03 \x01(\x08\"\xb3\x01\n\x1a\x44ownloadPublicDataResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\x12\n\nlast_chunk\x18\x06 \x01(\x08\x12\x31\n\x06\x63hunks\x18\x07 \x03(\x0b\x32!.mleb.registry.v1.PublicDataChunk\"u\n\x0fPublicDataChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\x12\n\nlast_chunk\x18\x06 \x01(\x08\"G\n\x17GetGradingBundleRequest\x12\x16\n\x0e\x63ompetition_id\x18\x01 \x01(\t\x12\x14\n\x0cknown_digest\x18\x02 \x01(\t\"t\n\x18GetGradingBundleResponse\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32%.mleb.registry.v1.GradingBundleHeaderH\x00\x12\x17\n\ranswers_chunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x99\x01\n\x12RevokeTokenRequest\x12\x0f\n\x05token\x18\x01 \x01(\tH\x00\x12\x12\n\x08token_id\x18\x02 \x01(\tH\x00\x12\x14\n\nsandbox_id\x18\x03 \x01(\tH\x00\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x05 \x01(\tB\x08\n\x06target\"F\n\x13RevokeTokenResponse\x12/\n\x07revoked\x18\x01 \x01(\x0b\x32\x1e.mleb.registry.v1.RevokedToken\"\x1a\n\x18ListRevokedTokensRequest\"L\n\x19ListRevokedTokensResponse\x12/\n\x07revoked\x18\x01 \x03(\x0b\x32\x1e.mleb.registry.v1.RevokedToken\"H\n\x18\x41ppendAuditEventsRequest\x12,\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1c.mleb.registry.v1.AuditEvent\"K\n\x19\x41ppendAuditEventsResponse\x12.\n\x07records\x18\x01 \x03(\x0b\x32\x1d.mleb.registry.v1.AuditRecord\";\n\x17\x45xportAuditChainRequest\x12\x10\n\x08\x66rom_seq\x18\x01 \x01(\x03\x12\x0e\n\x06to_seq\x18\x02 \x01(\x03\"s\n\x18\x45xportAuditChainResponse\x12.\n\x07records\x18\x01 \x03(\x0b\x32\x1d.mleb.registry.v1.AuditRecord\x12\x15\n\rnext_from_seq\x18\x02 \x01(\x03\x12\x10\n\x08head_seq\x18\x03 \x01(\x03\x32\x8a\t\n\x0fRegistryService\x12i\n\x10ListCompetitions\x12).mleb.registry.v1.ListCompetitionsRequest\x1a*.mleb.registry.v1.ListCompetitionsResponse\x12\x63\n\x0eGetCompetition\x12\'.mleb.registry.v1.GetCompetitionRequest\x1a(.mleb.registry.v1.GetCompetitionResponse\x12\x66\n\x0fListPublicFiles\x12(.mleb.registry.v1.ListPublicFilesRequest\x1a).mleb.registry.v1.ListPublicFilesResponse\x12\x63\n\x0eGetLeaderboard\x12\'.mleb.registry.v1.GetLeaderboardRequest\x1a(.mleb.registry.v1.GetLeaderboardResponse\x12W\n\nListSplits\x12#.mleb.registry.v1.ListSplitsRequest\x1a$.mleb.registry.v1.ListSplitsResponse\x12q\n\x12\x44ownloadPublicData\x12+.mleb.registry.v1.DownloadPublicDataRequest\x1a,.mleb.registry.v1.DownloadPublicDataResponse0\x01\x12k\n\x10GetGradingBundle\x12).mleb.registry.v1.GetGradingBundleRequest\x1a*.mleb.registry.v1.GetGradingBundleResponse0\x01\x12Z\n\x0bRevokeToken\x12$.mleb.registry.v1.RevokeTokenRequest\x1a%.mleb.registry.v1.RevokeTokenResponse\x12l\n\x11ListRevokedTokens\x12*.mleb.registry.v1.ListRevokedTokensRequest\x1a+.mleb.registry.v1.ListRevokedTokensResponse\x12l\n\x11\x41ppendAuditEvents\x12*.mleb.registry.v1.AppendAuditEventsRequest\x1a+.mleb.registry.v1.AppendAuditEventsResponse\x12i\n\x10\x45xportAuditChain\x12).mleb.registry.v1.ExportAuditChainRequest\x1a*.mleb.registry.v1.ExportAuditChainResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,44 +38,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTCOMPETITIONSREQUEST']._serialized_end=353
   _globals['_LISTCOMPETITIONSRESPONSE']._serialized_start=355
   _globals['_LISTCOMPETITIONSRESPONSE']._serialized_end=479
-  _globals['_GETCOMPETITIONREQUEST']._serialized_start=481
-  _globals['_GETCOMPETITIONREQUEST']._serialized_end=593
-  _globals['_GETCOMPETITIONRESPONSE']._serialized_start=595
-  _globals['_GETCOMPETITIONRESPONSE']._serialized_end=671
-  _globals['_GETLEADERBOARDREQUEST']._serialized_start=673
-  _globals['_GETLEADERBOARDREQUEST']._serialized_end=720
-  _globals['_GETLEADERBOARDRESPONSE']._serialized_start=723
-  _globals['_GETLEADERBOARDRESPONSE']._serialized_end=894
-  _globals['_LISTSPLITSREQUEST']._serialized_start=896
-  _globals['_LISTSPLITSREQUEST']._serialized_end=915
-  _globals['_LISTSPLITSRESPONSE']._serialized_start=917
-  _globals['_LISTSPLITSRESPONSE']._serialized_end=978
-  _globals['_DOWNLOADPUBLICDATAREQUEST']._serialized_start=980
-  _globals['_DOWNLOADPUBLICDATAREQUEST']._serialized_end=1062
-  _globals['_DOWNLOADPUBLICDATARESPONSE']._serialized_start=1065
-  _globals['_DOWNLOADPUBLICDATARESPONSE']._serialized_end=1244
-  _globals['_PUBLICDATACHUNK']._serialized_start=1246
-  _globals['_PUBLICDATACHUNK']._serialized_end=1363
-  _globals['_GETGRADINGBUNDLEREQUEST']._serialized_start=1365
-  _globals['_GETGRADINGBUNDLEREQUEST']._serialized_end=1436
-  _globals['_GETGRADINGBUNDLERESPONSE']._serialized_start=1438
-  _globals['_GETGRADINGBUNDLERESPONSE']._serialized_end=1554
-  _globals['_REVOKETOKENREQUEST']._serialized_start=1557
-  _globals['_REVOKETOKENREQUEST']._serialized_end=1710
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=1712
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=1782
-  _globals['_LISTREVOKEDTOKENSREQUEST']._serialized_start=1784
-  _globals['_LISTREVOKEDTOKENSREQUEST']._serialized_end=1810
-  _globals['_LISTREVOKEDTOKENSRESPONSE']._serialized_start=1812
-  _globals['_LISTREVOKEDTOKENSRESPONSE']._serialized_end=1888
-  _globals['_APPENDAUDITEVENTSREQUEST']._serialized_start=1890
-  _globals['_APPENDAUDITEVENTSREQUEST']._serialized_end=1962
-  _globals['_APPENDAUDITEVENTSRESPONSE']._serialized_start=1964
-  _globals['_APPENDAUDITEVENTSRESPONSE']._serialized_end=2039
-  _globals['_EXPORTAUDITCHAINREQUEST']._serialized_start=2041
-  _globals['_EXPORTAUDITCHAINREQUEST']._serialized_end=2100
-  _globals['_EXPORTAUDITCHAINRESPONSE']._serialized_start=2102
-  _globals['_EXPORTAUDITCHAINRESPONSE']._serialized_end=2217
-  _globals['_REGISTRYSERVICE']._serialized_start=2220
-  _globals['_REGISTRYSERVICE']._serialized_end=3278
+  _globals['_GETCOMPETITIONREQUEST']._serialized_start=482
+  _globals['_GETCOMPETITIONREQUEST']._serialized_end=621
+  _globals['_LISTPUBLICFILESREQUEST']._serialized_start=623
+  _globals['_LISTPUBLICFILESREQUEST']._serialized_end=710
+  _globals['_LISTPUBLICFILESRESPONSE']._serialized_start=713
+  _globals['_LISTPUBLICFILESRESPONSE']._serialized_end=846
+  _globals['_GETCOMPETITIONRESPONSE']._serialized_start=848
+  _globals['_GETCOMPETITIONRESPONSE']._serialized_end=924
+  _globals['_GETLEADERBOARDREQUEST']._serialized_start=926
+  _globals['_GETLEADERBOARDREQUEST']._serialized_end=973
+  _globals['_GETLEADERBOARDRESPONSE']._serialized_start=976
+  _globals['_GETLEADERBOARDRESPONSE']._serialized_end=1147
+  _globals['_LISTSPLITSREQUEST']._serialized_start=1149
+  _globals['_LISTSPLITSREQUEST']._serialized_end=1168
+  _globals['_LISTSPLITSRESPONSE']._serialized_start=1170
+  _globals['_LISTSPLITSRESPONSE']._serialized_end=1231
+  _globals['_DOWNLOADPUBLICDATAREQUEST']._serialized_start=1233
+  _globals['_DOWNLOADPUBLICDATAREQUEST']._serialized_end=1315
+  _globals['_DOWNLOADPUBLICDATARESPONSE']._serialized_start=1318
+  _globals['_DOWNLOADPUBLICDATARESPONSE']._serialized_end=1497
+  _globals['_PUBLICDATACHUNK']._serialized_start=1499
+  _globals['_PUBLICDATACHUNK']._serialized_end=1616
+  _globals['_GETGRADINGBUNDLEREQUEST']._serialized_start=1618
+  _globals['_GETGRADINGBUNDLEREQUEST']._serialized_end=1689
+  _globals['_GETGRADINGBUNDLERESPONSE']._serialized_start=1691
+  _globals['_GETGRADINGBUNDLERESPONSE']._serialized_end=1807
+  _globals['_REVOKETOKENREQUEST']._serialized_start=1810
+  _globals['_REVOKETOKENREQUEST']._serialized_end=1963
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=1965
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=2035
+  _globals['_LISTREVOKEDTOKENSREQUEST']._serialized_start=2037
+  _globals['_LISTREVOKEDTOKENSREQUEST']._serialized_end=2063
+  _globals['_LISTREVOKEDTOKENSRESPONSE']._serialized_start=2065
+  _globals['_LISTREVOKEDTOKENSRESPONSE']._serialized_end=2141
+  _globals['_APPENDAUDITEVENTSREQUEST']._serialized_start=2143
+  _globals['_APPENDAUDITEVENTSREQUEST']._serialized_end=2215
+  _globals['_APPENDAUDITEVENTSRESPONSE']._serialized_start=2217
+  _globals['_APPENDAUDITEVENTSRESPONSE']._serialized_end=2292
+  _globals['_EXPORTAUDITCHAINREQUEST']._serialized_start=2294
+  _globals['_EXPORTAUDITCHAINREQUEST']._serialized_end=2353
+  _globals['_EXPORTAUDITCHAINRESPONSE']._serialized_start=2355
+  _globals['_EXPORTAUDITCHAINRESPONSE']._serialized_end=2470
+  _globals['_REGISTRYSERVICE']._serialized_start=2473
+  _globals['_REGISTRYSERVICE']._serialized_end=3635
 # @@protoc_insertion_point(module_scope)

@@ -38,12 +38,34 @@ class ListCompetitionsResponse(_message.Message):
     def __init__(self, competitions: _Optional[_Iterable[_Union[_registry_pb2.Competition, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
 
 class GetCompetitionRequest(_message.Message):
-    __slots__ = ("competition_id", "description_variant")
+    __slots__ = ("competition_id", "description_variant", "omit_public_files")
     COMPETITION_ID_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_VARIANT_FIELD_NUMBER: _ClassVar[int]
+    OMIT_PUBLIC_FILES_FIELD_NUMBER: _ClassVar[int]
     competition_id: str
     description_variant: _common_pb2.DescriptionVariant
-    def __init__(self, competition_id: _Optional[str] = ..., description_variant: _Optional[_Union[_common_pb2.DescriptionVariant, str]] = ...) -> None: ...
+    omit_public_files: bool
+    def __init__(self, competition_id: _Optional[str] = ..., description_variant: _Optional[_Union[_common_pb2.DescriptionVariant, str]] = ..., omit_public_files: _Optional[bool] = ...) -> None: ...
+
+class ListPublicFilesRequest(_message.Message):
+    __slots__ = ("competition_id", "page_size", "page_token")
+    COMPETITION_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    competition_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, competition_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListPublicFilesResponse(_message.Message):
+    __slots__ = ("public_files", "next_page_token", "public_listing_digest")
+    PUBLIC_FILES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_LISTING_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    public_files: _containers.RepeatedCompositeFieldContainer[_registry_pb2.PublicFile]
+    next_page_token: str
+    public_listing_digest: str
+    def __init__(self, public_files: _Optional[_Iterable[_Union[_registry_pb2.PublicFile, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., public_listing_digest: _Optional[str] = ...) -> None: ...
 
 class GetCompetitionResponse(_message.Message):
     __slots__ = ("competition",)

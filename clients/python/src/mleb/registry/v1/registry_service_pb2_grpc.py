@@ -45,6 +45,11 @@ class RegistryServiceStub:
                 request_serializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.GetCompetitionRequest.SerializeToString,
                 response_deserializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.GetCompetitionResponse.FromString,
                 _registered_method=True)
+        self.ListPublicFiles = channel.unary_unary(
+                '/mleb.registry.v1.RegistryService/ListPublicFiles',
+                request_serializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListPublicFilesRequest.SerializeToString,
+                response_deserializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListPublicFilesResponse.FromString,
+                _registered_method=True)
         self.GetLeaderboard = channel.unary_unary(
                 '/mleb.registry.v1.RegistryService/GetLeaderboard',
                 request_serializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.GetLeaderboardRequest.SerializeToString,
@@ -100,6 +105,14 @@ class RegistryServiceServicer:
 
     def GetCompetition(self, request, context):
         """Returns one competition with its description and public file list.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPublicFiles(self, request, context):
+        """Lists a competition's public files, paginated, ordered by path. For listings too
+        big for one GetCompetition reply (hundreds of thousands of files).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -177,6 +190,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.GetCompetition,
                     request_deserializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.GetCompetitionRequest.FromString,
                     response_serializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.GetCompetitionResponse.SerializeToString,
+            ),
+            'ListPublicFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPublicFiles,
+                    request_deserializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListPublicFilesRequest.FromString,
+                    response_serializer=mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListPublicFilesResponse.SerializeToString,
             ),
             'GetLeaderboard': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLeaderboard,
@@ -274,6 +292,33 @@ class RegistryService:
             '/mleb.registry.v1.RegistryService/GetCompetition',
             mleb_dot_registry_dot_v1_dot_registry__service__pb2.GetCompetitionRequest.SerializeToString,
             mleb_dot_registry_dot_v1_dot_registry__service__pb2.GetCompetitionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPublicFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mleb.registry.v1.RegistryService/ListPublicFiles',
+            mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListPublicFilesRequest.SerializeToString,
+            mleb_dot_registry_dot_v1_dot_registry__service__pb2.ListPublicFilesResponse.FromString,
             options,
             channel_credentials,
             insecure,

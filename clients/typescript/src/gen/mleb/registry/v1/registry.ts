@@ -211,6 +211,12 @@ export interface Competition {
    * without prepared data. Attestations name it.
    */
   bundleDigest: string;
+  /**
+   * SHA-256 of the canonical public file listing (mleb.public_listing): equal digests
+   * mean equal files, so a node's cache can be keyed on it without the listing itself.
+   */
+  publicListingDigest: string;
+  publicFileCount: number;
 }
 
 /** A catalogued problem with a competition, reported on MLE-bench. */
@@ -638,6 +644,8 @@ function createBaseCompetition(): Competition {
     leaderboardNote: "",
     knownIssues: [],
     bundleDigest: "",
+    publicListingDigest: "",
+    publicFileCount: 0,
   };
 }
 
@@ -717,6 +725,12 @@ export const Competition: MessageFns<Competition> = {
     }
     if (message.bundleDigest !== "") {
       writer.uint32(202).string(message.bundleDigest);
+    }
+    if (message.publicListingDigest !== "") {
+      writer.uint32(210).string(message.publicListingDigest);
+    }
+    if (message.publicFileCount !== 0) {
+      writer.uint32(216).int64(message.publicFileCount);
     }
     return writer;
   },
@@ -934,6 +948,22 @@ export const Competition: MessageFns<Competition> = {
             message.bundleDigest = reader.string();
             continue;
           }
+          case 26: {
+            if (tag !== 210) {
+              break;
+            }
+
+            message.publicListingDigest = reader.string();
+            continue;
+          }
+          case 27: {
+            if (tag !== 216) {
+              break;
+            }
+
+            message.publicFileCount = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1041,6 +1071,16 @@ export const Competition: MessageFns<Competition> = {
         : isSet(object.bundle_digest)
         ? globalThis.String(object.bundle_digest)
         : "",
+      publicListingDigest: isSet(object.publicListingDigest)
+        ? globalThis.String(object.publicListingDigest)
+        : isSet(object.public_listing_digest)
+        ? globalThis.String(object.public_listing_digest)
+        : "",
+      publicFileCount: isSet(object.publicFileCount)
+        ? globalThis.Number(object.publicFileCount)
+        : isSet(object.public_file_count)
+        ? globalThis.Number(object.public_file_count)
+        : 0,
     };
   },
 
@@ -1121,6 +1161,12 @@ export const Competition: MessageFns<Competition> = {
     if (message.bundleDigest !== "") {
       obj.bundleDigest = message.bundleDigest;
     }
+    if (message.publicListingDigest !== "") {
+      obj.publicListingDigest = message.publicListingDigest;
+    }
+    if (message.publicFileCount !== 0) {
+      obj.publicFileCount = Math.round(message.publicFileCount);
+    }
     return obj;
   },
 
@@ -1156,6 +1202,8 @@ export const Competition: MessageFns<Competition> = {
     message.leaderboardNote = object.leaderboardNote ?? "";
     message.knownIssues = object.knownIssues?.map((e) => KnownIssue.fromPartial(e)) || [];
     message.bundleDigest = object.bundleDigest ?? "";
+    message.publicListingDigest = object.publicListingDigest ?? "";
+    message.publicFileCount = object.publicFileCount ?? 0;
     return message;
   },
 };

@@ -39,6 +39,7 @@ import {
   complexityToJSON,
   GradingBundleHeader,
   LeaderboardEntry,
+  PublicFile,
   RevokedToken,
   Split,
 } from "./registry";
@@ -69,6 +70,28 @@ export interface GetCompetitionRequest {
   competitionId: string;
   /** PLAIN by default. */
   descriptionVariant: DescriptionVariant;
+  /**
+   * Leave public_files empty; public_listing_digest and public_file_count still say
+   * what the listing holds, so a caller that already has it need not fetch it again.
+   */
+  omitPublicFiles: boolean;
+}
+
+export interface ListPublicFilesRequest {
+  competitionId: string;
+  /** At most 10,000; 1,000 when unset. */
+  pageSize: number;
+  pageToken: string;
+}
+
+export interface ListPublicFilesResponse {
+  publicFiles: PublicFile[];
+  nextPageToken: string;
+  /**
+   * The digest of the whole listing these pages belong to. A page token from a listing
+   * that has since changed (a re-import) is refused with FAILED_PRECONDITION.
+   */
+  publicListingDigest: string;
 }
 
 export interface GetCompetitionResponse {
@@ -470,7 +493,7 @@ export const ListCompetitionsResponse: MessageFns<ListCompetitionsResponse> = {
 };
 
 function createBaseGetCompetitionRequest(): GetCompetitionRequest {
-  return { competitionId: "", descriptionVariant: 0 };
+  return { competitionId: "", descriptionVariant: 0, omitPublicFiles: false };
 }
 
 export const GetCompetitionRequest: MessageFns<GetCompetitionRequest> = {
@@ -480,6 +503,9 @@ export const GetCompetitionRequest: MessageFns<GetCompetitionRequest> = {
     }
     if (message.descriptionVariant !== 0) {
       writer.uint32(16).int32(message.descriptionVariant);
+    }
+    if (message.omitPublicFiles !== false) {
+      writer.uint32(24).bool(message.omitPublicFiles);
     }
     return writer;
   },
@@ -513,6 +539,14 @@ export const GetCompetitionRequest: MessageFns<GetCompetitionRequest> = {
             message.descriptionVariant = reader.int32() as any;
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.omitPublicFiles = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -537,6 +571,11 @@ export const GetCompetitionRequest: MessageFns<GetCompetitionRequest> = {
         : isSet(object.description_variant)
         ? descriptionVariantFromJSON(object.description_variant)
         : 0,
+      omitPublicFiles: isSet(object.omitPublicFiles)
+        ? globalThis.Boolean(object.omitPublicFiles)
+        : isSet(object.omit_public_files)
+        ? globalThis.Boolean(object.omit_public_files)
+        : false,
     };
   },
 
@@ -548,6 +587,9 @@ export const GetCompetitionRequest: MessageFns<GetCompetitionRequest> = {
     if (message.descriptionVariant !== 0) {
       obj.descriptionVariant = descriptionVariantToJSON(message.descriptionVariant);
     }
+    if (message.omitPublicFiles !== false) {
+      obj.omitPublicFiles = message.omitPublicFiles;
+    }
     return obj;
   },
 
@@ -558,6 +600,233 @@ export const GetCompetitionRequest: MessageFns<GetCompetitionRequest> = {
     const message = createBaseGetCompetitionRequest();
     message.competitionId = object.competitionId ?? "";
     message.descriptionVariant = object.descriptionVariant ?? 0;
+    message.omitPublicFiles = object.omitPublicFiles ?? false;
+    return message;
+  },
+};
+
+function createBaseListPublicFilesRequest(): ListPublicFilesRequest {
+  return { competitionId: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListPublicFilesRequest: MessageFns<ListPublicFilesRequest> = {
+  encode(message: ListPublicFilesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.competitionId !== "") {
+      writer.uint32(10).string(message.competitionId);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPublicFilesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPublicFilesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.competitionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPublicFilesRequest {
+    return {
+      competitionId: isSet(object.competitionId)
+        ? globalThis.String(object.competitionId)
+        : isSet(object.competition_id)
+        ? globalThis.String(object.competition_id)
+        : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListPublicFilesRequest): unknown {
+    const obj: any = {};
+    if (message.competitionId !== "") {
+      obj.competitionId = message.competitionId;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPublicFilesRequest>, I>>(base?: I): ListPublicFilesRequest {
+    return ListPublicFilesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPublicFilesRequest>, I>>(object: I): ListPublicFilesRequest {
+    const message = createBaseListPublicFilesRequest();
+    message.competitionId = object.competitionId ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListPublicFilesResponse(): ListPublicFilesResponse {
+  return { publicFiles: [], nextPageToken: "", publicListingDigest: "" };
+}
+
+export const ListPublicFilesResponse: MessageFns<ListPublicFilesResponse> = {
+  encode(message: ListPublicFilesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.publicFiles) {
+      PublicFile.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    if (message.publicListingDigest !== "") {
+      writer.uint32(26).string(message.publicListingDigest);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPublicFilesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPublicFilesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.publicFiles.push(PublicFile.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.publicListingDigest = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPublicFilesResponse {
+    return {
+      publicFiles: globalThis.Array.isArray(object?.publicFiles)
+        ? object.publicFiles.map((e: any) => PublicFile.fromJSON(e))
+        : globalThis.Array.isArray(object?.public_files)
+        ? object.public_files.map((e: any) => PublicFile.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+      publicListingDigest: isSet(object.publicListingDigest)
+        ? globalThis.String(object.publicListingDigest)
+        : isSet(object.public_listing_digest)
+        ? globalThis.String(object.public_listing_digest)
+        : "",
+    };
+  },
+
+  toJSON(message: ListPublicFilesResponse): unknown {
+    const obj: any = {};
+    if (message.publicFiles?.length) {
+      obj.publicFiles = message.publicFiles.map((e) => PublicFile.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    if (message.publicListingDigest !== "") {
+      obj.publicListingDigest = message.publicListingDigest;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPublicFilesResponse>, I>>(base?: I): ListPublicFilesResponse {
+    return ListPublicFilesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPublicFilesResponse>, I>>(object: I): ListPublicFilesResponse {
+    const message = createBaseListPublicFilesResponse();
+    message.publicFiles = object.publicFiles?.map((e) => PublicFile.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    message.publicListingDigest = object.publicListingDigest ?? "";
     return message;
   },
 };
@@ -2306,6 +2575,21 @@ export const RegistryServiceService = {
       Buffer.from(GetCompetitionResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetCompetitionResponse => GetCompetitionResponse.decode(value),
   },
+  /**
+   * Lists a competition's public files, paginated, ordered by path. For listings too
+   * big for one GetCompetition reply (hundreds of thousands of files).
+   */
+  listPublicFiles: {
+    path: "/mleb.registry.v1.RegistryService/ListPublicFiles" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListPublicFilesRequest): Buffer =>
+      Buffer.from(ListPublicFilesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListPublicFilesRequest => ListPublicFilesRequest.decode(value),
+    responseSerialize: (value: ListPublicFilesResponse): Buffer =>
+      Buffer.from(ListPublicFilesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListPublicFilesResponse => ListPublicFilesResponse.decode(value),
+  },
   /** Returns a competition's leaderboard, best first. */
   getLeaderboard: {
     path: "/mleb.registry.v1.RegistryService/GetLeaderboard" as const,
@@ -2417,6 +2701,11 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
   listCompetitions: handleUnaryCall<ListCompetitionsRequest, ListCompetitionsResponse>;
   /** Returns one competition with its description and public file list. */
   getCompetition: handleUnaryCall<GetCompetitionRequest, GetCompetitionResponse>;
+  /**
+   * Lists a competition's public files, paginated, ordered by path. For listings too
+   * big for one GetCompetition reply (hundreds of thousands of files).
+   */
+  listPublicFiles: handleUnaryCall<ListPublicFilesRequest, ListPublicFilesResponse>;
   /** Returns a competition's leaderboard, best first. */
   getLeaderboard: handleUnaryCall<GetLeaderboardRequest, GetLeaderboardResponse>;
   /** Lists the splits and their competitions. */
@@ -2479,6 +2768,25 @@ export interface RegistryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetCompetitionResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists a competition's public files, paginated, ordered by path. For listings too
+   * big for one GetCompetition reply (hundreds of thousands of files).
+   */
+  listPublicFiles(
+    request: ListPublicFilesRequest,
+    callback: (error: ServiceError | null, response: ListPublicFilesResponse) => void,
+  ): ClientUnaryCall;
+  listPublicFiles(
+    request: ListPublicFilesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListPublicFilesResponse) => void,
+  ): ClientUnaryCall;
+  listPublicFiles(
+    request: ListPublicFilesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListPublicFilesResponse) => void,
   ): ClientUnaryCall;
   /** Returns a competition's leaderboard, best first. */
   getLeaderboard(
