@@ -175,7 +175,7 @@ async def test_a_public_folder_named_like_the_description_is_refused(
     competition = await source.get(COMPETITION, DescriptionVariant.PLAIN)
     files = [PublicFile("description.md/notes.txt", 1, hashlib.sha256(b"x").hexdigest())]
     builder = LayoutBuilder(Lying(files), PublicCache(tmp_path / "cache"), WorkerThreads())
-    with pytest.raises(RegistryFetchError, match="public folder named description.md"):
+    with pytest.raises(RegistryFetchError, match=r"public folder named description\.md"):
         await builder.public_data(_claiming(competition, files), "s1")
 
 
