@@ -116,6 +116,7 @@ def import_command(
     run_import(lambda installer: ImportReport(results=[import_competition(installer, path)]))
 
 
+_SHOWN_FILES = 100
 _REGISTRY = typer.Option(
     f"127.0.0.1:{DEFAULT_PORTS['registry']}", envvar="MLEB_REGISTRY_ADDR", help="host:port"
 )
@@ -228,10 +229,17 @@ def show_command(
         stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
         c = stub.GetCompetition(
             registry_service_pb2.GetCompetitionRequest(
-                competition_id=competition_id, description_variant=variant
+                competition_id=competition_id, description_variant=variant, omit_public_files=True
             ),
             metadata=bearer(token),
         ).competition
+        # The first page only: a competition may hold hundreds of thousands of files.
+        shown_files = stub.ListPublicFiles(
+            registry_service_pb2.ListPublicFilesRequest(
+                competition_id=competition_id, page_size=_SHOWN_FILES
+            ),
+            metadata=bearer(token),
+        ).public_files
     facts = Table(show_header=False, title=f"{c.name} ({c.id})")
     for label, value in (
         ("source", c.source),
@@ -243,7 +251,7 @@ def show_command(
         ("awards medals", str(c.awards_medals)),
         ("leaderboard", _leaderboard_label(c)),
         ("data", _data_label(c) + (f": {c.data_status_reason}" if c.data_status_reason else "")),
-        ("public data", f"{len(c.public_files)} files, {c.public_data_size_bytes} bytes"),
+        ("public data", f"{c.public_file_count} files, {c.public_data_size_bytes} bytes"),
         ("checksums", _checksums_label(c)),
         *(("import note", note) for note in c.import_notes),
     ):
@@ -254,9 +262,10 @@ def show_command(
         console.print(facts.title, markup=False, highlight=False, soft_wrap=True)
         for label, value in zip(*(col.cells for col in facts.columns), strict=True):
             console.print(f"{label}: {value}", markup=False, highlight=False, soft_wrap=True)
-    if c.public_files:
-        files = Table("path", "bytes", "sha256")
-        for f in c.public_files:
+    if shown_files:
+        more = c.public_file_count - len(shown_files)
+        files = Table("path", "bytes", "sha256", caption=f"and {more} more" if more > 0 else None)
+        for f in shown_files:
             files.add_row(f.path, str(f.size_bytes), f.sha256[:16])
         console.print(files)
     console.print(c.description, markup=False, highlight=False, soft_wrap=True)

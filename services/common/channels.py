@@ -9,16 +9,11 @@ from services.common.auth import Role, TokenAuthority
 from services.common.settings import Settings
 
 
-def service_channel(
-    address: str, settings: Settings, *, max_receive_bytes: int | None = None
-) -> grpc.aio.Channel:
+def service_channel(address: str, settings: Settings) -> grpc.aio.Channel:
     """The same channel labs get (mleb.channels): retries of idempotent calls on
-    UNAVAILABLE, round-robin over a scaled service's replicas, the same message limits
-    unless `max_receive_bytes` raises the reply limit."""
+    UNAVAILABLE, round-robin over a scaled service's replicas, the same message limits."""
     tls_ca = settings.client_tls_ca.read_bytes() if settings.client_tls_ca is not None else None
-    if max_receive_bytes is None:
-        return async_channel(address, tls_ca)
-    return async_channel(address, tls_ca, max_receive_bytes=max_receive_bytes)
+    return async_channel(address, tls_ca)
 
 
 def service_token(settings: Settings, subject: str) -> str:

@@ -36,8 +36,9 @@ log = structlog.get_logger("mleb.server")
 
 # Submissions and data stream in chunks, so a message never needs to be large.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-# What a server sends is its own making: a competition's listing of ~200,000 public files
-# with their checksums is ~20 MB, and a million ~100 MB. Receiving stays at the limit above.
+# What a server sends is its own making: GetCompetition's full listing of ~200,000 public
+# files with their checksums is ~20 MB, and a million ~100 MB, for a caller that raised its
+# own receive limit (ListPublicFiles pages it for everyone else). Receiving stays at 16 MiB.
 MAX_SEND_MESSAGE_BYTES = 256 * 1024 * 1024
 
 

@@ -16,7 +16,7 @@ from services.common.auth import TokenAuthority
 from services.common.channels import bearer_metadata, service_channel, service_token
 from services.common.errors import FailedPreconditionError, invalid_field
 from services.common.revocation import registry_revocations
-from services.common.server import MAX_SEND_MESSAGE_BYTES, ServiceDefinition
+from services.common.server import ServiceDefinition
 from services.common.settings import Settings
 from services.common.signing import signing_keys
 from services.sandbox import store
@@ -81,10 +81,7 @@ def sandbox_service(
         )
         nvml = simulated_node(sandbox_settings.simulated_gpus)
     engine = store.open_database(settings.database_url)
-    # The registry's listing of a competition with many public files is a large reply.
-    channel = service_channel(
-        settings.registry_addr, settings, max_receive_bytes=MAX_SEND_MESSAGE_BYTES
-    )
+    channel = service_channel(settings.registry_addr, settings)
     sessions = db.create_session_factory(engine)
     endpoints = SandboxEndpoints(
         settings.grader_addr,

@@ -75,6 +75,7 @@ async def test_list_and_show(settings, env, serve, lab_token, tmp_path: Path) ->
     assert "own-comp" in listed.output and "1 competitions" in listed.output
     shown = await invoke("show", "own-comp")
     assert shown.exit_code == 0 and "Classify rows." in shown.output
+    assert "2 files" in shown.output and "sample_submission.csv" in shown.output
     missing = await invoke("show", "nope")
     assert missing.exit_code == 1 and "NOT_FOUND" in missing.output
     denied = await asyncio.to_thread(

@@ -102,17 +102,8 @@ def sync_channel(addresses: str | Sequence[str], tls_ca: bytes | None = None) ->
     return grpc.insecure_channel(target, options=OPTIONS)
 
 
-def async_channel(
-    addresses: str | Sequence[str],
-    tls_ca: bytes | None = None,
-    *,
-    max_receive_bytes: int = _MAX_MESSAGE,
-) -> grpc.aio.Channel:
-    """`max_receive_bytes` raises the reply limit for a caller that expects large replies
-    (a competition's full listing of public files) from a service it trusts."""
+def async_channel(addresses: str | Sequence[str], tls_ca: bytes | None = None) -> grpc.aio.Channel:
     target, creds = target_for(addresses), credentials(tls_ca)
-    options = [o for o in OPTIONS if o[0] != "grpc.max_receive_message_length"]
-    options.append(("grpc.max_receive_message_length", max_receive_bytes))
     if creds is not None:
-        return grpc.aio.secure_channel(target, creds, options=options)
-    return grpc.aio.insecure_channel(target, options=options)
+        return grpc.aio.secure_channel(target, creds, options=OPTIONS)
+    return grpc.aio.insecure_channel(target, options=OPTIONS)
