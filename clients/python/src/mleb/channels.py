@@ -13,6 +13,7 @@ IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
     "mleb.registry.v1.RegistryService": (
         "ListCompetitions",
         "GetCompetition",
+        "ListPublicFiles",
         "GetLeaderboard",
         "ListSplits",
         "DownloadPublicData",
