@@ -100,6 +100,14 @@ class CompetitionInstaller:
                     reason="ANSWERS_MISSING",
                     metadata={"competition_id": record.id, "file": answers_path},
                 )
+            if any(path.startswith("description.md/") for path in staged.public):
+                # Sandboxes lay the description at data/description.md, over the public files.
+                raise FailedPreconditionError(
+                    "the public data has a folder named description.md, where each sandbox's "
+                    "description goes; rename it",
+                    reason="PUBLIC_DESCRIPTION_FOLDER",
+                    metadata={"competition_id": record.id},
+                )
             record.answers = Answers(
                 answers.path,
                 answers_format(staged.private_dir / answers.path),

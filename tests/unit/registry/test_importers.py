@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,26 @@ def test_escaping_symlink_in_prepared_data_is_refused(registry, tmp_path: Path) 
     )
     assert report.results[0].status is ImportStatus.FAILED
     assert "leak.txt is a symbolic link" in report.results[0].error
+
+
+def test_a_public_folder_named_description_md_is_refused(registry, tmp_path: Path) -> None:
+    """Each sandbox's description lies at data/description.md, over the public files; a
+    file of that name is simply covered, a folder could not be."""
+    tree = build_mlebench_tree(tmp_path)
+    folder = tree.prepared("alpha-cls") / "public" / "description.md"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("x")
+    report = import_mlebench(
+        registry.installer, tree.repo, tree.data_dir, competitions=["alpha-cls"]
+    )
+    assert report.results[0].status is ImportStatus.FAILED
+    assert "folder named description.md" in report.results[0].error
+    shutil.rmtree(folder)
+    (folder.parent / "description.md").write_text("an upstream file of that name")
+    report = import_mlebench(
+        registry.installer, tree.repo, tree.data_dir, competitions=["alpha-cls"]
+    )
+    assert report.results[0].status is ImportStatus.PREPARED
 
 
 # The project's own format
