@@ -110,5 +110,9 @@ class ArchiveSource:
     def forget(self, sandbox_ids: list[str]) -> None:
         """Retention: the stored archives of sandboxes whose artifacts were deleted."""
         if self._store is not None:
-            for sandbox_id in sandbox_ids:
-                self._store.delete(artifacts_key(sandbox_id))
+            forget_archives(self._store, sandbox_ids)
+
+
+def forget_archives(store: ObjectStore, sandbox_ids: list[str]) -> None:
+    for sandbox_id in sandbox_ids:
+        store.delete(artifacts_key(sandbox_id))

@@ -5,6 +5,7 @@ names; the finished sandbox's host folder is gone by then, so only the store can
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import tarfile
@@ -14,10 +15,13 @@ import grpc
 import pytest
 from mleb.evidence.dsse import Envelope, subject_digests
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
+from typer.testing import CliRunner
 
+from services.cli.sandbox_cmds import sandboxes_app
+from services.common.errors import NotFoundError
 from services.sandbox.artifacts import remove_tree
 from services.sandbox.stored_artifacts import artifacts_key
-from services.storage.config import StoreSettings
+from services.storage.config import StoreSettings, open_store
 from tests.fixtures.object_stores import new_bucket, s3_client, s3_settings
 from tests.fixtures.sandbox_stack import agent
 
@@ -126,3 +130,33 @@ async def test_a_running_sandbox_on_another_node_is_refused_clearly(
     await first.StopSandbox(
         sandbox_service_pb2.StopSandboxRequest(sandbox_id=sandbox.id), metadata=md
     )
+
+
+async def test_retention_removes_the_stored_archive(sandbox_stack, object_store) -> None:
+    """`mleb sandboxes cleanup` with MLEB_OBJECT_STORE set deletes the stored archive too;
+    DownloadArtifacts then says the artifacts were deleted."""
+    settings, _ = object_store
+    md = sandbox_stack.metadata
+    _server, stub = await sandbox_stack.start(object_store=settings)
+    sandbox = await sandbox_stack.create(stub, agent(WRITE))
+    await sandbox_stack.wait_for(stub, sandbox.id)
+    key = artifacts_key(sandbox.id)
+    open_store(settings).open(key).close()  # stored at the end, before any download
+    env = {
+        "MLEB_DATABASE_URL": sandbox_stack.settings.database_url,
+        "MLEB_OBJECT_STORE": settings.url,
+        "MLEB_S3_ENDPOINT_URL": settings.endpoint_url,
+        "MLEB_S3_REGION": settings.region,
+        "MLEB_S3_ACCESS_KEY_ID": settings.access_key_id,
+        "MLEB_S3_SECRET_ACCESS_KEY": settings.secret_access_key,
+    }
+    result = await asyncio.to_thread(
+        CliRunner().invoke, sandboxes_app, ["cleanup", "--older-than", "0"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert sandbox.id in result.output
+    with pytest.raises(NotFoundError):
+        open_store(settings).open(key)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await download(stub, sandbox.id, md)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
