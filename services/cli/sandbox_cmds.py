@@ -19,6 +19,8 @@ from services.common import db
 from services.common.errors import MlebError
 from services.common.settings import DEFAULT_PORTS, Settings
 from services.sandbox import artifacts, store
+from services.sandbox.stored_artifacts import forget_archives
+from services.storage.config import StoreSettings, open_store
 
 sandboxes_app = typer.Typer(help="Inspect and stop sandboxes.", no_args_is_help=True)
 artifacts_app = typer.Typer(help="A sandbox's collected outputs.", no_args_is_help=True)
@@ -217,12 +219,16 @@ def cleanup_command(
     ),
 ) -> None:
     """Operator only: opens the sandbox database (MLEB_DATABASE_URL) and deletes old
-    sandboxes' host folders (records and logs stay). Run on the service host."""
+    sandboxes' host folders, and their archives in MLEB_OBJECT_STORE if set (records and logs
+    stay). Run on the service host."""
     settings = Settings.from_env()
     try:
         engine = store.open_database(settings.database_url)
         try:
             removed = artifacts.clean_expired(db.create_session_factory(engine), older_than * 3600)
+            # With an object store (MLEB_OBJECT_STORE), the stored archives go too.
+            if (stored := StoreSettings.from_env()) is not None:
+                forget_archives(open_store(stored), removed)
         finally:
             engine.dispose()
     except MlebError as error:

@@ -69,6 +69,12 @@ class UnavailableError(MlebError):
     code = "UNAVAILABLE"
 
 
+class DataLossError(MlebError):
+    """Stored bytes no longer match what was recorded when they were stored."""
+
+    code = "DATA_LOSS"
+
+
 @dataclass
 class QuotaViolation:
     subject: str

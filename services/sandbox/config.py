@@ -10,6 +10,7 @@ from pathlib import Path
 from services.common.errors import invalid_field
 from services.common.settings import Settings
 from services.sandbox.request_checks import RequestLimits
+from services.storage.config import StoreSettings
 
 MIB = 1024**2
 GIB = 1024**3
@@ -93,6 +94,10 @@ class SandboxSettings:
     # Development and testing without GPUs: this many simulated devices instead of NVML's
     # (MLEB_SANDBOX_SIMULATED_GPUS; never on by default; docs/gpus.md).
     simulated_gpus: int = 0
+    # Where finished sandboxes' artifact archives are kept for any instance to serve
+    # (MLEB_OBJECT_STORE; services/storage/config.py); None builds them on demand from the
+    # host folder, as on a single machine.
+    object_store: StoreSettings | None = None
 
     @classmethod
     def from_env(cls, settings: Settings) -> SandboxSettings:
@@ -126,4 +131,5 @@ class SandboxSettings:
             cache_max_bytes=int(_float("CACHE_MAX_BYTES", 100 * GIB)),
             request_limits=RequestLimits.from_env(),
             simulated_gpus=_simulated_gpus(),
+            object_store=StoreSettings.from_env(),
         )

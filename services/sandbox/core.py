@@ -25,7 +25,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
@@ -58,9 +57,11 @@ from services.sandbox.records import (
 )
 from services.sandbox.rows import SandboxRows
 from services.sandbox.states import ACTIVE, FailureReason, SandboxState
+from services.sandbox.stored_artifacts import ArchiveSource, Servable
 from services.sandbox.supervision import OUTPUT_DRAIN_S, Supervisor
 from services.sandbox.tasks import BackgroundTasks
 from services.sandbox.threads import WorkerThreads
+from services.storage.config import open_store
 
 log = structlog.get_logger("mleb.sandbox")
 
@@ -88,7 +89,11 @@ class SandboxCore:
     ) -> None:
         self._sessions = sessions
         self._threads = WorkerThreads()
-        self._archive_slots = artifacts.BuildSlots()
+        self._archives = ArchiveSource(
+            open_store(settings.object_store) if settings.object_store else None,
+            settings.work_dir / "scratch",
+            settings.max_artifacts_bytes,
+        )
         self._backend = backend
         self._competitions = competitions
         self._inventory = inventory
@@ -115,7 +120,7 @@ class SandboxCore:
             self._live,
             on_gpus_released=self._queue.wake,
             evidence=SandboxEvidence(
-                evidence.chain, evidence.keys, competitions, self._build_archive
+                evidence.chain, evidence.keys, competitions, self._attested_archive
             ),
             on_finished=on_sandbox_finished,
         )
@@ -343,7 +348,7 @@ class SandboxCore:
 
     # Artifacts and retention
 
-    async def artifacts(self, sandbox_id: str, tenant: str | None = None) -> Archive:
+    async def artifacts(self, sandbox_id: str, tenant: str | None = None) -> Servable:
         record = await self.get(sandbox_id, tenant)
         if record.artifacts_deleted:
             raise FailedPreconditionError(
@@ -351,7 +356,7 @@ class SandboxCore:
                 reason="ARTIFACTS_DELETED",
                 metadata={"sandbox_id": sandbox_id},
             )
-        build = asyncio.ensure_future(self._build_archive(record))
+        build = asyncio.ensure_future(self._threads.run(self._archives.serve, record))
         try:
             return await asyncio.shield(build)
         except asyncio.CancelledError:
@@ -360,19 +365,15 @@ class SandboxCore:
             build.add_done_callback(_discard_archive)
             raise
 
-    async def _build_archive(self, record: SandboxRecord) -> Archive:
-        return await self._threads.run(
-            artifacts.build_archive,
-            record.id,
-            Path(record.layout_root),
-            self._settings.work_dir / "scratch",
-            self._settings.max_artifacts_bytes,
-            self._archive_slots,
-        )
+    async def _attested_archive(self, record: SandboxRecord) -> Archive:
+        return await self._threads.run(self._archives.for_attestation, record)
 
     async def cleanup(self, older_than_s: float) -> builtins.list[str]:
-        """Deletes the host folders of sandboxes that ended more than `older_than_s` ago."""
-        return await self._threads.run(artifacts.clean_expired, self._sessions, older_than_s)
+        """Deletes the host folders (and stored archives) of sandboxes that ended more than
+        `older_than_s` ago."""
+        removed = await self._threads.run(artifacts.clean_expired, self._sessions, older_than_s)
+        await self._threads.run(self._archives.forget, removed)
+        return removed
 
     # Reconciling after a restart
 
@@ -411,6 +412,6 @@ class SandboxCore:
         self._threads.shutdown()
 
 
-def _discard_archive(build: asyncio.Future[Archive]) -> None:
+def _discard_archive(build: asyncio.Future[Servable]) -> None:
     if not build.cancelled() and build.exception() is None:
         build.result().remove()
