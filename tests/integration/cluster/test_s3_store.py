@@ -20,7 +20,13 @@ from services.storage.base import ObjectStore
 from services.storage.config import MIB, StoreSettings, open_store
 from services.storage.s3 import SHA256_METADATA, SIZE_METADATA
 from tests.fixtures.dev_clusters import DevCluster
-from tests.fixtures.object_stores import new_bucket, s3_client, s3_settings
+from tests.fixtures.object_stores import (
+    new_bucket,
+    read_object,
+    s3_client,
+    s3_settings,
+    source_file,
+)
 
 PREFIX = "deploy/one"
 
@@ -39,20 +45,6 @@ def store(s3_cluster: DevCluster, bucket: str) -> ObjectStore:
     return open_store(store_settings(s3_cluster, bucket))
 
 
-def source(tmp_path: Path, data: bytes) -> Path:
-    path = tmp_path / f"source-{uuid.uuid4().hex[:6]}"
-    path.write_bytes(data)
-    return path
-
-
-def read(store: ObjectStore, key: str) -> bytes:
-    stored = store.open(key)
-    try:
-        return b"".join(stored.chunks())
-    finally:
-        stored.close()
-
-
 def names(cluster: DevCluster, bucket: str) -> list[str]:
     listed = s3_client(cluster).list_objects_v2(Bucket=bucket).get("Contents", [])
     return [item["Key"] for item in listed]
@@ -61,9 +53,9 @@ def names(cluster: DevCluster, bucket: str) -> list[str]:
 def test_round_trip_under_the_prefix(
     s3_cluster: DevCluster, bucket: str, store: ObjectStore, tmp_path: Path
 ) -> None:
-    info = store.put_file("sandboxes/s1/artifacts.tar", source(tmp_path, b"hello"))
+    info = store.put_file("sandboxes/s1/artifacts.tar", source_file(tmp_path, b"hello"))
     assert (info.size_bytes, len(info.sha256)) == (5, 64)
-    assert read(store, "sandboxes/s1/artifacts.tar") == b"hello"
+    assert read_object(store, "sandboxes/s1/artifacts.tar") == b"hello"
     assert names(s3_cluster, bucket) == [f"{PREFIX}/sandboxes/s1/artifacts.tar"]
     head = s3_client(s3_cluster).head_object(
         Bucket=bucket, Key=f"{PREFIX}/sandboxes/s1/artifacts.tar"
@@ -78,12 +70,12 @@ def test_a_big_object_goes_up_in_parts(
     s3_cluster: DevCluster, bucket: str, store: ObjectStore, tmp_path: Path
 ) -> None:
     data = os.urandom(20 * MIB + 3)
-    info = store.put_file("big.bin", source(tmp_path, data))
+    info = store.put_file("big.bin", source_file(tmp_path, data))
     head = s3_client(s3_cluster).head_object(Bucket=bucket, Key=f"{PREFIX}/big.bin")
     # A multipart object's ETag ends in "-<parts>": 8 + 8 + 4 MiB.
     assert head["ETag"].strip('"').endswith("-3")
     assert head["ContentLength"] == len(data) == info.size_bytes
-    assert read(store, "big.bin") == data
+    assert read_object(store, "big.bin") == data
 
 
 def test_a_missing_key_is_not_found(store: ObjectStore) -> None:
@@ -103,11 +95,11 @@ def test_a_missing_bucket_is_never_an_internal_error(s3_cluster: DevCluster) -> 
 def test_a_wrong_secret_is_refused_without_naming_it(
     s3_cluster: DevCluster, bucket: str, store: ObjectStore, tmp_path: Path
 ) -> None:
-    store.put_file("kept", source(tmp_path, b"kept"))
+    store.put_file("kept", source_file(tmp_path, b"kept"))
     secret = "wrong-" + uuid.uuid4().hex
     wrong = open_store(store_settings(s3_cluster, bucket, secret_access_key=secret))
     for call in (
-        lambda: wrong.put_file("new", source(tmp_path, b"new")),
+        lambda: wrong.put_file("new", source_file(tmp_path, b"new")),
         lambda: wrong.open("kept"),
         lambda: wrong.delete("kept"),
     ):
@@ -146,7 +138,7 @@ def test_an_object_changed_behind_the_store_is_detected(
     s3_cluster: DevCluster, bucket: str, store: ObjectStore, tmp_path: Path
 ) -> None:
     data = os.urandom(3 * MIB)
-    info = store.put_file("victim", source(tmp_path, data))
+    info = store.put_file("victim", source_file(tmp_path, data))
     client = s3_client(s3_cluster)
     name = f"{PREFIX}/victim"
     forged = bytearray(data)
@@ -167,13 +159,13 @@ def test_an_object_changed_behind_the_store_is_detected(
     # An object put without our record, or with another length, fails the same way.
     client.put_object(Bucket=bucket, Key=name, Body=data)
     with pytest.raises(DataLossError):
-        read(store, "victim")
+        read_object(store, "victim")
     client.put_object(
         Bucket=bucket, Key=name, Body=data + b"x", Metadata={SHA256_METADATA: info.sha256,
         SIZE_METADATA: str(info.size_bytes)}
     )  # fmt: skip
     with pytest.raises(DataLossError):
-        read(store, "victim")
+        read_object(store, "victim")
 
 
 @pytest.mark.parametrize("key", ["../x", "/abs", "a//b", "a\\b", "a\x00b", "k" * 600, ""])
@@ -181,7 +173,7 @@ def test_odd_keys_are_refused_before_any_request(
     s3_cluster: DevCluster, bucket: str, store: ObjectStore, tmp_path: Path, key: str
 ) -> None:
     for call in (
-        lambda: store.put_file(key, source(tmp_path, b"x")),
+        lambda: store.put_file(key, source_file(tmp_path, b"x")),
         lambda: store.open(key),
         lambda: store.delete(key),
     ):

@@ -15,25 +15,12 @@ from services.common.errors import (
     MlebError,
     NotFoundError,
 )
-from services.storage.base import CHUNK_BYTES, ObjectStore
+from services.storage.base import CHUNK_BYTES
 from services.storage.local import HEADER_BYTES, LocalStore
+from tests.fixtures.object_stores import read_object, source_file
 from tests.fixtures.races import exchange_forever
 
 KEY = "a/b/c/object.bin"
-
-
-def source(tmp_path: Path, data: bytes, name: str = "source") -> Path:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path
-
-
-def read(store: ObjectStore, key: str) -> bytes:
-    stored = store.open(key)
-    try:
-        return b"".join(stored.chunks())
-    finally:
-        stored.close()
 
 
 def files_under(folder: Path) -> list[str]:
@@ -52,21 +39,21 @@ def outside(tmp_path: Path) -> Path:
     folder = tmp_path / "outside"
     planted = LocalStore(folder)
     for key in ("object.bin", "c/object.bin", "b/c/object.bin", "a/b/c/object.bin"):
-        planted.put_file(key, source(tmp_path, b"planted", "planted"))
+        planted.put_file(key, source_file(tmp_path, b"planted", "planted"))
     return folder
 
 
 def test_round_trip_records_sha256_and_size(tmp_path: Path, root: Path) -> None:
     store = LocalStore(root)
     data = os.urandom(3 * CHUNK_BYTES + 17)
-    info = store.put_file(KEY, source(tmp_path, data))
+    info = store.put_file(KEY, source_file(tmp_path, data))
     assert info.size_bytes == len(data)
     stored = store.open(KEY)
     assert stored.info == info
     assert b"".join(stored.chunks()) == data
     stored.close()
-    store.put_file(KEY, source(tmp_path, b""))
-    assert read(store, KEY) == b""
+    store.put_file(KEY, source_file(tmp_path, b""))
+    assert read_object(store, KEY) == b""
     # Only the object's file: no temporary is left behind.
     assert files_under(root) == ["a", "a/b", "a/b/c", "a/b/c/object.bin"]
 
@@ -77,7 +64,7 @@ def test_missing_objects_and_deletes(tmp_path: Path, root: Path) -> None:
         store.open(KEY)  # the root does not even exist yet
     assert raised.value.reason == "OBJECT_NOT_FOUND"
     assert str(root) not in str(raised.value)
-    store.put_file(KEY, source(tmp_path, b"x"))
+    store.put_file(KEY, source_file(tmp_path, b"x"))
     with pytest.raises(NotFoundError):
         store.open("a/b/c/other")
     store.delete(KEY)
@@ -91,7 +78,7 @@ def test_missing_objects_and_deletes(tmp_path: Path, root: Path) -> None:
 def test_odd_keys_never_touch_the_filesystem(tmp_path: Path, root: Path, key: str) -> None:
     store = LocalStore(root)
     for call in (
-        lambda: store.put_file(key, source(tmp_path, b"x")),
+        lambda: store.put_file(key, source_file(tmp_path, b"x")),
         lambda: store.open(key),
         lambda: store.delete(key),
     ):
@@ -104,7 +91,7 @@ def test_odd_keys_never_touch_the_filesystem(tmp_path: Path, root: Path, key: st
 def test_corruption_is_detected_and_the_last_chunk_withheld(tmp_path: Path, root: Path) -> None:
     store = LocalStore(root)
     data = os.urandom(2 * CHUNK_BYTES + 5)
-    store.put_file(KEY, source(tmp_path, data))
+    store.put_file(KEY, source_file(tmp_path, data))
     path = root / KEY
     with path.open("r+b") as handle:  # one flipped bit, deep inside the object
         handle.seek(HEADER_BYTES + CHUNK_BYTES + 3)
@@ -124,10 +111,10 @@ def test_corruption_is_detected_and_the_last_chunk_withheld(tmp_path: Path, root
         lambda: path.open("ab").write(b"more"),
         lambda: path.write_bytes(b"just bytes"),
     ):
-        store.put_file(KEY, source(tmp_path, data))
+        store.put_file(KEY, source_file(tmp_path, data))
         damage()
         with pytest.raises(DataLossError):
-            read(store, KEY)
+            read_object(store, KEY)
 
 
 @pytest.mark.parametrize("level", range(4))
@@ -146,16 +133,16 @@ def test_a_symlink_at_any_level_is_never_followed(
         store.open(KEY)
     if level < 3:
         with pytest.raises(FailedPreconditionError) as raised:
-            store.put_file(KEY, source(tmp_path, b"written"))
+            store.put_file(KEY, source_file(tmp_path, b"written"))
         assert raised.value.reason == "OBJECT_STORE_CONFLICT"
         assert str(root) not in str(raised.value)
     else:  # the link itself is replaced; its target is untouched
-        store.put_file(KEY, source(tmp_path, b"written"))
-        assert not link.is_symlink() and read(store, KEY) == b"written"
+        store.put_file(KEY, source_file(tmp_path, b"written"))
+        assert not link.is_symlink() and read_object(store, KEY) == b"written"
     store.delete(KEY)
     assert files_under(outside) == before
-    assert read(LocalStore(outside), KEY) == b"planted"
-    assert read(LocalStore(outside), "object.bin") == b"planted"
+    assert read_object(LocalStore(outside), KEY) == b"planted"
+    assert read_object(LocalStore(outside), "object.bin") == b"planted"
 
 
 def test_a_folder_swapped_for_a_link_mid_call_never_redirects(
@@ -164,7 +151,7 @@ def test_a_folder_swapped_for_a_link_mid_call_never_redirects(
     """root/a trades places with a link to `outside` in a loop while objects are written and
     read: every call reads the real object or fails cleanly, and nothing lands outside."""
     store = LocalStore(root)
-    store.put_file(KEY, source(tmp_path, b"inside"))
+    store.put_file(KEY, source_file(tmp_path, b"inside"))
     (root / "swap").symlink_to(outside)
     before = files_under(outside)
     outcomes: set[str] = set()
@@ -172,22 +159,22 @@ def test_a_folder_swapped_for_a_link_mid_call_never_redirects(
         for i in range(300):
             try:
                 if i % 2:
-                    store.put_file(KEY, source(tmp_path, b"inside"))
+                    store.put_file(KEY, source_file(tmp_path, b"inside"))
                     outcomes.add("put")
                 else:
-                    assert read(store, KEY) == b"inside"
+                    assert read_object(store, KEY) == b"inside"
                     outcomes.add("read")
             except (NotFoundError, FailedPreconditionError):
                 outcomes.add("refused")
     assert files_under(outside) == before
-    assert read(LocalStore(outside), KEY) == b"planted"
+    assert read_object(LocalStore(outside), KEY) == b"planted"
     assert {"put", "read"} <= outcomes  # the race did not simply stop every call
 
 
 def test_concurrent_puts_leave_one_whole_object(tmp_path: Path, root: Path) -> None:
     store = LocalStore(root)
     bodies = [bytes([n]) * (CHUNK_BYTES + n) for n in range(4)]
-    sources = [source(tmp_path, body, f"s{n}") for n, body in enumerate(bodies)]
+    sources = [source_file(tmp_path, body, f"s{n}") for n, body in enumerate(bodies)]
     errors: list[MlebError] = []
 
     def put(path: Path) -> None:
@@ -203,5 +190,5 @@ def test_concurrent_puts_leave_one_whole_object(tmp_path: Path, root: Path) -> N
     for thread in threads:
         thread.join()
     assert errors == []
-    assert read(store, KEY) in bodies
+    assert read_object(store, KEY) in bodies
     assert files_under(root / "a/b/c") == ["object.bin"]
