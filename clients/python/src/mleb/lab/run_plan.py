@@ -113,7 +113,9 @@ async def resolve_competitions(client: AsyncClient, spec: str) -> tuple[str, ...
 
     async def problem(competition_id: str) -> str:
         try:
-            competition = (await client.get_competition(competition_id)).competition
+            # Metadata only: a listing of 200,000 files is over a client's reply limit.
+            reply = await client.get_competition(competition_id, omit_public_files=True)
+            competition = reply.competition
         except NotFound:
             return f"{competition_id} (unknown to the registry)"
         if competition.data_status != registry_pb2.DATA_STATUS_PREPARED:

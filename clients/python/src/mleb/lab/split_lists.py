@@ -65,7 +65,9 @@ def known_issues_from_registry(
     with environment.client(registry=address or None, token=token) as client:
         for competition_id in sorted(ids):
             try:
-                issues = client.get_competition(competition_id, timeout=REGISTRY_TIMEOUT_S)
+                issues = client.get_competition(
+                    competition_id, omit_public_files=True, timeout=REGISTRY_TIMEOUT_S
+                )
             except MlebError as exc:
                 if exc.code == "NOT_FOUND":  # a group's competition the registry lacks
                     continue
