@@ -41,6 +41,7 @@ from services.sandbox.endpoints import VALIDATE_SOCKET, SandboxEndpoints
 from tests.fixtures.sandbox_docker import (
     COMPETITION,
     MARKER,
+    TEST_INSTANCE,
     grader_definition,
     make_layout,
     make_spec,
@@ -367,7 +368,7 @@ async def test_output_keeps_streams_apart_with_engine_times_and_resumes(rig):
 async def test_stop_terminates_and_remove_cleans_up_agent_and_sidecar(rig):
     spec = await rig.prepare(BUSYBOX_IMAGE, ["sleep", "300"])
     handle = await rig.launch(spec)
-    owned = await rig.backend.list_owned({"mleb.instance": "test-docker"})
+    owned = await rig.backend.list_owned({"mleb.instance": TEST_INSTANCE})
     assert any(h.ref == handle.ref and running for h, running in owned)
     await rig.backend.stop(handle, grace_s=1)
     assert (await rig.backend.wait(handle)).exit_code in (137, 143)
@@ -384,7 +385,7 @@ async def test_list_owned_removes_a_sidecar_left_without_its_agent(rig):
     spec = await rig.prepare(BUSYBOX_IMAGE, ["sleep", "60"])
     handle = await rig.launch(spec)
     rig.engine.api.remove_container(handle.ref, force=True)
-    owned = await rig.backend.list_owned({"mleb.instance": "test-docker"})
+    owned = await rig.backend.list_owned({"mleb.instance": TEST_INSTANCE})
     assert all(h.sandbox_id != spec.sandbox_id for h, _ in owned)
     assert (
         rig.engine.containers.list(
