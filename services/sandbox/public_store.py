@@ -49,21 +49,28 @@ def public_keys(competition: Competition) -> tuple[str, str]:
 
 
 class _Reader:
-    """A stored object's verified chunks as the file tarfile reads from."""
+    """A stored object's verified chunks as the file tarfile reads from, in small reads:
+    each chunk is consumed by position, never re-copied per read."""
 
     def __init__(self, stored: StoredObject) -> None:
         self._chunks = stored.chunks()
-        self._buffer = b""
+        self._chunk = b""
+        self._at = 0
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            chunk = next(self._chunks, b"")
-            if not chunk:
-                break
-            self._buffer += chunk
-        cut = len(self._buffer) if size < 0 else size
-        out, self._buffer = self._buffer[:cut], self._buffer[cut:]
-        return out
+        parts = []
+        while size != 0:
+            if self._at == len(self._chunk):
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._chunk, self._at = chunk, 0
+                continue  # an empty chunk is not the end
+            end = len(self._chunk) if size < 0 else min(len(self._chunk), self._at + size)
+            parts.append(self._chunk[self._at : end])
+            size -= 0 if size < 0 else end - self._at
+            self._at = end
+        return b"".join(parts)
 
 
 @contextlib.contextmanager
@@ -168,7 +175,9 @@ class PublicStore:
         """Stores the verified tree for other nodes; a failure is logged, never raised."""
         files_key, listing_key = public_keys(competition)
         try:
-            with tempfile.TemporaryDirectory(prefix=".download-publish-", dir=tree.parent) as scratch:
+            # Beside the staging folder: the cache's dot-names are never taken for entries.
+            scratch_dir = tempfile.TemporaryDirectory(prefix=".download-publish-", dir=tree.parent)
+            with scratch_dir as scratch:
                 archive = Path(scratch) / "files.tar"
                 with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
                     for public in sorted(listing, key=lambda f: f.path):
