@@ -46,6 +46,7 @@ from services.sandbox.live import LiveSandboxes
 from services.sandbox.logs import LogReader, LogSignals
 from services.sandbox.phases import Phases
 from services.sandbox.public_cache import PublicCache
+from services.sandbox.public_store import PublicStore
 from services.sandbox.reconcile import Reconciler
 from services.sandbox.records import (
     GpuListing,
@@ -89,8 +90,9 @@ class SandboxCore:
     ) -> None:
         self._sessions = sessions
         self._threads = WorkerThreads()
+        store = open_store(settings.object_store) if settings.object_store else None
         self._archives = ArchiveSource(
-            open_store(settings.object_store) if settings.object_store else None,
+            store,
             settings.work_dir / "scratch",
             settings.max_artifacts_bytes,
         )
@@ -139,6 +141,7 @@ class SandboxCore:
                     self._rows.active_among,
                 ),
                 self._threads,
+                PublicStore(store) if store else None,
             ),
             endpoints=endpoints,
             inventory=inventory,

@@ -33,6 +33,7 @@ from services.sandbox.public_fetch import (
     RegistryFetchError,
     fetch_public_files,
 )
+from services.sandbox.public_store import PublicStore
 from services.sandbox.records import Competition, DescriptionVariant, PublicFile
 from services.sandbox.threads import WorkerThreads
 
@@ -193,9 +194,14 @@ def _seal(staging: Path) -> None:
 
 class LayoutBuilder:
     def __init__(
-        self, competitions: CompetitionSource, cache: PublicCache, threads: WorkerThreads
+        self,
+        competitions: CompetitionSource,
+        cache: PublicCache,
+        threads: WorkerThreads,
+        public_store: PublicStore | None = None,
     ) -> None:
         self._competitions = competitions
+        self._public_store = public_store
         self._cache = cache
         self._threads = threads
         self._locks: dict[str, asyncio.Lock] = {}
@@ -213,22 +219,33 @@ class LayoutBuilder:
     async def _fetch(self, competition: Competition, key: str, sandbox_id: str) -> None:
         staging = await self._threads.run(self._cache.staging_dir, competition.id)
         try:
-            try:
-                listing = await self._competitions.listing(competition.id)
-            except MlebError as exc:
-                raise RegistryFetchError(exc.message) from exc
-            listing = _checked_listing(competition, listing)
-            try:
-                await fetch_public_files(
-                    self._competitions, competition.id, listing, staging, self._threads
-                )
-            except MlebError as exc:
-                raise RegistryFetchError(exc.message) from exc
+            stored = None
+            if self._public_store is not None:
+                stored = await self._threads.run(self._public_store.load, competition, staging)
+            if stored is not None:
+                _checked_listing(competition, stored)  # a description folder; never trusted
+            else:
+                await self._fetch_from_registry(competition, staging)
             await self._threads.run(_seal, staging)
             await self._threads.run(self._cache.seal, competition.id, key, staging, sandbox_id)
         finally:
             if staging.exists():
                 await self._threads.run(shutil.rmtree, staging, True)
+
+    async def _fetch_from_registry(self, competition: Competition, staging: Path) -> None:
+        try:
+            listing = await self._competitions.listing(competition.id)
+        except MlebError as exc:
+            raise RegistryFetchError(exc.message) from exc
+        listing = _checked_listing(competition, listing)
+        try:
+            await fetch_public_files(
+                self._competitions, competition.id, listing, staging, self._threads
+            )
+        except MlebError as exc:
+            raise RegistryFetchError(exc.message) from exc
+        if self._public_store:
+            await self._threads.run(self._public_store.publish, competition, listing, staging)
 
     async def prepare(
         self,

@@ -81,7 +81,7 @@ class ArchiveSource:
     def serve(self, record: SandboxRecord) -> Servable:
         """What DownloadArtifacts streams; the caller calls remove() once done."""
         if self._store is None:
-            return self.build(record)
+            return self._build_here(record)
         here = Path(record.layout_root).is_dir()
         if not record.state.terminal:
             if not here:
@@ -91,7 +91,7 @@ class ArchiveSource:
                     reason="ARTIFACTS_ON_ANOTHER_NODE",
                     metadata={"sandbox_id": record.id},
                 )
-            return self.build(record)
+            return self._build_here(record)
         key = artifacts_key(record.id)
         try:
             return StoredArchive(self._store.open(key))
@@ -106,6 +106,21 @@ class ArchiveSource:
                 ) from None
         self._seal(record)
         return StoredArchive(self._store.open(key))
+
+    def _build_here(self, record: SandboxRecord) -> artifacts.Archive:
+        """build(), where a host folder that is gone (removed by hand, or on a node that
+        shares the database without the folder) is a clear refusal, not a crash."""
+        try:
+            return self.build(record)
+        except FileNotFoundError:
+            if Path(record.layout_root).is_dir():
+                raise  # something else is missing: the scratch folder, a server fault
+            raise FailedPreconditionError(
+                f"the artifacts of sandbox {record.id} are not on this node and no object "
+                "store holds them",
+                reason="ARTIFACTS_GONE",
+                metadata={"sandbox_id": record.id},
+            ) from None
 
     def forget(self, sandbox_ids: list[str]) -> None:
         """Retention: the stored archives of sandboxes whose artifacts were deleted."""

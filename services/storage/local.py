@@ -5,7 +5,8 @@ from the root, and the object itself with O_NOFOLLOW: a symlink at any level ins
 makes the key missing (or a put refused), never followed, and a folder renamed or swapped
 mid-call cannot redirect it, because the call holds the descriptor it checked. A put writes a
 hidden temporary file in the object's folder and renames it over the name, so readers see the
-old object or the new one. Each file starts with a fixed-size header naming the object's
+old object or the new one; one left by a writer that died is swept when a store is opened
+once it is an hour old. Each file starts with a fixed-size header naming the object's
 sha256 and size, written last, so the record and the bytes can never come apart."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import re
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +38,10 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_
 _NEW_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # What a symlink, a file where a folder belongs, or a missing level makes an open fail with.
 _ABSENT = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENXIO}
+_PART = re.compile(r"\..+\.[0-9a-f]{16}\.part")
+# A put's temporary file older than this was left by a writer that died mid-write: no live
+# put takes this long between creating it and renaming it away.
+STALE_PART_S = 3600.0
 
 
 def _header(sha256: str, size: int) -> bytes:
@@ -49,9 +55,29 @@ def _conflict(key: str) -> FailedPreconditionError:
     )
 
 
+def sweep_stale_parts(root: Path, older_than_s: float = STALE_PART_S) -> int:
+    """Removes the temporary files of puts that crashed; returns how many. Walks by
+    descriptor without following links, so nothing outside the root is touched."""
+    if not root.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for _folder, _dirs, files, fd in os.fwalk(root, follow_symlinks=False):
+        for name in files:
+            if not _PART.fullmatch(name):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                    os.unlink(name, dir_fd=fd)
+                    removed += 1
+    return removed
+
+
 class LocalStore:
     def __init__(self, root: Path) -> None:
         self._root = root
+        sweep_stale_parts(root)
 
     @contextlib.contextmanager
     def _folder(self, key: str, segments: list[str], create: bool) -> Iterator[int]:

@@ -17,6 +17,7 @@ from grpc_status import rpc_status
 from mleb.common.v1 import common_pb2
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
+from services.sandbox.artifacts import remove_tree
 from tests.fixtures.sandbox_stack import METADATA_ONLY, OBFUSCATED_DESCRIPTION, agent
 
 S = sandbox_pb2
@@ -321,3 +322,20 @@ async def test_validation_works_from_inside_a_local_sandbox(sandbox_stack):
               if e.stream == S.LOG_STREAM_STDOUT}  # fmt: skip
     assert "Submission is valid" in stdout["GOOD"], stdout
     assert "invalid" in stdout["BAD"].lower() and "score" not in stdout["BAD"].lower()
+
+
+async def test_artifacts_whose_host_folder_is_gone_are_a_clear_refusal(sandbox_stack):
+    # No object store: the host folder is the only copy. Removed (by hand, or a disk lost),
+    # DownloadArtifacts says so, as FAILED_PRECONDITION naming no server path.
+    _server, stub = await sandbox_stack.start()
+    sandbox = await sandbox_stack.create(stub, agent(WRITE_SUBMISSION))
+    await sandbox_stack.wait_for(stub, sandbox.id)
+    assert (await download(sandbox_stack, stub, sandbox.id))[1]
+    root = sandbox_stack.sandbox_settings.work_dir / "sandboxes" / sandbox.id
+    remove_tree(root)
+    assert not root.exists()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await download(sandbox_stack, stub, sandbox.id)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert details(err.value)["ErrorInfo"].reason == "ARTIFACTS_GONE"
+    assert "/" not in (err.value.details() or "")

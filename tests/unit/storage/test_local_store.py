@@ -192,3 +192,27 @@ def test_concurrent_puts_leave_one_whole_object(tmp_path: Path, root: Path) -> N
     assert errors == []
     assert read_object(store, KEY) in bodies
     assert files_under(root / "a/b/c") == ["object.bin"]
+
+
+def test_stale_temporary_files_of_crashed_puts_are_swept_at_open(tmp_path):
+    root = tmp_path / "store"
+    store = LocalStore(root)
+    store.put_file(KEY, source(tmp_path, b"kept"))
+    folder = root / "a" / "b" / "c"
+    stale, fresh = folder / ".object.bin.0123456789abcdef.part", folder / ".x.fedcba9876543210.part"
+    lookalike = folder / ".notes.part"  # not a put's name: never touched
+    for path in (stale, fresh, lookalike):
+        path.write_bytes(b"half")
+    old = os.stat(stale).st_mtime - 2 * 3600
+    os.utime(stale, (old, old))
+    os.utime(lookalike, (old, old))
+    # A link named like a stale part, pointing outside: not a regular file, left alone.
+    outside = source(tmp_path, b"outside", "outside")
+    link = folder / ".y.00000000000000aa.part"
+    link.symlink_to(outside)
+    os.utime(link, (old, old), follow_symlinks=False)
+    os.utime(outside, (old, old))
+    reopened = LocalStore(root)
+    assert not stale.exists() and fresh.exists() and lookalike.exists()
+    assert outside.read_bytes() == b"outside" and link.is_symlink()
+    assert read(reopened, KEY) == b"kept"
