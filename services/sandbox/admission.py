@@ -20,6 +20,7 @@ from services.common.errors import (
     shown,
 )
 from services.sandbox import leases, request_checks, store
+from services.sandbox.backends import registry
 from services.sandbox.backends.base import NetworkMode
 from services.sandbox.config import SandboxSettings
 from services.sandbox.models import SandboxRow
@@ -95,16 +96,24 @@ def _stored_comparable(row: SandboxRow, labels: dict[str, str]) -> dict[str, obj
     }
 
 
+def _check_agent(request: SandboxRequest, backend_name: str) -> None:
+    """An image where the backend runs images, else a command to run."""
+    if registry.provider(backend_name).capabilities.needs_image:
+        if not request.image:
+            raise invalid_field("image", "required")
+    elif not request.command:
+        raise invalid_field(
+            "command", f"the {backend_name} backend runs no image, so it needs a command"
+        )
+
+
 def normalize(
     request: SandboxRequest, caller_subject: str, settings: SandboxSettings, backend_name: str
 ) -> SandboxRequest:
     """Checks a create request and fills in the service's defaults."""
     if not request.competition_id:
         raise invalid_field("competition_id", "required")
-    if not request.image and backend_name != "local":
-        raise invalid_field("image", "required")
-    if backend_name == "local" and not request.command:
-        raise invalid_field("command", "the local backend runs no image, so it needs a command")
+    _check_agent(request, backend_name)
     for name, number in (
         ("resources.cpus", request.cpus),
         ("resources.memory_bytes", request.memory_bytes),

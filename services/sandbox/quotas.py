@@ -30,7 +30,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.sandbox.backends.base import HostLayout
+from services.sandbox.backends.base import Capabilities, HostLayout
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -102,11 +102,12 @@ def _tree_size(root: Path, entry_limit: int) -> tuple[int, int]:
     return total, entries
 
 
-def enforcement(backend_name: str) -> DiskEnforcement:
+def enforcement(capabilities: Capabilities) -> DiskEnforcement:
+    """Only an image's container has a writable layer the engine measures."""
     return (
-        DiskEnforcement.WATCHDOG_OUTPUTS_ONLY
-        if backend_name == "local"
-        else DiskEnforcement.WATCHDOG
+        DiskEnforcement.WATCHDOG
+        if capabilities.needs_image
+        else DiskEnforcement.WATCHDOG_OUTPUTS_ONLY
     )
 
 

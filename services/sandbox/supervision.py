@@ -115,7 +115,7 @@ class Supervisor:
                 root,
                 competition,
                 sandbox_id,
-                shared_mount=self._backend.mounts_public_cache,
+                shared_mount=self._backend.capabilities.mounts_public_cache,
             )
             phases.mark("prepare")
         except (MlebError, RegistryFetchError) as exc:
@@ -222,7 +222,7 @@ class Supervisor:
                 "image_digest": handle.image_digest,
                 "started_at": started,
                 "deadline_at": started + timedelta(seconds=row.time_limit_s),
-                "disk_enforcement": quotas.enforcement(self._backend.name).value,
+                "disk_enforcement": quotas.enforcement(self._backend.capabilities).value,
             },
         )
         phases.mark("running_recorded")
@@ -244,7 +244,7 @@ class Supervisor:
                     "image_digest": handle.image_digest,
                     "started_at": started,
                     "deadline_at": started + timedelta(seconds=row.time_limit_s),
-                    "disk_enforcement": quotas.enforcement(self._backend.name).value,
+                    "disk_enforcement": quotas.enforcement(self._backend.capabilities).value,
                 },
             )
             row = await self._threads.run(self._rows.get, row.id)

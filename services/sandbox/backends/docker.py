@@ -47,7 +47,11 @@ from services.sandbox.backends.base import (
     SUBMISSION_DIR,
     VALIDATE_SCRIPT,
     BackendError,
+    BackendProvider,
+    BackendUnavailable,
+    Capabilities,
     ExitInfo,
+    GpuAllocation,
     Handle,
     LaunchSpec,
     NetworkMode,
@@ -60,6 +64,8 @@ from services.sandbox.simulated_nvml import is_simulated
 
 if TYPE_CHECKING:
     import requests  # the docker SDK's HTTP client
+
+    from services.sandbox.config import SandboxSettings
 
 log = structlog.get_logger("mleb.sandbox.docker")
 
@@ -227,9 +233,18 @@ def gpu_settings(gpu_uuids: Sequence[str]) -> tuple[dict[str, str], list[Any]]:
     return {}, [request]
 
 
+CAPABILITIES = Capabilities(
+    needs_image=True,
+    security_boundary=True,
+    mounts_public_cache=True,
+    gpu_allocation=GpuAllocation.SERVICE_NVML,
+    outputs_on_host=True,
+)
+
+
 class DockerBackend:
     name = "docker"
-    mounts_public_cache = True
+    capabilities = CAPABILITIES
 
     def __init__(
         self,
@@ -744,3 +759,18 @@ class DockerBackend:
             )
             for c in agents
         ]
+
+
+def _build(settings: SandboxSettings) -> DockerBackend:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise BackendUnavailable(
+            "MLEB_SANDBOX_BACKEND=docker but no Docker engine answers", reason="NO_DOCKER_ENGINE"
+        ) from exc
+    extra = {"sidecar_image": settings.sidecar_image} if settings.sidecar_image else {}
+    return DockerBackend(client, **extra)
+
+
+PROVIDER = BackendProvider(DockerBackend.name, CAPABILITIES, _build)

@@ -30,19 +30,26 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from services.sandbox.backends import local_shim
 from services.sandbox.backends.base import (
     BackendError,
+    BackendProvider,
+    Capabilities,
     ExitInfo,
+    GpuAllocation,
     Handle,
     LaunchSpec,
     OutputLine,
     OutputStream,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from services.sandbox.config import SandboxSettings
 
 log = structlog.get_logger("mleb.sandbox.local")
 
@@ -78,11 +85,20 @@ def _read_int(path: Path) -> int | None:
         return None
 
 
-class LocalBackend:
-    name = "local"
+CAPABILITIES = Capabilities(
+    needs_image=False,
+    security_boundary=False,
     # The agent runs as a host process that could change a shared inode's mode: it gets its
     # own links, as before.
-    mounts_public_cache = False
+    mounts_public_cache=False,
+    gpu_allocation=GpuAllocation.SERVICE_NVML,
+    outputs_on_host=True,
+)
+
+
+class LocalBackend:
+    name = "local"
+    capabilities = CAPABILITIES
 
     def __init__(self, runs_dir: Path, *, agent_user: str = AGENT_USER) -> None:
         self._runs_dir = runs_dir
@@ -323,3 +339,10 @@ class LocalBackend:
             running = self._exit_record(sandbox_id) is None and self._shim_alive(sandbox_id)
             owned.append((Handle(sandbox_id, str(pid), ""), running))
         return owned
+
+
+def _build(settings: SandboxSettings) -> LocalBackend:
+    return LocalBackend(settings.work_dir / "local-runs")
+
+
+PROVIDER = BackendProvider(LocalBackend.name, CAPABILITIES, _build)
