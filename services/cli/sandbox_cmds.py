@@ -18,7 +18,8 @@ from services.cli.connect import bearer, channel_to
 from services.common import db
 from services.common.errors import MlebError
 from services.common.settings import DEFAULT_PORTS, Settings
-from services.sandbox import artifacts, store
+from services.sandbox.db import store
+from services.sandbox.node import artifacts
 
 sandboxes_app = typer.Typer(help="Inspect and stop sandboxes.", no_args_is_help=True)
 artifacts_app = typer.Typer(help="A sandbox's collected outputs.", no_args_is_help=True)

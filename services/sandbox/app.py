@@ -17,20 +17,20 @@ from services.common.revocation import registry_revocations
 from services.common.server import MAX_SEND_MESSAGE_BYTES, ServiceDefinition
 from services.common.settings import Settings
 from services.common.signing import signing_keys
-from services.sandbox import store
 from services.sandbox.backends import registry
 from services.sandbox.backends.base import Backend, GpuAllocation
 from services.sandbox.config import SandboxSettings
-from services.sandbox.core import SandboxCore
-from services.sandbox.egress_log import EgressLog
-from services.sandbox.egress_proxy import AddressPolicy, parse_address_allowances
-from services.sandbox.endpoints import SandboxEndpoints
-from services.sandbox.evidence import EvidenceSetup
-from services.sandbox.gpus import GpuInventory
-from services.sandbox.registry_client import RegistryCompetitions
+from services.sandbox.db import store
+from services.sandbox.gpus.inventory import GpuInventory
+from services.sandbox.gpus.simulated_nvml import simulated_node
+from services.sandbox.lifecycle.core import SandboxCore
+from services.sandbox.lifecycle.evidence import EvidenceSetup
+from services.sandbox.lifecycle.token_revocation import SandboxTokenRevoker
+from services.sandbox.node.egress_log import EgressLog
+from services.sandbox.node.egress_proxy import AddressPolicy, parse_address_allowances
+from services.sandbox.node.endpoints import SandboxEndpoints
+from services.sandbox.node.registry_client import RegistryCompetitions
 from services.sandbox.servicer import RPC_ROLES, SandboxServicer
-from services.sandbox.simulated_nvml import simulated_node
-from services.sandbox.token_revocation import SandboxTokenRevoker
 
 log = structlog.get_logger("mleb.sandbox")
 

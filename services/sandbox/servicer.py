@@ -18,7 +18,9 @@ from services.common.auth import Role, current_caller
 from services.common.errors import UnauthenticatedError, invalid_field
 from services.common.signing import public_keys_proto
 from services.sandbox.backends.base import NetworkMode
-from services.sandbox.core import SandboxCore
+from services.sandbox.gpus.simulated_nvml import is_simulated
+from services.sandbox.lifecycle.core import SandboxCore
+from services.sandbox.lifecycle.states import FailureClass, SandboxState
 from services.sandbox.records import (
     DescriptionVariant,
     GpuListing,
@@ -28,8 +30,6 @@ from services.sandbox.records import (
     SandboxRecord,
     SandboxRequest,
 )
-from services.sandbox.simulated_nvml import is_simulated
-from services.sandbox.states import FailureClass, SandboxState
 
 _LAB = frozenset({Role.SERVICE, Role.LAB})
 RPC_ROLES: dict[str, frozenset[Role]] = {

@@ -12,8 +12,9 @@ from importlib.metadata import entry_points
 import structlog
 
 from services.common.errors import invalid_field
-from services.sandbox.backends import docker, local
 from services.sandbox.backends.base import Backend, BackendProvider, BackendUnavailable
+from services.sandbox.backends.docker import backend as docker
+from services.sandbox.backends.local import backend as local
 from services.sandbox.config import SandboxSettings
 
 log = structlog.get_logger("mleb.sandbox")

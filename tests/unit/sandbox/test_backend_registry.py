@@ -16,15 +16,17 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import FailedPreconditionError, InvalidArgumentError
-from services.sandbox import quotas
-from services.sandbox.backends import docker, local, registry
+from services.sandbox.backends import registry
 from services.sandbox.backends.base import BackendProvider
+from services.sandbox.backends.docker import backend as docker
+from services.sandbox.backends.local import backend as local
 from services.sandbox.config import SandboxSettings
+from services.sandbox.lifecycle import quotas
 
 PLUGIN = """
 from dataclasses import replace
 
-from services.sandbox.backends import local
+from services.sandbox.backends.local import backend as local
 from services.sandbox.backends.base import BackendProvider, GpuAllocation
 
 
@@ -52,7 +54,9 @@ PROBE = """
 import json, sys
 from pathlib import Path
 from services.common.errors import MlebError
-from services.sandbox import admission, app, quotas, servicer
+from services.sandbox import app, servicer
+from services.sandbox.lifecycle import admission
+from services.sandbox.lifecycle import quotas
 from services.sandbox.backends import registry
 from services.sandbox.config import SandboxSettings
 from services.sandbox.records import SandboxRequest
