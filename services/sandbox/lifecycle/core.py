@@ -109,23 +109,20 @@ class SandboxCore:
             NODE_LABEL: settings.node,
             INSTANCE_LABEL: settings.instance_id,
         }
+        driving = Driving(
+            sessions, self._rows, self._threads, self._tasks, backend, self._live, settings,
+            self.instance_labels,
+        )  # fmt: skip
         self._finisher = Finisher(
-            self._rows,
-            self._threads,
-            backend,
+            driving,
             endpoints,
             self._signals,
-            self._live,
             on_gpus_released=self._queue.wake,
             evidence=SandboxEvidence(
                 evidence.chain, evidence.keys, competitions, self._build_archive
             ),
             on_finished=on_sandbox_finished,
         )
-        driving = Driving(
-            sessions, self._rows, self._threads, self._tasks, backend, self._live, settings,
-            self.instance_labels,
-        )  # fmt: skip
         self._supervisor = Supervisor(
             driving,
             competitions=competitions,

@@ -9,14 +9,12 @@ from pathlib import Path
 
 import structlog
 
-from services.sandbox.backends.base import Backend, BackendError, Handle
-from services.sandbox.db.sandbox_rows import SandboxRows
+from services.sandbox.backends.base import BackendError, Handle
+from services.sandbox.lifecycle.driving import Driving
 from services.sandbox.lifecycle.evidence import SandboxEvidence
 from services.sandbox.lifecycle.interfaces import Endpoints
-from services.sandbox.lifecycle.live import LiveSandboxes
 from services.sandbox.lifecycle.logs import LogSignals
 from services.sandbox.lifecycle.states import FailureReason, SandboxState
-from services.sandbox.lifecycle.threads import WorkerThreads
 from services.sandbox.node import artifacts
 from services.sandbox.records import SandboxRecord
 
@@ -26,22 +24,20 @@ log = structlog.get_logger("mleb.sandbox")
 class Finisher:
     def __init__(
         self,
-        rows: SandboxRows,
-        threads: WorkerThreads,
-        backend: Backend,
+        driving: Driving,
         endpoints: Endpoints,
         signals: LogSignals,
-        live: LiveSandboxes,
+        *,
         on_gpus_released: Callable[[], None],
         evidence: SandboxEvidence,
         on_finished: Callable[[str, datetime | None], None] | None = None,
     ) -> None:
-        self._rows = rows
-        self._threads = threads
-        self._backend = backend
+        self._rows = driving.rows
+        self._threads = driving.threads
+        self._backend = driving.backend
         self._endpoints = endpoints
         self._signals = signals
-        self._live = live
+        self._live = driving.live
         self._on_gpus_released = on_gpus_released
         self.evidence = evidence
         # Revokes the sandbox's tokens (services.sandbox.lifecycle.token_revocation).
