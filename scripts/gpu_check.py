@@ -39,7 +39,8 @@ from services.common import db
 from services.common.errors import ResourceExhaustedError
 from services.sandbox.db import store
 from services.sandbox.db.schema import SandboxRow
-from services.sandbox.gpus.inventory import GpuInventory, InventorySnapshot, leases
+from services.sandbox.gpus import leases
+from services.sandbox.gpus.inventory import GpuInventory, InventorySnapshot
 
 
 class CheckFailed(Exception):
