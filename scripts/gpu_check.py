@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Checks a GPU machine end to end, as the sandbox service would use it:
 
-1. the NVML inventory (services.sandbox.gpus) as JSON, cross-checked with `nvidia-smi`;
+1. the NVML inventory (services.sandbox.gpus.inventory) as JSON, cross-checked with `nvidia-smi`;
 2. usage samples, also from many threads at once;
-3. exclusive leases of the real GPUs (services.sandbox.leases) in a throwaway SQLite
+3. exclusive leases of the real GPUs (services.sandbox.gpus.leases) in a throwaway SQLite
    database: every GPU leased once, a further request refused, then racing transactions;
 4. when PyTorch is installed: a worker given one GPU by UUID in CUDA_VISIBLE_DEVICES (as the
    local backend hands GPUs over) sees only that GPU, and samples show its load.
@@ -37,9 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.common import db
 from services.common.errors import ResourceExhaustedError
-from services.sandbox import leases, store
-from services.sandbox.gpus import GpuInventory, InventorySnapshot
-from services.sandbox.models import SandboxRow
+from services.sandbox.db import store
+from services.sandbox.db.schema import SandboxRow
+from services.sandbox.gpus import leases
+from services.sandbox.gpus.inventory import GpuInventory, InventorySnapshot
 
 
 class CheckFailed(Exception):
@@ -151,7 +152,7 @@ def try_lease(sessions, node: str, sandbox_id: str, leasable, unhealthy, wanted=
 
 def check_leasing(snapshot: InventorySnapshot, racers: int) -> None:
     node = snapshot.node
-    # The service's rule (services/sandbox/leases.py): everything but "unhealthy" is leasable.
+    # The service's rule (services/sandbox/gpus/leases.py): everything but "unhealthy" is leasable.
     leasable = [g.uuid for g in snapshot.gpus if g.uuid and g.health != "unhealthy"]
     unhealthy = [g.uuid for g in snapshot.gpus if g.health == "unhealthy"]
     heading(f"leasing on node {node}: {len(leasable)} leasable, {len(unhealthy)} held back")

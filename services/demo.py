@@ -43,7 +43,7 @@ from services.registry.app import registry_service
 from services.registry.core import RegistryCore
 from services.registry.importers.install import CompetitionInstaller
 from services.sandbox.app import sandbox_service
-from services.sandbox.backends.local import AGENT_USER as LOCAL_AGENT_USER
+from services.sandbox.backends.local.backend import AGENT_USER as LOCAL_AGENT_USER
 from services.sandbox.config import SandboxSettings
 
 AGENT_IMAGE = "mleb-demo-agent"

@@ -38,8 +38,8 @@ import docker.errors
 from services.common.auth import Role, TokenAuthority
 from services.common.settings import Settings
 from services.sandbox.backends.base import Handle, LaunchSpec
-from services.sandbox.backends.docker import DockerBackend
-from services.sandbox.endpoints import SandboxEndpoints
+from services.sandbox.backends.docker.backend import DockerBackend
+from services.sandbox.node.endpoints import SandboxEndpoints
 from tests.fixtures.sandbox_docker import (
     COMPETITION,
     make_layout,

@@ -42,11 +42,11 @@ from services.demo import DemoStack
 from services.registry.core import RegistryCore
 from services.registry.importers.install import CompetitionInstaller
 from services.registry.importers.own_format import import_competition
-from services.sandbox.layout import LayoutBuilder
-from services.sandbox.public_cache import PublicCache
+from services.sandbox.lifecycle.threads import WorkerThreads
+from services.sandbox.node.layout import LayoutBuilder
+from services.sandbox.node.public_cache import PublicCache
+from services.sandbox.node.registry_client import RegistryCompetitions
 from services.sandbox.records import DescriptionVariant
-from services.sandbox.registry_client import RegistryCompetitions
-from services.sandbox.threads import WorkerThreads
 from tests.fixtures.registry_trees import build_own_competition
 
 IMAGE = "mleb-test-busybox"

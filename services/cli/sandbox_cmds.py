@@ -18,8 +18,9 @@ from services.cli.connect import bearer, channel_to
 from services.common import db
 from services.common.errors import MlebError
 from services.common.settings import DEFAULT_PORTS, Settings
-from services.sandbox import artifacts, store
-from services.sandbox.stored_artifacts import forget_archives
+from services.sandbox.db import store
+from services.sandbox.node import artifacts
+from services.sandbox.node.stored_artifacts import forget_archives
 from services.storage.config import StoreSettings, open_store
 
 sandboxes_app = typer.Typer(help="Inspect and stop sandboxes.", no_args_is_help=True)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import docker
-import docker.errors
 import structlog
 from mleb.sandbox.v1 import sandbox_service_pb2_grpc
 
@@ -14,55 +12,41 @@ from services.common import db
 from services.common.audit_client import AuditChainClient
 from services.common.auth import TokenAuthority
 from services.common.channels import bearer_metadata, service_channel, service_token
-from services.common.errors import FailedPreconditionError, invalid_field
+from services.common.errors import FailedPreconditionError
 from services.common.revocation import registry_revocations
 from services.common.server import ServiceDefinition
 from services.common.settings import Settings
 from services.common.signing import signing_keys
-from services.sandbox import store
-from services.sandbox.backends.base import Backend
-from services.sandbox.backends.docker import DockerBackend
-from services.sandbox.backends.local import LocalBackend
+from services.sandbox.backends import registry
+from services.sandbox.backends.base import Backend, GpuAllocation
 from services.sandbox.config import SandboxSettings
-from services.sandbox.core import SandboxCore
-from services.sandbox.egress_log import EgressLog
-from services.sandbox.egress_proxy import AddressPolicy, parse_address_allowances
-from services.sandbox.endpoints import SandboxEndpoints
-from services.sandbox.evidence import EvidenceSetup
-from services.sandbox.gpus import GpuInventory
-from services.sandbox.registry_client import RegistryCompetitions
+from services.sandbox.db import store
+from services.sandbox.gpus.inventory import GpuInventory
+from services.sandbox.gpus.simulated_nvml import simulated_node
+from services.sandbox.lifecycle.core import SandboxCore
+from services.sandbox.lifecycle.evidence import EvidenceSetup
+from services.sandbox.lifecycle.token_revocation import SandboxTokenRevoker
+from services.sandbox.node.egress_log import EgressLog
+from services.sandbox.node.egress_proxy import AddressPolicy, parse_address_allowances
+from services.sandbox.node.endpoints import SandboxEndpoints
+from services.sandbox.node.registry_client import RegistryCompetitions
 from services.sandbox.servicer import RPC_ROLES, SandboxServicer
-from services.sandbox.simulated_nvml import simulated_node
-from services.sandbox.token_revocation import SandboxTokenRevoker
 
 log = structlog.get_logger("mleb.sandbox")
 
 
-def _docker_client() -> docker.DockerClient | None:
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException:
-        return None
-    return client
-
-
-def choose_backend(settings: SandboxSettings, sidecar_image: str = "") -> Backend:
-    """docker, local, or auto: Docker when an engine answers, else local (with a warning)."""
-    if settings.backend not in {"auto", "docker", "local"}:
-        raise invalid_field("MLEB_SANDBOX_BACKEND", "one of auto, docker, local")
-    if settings.backend != "local":
-        client = _docker_client()
-        if client is not None:
-            extra = {"sidecar_image": sidecar_image} if sidecar_image else {}
-            return DockerBackend(client, **extra)
-        if settings.backend == "docker":
-            raise FailedPreconditionError(
-                "MLEB_SANDBOX_BACKEND=docker but no Docker engine answers",
-                reason="NO_DOCKER_ENGINE",
-            )
-        log.warning("no_docker_engine", note="falling back to the local backend")
-    return LocalBackend(settings.work_dir / "local-runs")
+def choose_backend(settings: SandboxSettings) -> Backend:
+    """The backend MLEB_SANDBOX_BACKEND names, if this core can drive it: it leases GPUs
+    itself and reads outputs on this host (a scheduler-placed backend needs the node runner)."""
+    backend = registry.choose(settings)
+    leases_gpus = backend.capabilities.gpu_allocation == GpuAllocation.SERVICE_NVML
+    if not leases_gpus or not backend.capabilities.outputs_on_host:
+        raise FailedPreconditionError(
+            f"MLEB_SANDBOX_BACKEND={backend.name}: this sandbox service drives only backends "
+            "whose GPUs it leases through NVML and whose outputs are on its host",
+            reason="BACKEND_NOT_SUPPORTED",
+        )
+    return backend
 
 
 def sandbox_service(
@@ -100,7 +84,7 @@ def sandbox_service(
     )
     core = SandboxCore(
         sessions,
-        choose_backend(sandbox_settings, sandbox_settings.sidecar_image),
+        choose_backend(sandbox_settings),
         RegistryCompetitions(channel, bearer_metadata(service_token(settings, "sandbox"))),
         endpoints,
         GpuInventory(sandbox_settings.node, nvml=nvml),

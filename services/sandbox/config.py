@@ -9,7 +9,7 @@ from pathlib import Path
 
 from services.common.errors import invalid_field
 from services.common.settings import Settings
-from services.sandbox.request_checks import RequestLimits
+from services.sandbox.lifecycle.request_checks import RequestLimits
 from services.storage.config import StoreSettings
 
 MIB = 1024**2

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.sandbox.backends.base import NetworkMode
-from services.sandbox.egress_proxy import EgressVerdict
-from services.sandbox.gpus import GpuInfo
-from services.sandbox.states import FailureClass, FailureReason, SandboxState
+from services.sandbox.gpus.inventory import GpuInfo
+from services.sandbox.lifecycle.states import FailureClass, FailureReason, SandboxState
+from services.sandbox.node.egress_proxy import EgressVerdict
 
 
 class DescriptionVariant(enum.StrEnum):

@@ -18,7 +18,9 @@ from services.common.auth import Role, current_caller
 from services.common.errors import UnauthenticatedError, invalid_field
 from services.common.signing import public_keys_proto
 from services.sandbox.backends.base import NetworkMode
-from services.sandbox.core import SandboxCore
+from services.sandbox.gpus.simulated_nvml import is_simulated
+from services.sandbox.lifecycle.core import SandboxCore
+from services.sandbox.lifecycle.states import FailureClass, SandboxState
 from services.sandbox.records import (
     DescriptionVariant,
     GpuListing,
@@ -28,8 +30,6 @@ from services.sandbox.records import (
     SandboxRecord,
     SandboxRequest,
 )
-from services.sandbox.simulated_nvml import is_simulated
-from services.sandbox.states import FailureClass, SandboxState
 
 _LAB = frozenset({Role.SERVICE, Role.LAB})
 RPC_ROLES: dict[str, frozenset[Role]] = {
@@ -67,7 +67,6 @@ _VARIANTS = {
     DescriptionVariant.OBFUSCATED: common_pb2.DESCRIPTION_VARIANT_OBFUSCATED,
 }
 _VARIANTS_FROM_PROTO = {value: variant for variant, value in _VARIANTS.items()}
-_BACKENDS = {"docker": sandbox_pb2.BACKEND_DOCKER, "local": sandbox_pb2.BACKEND_LOCAL}
 _STREAMS = {
     LogStream.STDOUT: sandbox_pb2.LOG_STREAM_STDOUT,
     LogStream.STDERR: sandbox_pb2.LOG_STREAM_STDERR,
@@ -100,6 +99,14 @@ def _duration(seconds: float) -> duration_pb2.Duration:
     return duration
 
 
+def _backend_enum(name: str) -> str:
+    """The enum value spelled after the registered name, if the proto has one (a backend
+    added later is still named by backend_name)."""
+    value = f"BACKEND_{name.upper()}"
+    known = sandbox_pb2.Backend.DESCRIPTOR.values_by_name
+    return value if value in known else "BACKEND_UNSPECIFIED"
+
+
 def sandbox_to_proto(record: SandboxRecord) -> sandbox_pb2.Sandbox:
     message = sandbox_pb2.Sandbox(
         id=record.id,
@@ -130,7 +137,8 @@ def sandbox_to_proto(record: SandboxRecord) -> sandbox_pb2.Sandbox:
         idempotency_key=record.idempotency_key,
         wait_for_gpus=record.wait_for_gpus,
         mlebench_compat=record.mlebench_compat,
-        backend=_BACKENDS.get(record.backend, sandbox_pb2.BACKEND_UNSPECIFIED),
+        backend=_backend_enum(record.backend),
+        backend_name=record.backend,
         state=_STATES[record.state],
         failure_class=(
             _FAILURE_CLASSES[record.failure_class]

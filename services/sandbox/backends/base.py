@@ -8,10 +8,15 @@ Every backend call is async; blocking engine clients run in threads.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from services.common.errors import FailedPreconditionError
+
+if TYPE_CHECKING:
+    from services.sandbox.config import SandboxSettings
 
 # Paths inside the sandbox (MLE-bench's layout, so existing agents work).
 DATA_DIR = "/home/data"
@@ -136,11 +141,34 @@ class BackendError(Exception):
         self.reason = reason
 
 
-class Backend(Protocol):
-    name: str
+class GpuAllocation(enum.StrEnum):
+    # The service leases this host's GPUs itself, through NVML and the database.
+    SERVICE_NVML = "service_nvml"
+    # The cluster's scheduler allocates them (Slurm GRES, Kubernetes nvidia.com/gpu).
+    SCHEDULER = "scheduler"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend declares about itself; the core asks these, never the backend's name."""
+
+    # True: the agent is an image (LaunchSpec.image required) whose container has a writable
+    # layer the engine measures. False: it is a command run on the host, which needs one.
+    needs_image: bool
+    # Whether an agent inside it is contained (users, namespaces, network) from the host.
+    security_boundary: bool
     # True when the backend mounts the shared cache entry (HostLayout.public_dir) read-only
     # itself; False makes the core link the public files into each sandbox's data_dir.
     mounts_public_cache: bool
+    gpu_allocation: GpuAllocation
+    # Whether HostLayout's folders are the agent's own (so outputs are read on this host).
+    outputs_on_host: bool
+
+
+class Backend(Protocol):
+    # The name it is registered under (services.sandbox.backends.registry).
+    name: str
+    capabilities: Capabilities
 
     async def launch(self, spec: LaunchSpec) -> Handle:
         """Creates and starts the agent. Raises BackendError on infrastructure failure."""
@@ -170,3 +198,18 @@ class Backend(Protocol):
     async def list_owned(self, instance_labels: dict[str, str]) -> list[tuple[Handle, bool]]:
         """Everything this service instance started, with whether it is still running."""
         ...
+
+
+@dataclass(frozen=True)
+class BackendProvider:
+    """A backend as the registry knows it (services.sandbox.backends.registry)."""
+
+    name: str
+    capabilities: Capabilities
+    # Builds the backend from the service's settings; raises BackendUnavailable when its
+    # engine does not answer.
+    build: Callable[[SandboxSettings], Backend]
+
+
+class BackendUnavailable(FailedPreconditionError):
+    """The backend's engine does not answer (MLEB_SANDBOX_BACKEND=auto tries the next one)."""

@@ -14,7 +14,7 @@ from mleb.client import AsyncClient
 from services.builtin.agents import BASELINE_AGENT
 from services.common.auth import Role
 from services.sandbox.backends.base import NetworkMode
-from services.sandbox.endpoints import VALIDATE_SOCKET, SandboxEndpoints
+from services.sandbox.node.endpoints import VALIDATE_SOCKET, SandboxEndpoints
 
 COMPETITION = "breast-cancer-diagnosis"
 

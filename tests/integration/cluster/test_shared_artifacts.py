@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from services.cli.sandbox_cmds import sandboxes_app
 from services.common.errors import NotFoundError
-from services.sandbox.artifacts import remove_tree
-from services.sandbox.stored_artifacts import artifacts_key
+from services.sandbox.node.artifacts import remove_tree
+from services.sandbox.node.stored_artifacts import artifacts_key
 from services.storage.config import StoreSettings, open_store
 from tests.fixtures.object_stores import new_bucket, s3_client, s3_settings
 from tests.fixtures.sandbox_stack import agent

@@ -35,7 +35,7 @@ from services.cli.probe import probe
 from services.common.auth import Role, TokenAuthority
 from services.demo import docker_agent_image
 from services.grader.scoring import VALID_MESSAGE
-from services.sandbox.core import INSTANCE_LABEL
+from services.sandbox.lifecycle.core import INSTANCE_LABEL
 from tests.conftest import TEST_AUTH_SECRET, require_or_skip
 from tests.fixtures.registry_trees import build_own_competition
 from tests.fixtures.sandbox_docker import docker_client as connect_docker

@@ -27,7 +27,7 @@ from mleb.sandbox.v1 import sandbox_pb2
 from mleb.sandbox.v1 import sandbox_service_pb2 as sandbox_pb
 from typer.testing import CliRunner
 
-from services.sandbox.core import INSTANCE_LABEL
+from services.sandbox.lifecycle.core import INSTANCE_LABEL
 from tests.fixtures.grading_stack import COMPETITION, IDS, TRUTH
 from tests.fixtures.sandbox_dirs import open_tmp  # noqa: F401
 from tests.fixtures.sandbox_stack import AGENT_PYTHON, SandboxStack, sandbox_stack  # noqa: F401

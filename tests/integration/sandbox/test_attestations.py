@@ -13,7 +13,7 @@ from mleb.evidence.keys import keyring
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
 from services.registry.app import registry_service
-from services.sandbox import evidence
+from services.sandbox.lifecycle import evidence
 from tests.fixtures.sandbox_stack import agent
 
 WRITE = (

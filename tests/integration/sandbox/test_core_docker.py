@@ -10,7 +10,7 @@ from google.protobuf import duration_pb2
 from mleb.evidence.dsse import Envelope
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
-from services.sandbox.simulated_nvml import SimulatedNvml, h100s, simulated_node
+from services.sandbox.gpus.simulated_nvml import SimulatedNvml, h100s, simulated_node
 from tests.fixtures.sandbox_docker import containers_of
 
 pytestmark = pytest.mark.docker

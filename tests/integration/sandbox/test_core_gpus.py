@@ -11,7 +11,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
-from services.sandbox.simulated_nvml import SimulatedNvml, gpu_uuid, h100s
+from services.sandbox.gpus.simulated_nvml import SimulatedNvml, gpu_uuid, h100s
 from tests.fixtures.sandbox_stack import agent
 
 S = sandbox_pb2

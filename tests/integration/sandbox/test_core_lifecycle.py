@@ -17,7 +17,7 @@ from grpc_status import rpc_status
 from mleb.common.v1 import common_pb2
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
-from services.sandbox.artifacts import remove_tree
+from services.sandbox.node.artifacts import remove_tree
 from tests.fixtures.sandbox_stack import METADATA_ONLY, OBFUSCATED_DESCRIPTION, agent
 
 S = sandbox_pb2
@@ -55,7 +55,8 @@ async def test_a_sandbox_runs_to_success_with_its_record(sandbox_stack):
     done = await sandbox_stack.wait_for(stub, created.sandbox.id)
     assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
     assert done.HasField("exit_code") and done.exit_code == 0
-    assert done.backend == S.BACKEND_LOCAL and done.node == "test-node"
+    assert done.backend == S.BACKEND_LOCAL and done.backend_name == "local"
+    assert done.node == "test-node"
     assert done.submission_collected and done.usage.artifacts_size_bytes > 0
     assert done.usage.cpu_seconds > 0 and done.usage.peak_memory_bytes > 0
     assert (

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from mleb.sandbox.v1 import sandbox_pb2
 
-from services.sandbox.backends.local import LocalBackend
-from services.sandbox.core import INSTANCE_LABEL, NODE_LABEL, SERVICE_LABEL
-from services.sandbox.layout import host_layout
+from services.sandbox.backends.local.backend import LocalBackend
+from services.sandbox.lifecycle.core import INSTANCE_LABEL, NODE_LABEL, SERVICE_LABEL
+from services.sandbox.node.layout import host_layout
 from tests.fixtures.sandbox_stack import agent
 
 S = sandbox_pb2

@@ -90,7 +90,7 @@ async def test_good_values_still_create(sandbox_stack) -> None:
 
 
 async def test_operators_set_the_bounds(sandbox_stack, monkeypatch) -> None:
-    from services.sandbox.request_checks import RequestLimits
+    from services.sandbox.lifecycle.request_checks import RequestLimits
 
     monkeypatch.setenv("MLEB_SANDBOX_MAX_MEMORY_BYTES", str(512 << 20))
     monkeypatch.setenv("MLEB_SANDBOX_MAX_PIDS_LIMIT", "100")

@@ -9,7 +9,7 @@ import pytest
 from mleb.sandbox.v1 import sandbox_pb2
 
 from services.sandbox.backends.base import NetworkMode
-from services.sandbox.egress_proxy import EgressEvent, EgressVerdict
+from services.sandbox.node.egress_proxy import EgressEvent, EgressVerdict
 from tests.integration.sandbox.test_isolation_docker import (  # noqa: F401 (fixtures)
     PYTHON_IMAGE,
     _bridge_gateway,

@@ -15,9 +15,9 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
-from services.sandbox import gpus
-from services.sandbox.core import INSTANCE_LABEL
-from services.sandbox.simulated_nvml import SimulatedGpu, SimulatedNvml, gpu_uuid, h100s
+from services.sandbox.gpus import inventory as gpus
+from services.sandbox.gpus.simulated_nvml import SimulatedGpu, SimulatedNvml, gpu_uuid, h100s
+from services.sandbox.lifecycle.core import INSTANCE_LABEL
 from tests.fixtures.sandbox_stack import agent
 
 S = sandbox_pb2

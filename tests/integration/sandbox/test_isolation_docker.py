@@ -35,9 +35,9 @@ from services.sandbox.backends.base import (
     OutputLine,
     OutputStream,
 )
-from services.sandbox.backends.docker import DockerBackend
-from services.sandbox.egress_proxy import AddressPolicy, parse_address_allowances
-from services.sandbox.endpoints import VALIDATE_SOCKET, SandboxEndpoints
+from services.sandbox.backends.docker.backend import DockerBackend
+from services.sandbox.node.egress_proxy import AddressPolicy, parse_address_allowances
+from services.sandbox.node.endpoints import VALIDATE_SOCKET, SandboxEndpoints
 from tests.fixtures.sandbox_docker import (
     COMPETITION,
     MARKER,

@@ -19,12 +19,12 @@ from services.registry.app import registry_service
 from services.registry.core import RegistryCore
 from services.registry.importers.install import CompetitionInstaller
 from services.registry.importers.own_format import import_competition
-from services.sandbox.layout import LayoutBuilder, RegistryFetchError
-from services.sandbox.public_cache import PublicCache
-from services.sandbox.public_fetch import Piece
+from services.sandbox.lifecycle.threads import WorkerThreads
+from services.sandbox.node.layout import LayoutBuilder, RegistryFetchError
+from services.sandbox.node.public_cache import PublicCache
+from services.sandbox.node.public_fetch import Piece
+from services.sandbox.node.registry_client import RegistryCompetitions
 from services.sandbox.records import Competition, DescriptionVariant, PublicFile
-from services.sandbox.registry_client import RegistryCompetitions
-from services.sandbox.threads import WorkerThreads
 from tests.conftest import bearer
 from tests.fixtures.registry_trees import build_own_competition
 

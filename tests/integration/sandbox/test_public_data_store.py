@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from services.sandbox.layout import LayoutBuilder
-from services.sandbox.public_cache import PublicCache
-from services.sandbox.public_store import PublicStore, public_keys
+from services.sandbox.lifecycle.threads import WorkerThreads
+from services.sandbox.node.layout import LayoutBuilder
+from services.sandbox.node.public_cache import PublicCache
+from services.sandbox.node.public_store import PublicStore, public_keys
 from services.sandbox.records import DescriptionVariant
-from services.sandbox.threads import WorkerThreads
 from services.storage.base import ObjectStore
 from services.storage.local import LocalStore
 from tests.integration.sandbox import test_public_data_fetch

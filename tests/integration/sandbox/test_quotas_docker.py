@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from mleb.sandbox.v1 import sandbox_pb2
 
-from services.sandbox.logs import LINE_OVERHEAD_BYTES, MAX_LINE_CHARS
+from services.sandbox.lifecycle.logs import LINE_OVERHEAD_BYTES, MAX_LINE_CHARS
 
 pytestmark = pytest.mark.docker
 S = sandbox_pb2

@@ -11,7 +11,7 @@ from grpc_status import rpc_status
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
 from services.common.auth import Role, TokenAuthority
-from services.sandbox.simulated_nvml import SimulatedNvml, h100s
+from services.sandbox.gpus.simulated_nvml import SimulatedNvml, h100s
 from tests.conftest import bearer
 from tests.fixtures.sandbox_stack import agent
 

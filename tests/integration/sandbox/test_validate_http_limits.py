@@ -15,7 +15,7 @@ import pytest
 from services.common.auth import Role
 from services.grader.app import grader_service
 from services.sandbox.backends.base import NetworkMode
-from services.sandbox.endpoints import VALIDATE_SOCKET, SandboxEndpoints
+from services.sandbox.node.endpoints import VALIDATE_SOCKET, SandboxEndpoints
 from tests.fixtures.grading_stack import COMPETITION, submission_csv
 
 MIB = 1024**2

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import ResourceExhaustedError
-from services.sandbox.artifacts import (
+from services.sandbox.node.artifacts import (
     MAX_DEPTH,
     BuildSlots,
     build_archive,

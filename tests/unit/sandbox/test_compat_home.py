@@ -8,7 +8,7 @@ import tarfile
 import pytest
 
 from services.sandbox.backends.base import BackendError
-from services.sandbox.backends.compat_home import writable_home
+from services.sandbox.backends.docker.compat_home import writable_home
 
 MOUNTS = ["/home/data", "/home/submission", "/home/instructions.txt"]
 

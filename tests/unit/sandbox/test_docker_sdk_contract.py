@@ -1,5 +1,5 @@
 """The Docker backend's log reader uses private members of the docker SDK (see
-services.sandbox.backends.docker.open_log_stream for which and why). These tests fail loudly
+services.sandbox.backends.docker.backend.open_log_stream for which and why). These tests fail loudly
 when an SDK upgrade removes or changes them, instead of the log reader breaking at run time."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import docker.errors
 import pytest
 from docker.api.client import APIClient
 
-from services.sandbox.backends.docker import open_log_stream
+from services.sandbox.backends.docker.backend import open_log_stream
 
 PINNED = "7.1.0"
 REPO = Path(__file__).resolve().parents[3]

@@ -6,8 +6,8 @@ import pytest
 
 from services.common.auth import Role, TokenAuthority
 from services.common.errors import InvalidArgumentError
-from services.sandbox.egress_proxy import EgressProxy, parse_allowlist, split_host_port
-from services.sandbox.endpoints import token_competition
+from services.sandbox.node.egress_proxy import EgressProxy, parse_allowlist, split_host_port
+from services.sandbox.node.endpoints import token_competition
 from tests.conftest import TEST_AUTH_SECRET
 
 

@@ -16,9 +16,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.common import db
-from services.sandbox import store
-from services.sandbox.egress_log import EgressLog
-from services.sandbox.egress_proxy import EgressEvent, EgressVerdict
+from services.sandbox.db import store
+from services.sandbox.node.egress_log import EgressLog
+from services.sandbox.node.egress_proxy import EgressEvent, EgressVerdict
 from tests.unit.sandbox.test_store import add, make_row
 
 

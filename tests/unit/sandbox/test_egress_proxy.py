@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from services.common.errors import InvalidArgumentError
-from services.sandbox.egress_proxy import (
+from services.sandbox.node.egress_proxy import (
     AddressPolicy,
     BadHost,
     EgressEvent,

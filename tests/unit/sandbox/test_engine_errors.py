@@ -5,7 +5,7 @@ from __future__ import annotations
 import docker.errors
 import requests
 
-from services.sandbox.backends.docker import engine_error
+from services.sandbox.backends.docker.backend import engine_error
 
 URL = "http+docker://localhost/v1.41/images/busybox/json"
 

@@ -3,7 +3,7 @@ simulated ones (MLEB_SANDBOX_SIMULATED_GPUS), nothing without GPUs."""
 
 from __future__ import annotations
 
-from services.sandbox.backends.docker import gpu_settings
+from services.sandbox.backends.docker.backend import gpu_settings
 
 
 def test_real_gpus_are_one_device_request_for_the_nvidia_runtime_by_uuid() -> None:

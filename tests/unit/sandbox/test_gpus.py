@@ -7,8 +7,8 @@ import threading
 import pynvml
 import pytest
 
-from services.sandbox.gpus import GpuInventory, MigDeviceInfo
-from services.sandbox.simulated_nvml import (
+from services.sandbox.gpus.inventory import GpuInventory, MigDeviceInfo
+from services.sandbox.gpus.simulated_nvml import (
     GIB,
     SimulatedGpu,
     SimulatedMig,

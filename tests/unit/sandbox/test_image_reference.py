@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.sandbox.image_reference import (
+from services.sandbox.lifecycle.image_reference import (
     ImageReference,
     InvalidReference,
     parse_image_reference,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from services.sandbox.layout import INSTRUCTIONS
+from services.sandbox.node.layout import INSTRUCTIONS
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "sandbox.md"
 # MLE-bench's bullets, in order (environment/instructions.txt at openai/mle-bench 783b15a).

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from services.sandbox.backends.base import BackendError, LaunchSpec, NetworkMode, OutputStream
-from services.sandbox.backends.local import LocalBackend
-from services.sandbox.layout import host_layout
+from services.sandbox.backends.local.backend import LocalBackend
+from services.sandbox.node.layout import host_layout
 
 LABELS = {"mleb.instance": "test-local"}
 # As root the agent runs as nobody, who cannot reach a Python under root's home.

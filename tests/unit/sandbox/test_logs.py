@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.common import db
-from services.sandbox import store
-from services.sandbox.logs import (
+from services.sandbox.db import store
+from services.sandbox.lifecycle.logs import (
     BATCH_CHARS,
     MAX_LINE_CHARS,
     READ_PAGE_CHARS,
@@ -20,9 +20,9 @@ from services.sandbox.logs import (
     LogWriter,
     Redactor,
 )
+from services.sandbox.lifecycle.states import SandboxState
+from services.sandbox.lifecycle.threads import WorkerThreads
 from services.sandbox.records import LogStream
-from services.sandbox.states import SandboxState
-from services.sandbox.threads import WorkerThreads
 from tests.unit.sandbox.test_store import add, make_row
 
 THREADS = WorkerThreads(2)

@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from services.sandbox.public_cache import PublicCache
+from services.sandbox.node.public_cache import PublicCache
 
 
 class Active:

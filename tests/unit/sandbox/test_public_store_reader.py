@@ -7,7 +7,7 @@ import hashlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.sandbox.public_store import _Reader
+from services.sandbox.node.public_store import _Reader
 from services.storage.base import ObjectInfo, StoredObject
 
 

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.common import db
-from services.sandbox import quotas, store
-from services.sandbox.layout import host_layout
-from services.sandbox.logs import (
+from services.sandbox.db import store
+from services.sandbox.lifecycle import quotas
+from services.sandbox.lifecycle.logs import (
     LINE_OVERHEAD_BYTES,
     MAX_LINE_CHARS,
     LogBudget,
@@ -22,8 +22,9 @@ from services.sandbox.logs import (
     LogWriter,
     Redactor,
 )
+from services.sandbox.lifecycle.threads import WorkerThreads
+from services.sandbox.node.layout import host_layout
 from services.sandbox.records import LogStream
-from services.sandbox.threads import WorkerThreads
 from tests.unit.sandbox.test_store import add, make_row
 
 THREADS = WorkerThreads(2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.sandbox.states import (
+from services.sandbox.lifecycle.states import (
     FailureClass,
     FailureReason,
     SandboxState,

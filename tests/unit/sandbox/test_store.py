@@ -13,12 +13,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.common import db
 from services.common.errors import InvalidArgumentError, NotFoundError, ResourceExhaustedError
-from services.sandbox import leases, store
-from services.sandbox.models import Base, SandboxRow
-from services.sandbox.public_cache import PublicCache
+from services.sandbox.db import store
+from services.sandbox.db.sandbox_rows import SandboxRows
+from services.sandbox.db.schema import Base, SandboxRow
+from services.sandbox.gpus import leases
+from services.sandbox.lifecycle.states import SandboxState
+from services.sandbox.node.public_cache import PublicCache
 from services.sandbox.records import LogEntry, LogStream, SandboxFilter
-from services.sandbox.rows import SandboxRows
-from services.sandbox.states import SandboxState
 
 NODE = "node-a"
 GPUS = [f"GPU-{i:08d}" for i in range(4)]

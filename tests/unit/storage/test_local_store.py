@@ -197,7 +197,7 @@ def test_concurrent_puts_leave_one_whole_object(tmp_path: Path, root: Path) -> N
 def test_stale_temporary_files_of_crashed_puts_are_swept_at_open(tmp_path):
     root = tmp_path / "store"
     store = LocalStore(root)
-    store.put_file(KEY, source(tmp_path, b"kept"))
+    store.put_file(KEY, source_file(tmp_path, b"kept"))
     folder = root / "a" / "b" / "c"
     stale, fresh = folder / ".object.bin.0123456789abcdef.part", folder / ".x.fedcba9876543210.part"
     lookalike = folder / ".notes.part"  # not a put's name: never touched
@@ -207,7 +207,7 @@ def test_stale_temporary_files_of_crashed_puts_are_swept_at_open(tmp_path):
     os.utime(stale, (old, old))
     os.utime(lookalike, (old, old))
     # A link named like a stale part, pointing outside: not a regular file, left alone.
-    outside = source(tmp_path, b"outside", "outside")
+    outside = source_file(tmp_path, b"outside", "outside")
     link = folder / ".y.00000000000000aa.part"
     link.symlink_to(outside)
     os.utime(link, (old, old), follow_symlinks=False)
@@ -215,4 +215,4 @@ def test_stale_temporary_files_of_crashed_puts_are_swept_at_open(tmp_path):
     reopened = LocalStore(root)
     assert not stale.exists() and fresh.exists() and lookalike.exists()
     assert outside.read_bytes() == b"outside" and link.is_symlink()
-    assert read(reopened, KEY) == b"kept"
+    assert read_object(reopened, KEY) == b"kept"

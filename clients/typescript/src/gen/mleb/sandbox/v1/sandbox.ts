@@ -316,7 +316,7 @@ export function diskEnforcementToJSON(object: DiskEnforcement): string {
   }
 }
 
-/** Where a sandbox runs. */
+/** Where a sandbox runs. A backend without a value here is named by Sandbox.backend_name. */
 export enum Backend {
   BACKEND_UNSPECIFIED = 0,
   BACKEND_DOCKER = 1,
@@ -631,6 +631,11 @@ export interface Sandbox {
   attestation: string;
   /** Why there is no attestation, when attesting failed. */
   attestationError: string;
+  /**
+   * The name the backend is registered under (MLEB_SANDBOX_BACKEND), e.g. "docker": set for
+   * every backend, including those `backend` has no value for.
+   */
+  backendName: string;
 }
 
 export interface Sandbox_EnvEntry {
@@ -1286,6 +1291,7 @@ function createBaseSandbox(): Sandbox {
     simulatedGpus: false,
     attestation: "",
     attestationError: "",
+    backendName: "",
   };
 }
 
@@ -1401,6 +1407,9 @@ export const Sandbox: MessageFns<Sandbox> = {
     }
     if (message.attestationError !== "") {
       writer.uint32(298).string(message.attestationError);
+    }
+    if (message.backendName !== "") {
+      writer.uint32(306).string(message.backendName);
     }
     return writer;
   },
@@ -1720,6 +1729,14 @@ export const Sandbox: MessageFns<Sandbox> = {
             message.attestationError = reader.string();
             continue;
           }
+          case 38: {
+            if (tag !== 306) {
+              break;
+            }
+
+            message.backendName = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1889,6 +1906,11 @@ export const Sandbox: MessageFns<Sandbox> = {
         : isSet(object.attestation_error)
         ? globalThis.String(object.attestation_error)
         : "",
+      backendName: isSet(object.backendName)
+        ? globalThis.String(object.backendName)
+        : isSet(object.backend_name)
+        ? globalThis.String(object.backend_name)
+        : "",
     };
   },
 
@@ -2017,6 +2039,9 @@ export const Sandbox: MessageFns<Sandbox> = {
     if (message.attestationError !== "") {
       obj.attestationError = message.attestationError;
     }
+    if (message.backendName !== "") {
+      obj.backendName = message.backendName;
+    }
     return obj;
   },
 
@@ -2086,6 +2111,7 @@ export const Sandbox: MessageFns<Sandbox> = {
     message.simulatedGpus = object.simulatedGpus ?? false;
     message.attestation = object.attestation ?? "";
     message.attestationError = object.attestationError ?? "";
+    message.backendName = object.backendName ?? "";
     return message;
   },
 };

@@ -1,6 +1,0 @@
-from alembic import context
-
-from services.common.db import run_migration_env
-from services.sandbox.models import Base
-
-run_migration_env(context, Base.metadata)
