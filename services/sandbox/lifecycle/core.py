@@ -36,7 +36,7 @@ from services.sandbox.backends.base import Backend
 from services.sandbox.config import SandboxSettings
 from services.sandbox.db import store
 from services.sandbox.db.sandbox_rows import SandboxRows
-from services.sandbox.gpus.inventory import leases
+from services.sandbox.gpus import leases
 from services.sandbox.lifecycle import admission
 from services.sandbox.lifecycle.driving import Driving
 from services.sandbox.lifecycle.evidence import EvidenceSetup, SandboxEvidence
