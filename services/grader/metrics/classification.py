@@ -27,7 +27,20 @@ def accuracy(y_true: np.ndarray | list, y_pred: np.ndarray | list) -> float:
             if len(pd.unique(true)) <= 2 and len(pd.unique(pred)) <= 2:
                 raise TypeError("Labels in y_true and y_pred should be of the same type.")
             return 0.0
+    if _both_bool(true, pred):
+        # scikit-learn's own arithmetic for two 1-D boolean arrays (both "binary", numbers,
+        # no label checks that can fail): the mean of the equality mask. Its type checks
+        # collect the distinct labels by sorting, which costs more than the whole grade.
+        return float(np.average(true == pred))
     return float(accuracy_score(y_true, y_pred))
+
+
+def _both_bool(true: np.ndarray, pred: np.ndarray) -> bool:
+    return (
+        true.dtype == pred.dtype == np.bool_
+        and true.ndim == pred.ndim == 1
+        and len(true) == len(pred) > 0
+    )
 
 
 def _all_text(values: np.ndarray) -> bool:
@@ -62,7 +75,35 @@ def log_loss(y_true: np.ndarray, y_proba: np.ndarray) -> float:
     Probabilities are clipped to [eps, 1 - eps] with eps the float64 machine epsilon; rows are
     not renormalised.
     """
-    return float(_sklearn_log_loss(y_true, y_proba))
+    fast = _binary_log_loss(np.asarray(y_true), np.asarray(y_proba))
+    return fast if fast is not None else float(_sklearn_log_loss(y_true, y_proba))
+
+
+def _binary_log_loss(y_true: np.ndarray, y_proba: np.ndarray) -> float | None:
+    """scikit-learn's log loss for integer or boolean labels of exactly two classes and a
+    1-D float64 vector of finite probabilities in [0, 1]; None for any other input.
+
+    scikit-learn one-hot encodes the labels (sorting them twice to find the classes), builds
+    the two columns [1 - p, p], clips both to [eps, 1 - eps] and sums x * log(p) over each
+    row, where one term is exactly 0. The same values without the encoding: each row's loss
+    is -log of its true class's clipped probability, and the mean is taken the same way.
+    """
+    if not (
+        y_true.ndim == y_proba.ndim == 1
+        and len(y_true) == len(y_proba) > 0
+        and y_true.dtype.kind in "bi"
+        and y_proba.dtype == np.float64
+    ):
+        return None
+    low, high = y_true.min(), y_true.max()
+    if low == high or not np.all((y_true == low) | (y_true == high)):
+        return None  # one class (scikit-learn raises) or several: its path decides
+    if not (np.all(np.isfinite(y_proba)) and y_proba.min() >= 0 and y_proba.max() <= 1):
+        return None
+    eps = np.finfo(np.float64).eps
+    positive = y_true == high
+    chosen = np.where(positive, y_proba, 1 - y_proba)
+    return float(np.average(-np.log(np.clip(chosen, eps, 1 - eps))))
 
 
 def weighted_binary_log_loss(

@@ -1,0 +1,112 @@
+"""The metrics' fast paths give scikit-learn's float, bit for bit, and its errors, on any input.
+
+Each property draws inputs inside and outside what a fast path takes (one class, three
+classes, NaN, infinities, values outside [0, 1], float32, ties, extreme values) and compares
+with the plain scikit-learn call.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from sklearn.metrics import accuracy_score
+from sklearn.metrics import log_loss as sklearn_log_loss
+
+from services.grader.metrics.classification import accuracy, log_loss
+
+lengths = st.integers(1, 60)
+probabilities = st.one_of(
+    st.floats(0, 1),
+    st.sampled_from([0.0, 1.0, 1e-300, 5e-324, 1 - 1e-16, 0.5, np.nextafter(1.0, 0.0)]),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+
+
+def outcome(fn, *args):
+    """The float bits, or the exception type: what a grader's decision depends on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return np.float64(fn(*args)).tobytes()
+        except Exception as exc:  # the type is the outcome
+            return type(exc)
+
+
+@st.composite
+def label_vectors(draw, n):
+    kind = draw(st.sampled_from(["bool", "int64", "int32", "float", "text"]))
+    pool = draw(
+        st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1, max_size=3, unique=True)
+        if kind != "bool"
+        else st.just([False, True])
+    )
+    values = draw(st.lists(st.sampled_from(pool), min_size=n, max_size=n))
+    if kind == "float":
+        return np.asarray(values, dtype=float)
+    if kind == "text":
+        return np.asarray([str(v) for v in values], dtype=object)
+    return np.asarray(values, dtype={"bool": bool, "int64": np.int64, "int32": np.int32}[kind])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_log_loss_equals_scikit_learn(data):
+    n = data.draw(lengths)
+    y_true = data.draw(label_vectors(n))
+    dtype = data.draw(st.sampled_from([np.float64, np.float64, np.float32]))
+    drawn = data.draw(st.lists(probabilities, min_size=n, max_size=n))
+    with np.errstate(over="ignore"):  # float32 turns huge values into infinities: fine
+        y_proba = np.asarray(drawn, dtype=dtype)
+    assert outcome(log_loss, y_true, y_proba) == outcome(sklearn_log_loss, y_true, y_proba)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    hnp.arrays(np.int64, st.integers(1, 3000), elements=st.integers(0, 1)),
+    st.floats(1e-12, 1),
+)
+def test_log_loss_equals_scikit_learn_on_long_vectors(y_true, scale):
+    # Long enough for numpy's pairwise summation and vectorised log to take several blocks.
+    y_proba = np.random.default_rng(len(y_true)).random(len(y_true)) * scale
+    assert outcome(log_loss, y_true, y_proba) == outcome(sklearn_log_loss, y_true, y_proba)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_accuracy_equals_scikit_learn(data):
+    n = data.draw(lengths)
+    y_true = data.draw(label_vectors(n))
+    y_pred = data.draw(label_vectors(data.draw(st.sampled_from([n, n, n + 1]))))
+    expected = outcome(accuracy_score, y_true, y_pred)
+    if expected is TypeError or y_true.dtype == object or y_pred.dtype == object:
+        return  # mixed text and numbers: accuracy() follows scikit-learn 1.5 there on purpose
+    assert outcome(accuracy, y_true, y_pred) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(hnp.arrays(bool, st.integers(1, 5000)), st.integers(0, 2**32 - 1))
+def test_accuracy_of_booleans_equals_scikit_learn_on_long_vectors(y_true, seed):
+    y_pred = np.random.default_rng(seed).random(len(y_true)) < 0.5
+    assert outcome(accuracy, y_true, y_pred) == outcome(accuracy_score, y_true, y_pred)
+
+
+@pytest.mark.parametrize(
+    ("y_true", "y_proba"),
+    [
+        (np.array([1, 1, 1]), np.array([0.5, 0.2, 0.9])),  # one class
+        (np.array([0, 1, 2]), np.array([0.5, 0.2, 0.9])),  # three classes
+        (np.array([0, 1, 1]), np.array([0.5, np.nan, 0.9])),
+        (np.array([0, 1, 1]), np.array([0.5, 1.5, 0.9])),
+        (np.array([0, 1, 1]), np.array([0.5, -0.1, 0.9])),
+    ],
+)
+def test_log_loss_rejects_what_scikit_learn_rejects(y_true, y_proba):
+    with pytest.raises(ValueError):
+        sklearn_log_loss(y_true, y_proba)
+    with pytest.raises(ValueError):
+        log_loss(y_true, y_proba)
