@@ -18,8 +18,6 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
-from mleb.public_listing import public_listing_digest
-
 from services.common.errors import MlebError
 from services.sandbox.backends.base import (
     DATA_DIR,
@@ -33,6 +31,7 @@ from services.sandbox.node.public_fetch import (
     PieceSource,
     RegistryFetchError,
     fetch_public_files,
+    is_digested_listing,
 )
 from services.sandbox.node.public_store import PublicStore
 from services.sandbox.records import Competition, DescriptionVariant, PublicFile
@@ -156,21 +155,13 @@ def _cache_key(competition: Competition) -> str:
     return hashlib.sha256(f"v3:{competition.listing_digest}".encode()).hexdigest()[:20]
 
 
-def _checked_listing(competition: Competition, listing: list[PublicFile]) -> list[PublicFile]:
-    """The listing, if it is the one the cache key names and a description can lie over it."""
-    if public_listing_digest((f.path, f.size_bytes, f.sha256) for f in listing) != (
-        competition.listing_digest
-    ):
-        raise RegistryFetchError(
-            f"the registry's file listing for {competition.id!r} does not match its digest "
-            "(imported again meanwhile?); start the sandbox again"
-        )
+def _refuse_description_folder(competition: Competition, listing: list[PublicFile]) -> None:
+    """A sandbox's description lies at data/description.md: a public folder there cannot."""
     if any(f.path.startswith(f"{_DESCRIPTION}/") for f in listing):
         raise RegistryFetchError(
             f"{competition.id!r} has a public folder named {_DESCRIPTION}, where each "
             "sandbox's description goes; rename it and import the competition again"
         )
-    return listing
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -222,8 +213,8 @@ class LayoutBuilder:
             stored = None
             if self._public_store is not None:
                 stored = await self._threads.run(self._public_store.load, competition, staging)
-            if stored is not None:
-                _checked_listing(competition, stored)  # a description folder; never trusted
+            if stored is not None:  # its listing already checked against the digest
+                _refuse_description_folder(competition, stored)
             else:
                 await self._fetch_from_registry(competition, staging)
             await self._threads.run(_seal, staging)
@@ -237,7 +228,12 @@ class LayoutBuilder:
             listing = await self._competitions.listing(competition.id)
         except MlebError as exc:
             raise RegistryFetchError(exc.message) from exc
-        listing = _checked_listing(competition, listing)
+        if not is_digested_listing(listing, competition.listing_digest):
+            raise RegistryFetchError(
+                f"the registry's file listing for {competition.id!r} does not match its digest "
+                "(imported again meanwhile?); start the sandbox again"
+            )
+        _refuse_description_folder(competition, listing)
         try:
             await fetch_public_files(
                 self._competitions, competition.id, listing, staging, self._threads

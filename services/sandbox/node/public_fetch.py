@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple, Protocol
 
+from mleb.public_listing import public_listing_digest
+
 from services.common.errors import UnavailableError
 from services.sandbox.lifecycle.threads import WorkerThreads
 from services.sandbox.records import PublicFile
@@ -43,6 +45,12 @@ _CHMOD_FILES = bool(_umask() & 0o444)
 
 class RegistryFetchError(Exception):
     """The public data could not be fetched or did not verify."""
+
+
+def is_digested_listing(listing: Sequence[PublicFile], digest: str) -> bool:
+    """Whether `listing` is the one the registry's `public_listing_digest` names, the only
+    listing a node trusts, wherever it came from."""
+    return public_listing_digest((f.path, f.size_bytes, f.sha256) for f in listing) == digest
 
 
 def safe_relative(path: str) -> PurePosixPath:

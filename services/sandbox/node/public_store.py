@@ -27,10 +27,12 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
-from mleb.public_listing import public_listing_digest
-
 from services.common.errors import MlebError
-from services.sandbox.node.public_fetch import RegistryFetchError, safe_relative
+from services.sandbox.node.public_fetch import (
+    RegistryFetchError,
+    is_digested_listing,
+    safe_relative,
+)
 from services.sandbox.records import Competition, PublicFile
 from services.storage.base import CHUNK_BYTES, ObjectStore, StoredObject
 
@@ -94,8 +96,7 @@ def _stored_listing(store: ObjectStore, key: str, competition: Competition) -> l
         listing = [PublicFile(str(p), int(s), str(h)) for p, s, h in json.loads(raw)]
     except (ValueError, TypeError) as exc:
         raise StoreCopyError(f"{key} is not a listing: {exc}") from None
-    digest = public_listing_digest((f.path, f.size_bytes, f.sha256) for f in listing)
-    if digest != competition.listing_digest:
+    if not is_digested_listing(listing, competition.listing_digest):
         raise StoreCopyError(f"{key} does not hash to the registry's listing digest")
     return listing
 
