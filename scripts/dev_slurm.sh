@@ -146,7 +146,8 @@ start() {
     dev_die "node $HOST is not idle after 30 s (state: ${state:-no answer})"
   fi
   trap - EXIT
-  dev_write_exports "SLURM_CONF=$CONF" "MLEB_SLURM_PARTITION=$PARTITION"
+  dev_write_exports "SLURM_CONF=$CONF" "MLEB_SLURM_PARTITION=$PARTITION" \
+    "MLEB_SLURM_GPU_DEVICE_DIR=$STATE/dev"
   dev_log "node $HOST idle with 2 fake GPUs in partition $PARTITION"
   cat "$STATE/exports"
 }

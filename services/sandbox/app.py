@@ -18,7 +18,7 @@ from services.common.server import ServiceDefinition
 from services.common.settings import Settings
 from services.common.signing import signing_keys
 from services.sandbox.backends import registry
-from services.sandbox.backends.base import Backend, GpuAllocation
+from services.sandbox.backends.base import Backend
 from services.sandbox.config import SandboxSettings
 from services.sandbox.db import store
 from services.sandbox.gpus.inventory import GpuInventory
@@ -36,14 +36,13 @@ log = structlog.get_logger("mleb.sandbox")
 
 
 def choose_backend(settings: SandboxSettings) -> Backend:
-    """The backend MLEB_SANDBOX_BACKEND names, if this core can drive it: it leases GPUs
-    itself and reads outputs on this host (a scheduler-placed backend needs the node runner)."""
+    """The backend MLEB_SANDBOX_BACKEND names, if this core can drive it: one whose outputs
+    it reads on its host (for a scheduler-placed backend, a filesystem the nodes share)."""
     backend = registry.choose(settings)
-    leases_gpus = backend.capabilities.gpu_allocation == GpuAllocation.SERVICE_NVML
-    if not leases_gpus or not backend.capabilities.outputs_on_host:
+    if not backend.capabilities.outputs_on_host:
         raise FailedPreconditionError(
             f"MLEB_SANDBOX_BACKEND={backend.name}: this sandbox service drives only backends "
-            "whose GPUs it leases through NVML and whose outputs are on its host",
+            "whose outputs it can read on its host",
             reason="BACKEND_NOT_SUPPORTED",
         )
     return backend

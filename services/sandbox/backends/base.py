@@ -89,6 +89,8 @@ class LaunchSpec:
     memory_bytes: int
     shm_bytes: int
     pids_limit: int
+    # The GPUs the service leased (GpuAllocation.SERVICE_NVML); empty where a scheduler
+    # allocates them, which it does from gpu_count.
     gpu_uuids: list[str]
     network: NetworkMode
     allowed_hosts: list[str]
@@ -100,6 +102,13 @@ class LaunchSpec:
     time_limit_s: float = 0.0
     # Size of the agent's /tmp tmpfs, inside memory_bytes; 0 means half of memory_bytes.
     tmp_bytes: int = 0
+    gpu_count: int = 0
+    # Host device files handed to the agent as they are, for a node whose GPUs no NVIDIA
+    # runtime hands out (the development cluster's stand-ins; services.sandbox.node.runner).
+    gpu_devices: list[str] = field(default_factory=list)
+    # How long a stop waits before it kills (the service's MLEB_SANDBOX_STOP_GRACE_S), for
+    # backends whose stop is carried out away from the service.
+    stop_grace_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -107,9 +116,13 @@ class Handle:
     """A running (or finished) agent as the backend knows it."""
 
     sandbox_id: str
-    # Container id, or process id for the local backend.
+    # Container id, process id for the local backend, job id for a scheduler's.
     ref: str
     image_digest: str = ""
+    # The GPUs a scheduler allocated, as the node names them; known once the agent started.
+    gpus: tuple[str, ...] = ()
+    # Where a scheduler placed it; empty for a backend that runs agents on the service's node.
+    placement: str = ""
 
 
 @dataclass(frozen=True)
@@ -164,6 +177,11 @@ class Capabilities:
     # Whether HostLayout's folders are the agent's own (so outputs are read on this host).
     outputs_on_host: bool
 
+    @property
+    def scheduler_placed(self) -> bool:
+        """A cluster's scheduler places the agent (and its GPUs), and may queue it first."""
+        return self.gpu_allocation is GpuAllocation.SCHEDULER
+
 
 class Backend(Protocol):
     # The name it is registered under (services.sandbox.backends.registry).
@@ -171,7 +189,14 @@ class Backend(Protocol):
     capabilities: Capabilities
 
     async def launch(self, spec: LaunchSpec) -> Handle:
-        """Creates and starts the agent. Raises BackendError on infrastructure failure."""
+        """Creates and starts the agent, or submits it to a scheduler that starts it later.
+        Raises BackendError on infrastructure failure."""
+        ...
+
+    async def started(self, handle: Handle) -> Handle:
+        """Waits while a scheduler queues the agent, and returns its handle once it runs,
+        with what became known then (its image digest, GPUs and placement). Raises
+        BackendError when it ended, or was lost, before it ran."""
         ...
 
     def output(self, handle: Handle, since: float = 0.0) -> AsyncIterator[OutputLine]:
@@ -198,6 +223,13 @@ class Backend(Protocol):
     async def list_owned(self, instance_labels: dict[str, str]) -> list[tuple[Handle, bool]]:
         """Everything this service instance started, with whether it is still running."""
         ...
+
+
+class StartsAtLaunch:
+    """For a backend whose launch returns a running agent: nothing queues it."""
+
+    async def started(self, handle: Handle) -> Handle:
+        return handle
 
 
 @dataclass(frozen=True)

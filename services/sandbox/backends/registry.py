@@ -15,6 +15,7 @@ from services.common.errors import invalid_field
 from services.sandbox.backends.base import Backend, BackendProvider, BackendUnavailable
 from services.sandbox.backends.docker import backend as docker
 from services.sandbox.backends.local import backend as local
+from services.sandbox.backends.slurm import backend as slurm
 from services.sandbox.config import SandboxSettings
 
 log = structlog.get_logger("mleb.sandbox")
@@ -24,7 +25,7 @@ AUTO = "auto"
 # Docker when an engine answers, else the local backend (with a warning).
 AUTO_ORDER = ("docker", "local")
 # Names CONTRACTS.md reserves for backends this version may not ship.
-RESERVED = ("slurm", "kubernetes")
+RESERVED = ("kubernetes",)
 
 _providers: dict[str, BackendProvider] = {}
 # Entry points that failed to load, by name, with why: named again if one is asked for.
@@ -111,3 +112,4 @@ def choose(settings: SandboxSettings) -> Backend:
 
 register(docker.PROVIDER)
 register(local.PROVIDER)
+register(slurm.PROVIDER)

@@ -146,6 +146,11 @@ def normalize(
         raise invalid_field("time_limit", f"at most {settings.max_time_limit_s:g} seconds")
     gpu_uuids = list(dict.fromkeys(request.gpu_uuids))
     gpu_count = request.gpu_count
+    if gpu_uuids and registry.provider(backend_name).capabilities.scheduler_placed:
+        raise invalid_field(
+            "resources.gpu_uuids",
+            f"the {backend_name} backend's scheduler chooses the GPUs: ask for a gpu_count",
+        )
     if gpu_uuids:
         if gpu_count and gpu_count != len(gpu_uuids):
             raise invalid_field("resources.gpu_count", "does not match resources.gpu_uuids")
@@ -294,7 +299,11 @@ def insert(
                 row = _new_row(sandbox_id, request, settings, backend_name)
                 store.insert_sandbox(session, row, request.labels)
                 queued = False
-                if request.gpu_count:
+                # A scheduler-placed backend's GPUs are the scheduler's to allocate.
+                if (
+                    request.gpu_count
+                    and not registry.provider(backend_name).capabilities.scheduler_placed
+                ):
                     chosen = leases.choose(
                         node,
                         leasable,

@@ -185,7 +185,8 @@ class SandboxCore:
                 reason="COMPETITION_NOT_PREPARED",
                 metadata={"competition_id": request.competition_id},
             )
-        inventory = await self._threads.run(self._inventory.snapshot) if request.gpu_count else None
+        leased = request.gpu_count and not self._backend.capabilities.scheduler_placed
+        inventory = await self._threads.run(self._inventory.snapshot) if leased else None
         phases = Phases()
         record, created, queued = await self._threads.run(
             admission.insert, self._sessions, request, inventory, self._settings, self._backend.name
@@ -395,7 +396,9 @@ class SandboxCore:
         except Exception:
             log.exception("reconcile_failed")
         self._ready.set()
-        self._tasks.track(self._queue.run(self._supervisor, self._finisher))
+        # A scheduler queues its own sandboxes; the service's queue waits for NVML leases.
+        if not self._backend.capabilities.scheduler_placed:
+            self._tasks.track(self._queue.run(self._supervisor, self._finisher))
         if self._settings.artifacts_retention_s > 0:
             self._tasks.track(self._retention())
 

@@ -77,7 +77,11 @@ class Reconciler:
                     "the service restarted before the sandbox started, and secret values are "
                     "kept only in memory; create the sandbox again",
                 )
-            elif not row.gpu_count or bool(await self._threads.run(self._rows.leased_gpus, row.id)):
+            elif (
+                not row.gpu_count
+                or self._backend.capabilities.scheduler_placed
+                or bool(await self._threads.run(self._rows.leased_gpus, row.id))
+            ):
                 # PENDING, never launched (or its launch left nothing behind): start again.
                 self._supervisor.spawn(row.id, self._supervisor.start(row.id, {}, None))
             # Otherwise it is still queued for GPUs, and the queue picks it up.

@@ -190,6 +190,8 @@ class Supervisor:
             labels=dict(self._instance_labels),
             time_limit_s=row.time_limit_s,
             tmp_bytes=row.tmp_bytes,
+            gpu_count=row.gpu_count,
+            stop_grace_s=self._settings.stop_grace_s,
         )
         gpus = f", GPUs {', '.join(gpu_uuids)}" if gpu_uuids else ""
         network = row.network_mode
@@ -207,25 +209,23 @@ class Supervisor:
             await self._finisher.fail(sandbox_id, reason, str(exc))
             return
         phases.mark("backend_launch")
+        if self._backend.capabilities.scheduler_placed:
+            # Recorded while it queues, so a restart finds the job and a stop cancels it.
+            await self._threads.run(
+                self._rows.update, sandbox_id, None, {"backend_ref": handle.ref}
+            )
+            started_handle = await self._until_started(sandbox_id, handle)
+            if started_handle is None:
+                return
+            handle = started_handle
         # The line is stored before the state: a kill in between leaves a PENDING sandbox
         # that a restart adopts and marks RUNNING, never a RUNNING one without its line.
         await writer.system(
-            f"running (time limit {row.time_limit_s:g}s; disk quota {self._disk_quota(row)} "
-            f"bytes, log budget {row.log_bytes or self._settings.default_log_bytes} bytes)"
+            f"running{_placement(handle)} (time limit {row.time_limit_s:g}s; disk quota "
+            f"{self._disk_quota(row)} bytes, log budget "
+            f"{row.log_bytes or self._settings.default_log_bytes} bytes)"
         )
-        started = datetime.now(UTC)
-        await self._threads.run(
-            self._rows.update,
-            sandbox_id,
-            SandboxState.RUNNING,
-            {
-                "backend_ref": handle.ref,
-                "image_digest": handle.image_digest,
-                "started_at": started,
-                "deadline_at": started + timedelta(seconds=row.time_limit_s),
-                "disk_enforcement": quotas.enforcement(self._backend.capabilities).value,
-            },
-        )
+        await self._record_running(sandbox_id, handle, datetime.now(UTC), row.time_limit_s)
         phases.mark("running_recorded")
         log.info("sandbox_start_phases", sandbox_id=sandbox_id, **phases.ms)
         await self._supervise(sandbox_id, handle, layout, since=0.0)
@@ -235,19 +235,15 @@ class Supervisor:
         await self._live[row.id].writer.system("re-attached after a service restart")
         layout = host_layout(Path(row.layout_root))
         if row.state == SandboxState.PENDING:  # launched, but RUNNING was never recorded
-            started = store.utc(row.launch_requested_at) or datetime.now(UTC)
-            await self._threads.run(
-                self._rows.update,
-                row.id,
-                SandboxState.RUNNING,
-                {
-                    "backend_ref": handle.ref,
-                    "image_digest": handle.image_digest,
-                    "started_at": started,
-                    "deadline_at": started + timedelta(seconds=row.time_limit_s),
-                    "disk_enforcement": quotas.enforcement(self._backend.capabilities).value,
-                },
-            )
+            if self._backend.capabilities.scheduler_placed:
+                # Perhaps still queued: it runs from when the scheduler starts it.
+                started_handle = await self._until_started(row.id, handle)
+                if started_handle is None:
+                    return
+                handle, started = started_handle, datetime.now(UTC)
+            else:
+                started = store.utc(row.launch_requested_at) or datetime.now(UTC)
+            await self._record_running(row.id, handle, started, row.time_limit_s)
             row = await self._threads.run(self._rows.get, row.id)
         deadline = store.utc(row.deadline_at) or datetime.now(UTC)
         remaining = max(0.0, (deadline - datetime.now(UTC)).total_seconds())
@@ -262,6 +258,61 @@ class Supervisor:
         except Exception:
             log.exception("endpoints_reopen_failed", sandbox_id=row.id)
         await self._supervise(row.id, handle, layout, since=row.last_output_time)
+
+    async def _record_running(
+        self, sandbox_id: str, handle: Handle, started: datetime, time_limit_s: float
+    ) -> None:
+        values: dict[str, Any] = {
+            "backend_ref": handle.ref,
+            "image_digest": handle.image_digest,
+            "started_at": started,
+            "deadline_at": started + timedelta(seconds=time_limit_s),
+            "disk_enforcement": quotas.enforcement(self._backend.capabilities).value,
+        }
+        if handle.gpus:  # allocated by a scheduler: kept as the run's granted GPUs
+            values["granted_gpu_uuids"] = list(handle.gpus)
+        await self._threads.run(self._rows.update, sandbox_id, SandboxState.RUNNING, values)
+
+    async def _until_started(self, sandbox_id: str, handle: Handle) -> Handle | None:
+        """Waits while the scheduler queues the agent; a stop meanwhile cancels the job. None
+        when the sandbox ended before the agent ran (it is then finished)."""
+        live = self._live[sandbox_id]
+        starting = asyncio.create_task(self._backend.started(handle))
+        stopper = asyncio.create_task(live.stop.wait())
+        try:
+            while not starting.done():
+                await asyncio.wait(
+                    {starting, stopper},
+                    timeout=self._settings.queue_poll_interval_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                # Stop intents may come from another process sharing the database.
+                row = await self._threads.run(self._rows.get, sandbox_id)
+                if row.stop_target and not starting.done():
+                    starting.cancel()
+                    await live.writer.system(f"stopped while queued: {row.stop_reason}")
+                    reason = row.stop_failure_reason
+                    await self._finisher.finish(
+                        sandbox_id,
+                        SandboxState(row.stop_target),
+                        FailureReason(reason) if reason else None,
+                        row.stop_reason,
+                        handle=handle,
+                    )
+                    return None
+            return starting.result()
+        except BackendError as exc:
+            await self._finisher.finish(
+                sandbox_id,
+                SandboxState.FAILED,
+                backend_failure_reason(exc.reason),
+                str(exc),
+                handle=handle,
+            )
+            return None
+        finally:
+            starting.cancel()
+            stopper.cancel()
 
     def _mint_token(self, row: SandboxRow, valid_for_s: float) -> str:
         return self._tokens.issue(
@@ -434,6 +485,12 @@ class Supervisor:
                         stats.peak_gpu_memory_bytes, sum(m for _u, m in samples.values())
                     )
             await asyncio.sleep(interval)
+
+
+def _placement(handle: Handle) -> str:
+    """Where a scheduler placed the agent, for its log."""
+    where = f" on {handle.placement}" if handle.placement else ""
+    return where + (f" with GPUs {', '.join(handle.gpus)}" if handle.gpus else "")
 
 
 def _merge_usage(stats: Stats, usage: Any) -> None:

@@ -96,7 +96,11 @@ def time_limited(slurm_cluster: DevCluster, tmp_path_factory: pytest.TempPathFac
 
 
 def test_start_prints_only_exports_and_the_node_has_two_gpus(slurm_cluster: DevCluster) -> None:
-    assert set(slurm_cluster.exports) == {"SLURM_CONF", "MLEB_SLURM_PARTITION"}
+    assert set(slurm_cluster.exports) == {
+        "SLURM_CONF",
+        "MLEB_SLURM_PARTITION",
+        "MLEB_SLURM_GPU_DEVICE_DIR",
+    }
     assert Path(slurm_cluster.exports["SLURM_CONF"]).parent == slurm_cluster.state_dir
     node = slurm(slurm_cluster, "sinfo", "-h", "-o", "%P %G")
     assert node.stdout.split() == [

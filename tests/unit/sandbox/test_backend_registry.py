@@ -42,7 +42,9 @@ PROVIDER = BackendProvider(
 
 class ScheduledBackend(local.LocalBackend):
     name = "scheduled"
-    capabilities = replace(local.CAPABILITIES, gpu_allocation=GpuAllocation.SCHEDULER)
+    capabilities = replace(
+        local.CAPABILITIES, gpu_allocation=GpuAllocation.SCHEDULER, outputs_on_host=False
+    )
 
 
 SCHEDULED = BackendProvider(
@@ -121,11 +123,11 @@ def _probe(tmp_path: Path, **env: str) -> dict:
 def test_an_installed_entry_point_backend_is_chosen_by_name_and_asked_capabilities(tmp_path):
     # No engine answers at this address, so `auto` falls back as it does without Docker.
     seen = _probe(tmp_path, DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock")
-    assert seen["names"] == ["docker", "echo", "local", "scheduled"]
+    assert seen["names"] == ["docker", "echo", "local", "scheduled", "slurm"]
     assert seen["built"] == "EchoBackend"
     # An entry point naming a provider of another name is left out, and named when asked for.
     assert "failed to load" in seen["other"] and "available: auto, docker, echo" in seen["other"]
-    # The core drives only backends whose GPUs it leases and whose outputs are on its host.
+    # The core drives only backends whose outputs it reads on its host.
     assert seen["scheduled"].startswith("BACKEND_NOT_SUPPORTED")
     # Its capabilities, not its name, decide what a create request needs.
     assert "command: the echo backend runs no image" in seen["no_command"]
@@ -135,7 +137,7 @@ def test_an_installed_entry_point_backend_is_chosen_by_name_and_asked_capabiliti
     assert seen["docker"].startswith("NO_DOCKER_ENGINE")
 
 
-@pytest.mark.parametrize("name", ["slurm", "kubernetes"])
+@pytest.mark.parametrize("name", ["kubernetes"])
 def test_reserved_names_without_a_backend_are_a_clear_configuration_error(tmp_path, name):
     with pytest.raises(InvalidArgumentError) as refused:
         registry.choose(SandboxSettings(work_dir=tmp_path, backend=name))

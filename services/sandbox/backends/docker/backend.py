@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import docker
@@ -55,6 +56,7 @@ from services.sandbox.backends.base import (
     NetworkMode,
     OutputLine,
     OutputStream,
+    StartsAtLaunch,
     Usage,
 )
 from services.sandbox.backends.docker import agent_identity, compat_home
@@ -242,7 +244,7 @@ CAPABILITIES = Capabilities(
 )
 
 
-class DockerBackend:
+class DockerBackend(StartsAtLaunch):
     name = "docker"
     capabilities = CAPABILITIES
 
@@ -519,6 +521,8 @@ class DockerBackend:
         env.update(gpu_env)
         if device_requests:
             config["device_requests"] = device_requests
+        if spec.gpu_devices:
+            config["devices"] = [f"{p}:/dev/{Path(p).name}:rwm" for p in spec.gpu_devices]
         if spec.mlebench_compat:
             # Never the image's entrypoint: MLE-bench's would start a grading server.
             env.update(

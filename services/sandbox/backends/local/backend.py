@@ -44,6 +44,7 @@ from services.sandbox.backends.base import (
     LaunchSpec,
     OutputLine,
     OutputStream,
+    StartsAtLaunch,
     Usage,
 )
 from services.sandbox.backends.local import shim as local_shim
@@ -96,7 +97,7 @@ CAPABILITIES = Capabilities(
 )
 
 
-class LocalBackend:
+class LocalBackend(StartsAtLaunch):
     name = "local"
     capabilities = CAPABILITIES
 

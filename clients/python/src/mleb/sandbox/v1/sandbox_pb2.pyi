@@ -60,6 +60,7 @@ class Backend(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BACKEND_UNSPECIFIED: _ClassVar[Backend]
     BACKEND_DOCKER: _ClassVar[Backend]
     BACKEND_LOCAL: _ClassVar[Backend]
+    BACKEND_SLURM: _ClassVar[Backend]
 
 class LogStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -114,6 +115,7 @@ DISK_ENFORCEMENT_WATCHDOG_OUTPUTS_ONLY: DiskEnforcement
 BACKEND_UNSPECIFIED: Backend
 BACKEND_DOCKER: Backend
 BACKEND_LOCAL: Backend
+BACKEND_SLURM: Backend
 LOG_STREAM_UNSPECIFIED: LogStream
 LOG_STREAM_STDOUT: LogStream
 LOG_STREAM_STDERR: LogStream

@@ -322,6 +322,8 @@ export enum Backend {
   BACKEND_DOCKER = 1,
   /** BACKEND_LOCAL - A local process. Not a security boundary. */
   BACKEND_LOCAL = 2,
+  /** BACKEND_SLURM - A Slurm job whose node runner starts the agent with the node's Docker engine. */
+  BACKEND_SLURM = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -336,6 +338,9 @@ export function backendFromJSON(object: any): Backend {
     case 2:
     case "BACKEND_LOCAL":
       return Backend.BACKEND_LOCAL;
+    case 3:
+    case "BACKEND_SLURM":
+      return Backend.BACKEND_SLURM;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -351,6 +356,8 @@ export function backendToJSON(object: Backend): string {
       return "BACKEND_DOCKER";
     case Backend.BACKEND_LOCAL:
       return "BACKEND_LOCAL";
+    case Backend.BACKEND_SLURM:
+      return "BACKEND_SLURM";
     case Backend.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -1,0 +1,108 @@
+"""Slurm's command-line tools (sbatch, squeue, scancel), run without a shell.
+
+They read the cluster from SLURM_CONF or /etc/slurm, as any Slurm user's tools do. A tool
+that fails is an engine error: the scheduler, not the agent, failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from services.sandbox.backends.base import BackendError
+
+# How long one command may take before the controller is taken for unresponsive.
+COMMAND_TIMEOUT_S = 60.0
+# squeue's states of a job that no longer runs or waits.
+ENDED_STATES = frozenset(
+    {
+        "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
+        "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT",
+    }
+)  # fmt: skip
+_FIELDS = "%i|%j|%T|%k"
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    job_id: str
+    name: str
+    state: str
+    comment: str
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ENDED_STATES
+
+
+async def run(*argv: str) -> str:
+    """The tool's standard output; a BackendError with its message when it fails."""
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise BackendError(f"{argv[0]} could not be run: {exc.strerror}") from exc
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), COMMAND_TIMEOUT_S)
+    except TimeoutError as exc:
+        process.kill()
+        await process.wait()
+        raise BackendError(f"{argv[0]} did not answer within {COMMAND_TIMEOUT_S:g}s") from exc
+    if process.returncode != 0:
+        message = err.decode(errors="replace").strip()[-500:]
+        raise BackendError(f"{argv[0]} failed (exit {process.returncode}): {message}")
+    return out.decode(errors="replace")
+
+
+async def submit(script: str, options: list[str]) -> str:
+    """sbatch: the new job's id."""
+    out = await run("sbatch", "--parsable", *options, script)
+    job_id = out.strip().split(";")[0]
+    if not job_id.isdigit():
+        raise BackendError(f"sbatch answered no job id: {out.strip()[:200]!r}")
+    return job_id
+
+
+def _parse(out: str) -> list[QueuedJob]:
+    jobs = []
+    for line in out.splitlines():
+        parts = line.split("|", 3)
+        if len(parts) == 4:
+            jobs.append(QueuedJob(*parts))
+    return jobs
+
+
+async def job(job_id: str) -> QueuedJob | None:
+    """The job as squeue knows it; None once the controller has forgotten it."""
+    try:
+        out = await run("squeue", "--noheader", "--states=all", f"--jobs={job_id}", f"-o{_FIELDS}")
+    except BackendError as exc:
+        if "Invalid job id" in str(exc):
+            return None
+        raise
+    found = [j for j in _parse(out) if j.job_id == job_id]
+    return found[0] if found else None
+
+
+async def jobs_named(prefix: str) -> list[QueuedJob]:
+    """Every job the controller still knows whose name starts with `prefix`."""
+    out = await run("squeue", "--noheader", "--states=all", f"-o{_FIELDS}")
+    return [j for j in _parse(out) if j.name.startswith(prefix)]
+
+
+async def cancel(job_id: str, *, signal: str = "", batch_only: bool = False) -> None:
+    """scancel: without a signal, ends the job (queued or running); an already ended job
+    is no error."""
+    options = [f"--signal={signal}"] if signal else []
+    if batch_only:
+        options.append("--batch")
+    try:
+        await run("scancel", *options, job_id)
+    except BackendError as exc:
+        if "already completing" in str(exc) or "Invalid job id" in str(exc):
+            return
+        raise

@@ -1,0 +1,212 @@
+"""The node runner: runs one sandbox's agent on the node a cluster scheduler chose.
+
+A scheduler-placed backend (Slurm's job script) starts it as
+`python -m services.sandbox.node.runner FOLDER`, FOLDER being the sandbox's RunnerFiles on
+a filesystem the service shares. It starts the agent and its network sidecar with the node's
+Docker engine, exactly as the Docker backend does on the service's own node, with the GPUs
+the scheduler allocated; then it reports the start, the output, usage samples and the exit
+back through FOLDER, and removes the containers before the job ends. SIGTERM stops the agent
+(SIGTERM, then SIGKILL after the grace period in stop.json), as a scheduler's cancel or
+time limit does.
+
+Another container engine (apptainer, enroot) would slot in here as another backend for the
+same steps; the service's side would not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import docker
+import structlog
+
+from services.sandbox.backends.base import BackendError, Handle, LaunchSpec
+from services.sandbox.backends.docker.backend import DockerBackend
+from services.sandbox.node.runner_files import (
+    MAX_LINE_BYTES,
+    Ended,
+    RunnerFiles,
+    RunnerOptions,
+    Sample,
+    Started,
+    output_line,
+)
+
+log = structlog.get_logger("mleb.node_runner")
+
+# After the agent exits, how long its remaining output may take to arrive.
+OUTPUT_DRAIN_S = 30.0
+
+
+class AllocationError(Exception):
+    """The scheduler's allocation does not match what the sandbox asked for."""
+
+
+def allocated_gpus(env: Mapping[str, str], wanted: int) -> list[int]:
+    """The GPU indices the scheduler gave this job (Slurm's SLURM_JOB_GPUS, else
+    CUDA_VISIBLE_DEVICES), checked against the sandbox's gpu_count."""
+    raw = env.get("SLURM_JOB_GPUS") or env.get("CUDA_VISIBLE_DEVICES") or ""
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if not all(item.isdigit() for item in items):
+        raise AllocationError(f"the scheduler's GPU list is not a list of indices: {raw!r}")
+    indices = [int(item) for item in items]
+    if len(set(indices)) != wanted:
+        raise AllocationError(f"the job holds {len(set(indices))} GPUs; the sandbox asked {wanted}")
+    return sorted(set(indices))
+
+
+def with_gpus(spec: LaunchSpec, indices: list[int], options: RunnerOptions) -> LaunchSpec:
+    """The spec with the allocated GPUs: by UUID for the NVIDIA runtime, or as device files
+    where the node's GPUs are only those (options.gpu_device_dir)."""
+    if not indices:
+        return spec
+    visible = ",".join(str(i) for i in range(len(indices)))
+    if options.gpu_device_dir:
+        devices = [str(Path(options.gpu_device_dir) / f"nvidia{i}") for i in indices]
+        env = {**spec.env, "CUDA_VISIBLE_DEVICES": visible}
+        return dataclasses.replace(spec, gpu_devices=devices, env=env)
+    import pynvml  # only where real GPUs are
+
+    pynvml.nvmlInit()
+    try:
+        uuids = [pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in indices]
+    finally:
+        pynvml.nvmlShutdown()
+    return dataclasses.replace(spec, gpu_uuids=[str(u) for u in uuids])
+
+
+def gpu_names(spec: LaunchSpec, indices: list[int]) -> tuple[str, ...]:
+    """How the sandbox's record names its GPUs: UUIDs where NVML gave them, else the node's
+    device names."""
+    if spec.gpu_uuids:
+        return tuple(spec.gpu_uuids)
+    return tuple(f"{socket.gethostname()}:nvidia{i}" for i in indices)
+
+
+class Runner:
+    def __init__(self, files: RunnerFiles, backend: DockerBackend) -> None:
+        self._files = files
+        self._backend = backend
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, spec: LaunchSpec, options: RunnerOptions, env: Mapping[str, str]) -> None:
+        try:
+            indices = allocated_gpus(env, spec.gpu_count)
+            spec = with_gpus(spec, indices, options)
+        except (AllocationError, ImportError, OSError) as exc:
+            self._files.write_exit(Ended(error=str(exc), reason="GPU_UNAVAILABLE"))
+            return
+        except Exception as exc:  # NVML's errors
+            self._files.write_exit(Ended(error=f"NVML: {exc}", reason="GPU_UNAVAILABLE"))
+            return
+        try:
+            handle = await self._backend.launch(spec)
+        except BackendError as exc:
+            self._files.write_exit(Ended(error=str(exc), reason=exc.reason))
+            await self._remove(Handle(spec.sandbox_id, ""))
+            return
+        try:
+            await self._supervise(spec, options, handle, gpu_names(spec, indices))
+        finally:
+            await self._remove(handle)
+
+    async def _supervise(
+        self, spec: LaunchSpec, options: RunnerOptions, handle: Handle, gpus: tuple[str, ...]
+    ) -> None:
+        self._files.write_started(
+            Started(handle.ref, handle.image_digest, socket.gethostname(), gpus)
+        )
+        pump = asyncio.create_task(self._pump(handle, options.max_output_bytes))
+        sampler = asyncio.create_task(self._sample(handle, options.sample_interval_s))
+        waiter = asyncio.create_task(self._backend.wait(handle))
+        stopper = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not waiter.done():
+                grace = self._files.stop_grace()
+                await self._backend.stop(handle, spec.stop_grace_s if grace is None else grace)
+            try:
+                exit_info = await waiter
+            except BackendError as exc:
+                self._files.write_exit(Ended(error=str(exc), reason=exc.reason))
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pump, OUTPUT_DRAIN_S)
+            with contextlib.suppress(BackendError):
+                await self._take_sample(handle)
+            self._files.write_exit(Ended(exit_info.exit_code, exit_info.oom_killed))
+        finally:
+            for task in (pump, sampler, waiter, stopper):
+                task.cancel()
+
+    async def _pump(self, handle: Handle, max_bytes: int) -> None:
+        """The agent's output, appended line by line; past max_bytes, one notice, then only
+        the engine's own bounded log keeps it."""
+        written = 0
+        with open(self._files.output, "ab", buffering=0) as out:
+            async for line in self._backend.output(handle):
+                record = output_line(line)
+                if len(record) > MAX_LINE_BYTES:  # the service reads lines up to this size
+                    cut = line.text[: MAX_LINE_BYTES // 8] + " [node runner: line cut]"
+                    record = output_line(dataclasses.replace(line, text=cut))
+                if written + len(record) > max_bytes:
+                    notice = dataclasses.replace(
+                        line, text=f"[node runner: output past {max_bytes} bytes not kept]"
+                    )
+                    out.write(output_line(notice))
+                    return
+                out.write(record)
+                written += len(record)
+
+    async def _take_sample(self, handle: Handle) -> None:
+        usage = await self._backend.usage(handle)
+        layer = await self._backend.writable_layer_bytes(handle)
+        self._files.write_sample(Sample(usage.cpu_seconds, usage.peak_memory_bytes, layer))
+
+    async def _sample(self, handle: Handle, interval_s: float) -> None:
+        while True:
+            with contextlib.suppress(BackendError):
+                await self._take_sample(handle)
+            await asyncio.sleep(interval_s)
+
+    async def _remove(self, handle: Handle) -> None:
+        """Nothing of the sandbox may outlive the job: the scheduler counts it as free."""
+        try:
+            await self._backend.remove(handle)
+        except BackendError:
+            log.exception("node_runner_remove_failed", sandbox_id=handle.sandbox_id)
+
+
+async def run_folder(folder: Path) -> None:
+    files = RunnerFiles(folder)
+    spec, options = files.take_spec()
+    extra = {"sidecar_image": options.sidecar_image} if options.sidecar_image else {}
+    runner = Runner(files, DockerBackend(docker.from_env(), **extra))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, runner.request_stop)
+    await runner.run(spec, options, os.environ)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m services.sandbox.node.runner FOLDER", file=sys.stderr)
+        return 2
+    asyncio.run(run_folder(Path(args[0])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The folder a sandbox service shares with the node runner of one sandbox
+(services.sandbox.node.runner), on a filesystem both the service and the node see.
+
+The service writes the spec; the runner, on whichever node the scheduler picked, writes
+what happened, each file whole (written aside, then renamed) so a reader never sees half:
+- spec.json (0600): the launch spec, secrets included; the runner deletes it once read
+- stop.json: a stop's grace period, written by the service before it signals the runner
+- started.json: the agent's container, image digest, node and GPUs, once it runs
+- output.jsonl: the agent's output, one {"s": stream, "t": engine time, "x": text} per line
+- usage.json: the latest usage sample
+- exit.json: how the agent ended (or why it never ran); written last
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.sandbox.backends.base import LaunchSpec, NetworkMode, OutputLine, OutputStream
+from services.sandbox.node.layout import host_layout
+
+# Every file but the output is small; a bigger one is not ours.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+# One output line as the runner writes it (the engine splits longer lines).
+MAX_LINE_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """What the runner needs beyond the launch spec."""
+
+    sidecar_image: str = ""
+    # Where the node's GPU device files are, when no NVIDIA runtime hands them to containers
+    # (the development cluster's stand-ins); empty: the NVIDIA runtime, by GPU UUID.
+    gpu_device_dir: str = ""
+    # Agent output the runner keeps for the service; the rest is dropped with a notice.
+    max_output_bytes: int = 1 << 30
+    sample_interval_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class Started:
+    ref: str
+    image_digest: str
+    placement: str
+    gpus: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Ended:
+    exit_code: int = -1
+    oom_killed: bool = False
+    # Set when the agent did not run to an exit of its own: why, and a BackendError reason.
+    error: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Sample:
+    cpu_seconds: float = 0.0
+    peak_memory_bytes: int = 0
+    writable_layer_bytes: int | None = None
+
+
+def spec_to_json(spec: LaunchSpec, options: RunnerOptions) -> dict[str, Any]:
+    fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+    layout = spec.layout
+    fields["layout"] = {
+        "root": str(layout.root),
+        "public_dir": str(layout.public_dir) if layout.public_dir else None,
+    }
+    fields["network"] = spec.network.value
+    return {"spec": fields, "options": dataclasses.asdict(options)}
+
+
+def spec_from_json(raw: dict[str, Any]) -> tuple[LaunchSpec, RunnerOptions]:
+    fields = dict(raw["spec"])
+    layout = fields["layout"]
+    public_dir = layout["public_dir"]
+    fields["layout"] = host_layout(Path(layout["root"]), Path(public_dir) if public_dir else None)
+    fields["network"] = NetworkMode(fields["network"])
+    return LaunchSpec(**fields), RunnerOptions(**raw["options"])
+
+
+class RunnerFiles:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.spec = folder / "spec.json"
+        self.stop = folder / "stop.json"
+        self.started = folder / "started.json"
+        self.output = folder / "output.jsonl"
+        self.usage = folder / "usage.json"
+        self.exit = folder / "exit.json"
+
+    # Writing
+
+    def write(self, path: Path, value: dict[str, Any]) -> None:
+        """Whole or not at all: written aside, then renamed over the name."""
+        aside = path.with_name(f".{path.name}.part")
+        with contextlib.suppress(FileNotFoundError):
+            aside.unlink()
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(value, out)
+        os.replace(aside, path)
+
+    def write_spec(self, spec: LaunchSpec, options: RunnerOptions) -> None:
+        self.write(self.spec, spec_to_json(spec, options))
+
+    def write_started(self, started: Started) -> None:
+        self.write(self.started, dataclasses.asdict(started))
+
+    def write_sample(self, sample: Sample) -> None:
+        self.write(self.usage, dataclasses.asdict(sample))
+
+    def write_exit(self, ended: Ended) -> None:
+        self.write(self.exit, dataclasses.asdict(ended))
+
+    # Reading (None: not there yet)
+
+    def read(self, path: Path) -> dict[str, Any] | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        with os.fdopen(fd, "rb") as source:
+            body = source.read(MAX_FILE_BYTES + 1)
+        if len(body) > MAX_FILE_BYTES:
+            raise ValueError(f"{path.name} is larger than {MAX_FILE_BYTES} bytes")
+        value = json.loads(body)
+        if not isinstance(value, dict):
+            raise ValueError(f"{path.name} is not a JSON object")
+        return value
+
+    def take_spec(self) -> tuple[LaunchSpec, RunnerOptions]:
+        """The spec, deleted as it is read: its secrets stay on the shared disk no longer."""
+        raw = self.read(self.spec)
+        if raw is None:
+            raise FileNotFoundError(f"no spec.json in {self.folder}")
+        self.spec.unlink()
+        return spec_from_json(raw)
+
+    def read_started(self) -> Started | None:
+        raw = self.read(self.started)
+        return None if raw is None else Started(**{**raw, "gpus": tuple(raw["gpus"])})
+
+    def read_sample(self) -> Sample | None:
+        raw = self.read(self.usage)
+        return None if raw is None else Sample(**raw)
+
+    def read_exit(self) -> Ended | None:
+        raw = self.read(self.exit)
+        return None if raw is None else Ended(**raw)
+
+    def stop_grace(self) -> float | None:
+        raw = self.read(self.stop)
+        return None if raw is None else float(raw["grace_s"])
+
+
+def output_line(line: OutputLine) -> bytes:
+    return json.dumps({"s": line.stream.value, "t": line.time, "x": line.text}).encode() + b"\n"
+
+
+def parse_output_line(raw: bytes) -> OutputLine:
+    value = json.loads(raw)
+    return OutputLine(OutputStream(value["s"]), str(value["x"]), float(value["t"]))

@@ -1,0 +1,263 @@
+"""The Slurm backend on the real one-node Slurm of dev_slurm.sh (two fake GPUs), with the
+agents in the real Docker engine: each sandbox is a Slurm job whose node runner starts it.
+
+Slurm, not the service, decides which sandboxes run: more sandboxes than GPUs queue in Slurm
+(PENDING) and run as GPUs free up, each with its own device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import docker
+import pytest
+from google.protobuf import duration_pb2
+from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
+
+from tests.fixtures.dev_clusters import DevCluster
+from tests.fixtures.sandbox_docker import containers_of
+
+pytestmark = pytest.mark.docker
+S = sandbox_pb2
+BUSYBOX = "mleb-test-busybox"
+# What the agent sees of its GPUs, then a while to hold them.
+SHOW_GPUS = "ls /dev | grep nvidia; echo visible=$CUDA_VISIBLE_DEVICES; sleep {hold}"
+SUBMIT = "cp /home/data/sample_submission.csv /home/submission/submission.csv"
+
+
+def squeue(cluster: DevCluster) -> dict[str, str]:
+    """Job name -> state, for every job the controller knows."""
+    out = subprocess.run(
+        ["squeue", "--noheader", "--states=all", "-o", "%j %T"],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(line.split() for line in out.splitlines() if line.strip())
+
+
+def runner_pids(sandbox_id: str) -> list[int]:
+    """The node runner processes of a sandbox's job."""
+    found = subprocess.run(
+        ["pgrep", "-f", f"services.sandbox.node.runner .*{sandbox_id}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return [int(pid) for pid in found.stdout.split()]
+
+
+@pytest.fixture
+async def slurm_stack(engine, docker_stack, slurm_cluster: DevCluster, monkeypatch):
+    """The sandbox service stack on the Slurm backend, the cluster's exports in its env."""
+    for name, value in {**slurm_cluster.exports, "MLEB_SLURM_POLL_INTERVAL_S": "0.3"}.items():
+        monkeypatch.setenv(name, value)
+    docker_stack.sandbox_settings = dataclasses.replace(
+        docker_stack.sandbox_settings, backend="slurm"
+    )
+    yield docker_stack
+    # Nothing of this test may stay queued on the cluster the session shares.
+    for name in squeue(slurm_cluster):
+        if name.startswith("mleb-"):
+            subprocess.run(["scancel", f"--name={name}"], env=slurm_cluster.env, check=False)
+
+
+def _time(stamp) -> float:
+    return stamp.seconds + stamp.nanos / 1e9
+
+
+async def test_more_sandboxes_than_gpus_queue_in_slurm_and_each_gets_its_own_device(
+    slurm_stack, slurm_cluster
+):
+    _server, stub = await slurm_stack.start()
+    sandboxes = [
+        await slurm_stack.create(
+            stub,
+            ["sh", "-c", f"{SHOW_GPUS.format(hold=4)}; {SUBMIT}"],
+            image=BUSYBOX,
+            resources=S.Resources(gpu_count=1),
+        )
+        for _ in range(3)
+    ]
+    ids = [s.id for s in sandboxes]
+    most_running, saw_queued = 0, False
+    async with asyncio.timeout(120):
+        while True:
+            states = [(await slurm_stack.get(stub, i)).state for i in ids]
+            running = states.count(S.SANDBOX_STATE_RUNNING)
+            most_running = max(most_running, running)
+            saw_queued |= running == 2 and S.SANDBOX_STATE_PENDING in states
+            if all(
+                state in (S.SANDBOX_STATE_SUCCEEDED, S.SANDBOX_STATE_FAILED) for state in states
+            ):
+                break
+            await asyncio.sleep(0.2)
+    assert most_running == 2 and saw_queued
+    done = [await slurm_stack.get(stub, i) for i in ids]
+    for sandbox in done:
+        assert sandbox.state == S.SANDBOX_STATE_SUCCEEDED, sandbox.failure_message
+        assert sandbox.backend == S.BACKEND_SLURM and sandbox.backend_name == "slurm"
+        assert sandbox.submission_collected and sandbox.image_digest
+        # The GPU Slurm allocated is the one the record names and the only one it saw.
+        (gpu,) = sandbox.leased_gpu_uuids
+        device = gpu.rsplit(":", 1)[1]
+        texts = [e.text for e in await slurm_stack.logs(stub, sandbox.id)]
+        assert [t for t in texts if t.startswith("nvidia")] == [device]
+        assert "visible=0" in texts
+        assert any("Slurm job" in t and gpu in t for t in texts)
+    # Sandboxes that ran at the same time held different devices.
+    for a in done:
+        for b in done:
+            overlap = _time(a.started_at) < _time(b.finished_at) and _time(b.started_at) < _time(
+                a.finished_at
+            )
+            if a.id != b.id and overlap:
+                assert a.leased_gpu_uuids != b.leased_gpu_uuids
+    # The queued one started only after another had finished.
+    last = max(done, key=lambda s: _time(s.started_at))
+    assert any(_time(s.finished_at) <= _time(last.started_at) + 1.0 for s in done if s != last)
+
+
+async def test_stop_cancels_a_queued_job_and_stops_a_running_one(
+    engine, slurm_stack, slurm_cluster
+):
+    _server, stub = await slurm_stack.start()
+    holders = [
+        await slurm_stack.create(
+            stub, ["sleep", "120"], image=BUSYBOX, resources=S.Resources(gpu_count=1)
+        )
+        for _ in range(2)
+    ]
+    queued = await slurm_stack.create(
+        stub, ["true"], image=BUSYBOX, resources=S.Resources(gpu_count=1)
+    )
+    for holder in holders:
+        await slurm_stack.wait_for(stub, holder.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
+    await asyncio.sleep(1.5)
+    assert (await slurm_stack.get(stub, queued.id)).state == S.SANDBOX_STATE_PENDING
+    assert squeue(slurm_cluster)[f"mleb-{queued.id}"] == "PENDING"
+
+    for sandbox in (queued, holders[0]):
+        stopped = await stub.StopSandbox(
+            sandbox_service_pb2.StopSandboxRequest(
+                sandbox_id=sandbox.id, grace_period=duration_pb2.Duration(seconds=1)
+            ),
+            metadata=slurm_stack.metadata,
+        )
+        done = await slurm_stack.wait_for(stub, stopped.sandbox.id, timeout=60)
+        assert done.state == S.SANDBOX_STATE_CANCELLED
+        async with asyncio.timeout(30):
+            while squeue(slurm_cluster).get(f"mleb-{sandbox.id}", "COMPLETED") not in (
+                "COMPLETED",
+                "CANCELLED",
+            ):
+                await asyncio.sleep(0.2)
+    # The stopped agent's containers went with its job; the other still runs.
+    async with asyncio.timeout(20):
+        while any(
+            c.labels.get("mleb.sandbox") == holders[0].id
+            for c in containers_of(engine, slurm_stack)
+        ):
+            await asyncio.sleep(0.2)
+    assert (await slurm_stack.get(stub, holders[1].id)).state == S.SANDBOX_STATE_RUNNING
+    assert not (await slurm_stack.get(stub, queued.id)).leased_gpu_uuids
+
+
+async def test_the_time_limit_ends_a_slurm_sandbox_and_keeps_its_submission(slurm_stack):
+    _server, stub = await slurm_stack.start()
+    sandbox = await slurm_stack.create(
+        stub,
+        ["sh", "-c", f"{SUBMIT}; sleep 120"],
+        image=BUSYBOX,
+        time_limit=duration_pb2.Duration(seconds=3),
+    )
+    done = await slurm_stack.wait_for(stub, sandbox.id, timeout=90)
+    assert done.state == S.SANDBOX_STATE_TIMED_OUT
+    assert done.submission_collected
+    assert 2.5 < _time(done.finished_at) - _time(done.started_at) < 45
+
+
+async def test_a_job_lost_with_its_runner_is_an_infrastructure_failure(
+    engine, slurm_stack, slurm_cluster
+):
+    _server, stub = await slurm_stack.start()
+    sandbox = await slurm_stack.create(stub, ["sleep", "120"], image=BUSYBOX)
+    await slurm_stack.wait_for(stub, sandbox.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
+    # As if its node died: the runner is gone before it writes how the agent ended.
+    for pid in runner_pids(sandbox.id):
+        os.kill(pid, signal.SIGKILL)
+    done = await slurm_stack.wait_for(stub, sandbox.id, timeout=60)
+    assert done.state == S.SANDBOX_STATE_FAILED
+    assert done.failure_class == S.FAILURE_CLASS_INFRASTRUCTURE
+    assert done.failure_reason == S.FAILURE_REASON_LOST
+    assert "without its node runner's exit record" in done.failure_message
+    # The killed runner could not remove the agent (a node epilog does, docs/deploy.md).
+    for container in containers_of(engine, slurm_stack):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+
+
+async def test_a_killed_service_adopts_its_running_and_queued_jobs_on_restart(
+    slurm_stack, slurm_cluster
+):
+    env = {
+        **slurm_stack.served_env(
+            MLEB_SANDBOX_QUEUE_POLL_INTERVAL_S="0.3",
+            # The dev cluster's node has 4 GB; the default (8 GiB) fits no node there.
+            MLEB_SANDBOX_DEFAULT_MEMORY_BYTES=str(1 << 30),
+        ),
+        **slurm_cluster.exports,
+        "MLEB_SLURM_POLL_INTERVAL_S": "0.3",
+    }
+    async with slurm_stack.served(env) as (process, stub):
+        script = f"echo before; sleep 6; echo after; {SUBMIT}"
+        running = [
+            await slurm_stack.create(
+                stub, ["sh", "-c", script], image=BUSYBOX, resources=S.Resources(gpu_count=1)
+            )
+            for _ in range(2)
+        ]
+        queued = await slurm_stack.create(
+            stub, ["sh", "-c", SUBMIT], image=BUSYBOX, resources=S.Resources(gpu_count=1)
+        )
+        for sandbox in running:
+            await slurm_stack.wait_for(stub, sandbox.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
+        process.kill()  # SIGKILL, mid-run
+    async with slurm_stack.served(env) as (_process, stub):
+        for sandbox in [*running, queued]:
+            done = await slurm_stack.wait_for(stub, sandbox.id, timeout=120)
+            assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
+            assert done.submission_collected
+        for sandbox in running:
+            texts = [e.text for e in await slurm_stack.logs(stub, sandbox.id)]
+            assert texts.count("before") == 1 and texts.count("after") == 1
+            assert any("re-attached" in t for t in texts)
+
+
+async def test_the_job_inherits_none_of_the_services_secrets(slurm_stack, monkeypatch):
+    """sbatch exports the caller's whole environment by default; the backend names what the
+    job inherits, so the service's own keys never reach a node."""
+    monkeypatch.setenv("MLEB_AUTH_SECRET", "k:" + "s" * 40)
+    _server, stub = await slurm_stack.start()
+    sandbox = await slurm_stack.create(stub, ["sleep", "60"], image=BUSYBOX)
+    await slurm_stack.wait_for(stub, sandbox.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
+    runners = runner_pids(sandbox.id)
+    assert runners
+    for pid in runners:
+        names = {
+            item.split(b"=", 1)[0].decode()
+            for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if item
+        }
+        assert "SLURM_JOB_ID" in names
+        assert not {n for n in names if n.startswith("MLEB_")}
+    await stub.StopSandbox(
+        sandbox_service_pb2.StopSandboxRequest(sandbox_id=sandbox.id), metadata=slurm_stack.metadata
+    )
