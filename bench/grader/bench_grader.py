@@ -1,18 +1,22 @@
 """Grader benchmark, per metric family: cached grading against pyarrow's parse of the same
-submission, gRPC against in-process, cold answers, peak memory, and 32 concurrent validations.
+submission, gRPC against in-process, the same grade with the metric's fast path switched off
+(scikit-learn alone), cold answers, peak memory, and 32 concurrent validations.
 Prints one JSON line per run, then all of them; see docs/benchmarks.md.
 
     PYTHONPATH=. .venv/bin/python bench/grader/bench_grader.py [--rows 100000 1000000] \
-        [--families accuracy auc rmse log-loss] [--repeats 5]
+        [--families accuracy auc rmse log-loss] [--repeats 7]
 
 Servers run as separate processes (`mleb serve`), as in production; the client is this
-process. Every figure is a median over the repeats.
+process. The timed calls (parses, in-process grades, gRPC grades) take turns, one of each per
+round, so that all of them see the same load on a shared machine; every figure is a median
+over the rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -20,9 +24,10 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from unittest import mock
 
 import grpc
 import numpy as np
@@ -35,6 +40,7 @@ from services.common.auth import Role, TokenAuthority
 from services.common.settings import Settings
 from services.grader.bundles import LocalBundleProvider
 from services.grader.core import GraderCore
+from services.grader.metrics import auc, classification
 from services.grader.reading import read_submission
 from services.registry.core import RegistryCore
 from services.registry.importers.install import CompetitionInstaller
@@ -54,6 +60,9 @@ class Family:
     id_column: str
     target: str
     make: Callable[[np.random.Generator, int], tuple[pd.DataFrame, pd.DataFrame]]
+    # The metric's fast path, as (module, function): switched off (made to decline every
+    # input), the grade is scikit-learn's alone, i.e. the code before the fast path.
+    fast_path: tuple[object, str] | None = None
 
 
 def _hex_ids(rng: np.random.Generator, rows: int) -> np.ndarray:
@@ -99,10 +108,11 @@ def _dogs_vs_cats(rng: np.random.Generator, rows: int) -> tuple[pd.DataFrame, pd
 
 FAMILIES = {
     "accuracy": Family("spaceship-titanic", "accuracy", "PassengerId", "Transported", _spaceship),
-    "auc": Family("tabular-playground-series-may-2022", "auc-roc", "id", "target", _tps_may),
+    "auc": Family("tabular-playground-series-may-2022", "auc-roc", "id", "target", _tps_may,
+                  (auc, "_binary_roc_auc")),
     "rmse": Family("petfinder-pawpularity-score", "rmse", "Id", "Pawpularity", _petfinder),
     "log-loss": Family("dogs-vs-cats-redux-kernels-edition", "log-loss", "id", "label",
-                       _dogs_vs_cats),
+                       _dogs_vs_cats, (classification, "_binary_log_loss")),
 }  # fmt: skip
 
 
@@ -125,22 +135,33 @@ def make_competition(root: Path, family: Family, rows: int) -> tuple[Path, bytes
     return folder, submission.to_csv(index=False).encode()
 
 
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+async def median_times(calls: dict[str, Callable[[], Awaitable[object]]], rounds: int) -> dict:
+    """Each call once per round, in turn, so that all of them see the same load; the median
+    of each. Each round starts one call further on, so that none always follows the same one.
+    """
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
+    for round_ in range(rounds):
+        for i in range(len(names)):
+            name = names[(round_ + i) % len(names)]
+            started = time.perf_counter()
+            await calls[name]()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
-async def median_time_async(make_call, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        await make_call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def timed_sync(fn: Callable[[], object]) -> Callable[[], Awaitable[object]]:
+    async def call() -> object:
+        return fn()
+
+    return call
+
+
+def without_fast_path(family: Family) -> contextlib.AbstractContextManager:
+    if family.fast_path is None:
+        return contextlib.nullcontext()
+    module, name = family.fast_path
+    return mock.patch.object(module, name, lambda *args: None)
 
 
 def rss_mb(pid: int, field: str = "VmHWM:") -> float:
@@ -183,15 +204,60 @@ async def concurrent_validations(
     }
 
 
-def parse_times(submission: bytes, repeats: int) -> dict:
+def parse_calls(submission: bytes) -> dict[str, Callable[[], Awaitable[object]]]:
     """The baselines: pyarrow's own parse (its defaults, threads on) and MLE-bench's reader."""
     return {
-        "pyarrow_parse_s": median_time(lambda: pa_csv.read_csv(io.BytesIO(submission)), repeats),
-        "pandas_parse_s": median_time(
-            lambda: pd.read_csv(io.BytesIO(submission), float_precision="round_trip"), repeats
+        "pyarrow_parse_s": timed_sync(lambda: pa_csv.read_csv(io.BytesIO(submission))),
+        "pandas_parse_s": timed_sync(
+            lambda: pd.read_csv(io.BytesIO(submission), float_precision="round_trip")
         ),
-        "read_submission_s": median_time(lambda: read_submission(io.BytesIO(submission)), repeats),
+        "read_submission_s": timed_sync(lambda: read_submission(io.BytesIO(submission))),
     }
+
+
+async def grading_times(
+    family: Family, answers: Path, submission: bytes, address: str, token: str, repeats: int
+) -> dict:
+    """Scores (checked equal on every path) and the medians of every timed call."""
+    competition = family.competition
+    cached_provider = LocalBundleProvider(competition, answers)
+
+    async def in_process(provider=cached_provider):
+        return await GraderCore(provider).grade(competition, io.BytesIO(submission), "s.csv")
+
+    async def scikit_learn_alone():
+        with without_fast_path(family):
+            return await in_process()
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = grader_service_pb2_grpc.GraderServiceStub(channel)
+        meta = (("authorization", f"Bearer {token}"),)
+
+        async def remote():
+            return await stub.GradeSubmission(
+                grade_requests(competition, submission), metadata=meta
+            )
+
+        calls = {
+            **parse_calls(submission),
+            "in_process_cached_s": in_process,
+            "grpc_cached_s": remote,
+        }
+        if family.fast_path is not None:
+            calls["in_process_scikit_learn_s"] = scikit_learn_alone
+        # One untimed call of each: caches, the grader's bundle, the channel. The scores of
+        # every path must agree.
+        scores = {"in_process": (await in_process()).score, "grpc": (await remote()).report.score}
+        if family.fast_path is not None:
+            scores["scikit_learn"] = (await scikit_learn_alone()).score
+        assert scores["in_process"] is not None
+        assert len(set(scores.values())) == 1, scores
+        medians = await median_times(calls, repeats)
+    cold = await median_times(
+        {"in_process_cold_s": lambda: in_process(LocalBundleProvider(competition, answers))},
+        min(repeats, 3),
+    )
+    return {"score": scores["in_process"], **medians, **cold}
 
 
 def bench_family(family: Family, rows: int, repeats: int, root: Path, concurrent: bool) -> dict:
@@ -212,47 +278,22 @@ def bench_family(family: Family, rows: int, repeats: int, root: Path, concurrent
     try:
         idle_rss = rss_mb(grader.process.pid, "VmRSS:")
         answers = folder / "private" / "test.csv"
-        parsing = parse_times(submission, repeats)
-
-        def in_process(provider):
-            return GraderCore(provider).grade(competition, io.BytesIO(submission), "s.csv")
-
-        async def in_process_times() -> tuple[float | None, float, float]:
-            cached_provider = LocalBundleProvider(competition, answers)
-            score = (await in_process(cached_provider)).score
-            cached = await median_time_async(lambda: in_process(cached_provider), repeats)
-            cold = await median_time_async(
-                lambda: in_process(LocalBundleProvider(competition, answers)), min(repeats, 3)
-            )
-            return score, cached, cold
-
-        score, cached, cold = asyncio.run(in_process_times())
-        assert score is not None
-        with grpc.insecure_channel(grader.address) as channel:
-            stub = grader_service_pb2_grpc.GraderServiceStub(channel)
-            meta = (("authorization", f"Bearer {token}"),)
-            remote_score = stub.GradeSubmission(
-                grade_requests(competition, submission), metadata=meta
-            ).report.score
-            remote = median_time(
-                lambda: stub.GradeSubmission(
-                    grade_requests(competition, submission), metadata=meta
-                ),
-                repeats,
-            )
-        assert remote_score == score, (remote_score, score)
+        times = asyncio.run(
+            grading_times(family, answers, submission, grader.address, token, repeats)
+        )
+        pyarrow = times["pyarrow_parse_s"]
+        scikit_learn = times.get("in_process_scikit_learn_s")
         return {
             "family": family.metric,
             "competition": competition,
             "rows": rows,
-            "score": score,
             "submission_mb": len(submission) / 1e6,
-            **parsing,
-            "in_process_cached_s": cached,
-            "in_process_cold_s": cold,
-            "grpc_cached_s": remote,
-            "cached_over_pyarrow": cached / parsing["pyarrow_parse_s"],
-            "grpc_over_in_process": remote / cached,
+            "load_average": os.getloadavg(),
+            **times,
+            "cached_over_pyarrow": times["in_process_cached_s"] / pyarrow,
+            "scikit_learn_alone_over_pyarrow": scikit_learn and scikit_learn / pyarrow,
+            "read_submission_over_pyarrow": times["read_submission_s"] / pyarrow,
+            "grpc_over_in_process": times["grpc_cached_s"] / times["in_process_cached_s"],
             "grader_idle_rss_mb": idle_rss,
             "grader_peak_rss_mb": rss_mb(grader.process.pid),
             "concurrent_validate_32": (
@@ -272,7 +313,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7, help="rounds; medians of these")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:

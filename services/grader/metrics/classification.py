@@ -12,6 +12,8 @@ import pandas as pd
 from sklearn.metrics import accuracy_score
 from sklearn.metrics import log_loss as _sklearn_log_loss
 
+from services.grader.metrics.binary_labels import positive_class
+
 
 def accuracy(y_true: np.ndarray | list, y_pred: np.ndarray | list) -> float:
     """Share of rows whose predicted label equals the true one (scikit-learn's accuracy).
@@ -88,20 +90,14 @@ def _binary_log_loss(y_true: np.ndarray, y_proba: np.ndarray) -> float | None:
     row, where one term is exactly 0. The same values without the encoding: each row's loss
     is -log of its true class's clipped probability, and the mean is taken the same way.
     """
-    if not (
-        y_true.ndim == y_proba.ndim == 1
-        and len(y_true) == len(y_proba) > 0
-        and y_true.dtype.kind in "bi"
-        and y_proba.dtype == np.float64
-    ):
+    if y_proba.ndim != 1 or y_proba.dtype != np.float64:
         return None
-    low, high = y_true.min(), y_true.max()
-    if low == high or not np.all((y_true == low) | (y_true == high)):
-        return None  # one class (scikit-learn raises) or several: its path decides
+    positive = positive_class(y_true)
+    if positive is None or len(positive) != len(y_proba):
+        return None  # one class (scikit-learn raises), several, a length mismatch: its path
     if not (np.all(np.isfinite(y_proba)) and y_proba.min() >= 0 and y_proba.max() <= 1):
         return None
     eps = np.finfo(np.float64).eps
-    positive = y_true == high
     chosen = np.where(positive, y_proba, 1 - y_proba)
     return float(np.average(-np.log(np.clip(chosen, eps, 1 - eps))))
 

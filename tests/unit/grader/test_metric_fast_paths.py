@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from sklearn.metrics import accuracy_score
+from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.metrics import log_loss as sklearn_log_loss
 
+from services.grader.metrics import auc
 from services.grader.metrics.classification import accuracy, log_loss
 
 lengths = st.integers(1, 60)
@@ -25,6 +26,8 @@ probabilities = st.one_of(
     st.sampled_from([0.0, 1.0, 1e-300, 5e-324, 1 - 1e-16, 0.5, np.nextafter(1.0, 0.0)]),
     st.floats(allow_nan=True, allow_infinity=True),
 )
+# Few distinct values, so that runs of tied scores are common; -0.0 ties with 0.0.
+tied_scores = st.sampled_from([0.0, -0.0, 0.25, 0.5, 1.0, 1e-300, 1e300])
 
 
 def outcome(fn, *args):
@@ -74,6 +77,68 @@ def test_log_loss_equals_scikit_learn_on_long_vectors(y_true, scale):
     # Long enough for numpy's pairwise summation and vectorised log to take several blocks.
     y_proba = np.random.default_rng(len(y_true)).random(len(y_true)) * scale
     assert outcome(log_loss, y_true, y_proba) == outcome(sklearn_log_loss, y_true, y_proba)
+
+
+def sklearn_roc_auc(y_true, y_score):
+    """scikit-learn's roc_auc_score as MLE-bench's scikit-learn (1.5.2) behaves: it raises
+    ValueError for a single class, where 1.9 warns and returns NaN."""
+    if len(np.unique(y_true)) == 1:
+        raise ValueError("one class")
+    return roc_auc_score(y_true, y_score)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_roc_auc_equals_scikit_learn(data):
+    n = data.draw(lengths)
+    y_true = data.draw(label_vectors(n))
+    dtype = data.draw(st.sampled_from([np.float64, np.float64, np.float32]))
+    length = data.draw(st.sampled_from([n, n, n, n + 1]))
+    drawn = data.draw(st.lists(st.one_of(tied_scores, probabilities), min_size=length,
+                               max_size=length))  # fmt: skip
+    with np.errstate(over="ignore"):
+        y_score = np.asarray(drawn, dtype=dtype)
+    assert outcome(auc.roc_auc, y_true, y_score) == outcome(sklearn_roc_auc, y_true, y_score)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(2, 5000),
+    st.sampled_from(["bool", "int64", "int32", "0-2", "-7-3"]),
+    st.sampled_from([0, 1, 2, 3, None, "equal"]),
+    st.integers(0, 2**32 - 1),
+)
+def test_roc_auc_fast_path_equals_scikit_learn_on_long_vectors(n, labels, decimals, seed):
+    # Long enough for several runs of ties, drop_intermediate and pairwise summation blocks.
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, 2, n)
+    drawn[:2] = 0, 1  # both classes, always
+    drawn = rng.permutation(drawn)
+    low, high = {"0-2": (0, 2), "-7-3": (-7, 3)}.get(labels, (0, 1))
+    y_true = np.where(drawn == 1, high, low).astype(labels if labels[0] in "bi" else np.int64)
+    if decimals == "equal":
+        y_score = np.full(n, 0.3)
+    else:
+        y_score = rng.random(n) if decimals is None else rng.random(n).round(decimals)
+    assert auc._binary_roc_auc(y_true, y_score) is not None  # the fast path decided
+    assert outcome(auc.roc_auc, y_true, y_score) == outcome(roc_auc_score, y_true, y_score)
+
+
+@pytest.mark.parametrize(
+    ("y_true", "y_score"),
+    [
+        (np.array([1, 1, 1]), np.array([0.5, 0.2, 0.9])),  # one class
+        (np.array([False, False]), np.array([0.5, 0.2])),
+        (np.array([0, 1, 2]), np.array([0.5, 0.2, 0.9])),  # three classes
+        (np.array([0, 1, 1]), np.array([0.5, np.nan, 0.9])),
+        (np.array([0, 1, 1]), np.array([0.5, np.inf, 0.9])),
+        (np.array([0, 1, 1]), np.array([0.5, 0.9])),  # lengths differ
+    ],
+)
+def test_roc_auc_rejects_what_scikit_learn_rejects(y_true, y_score):
+    assert auc._binary_roc_auc(y_true, y_score) is None
+    with pytest.raises(ValueError):
+        auc.roc_auc(y_true, y_score)
 
 
 @settings(max_examples=300, deadline=None)
