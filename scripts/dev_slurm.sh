@@ -13,6 +13,7 @@ PARTITION=mleb
 . "$(dirname "$0")/lib/dev_cluster.sh"
 CONF=$STATE/slurm.conf
 HOST=$(hostname -s)
+EPILOG=$(cd "$(dirname "$0")/.." && pwd)/deploy/slurm/epilog.sh
 # What start creates in STATE, and so what stop removes.
 OWNED=(cluster slurm.conf gres.conf exports key munge dev ctld spool log run)
 
@@ -96,6 +97,8 @@ SlurmdParameters=config_overrides
 ReturnToService=2
 InactiveLimit=0
 KillWait=2
+# mleb's node epilog: removes the containers of a job whose node runner was killed.
+Epilog=$EPILOG
 MessageTimeout=10
 SlurmdTimeout=30
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=8 RealMemory=4096 Gres=gpu:fake:2 State=UNKNOWN

@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.fixtures.sandbox_dirs",
     "tests.fixtures.sandbox_stack",
     "tests.fixtures.sandbox_docker",
+    "tests.fixtures.cluster_fixtures",
 ]
 
 TEST_AUTH_SECRET = "test-key:" + "s" * 40

@@ -44,6 +44,7 @@ log = structlog.get_logger("mleb.node_runner")
 
 # After the agent exits, how long its remaining output may take to arrive.
 OUTPUT_DRAIN_S = 30.0
+SLURM_JOB_LABEL = "mleb.slurm_job"
 
 
 class AllocationError(Exception):
@@ -110,6 +111,11 @@ class Runner:
         except Exception as exc:  # NVML's errors
             self._files.write_exit(Ended(error=f"NVML: {exc}", reason="GPU_UNAVAILABLE"))
             return
+        if env.get("SLURM_JOB_ID"):
+            # What the node epilog (deploy/slurm/epilog.sh) removes should this runner die.
+            spec = dataclasses.replace(
+                spec, labels={**spec.labels, SLURM_JOB_LABEL: env["SLURM_JOB_ID"]}
+            )
         try:
             handle = await self._backend.launch(spec)
         except BackendError as exc:

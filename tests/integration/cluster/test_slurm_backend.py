@@ -8,14 +8,12 @@ Slurm, not the service, decides which sandboxes run: more sandboxes than GPUs qu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import os
 import signal
 import subprocess
 from pathlib import Path
 
-import docker
 import pytest
 from google.protobuf import duration_pb2
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
@@ -55,8 +53,9 @@ def runner_pids(sandbox_id: str) -> list[int]:
 
 
 @pytest.fixture
-async def slurm_stack(engine, docker_stack, slurm_cluster: DevCluster, monkeypatch):
-    """The sandbox service stack on the Slurm backend, the cluster's exports in its env."""
+async def slurm_stack(monkeypatch, engine, docker_stack, slurm_cluster: DevCluster):
+    """The sandbox service stack on the Slurm backend, the cluster's exports in its env
+    (monkeypatch first: its teardown, which drops them, comes after the servers stop)."""
     for name, value in {**slurm_cluster.exports, "MLEB_SLURM_POLL_INTERVAL_S": "0.3"}.items():
         monkeypatch.setenv(name, value)
     docker_stack.sandbox_settings = dataclasses.replace(
@@ -135,11 +134,13 @@ async def test_stop_cancels_a_queued_job_and_stops_a_running_one(
         )
         for _ in range(2)
     ]
+    # Both hold their GPUs before the third is even submitted: Slurm, not the order of
+    # creation, decides who runs first.
+    for holder in holders:
+        await slurm_stack.wait_for(stub, holder.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
     queued = await slurm_stack.create(
         stub, ["true"], image=BUSYBOX, resources=S.Resources(gpu_count=1)
     )
-    for holder in holders:
-        await slurm_stack.wait_for(stub, holder.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
     await asyncio.sleep(1.5)
     assert (await slurm_stack.get(stub, queued.id)).state == S.SANDBOX_STATE_PENDING
     assert squeue(slurm_cluster)[f"mleb-{queued.id}"] == "PENDING"
@@ -198,10 +199,10 @@ async def test_a_job_lost_with_its_runner_is_an_infrastructure_failure(
     assert done.failure_class == S.FAILURE_CLASS_INFRASTRUCTURE
     assert done.failure_reason == S.FAILURE_REASON_LOST
     assert "without its node runner's exit record" in done.failure_message
-    # The killed runner could not remove the agent (a node epilog does, docs/deploy.md).
-    for container in containers_of(engine, slurm_stack):
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
+    # The killed runner could not remove the agent: the node epilog did, when the job ended.
+    async with asyncio.timeout(30):
+        while containers_of(engine, slurm_stack):
+            await asyncio.sleep(0.2)
 
 
 async def test_a_killed_service_adopts_its_running_and_queued_jobs_on_restart(
@@ -224,11 +225,14 @@ async def test_a_killed_service_adopts_its_running_and_queued_jobs_on_restart(
             )
             for _ in range(2)
         ]
+        for sandbox in running:
+            await slurm_stack.wait_for(stub, sandbox.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
         queued = await slurm_stack.create(
             stub, ["sh", "-c", SUBMIT], image=BUSYBOX, resources=S.Resources(gpu_count=1)
         )
-        for sandbox in running:
-            await slurm_stack.wait_for(stub, sandbox.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
+        async with asyncio.timeout(30):  # its job waits in Slurm's queue
+            while squeue(slurm_cluster).get(f"mleb-{queued.id}") != "PENDING":
+                await asyncio.sleep(0.1)
         process.kill()  # SIGKILL, mid-run
     async with slurm_stack.served(env) as (_process, stub):
         for sandbox in [*running, queued]:

@@ -109,11 +109,24 @@ async def on_docker(engine, sandbox_stack, lab_token):  # noqa: F811
             container.remove(force=True)
 
 
-@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+@pytest.fixture
+async def on_slurm(monkeypatch, engine, slurm_cluster, sandbox_stack, lab_token):  # noqa: F811
+    """The sandbox service on the Slurm backend of dev_slurm.sh's cluster."""
+    for name, value in {**slurm_cluster.exports, "MLEB_SLURM_POLL_INTERVAL_S": "0.3"}.items():
+        monkeypatch.setenv(name, value)
+    yield await start_servers(sandbox_stack, lab_token, backend="slurm")
+
+
+@pytest.fixture(
+    params=[
+        "local",
+        pytest.param("docker", marks=pytest.mark.docker),
+        pytest.param("slurm", marks=pytest.mark.docker),
+    ]
+)
 def backend(request) -> tuple[str, Servers]:
-    return request.param, request.getfixturevalue(
-        "on_docker" if request.param == "docker" else "local"
-    )
+    fixture = {"local": "local", "docker": "on_docker", "slurm": "on_slurm"}[request.param]
+    return request.param, request.getfixturevalue(fixture)
 
 
 async def invoke(servers: Servers, *args: str, code: int = 0) -> str:
@@ -124,7 +137,7 @@ async def invoke(servers: Servers, *args: str, code: int = 0) -> str:
 
 def agent_args(backend: str) -> list[str]:
     image, python = (
-        ("mleb-test-python", "python3") if backend == "docker" else ("local", AGENT_PYTHON)
+        ("local", AGENT_PYTHON) if backend == "local" else ("mleb-test-python", "python3")
     )
     return ["--agent", image, "--command", f"{python} -c {shlex.quote(PERFECT_OR_WRONG)}"]
 
@@ -154,7 +167,7 @@ async def test_a_group_is_run_graded_and_reported(backend, tmp_path) -> None:
         assert (run_dir / "logs" / "seed.txt").read_text() == str(record.seed)
         assert (run_dir / "code" / "agent.py").is_file()
         assert len(record.attempts) == 1 and record.attempts[0].sandbox["env"]["MLEB_SEED"]
-        assert record.image_digest.startswith("sha256:") == (backend == "docker")
+        assert record.image_digest.startswith("sha256:") == (backend != "local")
         assert record.budget.time_limit_s == 120
     assert [e["submission_path"] for e in group.entries] == [
         f"{r.run_id}/submission/submission.csv" for r in runs
