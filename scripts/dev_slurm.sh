@@ -64,7 +64,9 @@ write_configs() {
   # VMs without cgroup delegation. CPUs are declared (config_overrides), not probed, so that a
   # small machine still runs more jobs than it has GPUs and GPU limits are what queue jobs.
   cat >"$CONF" <<CONF
-ClusterName=mleb-dev
+# Named after the state folder: job ids restart at 1 in every cluster, and the node
+# epilog tells clusters sharing one Docker Engine apart by this name.
+ClusterName=mleb-dev-$(printf %s "$STATE" | sha256sum | cut -c1-8)
 SlurmctldHost=$HOST(127.0.0.1)
 SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port

@@ -17,6 +17,7 @@ from services.common.errors import FailedPreconditionError
 
 if TYPE_CHECKING:
     from services.sandbox.config import SandboxSettings
+    from services.sandbox.node.egress_proxy import EgressSums
 
 # Paths inside the sandbox (MLE-bench's layout, so existing agents work).
 DATA_DIR = "/home/data"
@@ -176,6 +177,11 @@ class Capabilities:
     gpu_allocation: GpuAllocation
     # Whether HostLayout's folders are the agent's own (so outputs are read on this host).
     outputs_on_host: bool
+    # True: the backend serves the sandbox's endpoints (validation, grader, egress proxy) on
+    # the agent's node itself, from the token in its environment, and reports the egress log
+    # (node_egress); the service then opens none. False: the service serves them on its host
+    # in HostLayout.sockets_dir.
+    endpoints_on_node: bool = False
 
     @property
     def scheduler_placed(self) -> bool:
@@ -220,16 +226,25 @@ class Backend(Protocol):
         """Removes the container and anything else launched for it. Idempotent."""
         ...
 
+    async def node_egress(self, handle: Handle) -> EgressSums | None:
+        """The egress log of an ended agent whose endpoints the backend served on its node
+        (Capabilities.endpoints_on_node); None where the service served them."""
+        ...
+
     async def list_owned(self, instance_labels: dict[str, str]) -> list[tuple[Handle, bool]]:
         """Everything this service instance started, with whether it is still running."""
         ...
 
 
-class StartsAtLaunch:
-    """For a backend whose launch returns a running agent: nothing queues it."""
+class OnServiceHost:
+    """For a backend that runs agents on the service's own host: its launch returns a
+    running agent (nothing queues it), and the service serves the agent's endpoints."""
 
     async def started(self, handle: Handle) -> Handle:
         return handle
+
+    async def node_egress(self, handle: Handle) -> EgressSums | None:
+        return None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from services.sandbox.db import store
 from services.sandbox.db.schema import SandboxRow
 from services.sandbox.gpus import leases
 from services.sandbox.lifecycle.states import SandboxState
+from services.sandbox.node.egress_proxy import EgressSums
 from services.sandbox.records import SandboxRecord
 
 
@@ -49,6 +50,10 @@ class SandboxRows:
             record = store.to_record(session, store.get_row(session, sandbox_id))
             session.rollback()
             return record
+
+    def add_egress(self, sandbox_id: str, sums: EgressSums, max_destinations: int) -> None:
+        with self._sessions.begin() as session:
+            store.add_egress(session, sandbox_id, sums, max_destinations)
 
     def leased_gpus(self, sandbox_id: str) -> list[str]:
         with self._sessions() as session:

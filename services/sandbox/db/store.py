@@ -26,7 +26,7 @@ from services.sandbox.lifecycle.states import (
     SandboxState,
     predecessors,
 )
-from services.sandbox.node.egress_proxy import EgressEvent, EgressVerdict
+from services.sandbox.node.egress_proxy import EgressSums, EgressVerdict
 from services.sandbox.records import (
     DescriptionVariant,
     EgressDestination,
@@ -385,29 +385,17 @@ def read_logs(
 # Egress
 
 
-def add_egress(
-    session: Session, sandbox_id: str, events: Sequence[EgressEvent], max_destinations: int
-) -> None:
-    """Adds the proxy's events to the sandbox's per-destination sums. Destinations past
+def add_egress(session: Session, sandbox_id: str, sums: EgressSums, max_destinations: int) -> None:
+    """Adds summed proxy events to the sandbox's per-destination rows. Destinations past
     `max_destinations` are only counted on the sandbox row."""
-    sums: dict[tuple[str, int, str, str], list] = {}
-    for e in events:
-        key = (e.host[:512], e.port, e.address, e.verdict.value)
-        first, last = _moment(e.started_at), _moment(e.ended_at)
-        if key not in sums:
-            sums[key] = [0, 0, 0, first, last]
-        total = sums[key]
-        total[0] += 1
-        total[1] += e.bytes_sent
-        total[2] += e.bytes_received
-        total[3], total[4] = min(total[3], first), max(total[4], last)
     count, top = session.execute(
         select(func.count(), func.coalesce(func.max(EgressRow.seq), 0)).where(
             EgressRow.sandbox_id == sandbox_id
         )
     ).one()
-    omitted = 0
-    for (host, port, address, verdict), (n, sent, received, first, last) in sums.items():
+    omitted = sums.omitted
+    for (host, port, address, verdict), total in sums.sums.items():
+        first, last = _moment(total.first_at), _moment(total.last_at)
         row = session.scalars(
             select(EgressRow).where(
                 EgressRow.sandbox_id == sandbox_id,
@@ -418,11 +406,11 @@ def add_egress(
             )
         ).one_or_none()
         if row is not None:
-            row.connections += n
-            row.bytes_sent += sent
-            row.bytes_received += received
-            row.first_at = min(utc(row.first_at), first)
-            row.last_at = max(utc(row.last_at), last)
+            row.connections += total.connections
+            row.bytes_sent += total.bytes_sent
+            row.bytes_received += total.bytes_received
+            row.first_at = min(utc(row.first_at) or first, first)
+            row.last_at = max(utc(row.last_at) or last, last)
         elif count < max_destinations:
             count, top = count + 1, top + 1
             session.add(
@@ -433,15 +421,15 @@ def add_egress(
                     port=port,
                     address=address,
                     verdict=verdict,
-                    connections=n,
-                    bytes_sent=sent,
-                    bytes_received=received,
+                    connections=total.connections,
+                    bytes_sent=total.bytes_sent,
+                    bytes_received=total.bytes_received,
                     first_at=first,
                     last_at=last,
                 )
             )
         else:
-            omitted += n
+            omitted += total.connections
     if omitted:
         session.execute(
             update(SandboxRow)

@@ -39,6 +39,7 @@ class Finisher:
         self._signals = signals
         self._live = driving.live
         self._on_gpus_released = on_gpus_released
+        self._egress_max_destinations = driving.settings.egress_max_destinations
         self.evidence = evidence
         # Revokes the sandbox's tokens (services.sandbox.lifecycle.token_revocation).
         self._on_finished = on_finished
@@ -88,6 +89,8 @@ class Finisher:
         # their egress log, which is part of the record the terminal state seals.
         with contextlib.suppress(Exception):
             await self._endpoints.close(sandbox_id)
+        if handle is not None and self._backend.capabilities.endpoints_on_node:
+            await self._take_node_egress(sandbox_id, handle)
         final = await self._threads.run(self._rows.preview, sandbox_id, state, values)
         if final is not None:
             values["attestation"], values["attestation_error"] = await self._attest(
@@ -118,6 +121,18 @@ class Finisher:
         with contextlib.suppress(Exception):
             await self._endpoints.close(sandbox_id)
         await self._live.drop(sandbox_id)
+
+    async def _take_node_egress(self, sandbox_id: str, handle: Handle) -> None:
+        """The egress log the agent's node served, into the record before it is sealed."""
+        try:
+            sums = await self._backend.node_egress(handle)
+        except (BackendError, OSError, ValueError) as exc:
+            log.warning("node_egress_unreadable", sandbox_id=sandbox_id, error=str(exc))
+            return
+        if sums is not None:
+            await self._threads.run(
+                self._rows.add_egress, sandbox_id, sums, self._egress_max_destinations
+            )
 
     async def _attest(self, final: SandboxRecord, first_seq: int) -> tuple[str, str]:
         """The attestation, or why there is none: a fault here must never keep a sandbox

@@ -155,13 +155,14 @@ class Supervisor:
         token = self._mint_token(row, row.time_limit_s)
         writer.redact.add(token)
         try:
-            await self._endpoints.open(
-                sandbox_id,
-                layout.sockets_dir,
-                token,
-                NetworkMode(row.network_mode),
-                list(row.allowed_hosts),
-            )
+            if not self._backend.capabilities.endpoints_on_node:
+                await self._endpoints.open(
+                    sandbox_id,
+                    layout.sockets_dir,
+                    token,
+                    NetworkMode(row.network_mode),
+                    list(row.allowed_hosts),
+                )
         except Exception as exc:
             log.exception("endpoints_open_failed", sandbox_id=sandbox_id)
             await self._finisher.fail(
@@ -247,16 +248,18 @@ class Supervisor:
             row = await self._threads.run(self._rows.get, row.id)
         deadline = store.utc(row.deadline_at) or datetime.now(UTC)
         remaining = max(0.0, (deadline - datetime.now(UTC)).total_seconds())
-        try:
-            await self._endpoints.open(
-                row.id,
-                layout.sockets_dir,
-                self._mint_token(row, remaining),
-                NetworkMode(row.network_mode),
-                list(row.allowed_hosts),
-            )
-        except Exception:
-            log.exception("endpoints_reopen_failed", sandbox_id=row.id)
+        # A backend serving them on the agent's node kept them open all along.
+        if not self._backend.capabilities.endpoints_on_node:
+            try:
+                await self._endpoints.open(
+                    row.id,
+                    layout.sockets_dir,
+                    self._mint_token(row, remaining),
+                    NetworkMode(row.network_mode),
+                    list(row.allowed_hosts),
+                )
+            except Exception:
+                log.exception("endpoints_reopen_failed", sandbox_id=row.id)
         await self._supervise(row.id, handle, layout, since=row.last_output_time)
 
     async def _record_running(

@@ -13,16 +13,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from typing import Protocol
 
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.sandbox.db import store
-from services.sandbox.node.egress_proxy import EgressEvent
+from services.sandbox.node.egress_proxy import EgressEvent, EgressSums
 
 log = structlog.get_logger("mleb.sandbox.egress")
 
 DEFAULT_MAX_DESTINATIONS = 256
+
+
+class EgressRecorder(Protocol):
+    """Where the allowlist proxy's events go: this database log, or a node runner's file
+    (services.sandbox.node.runner_endpoints)."""
+
+    def record(self, sandbox_id: str, event: EgressEvent) -> None: ...
+
+    async def flush(self, sandbox_id: str) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class EgressLog:
@@ -68,8 +80,12 @@ class EgressLog:
                 log.exception("egress_log_write_failed", sandbox_id=sandbox_id)
 
     def _write(self, sandbox_id: str, events: list[EgressEvent]) -> None:
+        # Summed without a cap here: the database's rows hold the cap across batches.
+        sums = EgressSums(max_destinations=len(events))
+        for event in events:
+            sums.add(event)
         with self._sessions.begin() as session:
-            store.add_egress(session, sandbox_id, events, self._max_destinations)
+            store.add_egress(session, sandbox_id, sums, self._max_destinations)
 
     async def aclose(self) -> None:
         for sandbox_id in list(self._pending):

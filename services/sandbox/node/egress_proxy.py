@@ -77,6 +77,57 @@ class EgressEvent:
     ended_at: float
 
 
+@dataclass
+class EgressSum:
+    connections: int
+    bytes_sent: int
+    bytes_received: int
+    first_at: float
+    last_at: float
+
+
+class EgressSums:
+    """Events summed per destination and verdict, at most `max_destinations` of them;
+    connections to destinations past that are only counted (`omitted`)."""
+
+    def __init__(self, max_destinations: int) -> None:
+        self.max_destinations = max_destinations
+        self.sums: dict[tuple[str, int, str, str], EgressSum] = {}
+        self.omitted = 0
+
+    def add(self, e: EgressEvent) -> None:
+        key = (e.host[:512], e.port, e.address, e.verdict.value)
+        total = self.sums.get(key)
+        if total is None:
+            if len(self.sums) >= self.max_destinations:
+                self.omitted += 1
+                return
+            total = self.sums[key] = EgressSum(0, 0, 0, e.started_at, e.ended_at)
+        total.connections += 1
+        total.bytes_sent += e.bytes_sent
+        total.bytes_received += e.bytes_received
+        total.first_at = min(total.first_at, e.started_at)
+        total.last_at = max(total.last_at, e.ended_at)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "max_destinations": self.max_destinations,
+            "omitted": self.omitted,
+            "sums": [[*key, *vars(total).values()] for key, total in self.sums.items()],
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict) -> EgressSums:
+        sums = cls(int(raw["max_destinations"]))
+        sums.omitted = int(raw["omitted"])
+        for host, port, address, verdict, *numbers in raw["sums"][: sums.max_destinations]:
+            EgressVerdict(verdict)  # a known verdict, or ValueError
+            key = (str(host)[:512], int(port), str(address), str(verdict))
+            n, sent, received, first, last = numbers
+            sums.sums[key] = EgressSum(int(n), int(sent), int(received), float(first), float(last))
+        return sums
+
+
 class BadHost(ValueError):
     """The target is not a usable host or port."""
 

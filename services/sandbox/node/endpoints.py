@@ -29,7 +29,7 @@ from services.common.channels import bearer_metadata, service_channel
 from services.common.errors import invalid_field
 from services.common.settings import Settings
 from services.sandbox.backends.base import NetworkMode
-from services.sandbox.node.egress_log import EgressLog
+from services.sandbox.node.egress_log import EgressRecorder
 from services.sandbox.node.egress_proxy import (
     AddressPolicy,
     EgressProxy,
@@ -81,7 +81,7 @@ class SandboxEndpoints:
         grader_addr: str,
         settings: Settings,
         egress_policy: AddressPolicy | None = None,
-        egress_log: EgressLog | None = None,
+        egress_log: EgressRecorder | None = None,
     ) -> None:
         self._grader_addr = grader_addr
         self._settings = settings

@@ -4,10 +4,11 @@ A scheduler-placed backend (Slurm's job script) starts it as
 `python -m services.sandbox.node.runner FOLDER`, FOLDER being the sandbox's RunnerFiles on
 a filesystem the service shares. It starts the agent and its network sidecar with the node's
 Docker engine, exactly as the Docker backend does on the service's own node, with the GPUs
-the scheduler allocated; then it reports the start, the output, usage samples and the exit
-back through FOLDER, and removes the containers before the job ends. SIGTERM stops the agent
-(SIGTERM, then SIGKILL after the grace period in stop.json), as a scheduler's cancel or
-time limit does.
+the scheduler allocated, and serves the agent's validation, grader and proxy endpoints on
+the node (runner_endpoints). It reports the start, the output, usage samples, the egress log
+and the exit back through FOLDER, and removes the containers before the job ends. SIGTERM
+stops the agent (SIGTERM, then SIGKILL after the grace period in stop.json), as a
+scheduler's cancel or time limit does.
 
 Another container engine (apptainer, enroot) would slot in here as another backend for the
 same steps; the service's side would not change.
@@ -28,8 +29,10 @@ from pathlib import Path
 import docker
 import structlog
 
+from services.common.errors import MlebError
 from services.sandbox.backends.base import BackendError, Handle, LaunchSpec
 from services.sandbox.backends.docker.backend import DockerBackend
+from services.sandbox.node.runner_endpoints import NodeEndpoints
 from services.sandbox.node.runner_files import (
     MAX_LINE_BYTES,
     Ended,
@@ -102,34 +105,43 @@ class Runner:
         self._stop.set()
 
     async def run(self, spec: LaunchSpec, options: RunnerOptions, env: Mapping[str, str]) -> None:
+        """Runs the agent to its end; the exit record is written last of all, once the
+        containers are gone and the egress log is written."""
+        self._files.write_exit(await self._run(spec, options, env))
+
+    async def _run(self, spec: LaunchSpec, options: RunnerOptions, env: Mapping[str, str]) -> Ended:
         try:
             indices = allocated_gpus(env, spec.gpu_count)
             spec = with_gpus(spec, indices, options)
         except (AllocationError, ImportError, OSError) as exc:
-            self._files.write_exit(Ended(error=str(exc), reason="GPU_UNAVAILABLE"))
-            return
+            return Ended(error=str(exc), reason="GPU_UNAVAILABLE")
         except Exception as exc:  # NVML's errors
-            self._files.write_exit(Ended(error=f"NVML: {exc}", reason="GPU_UNAVAILABLE"))
-            return
+            return Ended(error=f"NVML: {exc}", reason="GPU_UNAVAILABLE")
         if env.get("SLURM_JOB_ID"):
             # What the node epilog (deploy/slurm/epilog.sh) removes should this runner die.
-            spec = dataclasses.replace(
-                spec, labels={**spec.labels, SLURM_JOB_LABEL: env["SLURM_JOB_ID"]}
-            )
+            job = f"{env.get('SLURM_CLUSTER_NAME', '')}:{env['SLURM_JOB_ID']}"
+            spec = dataclasses.replace(spec, labels={**spec.labels, SLURM_JOB_LABEL: job})
+        endpoints = NodeEndpoints(self._files, options)
         try:
-            handle = await self._backend.launch(spec)
-        except BackendError as exc:
-            self._files.write_exit(Ended(error=str(exc), reason=exc.reason))
-            await self._remove(Handle(spec.sandbox_id, ""))
-            return
-        try:
-            await self._supervise(spec, options, handle, gpu_names(spec, indices))
+            try:
+                spec = await endpoints.open(spec)
+            except (MlebError, OSError) as exc:
+                return Ended(error=f"the sandbox's endpoints could not be opened: {exc}")
+            try:
+                handle = await self._backend.launch(spec)
+            except BackendError as exc:
+                await self._remove(Handle(spec.sandbox_id, ""))
+                return Ended(error=str(exc), reason=exc.reason)
+            try:
+                return await self._supervise(spec, options, handle, gpu_names(spec, indices))
+            finally:
+                await self._remove(handle)
         finally:
-            await self._remove(handle)
+            await endpoints.close()
 
     async def _supervise(
         self, spec: LaunchSpec, options: RunnerOptions, handle: Handle, gpus: tuple[str, ...]
-    ) -> None:
+    ) -> Ended:
         self._files.write_started(
             Started(handle.ref, handle.image_digest, socket.gethostname(), gpus)
         )
@@ -145,13 +157,12 @@ class Runner:
             try:
                 exit_info = await waiter
             except BackendError as exc:
-                self._files.write_exit(Ended(error=str(exc), reason=exc.reason))
-                return
+                return Ended(error=str(exc), reason=exc.reason)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pump, OUTPUT_DRAIN_S)
             with contextlib.suppress(BackendError):
                 await self._take_sample(handle)
-            self._files.write_exit(Ended(exit_info.exit_code, exit_info.oom_killed))
+            return Ended(exit_info.exit_code, exit_info.oom_killed)
         finally:
             for task in (pump, sampler, waiter, stopper):
                 task.cancel()

@@ -8,6 +8,7 @@ what happened, each file whole (written aside, then renamed) so a reader never s
 - started.json: the agent's container, image digest, node and GPUs, once it runs
 - output.jsonl: the agent's output, one {"s": stream, "t": engine time, "x": text} per line
 - usage.json: the latest usage sample
+- egress.json: the allowlist proxy's egress log, summed per destination
 - exit.json: how the agent ended (or why it never ran); written last
 """
 
@@ -41,6 +42,12 @@ class RunnerOptions:
     # Agent output the runner keeps for the service; the rest is dropped with a notice.
     max_output_bytes: int = 1 << 30
     sample_interval_s: float = 2.0
+    # For the endpoints the runner serves (runner_endpoints): the grader as the node reaches
+    # it, the CA that verifies it (a path on the node), and the service's egress settings.
+    grader_addr: str = ""
+    client_tls_ca: str = ""
+    egress_allow_addresses: tuple[str, ...] = ()
+    egress_max_destinations: int = 256
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,9 @@ def spec_from_json(raw: dict[str, Any]) -> tuple[LaunchSpec, RunnerOptions]:
     public_dir = layout["public_dir"]
     fields["layout"] = host_layout(Path(layout["root"]), Path(public_dir) if public_dir else None)
     fields["network"] = NetworkMode(fields["network"])
-    return LaunchSpec(**fields), RunnerOptions(**raw["options"])
+    options = dict(raw["options"])
+    options["egress_allow_addresses"] = tuple(options["egress_allow_addresses"])
+    return LaunchSpec(**fields), RunnerOptions(**options)
 
 
 class RunnerFiles:
@@ -95,6 +104,7 @@ class RunnerFiles:
         self.started = folder / "started.json"
         self.output = folder / "output.jsonl"
         self.usage = folder / "usage.json"
+        self.egress = folder / "egress.json"
         self.exit = folder / "exit.json"
 
     # Writing

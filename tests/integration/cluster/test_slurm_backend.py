@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from google.protobuf import duration_pb2
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
+from tests.fixtures.cluster_fixtures import slurm_env
 from tests.fixtures.dev_clusters import DevCluster
 from tests.fixtures.sandbox_docker import containers_of
 
@@ -56,7 +58,7 @@ def runner_pids(sandbox_id: str) -> list[int]:
 async def slurm_stack(monkeypatch, engine, docker_stack, slurm_cluster: DevCluster):
     """The sandbox service stack on the Slurm backend, the cluster's exports in its env
     (monkeypatch first: its teardown, which drops them, comes after the servers stop)."""
-    for name, value in {**slurm_cluster.exports, "MLEB_SLURM_POLL_INTERVAL_S": "0.3"}.items():
+    for name, value in slurm_env(slurm_cluster, docker_stack).items():
         monkeypatch.setenv(name, value)
     docker_stack.sandbox_settings = dataclasses.replace(
         docker_stack.sandbox_settings, backend="slurm"
@@ -214,8 +216,7 @@ async def test_a_killed_service_adopts_its_running_and_queued_jobs_on_restart(
             # The dev cluster's node has 4 GB; the default (8 GiB) fits no node there.
             MLEB_SANDBOX_DEFAULT_MEMORY_BYTES=str(1 << 30),
         ),
-        **slurm_cluster.exports,
-        "MLEB_SLURM_POLL_INTERVAL_S": "0.3",
+        **slurm_env(slurm_cluster, slurm_stack),
     }
     async with slurm_stack.served(env) as (process, stub):
         script = f"echo before; sleep 6; echo after; {SUBMIT}"
@@ -265,3 +266,44 @@ async def test_the_job_inherits_none_of_the_services_secrets(slurm_stack, monkey
     await stub.StopSandbox(
         sandbox_service_pb2.StopSandboxRequest(sandbox_id=sandbox.id), metadata=slurm_stack.metadata
     )
+
+
+# Validates the sample submission through the node runner's endpoint, then asks the
+# allowlist proxy for a loopback destination, which it refuses.
+VALIDATE_AND_PROXY = r"""
+import json, socket, urllib.request
+sample = open("/home/data/sample_submission.csv").read()
+boundary = "mlebboundary"
+body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+        f"filename=\"submission.csv\"\r\nContent-Type: text/csv\r\n\r\n{sample}\r\n"
+        f"--{boundary}--\r\n").encode()
+request = urllib.request.Request("http://localhost:5000/validate", data=body,
+    headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+valid = json.loads(urllib.request.urlopen(request, timeout=60).read())
+proxy = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+proxy.sendall(b"CONNECT localhost:9 HTTP/1.1\r\nHost: localhost:9\r\n\r\n")
+refused = proxy.recv(200).decode(errors="replace").split("\r\n")[0]
+print("RESULT=" + json.dumps({"valid": valid, "proxy": refused}), flush=True)
+"""
+
+
+async def test_the_node_runner_serves_validation_and_the_egress_log_comes_back(slurm_stack):
+    """The endpoints are the runner's, on the agent's node (a Unix socket does not cross
+    hosts); the egress log travels back through the job's folder into the record."""
+    _server, stub = await slurm_stack.start()
+    sandbox = await slurm_stack.create(
+        stub,
+        ["python3", "-c", VALIDATE_AND_PROXY],
+        image="mleb-test-python",
+        network=S.NetworkPolicy(mode=S.NETWORK_MODE_ALLOWLIST, allowed_hosts=["localhost:9"]),
+    )
+    done = await slurm_stack.wait_for(stub, sandbox.id, timeout=120)
+    assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
+    texts = [e.text for e in await slurm_stack.logs(stub, sandbox.id)]
+    (line,) = [t for t in texts if t.startswith("RESULT=")]
+    result = json.loads(line.removeprefix("RESULT="))
+    assert "valid" in result["valid"]["result"].lower(), result
+    assert result["proxy"].split()[1] == "403", result
+    (refused,) = done.egress
+    assert (refused.host, refused.port) == ("localhost", 9)
+    assert refused.verdict == S.EGRESS_VERDICT_FORBIDDEN_ADDRESS and refused.connections == 1

@@ -28,6 +28,7 @@ from mleb.sandbox.v1 import sandbox_service_pb2 as sandbox_pb
 from typer.testing import CliRunner
 
 from services.sandbox.lifecycle.core import INSTANCE_LABEL
+from tests.fixtures.cluster_fixtures import slurm_env
 from tests.fixtures.grading_stack import COMPETITION, IDS, TRUTH
 from tests.fixtures.sandbox_dirs import open_tmp  # noqa: F401
 from tests.fixtures.sandbox_stack import AGENT_PYTHON, SandboxStack, sandbox_stack  # noqa: F401
@@ -112,7 +113,7 @@ async def on_docker(engine, sandbox_stack, lab_token):  # noqa: F811
 @pytest.fixture
 async def on_slurm(monkeypatch, engine, slurm_cluster, sandbox_stack, lab_token):  # noqa: F811
     """The sandbox service on the Slurm backend of dev_slurm.sh's cluster."""
-    for name, value in {**slurm_cluster.exports, "MLEB_SLURM_POLL_INTERVAL_S": "0.3"}.items():
+    for name, value in slurm_env(slurm_cluster, sandbox_stack).items():
         monkeypatch.setenv(name, value)
     yield await start_servers(sandbox_stack, lab_token, backend="slurm")
 

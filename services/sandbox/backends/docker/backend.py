@@ -54,9 +54,9 @@ from services.sandbox.backends.base import (
     Handle,
     LaunchSpec,
     NetworkMode,
+    OnServiceHost,
     OutputLine,
     OutputStream,
-    StartsAtLaunch,
     Usage,
 )
 from services.sandbox.backends.docker import agent_identity, compat_home
@@ -244,7 +244,7 @@ CAPABILITIES = Capabilities(
 )
 
 
-class DockerBackend(StartsAtLaunch):
+class DockerBackend(OnServiceHost):
     name = "docker"
     capabilities = CAPABILITIES
 

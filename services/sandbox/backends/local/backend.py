@@ -42,9 +42,9 @@ from services.sandbox.backends.base import (
     GpuAllocation,
     Handle,
     LaunchSpec,
+    OnServiceHost,
     OutputLine,
     OutputStream,
-    StartsAtLaunch,
     Usage,
 )
 from services.sandbox.backends.local import shim as local_shim
@@ -97,7 +97,7 @@ CAPABILITIES = Capabilities(
 )
 
 
-class LocalBackend(StartsAtLaunch):
+class LocalBackend(OnServiceHost):
     name = "local"
     capabilities = CAPABILITIES
 

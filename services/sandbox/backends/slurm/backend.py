@@ -36,6 +36,7 @@ from services.sandbox.backends.base import (
 )
 from services.sandbox.backends.slurm import commands
 from services.sandbox.config import SandboxSettings
+from services.sandbox.node.egress_proxy import EgressSums
 from services.sandbox.node.runner_files import (
     MAX_LINE_BYTES,
     RunnerFiles,
@@ -63,6 +64,8 @@ CAPABILITIES = Capabilities(
     gpu_allocation=GpuAllocation.SCHEDULER,
     # On the filesystem the service shares with the nodes.
     outputs_on_host=True,
+    # The node runner serves them where the agent runs: a Unix socket does not cross hosts.
+    endpoints_on_node=True,
 )
 
 
@@ -82,6 +85,10 @@ class SlurmSettings:
     # Set where the nodes' GPUs are only device files (dev_slurm.sh's stand-ins).
     gpu_device_dir: str = ""
     poll_interval_s: float = 1.0
+    # The grader as the nodes reach it (the node runner serves the agent's validation
+    # endpoint there), and the CA that verifies its TLS, a path on the nodes.
+    grader_addr: str = ""
+    client_tls_ca: str = ""
 
     @classmethod
     def from_env(cls) -> SlurmSettings:
@@ -99,6 +106,8 @@ class SlurmSettings:
             runner=runner,
             gpu_device_dir=_env("GPU_DEVICE_DIR"),
             poll_interval_s=poll,
+            grader_addr=_env("GRADER_ADDR", os.environ.get("MLEB_GRADER_ADDR", "")),
+            client_tls_ca=_env("TLS_CA", os.environ.get("MLEB_TLS_CA", "")),
         )
 
 
@@ -107,6 +116,10 @@ class SlurmBackend:
     capabilities = CAPABILITIES
 
     def __init__(self, settings: SandboxSettings, slurm: SlurmSettings) -> None:
+        if not slurm.grader_addr:
+            raise invalid_field(
+                "MLEB_SLURM_GRADER_ADDR", "the grader's address as the nodes reach it is required"
+            )
         self._jobs_dir = settings.work_dir / "slurm-jobs"
         self._slurm = slurm
         self._options = RunnerOptions(
@@ -114,6 +127,10 @@ class SlurmBackend:
             gpu_device_dir=slurm.gpu_device_dir,
             max_output_bytes=settings.max_log_bytes,
             sample_interval_s=settings.sample_interval_s,
+            grader_addr=slurm.grader_addr,
+            client_tls_ca=slurm.client_tls_ca,
+            egress_allow_addresses=settings.egress_allow_addresses,
+            egress_max_destinations=settings.egress_max_destinations,
         )
         self._comment = f"mleb:{settings.node}/{settings.instance_id}"
 
@@ -275,6 +292,11 @@ class SlurmBackend:
         if job is not None and not job.ended:
             await commands.cancel(handle.ref)
         shutil.rmtree(self._files(handle.sandbox_id).folder, ignore_errors=True)
+
+    async def node_egress(self, handle: Handle) -> EgressSums | None:
+        files = self._files(handle.sandbox_id)
+        raw = files.read(files.egress)
+        return None if raw is None else EgressSums.from_json(raw)
 
     async def list_owned(self, instance_labels: dict[str, str]) -> list[tuple[Handle, bool]]:
         """This instance's jobs, by their comment (the instance is in the backend's settings,
