@@ -14,7 +14,7 @@ from services.sandbox.lifecycle.driving import Driving
 from services.sandbox.lifecycle.evidence import SandboxEvidence
 from services.sandbox.lifecycle.interfaces import Endpoints
 from services.sandbox.lifecycle.logs import LogSignals
-from services.sandbox.lifecycle.states import FailureReason, SandboxState
+from services.sandbox.lifecycle.states import FailureReason, SandboxState, backend_failure_reason
 from services.sandbox.node import artifacts
 from services.sandbox.records import SandboxRecord
 
@@ -142,6 +142,13 @@ class Finisher:
         except Exception:
             log.exception("attestation_crashed", sandbox_id=final.id)
             return "", "not attested: an internal error in the sandbox service (see its log)"
+
+    async def backend_failed(
+        self, sandbox_id: str, exc: BackendError, handle: Handle | None = None
+    ) -> None:
+        """Ends as FAILED a sandbox its backend failed: an infrastructure failure."""
+        reason = backend_failure_reason(exc.reason)
+        await self.finish(sandbox_id, SandboxState.FAILED, reason, str(exc), handle=handle)
 
     async def fail(self, sandbox_id: str, reason: FailureReason, message: str) -> None:
         """Ends as FAILED a sandbox that has no container (never launched, or gone)."""

@@ -35,7 +35,7 @@ from services.sandbox.lifecycle.interfaces import Endpoints, Inventory
 from services.sandbox.lifecycle.live import Stats
 from services.sandbox.lifecycle.logs import LogWriter
 from services.sandbox.lifecycle.phases import Phases
-from services.sandbox.lifecycle.states import FailureReason, SandboxState, backend_failure_reason
+from services.sandbox.lifecycle.states import FailureReason, SandboxState
 from services.sandbox.node.layout import (
     CompetitionSource,
     LayoutBuilder,
@@ -206,8 +206,7 @@ class Supervisor:
         try:
             handle = await self._backend.launch(spec)
         except BackendError as exc:
-            reason = backend_failure_reason(exc.reason)
-            await self._finisher.fail(sandbox_id, reason, str(exc))
+            await self._finisher.backend_failed(sandbox_id, exc)
             return
         phases.mark("backend_launch")
         if self._backend.capabilities.scheduler_placed:
@@ -305,13 +304,7 @@ class Supervisor:
                     return None
             return starting.result()
         except BackendError as exc:
-            await self._finisher.finish(
-                sandbox_id,
-                SandboxState.FAILED,
-                backend_failure_reason(exc.reason),
-                str(exc),
-                handle=handle,
-            )
+            await self._finisher.backend_failed(sandbox_id, exc, handle)
             return None
         finally:
             starting.cancel()
@@ -388,13 +381,7 @@ class Supervisor:
             except BackendError as exc:
                 await self._end_capture(capture)
                 sampler.cancel()
-                await self._finisher.finish(
-                    sandbox_id,
-                    SandboxState.FAILED,
-                    backend_failure_reason(exc.reason),
-                    str(exc),
-                    handle=handle,
-                )
+                await self._finisher.backend_failed(sandbox_id, exc, handle)
                 return
             await self._end_capture(capture)
         finally:
