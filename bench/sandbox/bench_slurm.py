@@ -20,14 +20,17 @@ finished_at, the GPU Slurm allocated):
 - makespan (first creation to last finish) against the ideal, COUNT x HOLD / 2;
 - the hand-off, a GPU going from one sandbox to the next on it: the earlier one's finished_at
   to the later one's started_at, median; and its parts, from Docker's events and the
-  controller's log (millisecond stamps): the agent's exit to its job's end (the node runner
-  ending), the job's end to Slurm's start of the next job (Slurm's scheduling: backfill runs
-  every bf_interval), that start to the next agent's container start (job launch, runner
-  start, sidecar and agent), and that to RUNNING recorded (the runner's started.json read
-  by the service's poll).
+  millisecond stamps of slurmctld's and slurmd's logs: the agent's exit to its job's end
+  (the node runner exiting, or the service's scancel), that to Slurm's start of the next job
+  (its scheduling: backfill runs every bf_interval), that to slurmd's launch of the batch
+  script, that to the sidecar's start (the runner starting), to the agent's start, and to
+  RUNNING recorded (the runner's started.json read on the service's poll); the same parts
+  of a lone start, from its creation;
+- the CPU time of the Slurm commands the service runs (sbatch, squeue, scancel) during the
+  burst: each PENDING sandbox polls squeue.
 
-Needs the images from scripts/build_test_images.sh and a readable SlurmctldLogFile (the dev
-cluster's). Prints Markdown for docs/benchmarks.md.
+Needs the images from scripts/build_test_images.sh and readable SlurmctldLogFile and
+SlurmdLogFile (the dev cluster's). Prints Markdown for docs/benchmarks.md.
 """
 
 from __future__ import annotations
