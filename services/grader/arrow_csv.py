@@ -19,11 +19,17 @@ column gets pandas' type only where that type is proven from the cells:
 
 Anything else returns None and the caller uses the reference reader. tests/unit/grader/
 test_arrow_csv.py compares both readers on generated files.
+
+Making a million Python strings is the largest cost left for text ids. A caller that reads
+some text columns only through Arrow (align_on_ids pairs text ids by hash) names them in
+`arrow_text`: those come back as Arrow strings, the same values, and `object_text` turns them
+into pandas' object column, the reference's, wherever anything else needs them.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
@@ -43,6 +49,8 @@ _BOOL_SPELLINGS = pa.array(["false", "true"])
 _INT64_MAGNITUDE = 9.2e18
 # Probing more text cells than this costs more than the reference reader saves.
 _MAX_PROBES = 512
+# Cells made into Python strings at a time while looking for a text witness.
+_CANDIDATE_PIECE = 64
 _PARSE = pa_csv.ParseOptions(
     delimiter=",",
     quote_char=False,
@@ -53,8 +61,10 @@ _PARSE = pa_csv.ParseOptions(
 )
 
 
-def read_proven_csv(data: bytes) -> pd.DataFrame | None:
-    """The reference reader's frame for `data`, or None where that is not proven."""
+def read_proven_csv(data: bytes, arrow_text: Collection[str] = ()) -> pd.DataFrame | None:
+    """The reference reader's frame for `data`, or None where that is not proven.
+
+    Text columns named in `arrow_text` stay Arrow strings (see `object_text`)."""
     names = _header_names(data)
     if names is None:
         return None
@@ -74,21 +84,48 @@ def read_proven_csv(data: bytes) -> pd.DataFrame | None:
     if table.num_rows == 0 or table.column_names != names:
         return None
     chunk_rows = low_memory_chunk_rows(len(names))
-    columns: dict[str, np.ndarray] = {}
+    columns: dict[str, np.ndarray | pd.api.extensions.ExtensionArray] = {}
     probes: list[str] = []
     for name in names:
         cells = table[name]
         values = _typed(cells, has_x=b"x" in data or b"X" in data)
         if values is None:
-            values = _text_values(cells)
-            witnesses = _text_witnesses(cells, values, chunk_rows)
+            witnesses = _text_witnesses(cells, chunk_rows)
             if witnesses is None:
                 return None
             probes.extend(witnesses)
-        columns[name] = values
+        if values is not None:
+            columns[name] = values
+        elif name in arrow_text:
+            columns[name] = pd.arrays.ArrowExtensionArray(cells)
+        else:
+            columns[name] = _text_values(cells)
     if probes and not _pandas_keeps_text(list(dict.fromkeys(probes))):
         return None
     return pd.DataFrame(columns, copy=False)
+
+
+def object_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its Arrow text columns as pandas' object columns: the reference frame."""
+    arrow = [
+        name
+        for name, dtype in frame.dtypes.items()
+        if isinstance(dtype, pd.ArrowDtype) and pa.types.is_string(dtype.pyarrow_dtype)
+    ]
+    if not arrow:
+        return frame
+    frame = frame.copy(deep=False)
+    for name in arrow:
+        frame[name] = _text_values(arrow_cells(frame[name]))
+    return frame
+
+
+def arrow_cells(values: pd.Series) -> pa.ChunkedArray | None:
+    """The Arrow strings of a column `read_proven_csv` kept as Arrow, else None."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_string(dtype.pyarrow_dtype):
+        return values.array.__arrow_array__()
+    return None
 
 
 def _text_values(cells: pa.ChunkedArray) -> np.ndarray:
@@ -176,9 +213,7 @@ def _floats(cells: pa.ChunkedArray) -> np.ndarray | None:
     return numbers
 
 
-def _text_witnesses(
-    cells: pa.ChunkedArray, values: np.ndarray, chunk_rows: int
-) -> list[str] | None:
+def _text_witnesses(cells: pa.ChunkedArray, chunk_rows: int) -> list[str] | None:
     """One cell per half chunk (and the last cell), each one pandas must keep as text.
 
     Any run of `chunk_rows` rows holds a whole half-chunk block, so every chunk pandas infers
@@ -190,13 +225,24 @@ def _text_witnesses(
         return None
     step = max(chunk_rows // 2, 1)
     witnesses = []
-    for start in [*range(0, len(values), step), len(values) - 1]:
-        found = next((v for v in values[start : start + step] if _may_be_text(v)), None)
+    for start in [*range(0, len(cells), step), len(cells) - 1]:
+        found = _first_text_candidate(cells, start, min(start + step, len(cells)))
         if found is None:
             return None
         witnesses.append(found)
     unique = list(dict.fromkeys(witnesses))
     return unique if len(unique) <= _MAX_PROBES else None
+
+
+def _first_text_candidate(cells: pa.ChunkedArray, start: int, stop: int) -> str | None:
+    """The first cell in rows [start, stop) that may be text, made into Python strings a few
+    at a time (the first one usually is)."""
+    for at in range(start, stop, _CANDIDATE_PIECE):
+        piece = cells.slice(at, min(_CANDIDATE_PIECE, stop - at)).to_pylist()
+        found = next((v for v in piece if _may_be_text(v)), None)
+        if found is not None:
+            return found
+    return None
 
 
 def _may_be_text(cell: str) -> bool:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from services.grader.arrow_csv import low_memory_chunk_rows, read_proven_csv
+from services.grader.arrow_csv import low_memory_chunk_rows, object_text, read_proven_csv
 from services.grader.reading import read_table
 from tests.fixtures.csv_cells import CELLS, float_cells, int_cells
 
@@ -130,6 +130,12 @@ def test_fast_reader_gives_the_reference_frame_or_declines(data: bytes) -> None:
     if fast is not None:
         assert isinstance(expected, pd.DataFrame), expected
         assert_same_frame(fast, expected)
+    # Text kept as Arrow strings: the same decision, and the same frame once made objects.
+    names = data.split(b"\n", 1)[0].decode("utf-8", "replace").split(",")
+    arrow = read_proven_csv(data, names)
+    assert (arrow is None) == (fast is None)
+    if arrow is not None:
+        assert_same_frame(object_text(arrow), expected)  # type: ignore[arg-type]
     # read_table, fast path or not, always ends as pandas does.
     if isinstance(expected, pd.DataFrame):
         assert_same_frame(read_table(io.BytesIO(data)), expected)
