@@ -44,6 +44,7 @@ from pandas._libs.parsers import STR_NA_VALUES
 # submission.
 MAX_BYTES = 64 << 20
 _NA_SPELLINGS = pa.array(sorted(STR_NA_VALUES))
+_NA_SPELLING_LENGTH = max(len(value.encode()) for value in STR_NA_VALUES)
 _BOOL_SPELLINGS = pa.array(["false", "true"])
 # int64's limits: a larger integer cell makes pandas' integer pass overflow, not fail.
 _INT64_MAGNITUDE = 9.2e18
@@ -178,7 +179,7 @@ def _typed(cells: pa.ChunkedArray, *, has_x: bool) -> np.ndarray | None:
             return pc.cast(cells, pa.int64()).to_numpy()
         except pa.ArrowInvalid:
             pass
-    floats = _floats(cells)
+    floats = _floats(cells, sample)
     return floats if floats is not None else _bools(cells)
 
 
@@ -194,7 +195,17 @@ def _bools(cells: pa.ChunkedArray) -> np.ndarray | None:
     return None
 
 
-def _floats(cells: pa.ChunkedArray) -> np.ndarray | None:
+def _floats(cells: pa.ChunkedArray, sample: list[str]) -> np.ndarray | None:
+    if not any(cell in STR_NA_VALUES for cell in sample):
+        # No NA spelling casts to a number other than NaN (test_arrow_csv pins it), so where
+        # every cell casts to a non-NaN double, none is missing: the same doubles as below,
+        # without looking each cell up among the spellings.
+        try:
+            numbers = pc.cast(cells, pa.float64()).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:
+            numbers = None
+        if numbers is not None and not np.isnan(numbers).any():
+            return _proven_floats(numbers, np.zeros(len(numbers), dtype=bool), any_missing=False)
     missing = pc.is_in(cells, value_set=_NA_SPELLINGS)
     try:
         values = pc.cast(pc.if_else(missing, None, cells), pa.float64())
@@ -204,11 +215,17 @@ def _floats(cells: pa.ChunkedArray) -> np.ndarray | None:
     absent = np.isnan(numbers)
     if (absent != missing.to_numpy(zero_copy_only=False)).any():
         return None  # a NaN spelling pandas does not list ("NAN"): its parse decides
+    return _proven_floats(numbers, absent, any_missing=pc.any(missing).as_py())
+
+
+def _proven_floats(
+    numbers: np.ndarray, absent: np.ndarray, *, any_missing: bool
+) -> np.ndarray | None:
     present = numbers[~absent]
     if not np.isfinite(present).all() or (np.abs(present) >= _INT64_MAGNITUDE).any():
         return None  # "inf" or "1e400": pandas may keep the text
     whole = (present == np.trunc(present)).all()
-    if whole and not pc.any(missing).as_py():
+    if whole and not any_missing:
         return None  # integers that pyarrow refused ("+5"): pandas reads int64
     return numbers
 
@@ -221,7 +238,11 @@ def _text_witnesses(cells: pa.ChunkedArray, chunk_rows: int) -> list[str] | None
     cell covers a short final chunk. None when a block has no candidate or any cell is an NA
     spelling.
     """
-    if pc.any(pc.is_in(cells, value_set=_NA_SPELLINGS)).as_py():
+    # Cells longer than every NA spelling need no look-up (text ids usually are).
+    if (
+        pc.min(pc.binary_length(cells)).as_py() <= _NA_SPELLING_LENGTH
+        and pc.any(pc.is_in(cells, value_set=_NA_SPELLINGS)).as_py()
+    ):
         return None
     step = max(chunk_rows // 2, 1)
     witnesses = []

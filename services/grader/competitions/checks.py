@@ -13,8 +13,8 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
-from services.grader.competitions.base import InvalidSubmission
 from services.grader.arrow_csv import arrow_cells, object_text
+from services.grader.competitions.base import InvalidSubmission
 from services.grader.competitions.id_order import (
     ORDERS,
     IdsDiffer,

@@ -8,14 +8,18 @@ text cell. `read_table`, which falls back, must always match pandas, errors incl
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
+from pandas._libs.parsers import STR_NA_VALUES
 
 from services.grader.arrow_csv import low_memory_chunk_rows, object_text, read_proven_csv
 from services.grader.reading import read_table
@@ -177,10 +181,34 @@ def test_typical_submissions_take_the_fast_path(data: bytes) -> None:
         b"id,p\n1,0x10\n2,3\n",  # hexadecimal
         b"id,p\n1,True\n2,\n",  # bool with a missing value
         b"id,p\nx,1\nNA,2\n",  # text with a missing value
+        b"id,p\nabcdefghijklmnop,1\nNA,2\n",  # long text ids with a missing value
     ],
 )
 def test_inputs_outside_the_proof_fall_back(data: bytes) -> None:
     assert read_proven_csv(data) is None
+
+
+def test_no_na_spelling_casts_to_a_number() -> None:
+    """The float path's shortcut: a cell that casts to a non-NaN double is no NA spelling."""
+    for spelling in STR_NA_VALUES:
+        try:
+            value = pc.cast(pa.array([spelling]), pa.float64())[0].as_py()
+        except pa.ArrowInvalid:
+            continue
+        assert math.isnan(value), spelling
+
+
+@pytest.mark.parametrize("spelling", ["NA", "nan", "", "-NaN", "NAN", "null", "inf"])
+def test_missing_cells_the_sample_misses_are_found(spelling: str) -> None:
+    """The sample (16 cells) picks the casts to try; a missing cell outside it still counts."""
+    cells = [f"{i / 7:.6f}" for i in range(1000)]
+    cells[1] = spelling
+    data = ("id,p\n" + "".join(f"{i},{c}\n" for i, c in enumerate(cells))).encode()
+    expected = _reference(data)
+    fast = read_proven_csv(data)
+    if fast is not None:
+        assert_same_frame(fast, expected)  # type: ignore[arg-type]
+    assert_same_frame(read_table(io.BytesIO(data)), expected)  # type: ignore[arg-type]
 
 
 # Width 1 (chunks of 2**19 rows) is left out: its file takes long to build.
