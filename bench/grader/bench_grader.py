@@ -39,6 +39,7 @@ from mleb.grader.v1 import grader_service_pb2_grpc
 from services.common.auth import Role, TokenAuthority
 from services.common.settings import Settings
 from services.grader.bundles import LocalBundleProvider
+from services.grader.competitions import get_spec
 from services.grader.core import GraderCore
 from services.grader.metrics import auc, classification
 from services.grader.reading import read_submission
@@ -204,14 +205,19 @@ async def concurrent_validations(
     }
 
 
-def parse_calls(submission: bytes) -> dict[str, Callable[[], Awaitable[object]]]:
-    """The baselines: pyarrow's own parse (its defaults, threads on) and MLE-bench's reader."""
+def parse_calls(
+    submission: bytes, arrow_text: tuple[str, ...]
+) -> dict[str, Callable[[], Awaitable[object]]]:
+    """The baselines: pyarrow's own parse (its defaults, threads on) and MLE-bench's reader,
+    and our reader as the grade calls it (text ids kept as Arrow strings where the spec asks)."""
     return {
         "pyarrow_parse_s": timed_sync(lambda: pa_csv.read_csv(io.BytesIO(submission))),
         "pandas_parse_s": timed_sync(
             lambda: pd.read_csv(io.BytesIO(submission), float_precision="round_trip")
         ),
-        "read_submission_s": timed_sync(lambda: read_submission(io.BytesIO(submission))),
+        "read_submission_s": timed_sync(
+            lambda: read_submission(io.BytesIO(submission), arrow_text)
+        ),
     }
 
 
@@ -221,6 +227,8 @@ async def grading_times(
     """Scores (checked equal on every path) and the medians of every timed call."""
     competition = family.competition
     cached_provider = LocalBundleProvider(competition, answers)
+    spec = get_spec(competition)
+    assert spec is not None
 
     async def in_process(provider=cached_provider):
         return await GraderCore(provider).grade(competition, io.BytesIO(submission), "s.csv")
@@ -239,7 +247,7 @@ async def grading_times(
             )
 
         calls = {
-            **parse_calls(submission),
+            **parse_calls(submission, spec.arrow_text_columns),
             "in_process_cached_s": in_process,
             "grpc_cached_s": remote,
         }

@@ -19,11 +19,17 @@ column gets pandas' type only where that type is proven from the cells:
 
 Anything else returns None and the caller uses the reference reader. tests/unit/grader/
 test_arrow_csv.py compares both readers on generated files.
+
+Making a million Python strings is the largest cost left for text ids. A caller that reads
+some text columns only through Arrow (align_on_ids pairs text ids by hash) names them in
+`arrow_text`: those come back as Arrow strings, the same values, and `object_text` turns them
+into pandas' object column, the reference's, wherever anything else needs them.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
@@ -38,11 +44,14 @@ from pandas._libs.parsers import STR_NA_VALUES
 # submission.
 MAX_BYTES = 64 << 20
 _NA_SPELLINGS = pa.array(sorted(STR_NA_VALUES))
+_NA_SPELLING_LENGTH = max(len(value.encode()) for value in STR_NA_VALUES)
 _BOOL_SPELLINGS = pa.array(["false", "true"])
 # int64's limits: a larger integer cell makes pandas' integer pass overflow, not fail.
 _INT64_MAGNITUDE = 9.2e18
 # Probing more text cells than this costs more than the reference reader saves.
 _MAX_PROBES = 512
+# Cells made into Python strings at a time while looking for a text witness.
+_CANDIDATE_PIECE = 64
 _PARSE = pa_csv.ParseOptions(
     delimiter=",",
     quote_char=False,
@@ -53,8 +62,10 @@ _PARSE = pa_csv.ParseOptions(
 )
 
 
-def read_proven_csv(data: bytes) -> pd.DataFrame | None:
-    """The reference reader's frame for `data`, or None where that is not proven."""
+def read_proven_csv(data: bytes, arrow_text: Collection[str] = ()) -> pd.DataFrame | None:
+    """The reference reader's frame for `data`, or None where that is not proven.
+
+    Text columns named in `arrow_text` stay Arrow strings (see `object_text`)."""
     names = _header_names(data)
     if names is None:
         return None
@@ -74,21 +85,48 @@ def read_proven_csv(data: bytes) -> pd.DataFrame | None:
     if table.num_rows == 0 or table.column_names != names:
         return None
     chunk_rows = low_memory_chunk_rows(len(names))
-    columns: dict[str, np.ndarray] = {}
+    columns: dict[str, np.ndarray | pd.api.extensions.ExtensionArray] = {}
     probes: list[str] = []
     for name in names:
         cells = table[name]
         values = _typed(cells, has_x=b"x" in data or b"X" in data)
         if values is None:
-            values = _text_values(cells)
-            witnesses = _text_witnesses(cells, values, chunk_rows)
+            witnesses = _text_witnesses(cells, chunk_rows)
             if witnesses is None:
                 return None
             probes.extend(witnesses)
-        columns[name] = values
+        if values is not None:
+            columns[name] = values
+        elif name in arrow_text:
+            columns[name] = pd.arrays.ArrowExtensionArray(cells)
+        else:
+            columns[name] = _text_values(cells)
     if probes and not _pandas_keeps_text(list(dict.fromkeys(probes))):
         return None
     return pd.DataFrame(columns, copy=False)
+
+
+def object_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its Arrow text columns as pandas' object columns: the reference frame."""
+    arrow = [
+        name
+        for name, dtype in frame.dtypes.items()
+        if isinstance(dtype, pd.ArrowDtype) and pa.types.is_string(dtype.pyarrow_dtype)
+    ]
+    if not arrow:
+        return frame
+    frame = frame.copy(deep=False)
+    for name in arrow:
+        frame[name] = _text_values(arrow_cells(frame[name]))
+    return frame
+
+
+def arrow_cells(values: pd.Series) -> pa.ChunkedArray | None:
+    """The Arrow strings of a column `read_proven_csv` kept as Arrow, else None."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_string(dtype.pyarrow_dtype):
+        return values.array.__arrow_array__()
+    return None
 
 
 def _text_values(cells: pa.ChunkedArray) -> np.ndarray:
@@ -141,7 +179,7 @@ def _typed(cells: pa.ChunkedArray, *, has_x: bool) -> np.ndarray | None:
             return pc.cast(cells, pa.int64()).to_numpy()
         except pa.ArrowInvalid:
             pass
-    floats = _floats(cells)
+    floats = _floats(cells, sample)
     return floats if floats is not None else _bools(cells)
 
 
@@ -157,7 +195,17 @@ def _bools(cells: pa.ChunkedArray) -> np.ndarray | None:
     return None
 
 
-def _floats(cells: pa.ChunkedArray) -> np.ndarray | None:
+def _floats(cells: pa.ChunkedArray, sample: list[str]) -> np.ndarray | None:
+    if not any(cell in STR_NA_VALUES for cell in sample):
+        # No NA spelling casts to a number other than NaN (test_arrow_csv pins it), so where
+        # every cell casts to a non-NaN double, none is missing: the same doubles as below,
+        # without looking each cell up among the spellings.
+        try:
+            numbers = pc.cast(cells, pa.float64()).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:
+            numbers = None
+        if numbers is not None and not np.isnan(numbers).any():
+            return _proven_floats(numbers, np.zeros(len(numbers), dtype=bool), any_missing=False)
     missing = pc.is_in(cells, value_set=_NA_SPELLINGS)
     try:
         values = pc.cast(pc.if_else(missing, None, cells), pa.float64())
@@ -167,18 +215,22 @@ def _floats(cells: pa.ChunkedArray) -> np.ndarray | None:
     absent = np.isnan(numbers)
     if (absent != missing.to_numpy(zero_copy_only=False)).any():
         return None  # a NaN spelling pandas does not list ("NAN"): its parse decides
+    return _proven_floats(numbers, absent, any_missing=pc.any(missing).as_py())
+
+
+def _proven_floats(
+    numbers: np.ndarray, absent: np.ndarray, *, any_missing: bool
+) -> np.ndarray | None:
     present = numbers[~absent]
     if not np.isfinite(present).all() or (np.abs(present) >= _INT64_MAGNITUDE).any():
         return None  # "inf" or "1e400": pandas may keep the text
     whole = (present == np.trunc(present)).all()
-    if whole and not pc.any(missing).as_py():
+    if whole and not any_missing:
         return None  # integers that pyarrow refused ("+5"): pandas reads int64
     return numbers
 
 
-def _text_witnesses(
-    cells: pa.ChunkedArray, values: np.ndarray, chunk_rows: int
-) -> list[str] | None:
+def _text_witnesses(cells: pa.ChunkedArray, chunk_rows: int) -> list[str] | None:
     """One cell per half chunk (and the last cell), each one pandas must keep as text.
 
     Any run of `chunk_rows` rows holds a whole half-chunk block, so every chunk pandas infers
@@ -186,17 +238,32 @@ def _text_witnesses(
     cell covers a short final chunk. None when a block has no candidate or any cell is an NA
     spelling.
     """
-    if pc.any(pc.is_in(cells, value_set=_NA_SPELLINGS)).as_py():
+    # Cells longer than every NA spelling need no look-up (text ids usually are).
+    if (
+        pc.min(pc.binary_length(cells)).as_py() <= _NA_SPELLING_LENGTH
+        and pc.any(pc.is_in(cells, value_set=_NA_SPELLINGS)).as_py()
+    ):
         return None
     step = max(chunk_rows // 2, 1)
     witnesses = []
-    for start in [*range(0, len(values), step), len(values) - 1]:
-        found = next((v for v in values[start : start + step] if _may_be_text(v)), None)
+    for start in [*range(0, len(cells), step), len(cells) - 1]:
+        found = _first_text_candidate(cells, start, min(start + step, len(cells)))
         if found is None:
             return None
         witnesses.append(found)
     unique = list(dict.fromkeys(witnesses))
     return unique if len(unique) <= _MAX_PROBES else None
+
+
+def _first_text_candidate(cells: pa.ChunkedArray, start: int, stop: int) -> str | None:
+    """The first cell in rows [start, stop) that may be text, made into Python strings a few
+    at a time (the first one usually is)."""
+    for at in range(start, stop, _CANDIDATE_PIECE):
+        piece = cells.slice(at, min(_CANDIDATE_PIECE, stop - at)).to_pylist()
+        found = next((v for v in piece if _may_be_text(v)), None)
+        if found is not None:
+            return found
+    return None
 
 
 def _may_be_text(cell: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import IO, Any
 
@@ -16,15 +17,16 @@ from services.grader.competitions.base import AnswersFormat, InvalidSubmission
 Source = str | Path | IO[bytes]
 
 
-def read_table(source: Source) -> pd.DataFrame:
+def read_table(source: Source, arrow_text: Collection[str] = ()) -> pd.DataFrame:
     """MLE-bench's reader: round-trip float parsing, and an empty file is an empty frame.
 
     Files up to `arrow_csv.MAX_BYTES` first go to pyarrow, which returns the same frame where
-    that is proven (services/grader/arrow_csv.py); the others go to pandas.
+    that is proven (services/grader/arrow_csv.py); the others go to pandas. Text columns named
+    in `arrow_text` may come back as Arrow strings (`arrow_csv.object_text` undoes that).
     """
     data = _read_small(source)
     if data is not None:
-        frame = read_proven_csv(data)
+        frame = read_proven_csv(data, arrow_text)
         if frame is not None:
             return frame
         source = io.BytesIO(data)
@@ -78,7 +80,7 @@ def header_columns(source: Source) -> int:
         return 0  # pandas decides
 
 
-def read_submission(source: Source) -> pd.DataFrame:
+def read_submission(source: Source, arrow_text: Collection[str] = ()) -> pd.DataFrame:
     """Reads a submission CSV; anything pandas cannot parse is an invalid submission."""
     columns = header_columns(source)
     if columns > MAX_SUBMISSION_COLUMNS:
@@ -86,7 +88,7 @@ def read_submission(source: Source) -> pd.DataFrame:
             f"Submission has more than {MAX_SUBMISSION_COLUMNS} columns; wider files are not read."
         )
     try:
-        return read_table(source)
+        return read_table(source, arrow_text)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, csv.Error) as exc:
         raise InvalidSubmission(f"Submission is not a readable CSV file: {exc}") from exc
 

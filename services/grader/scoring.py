@@ -52,7 +52,7 @@ def score_frame(spec: CompetitionSpec, submission: Any, answers: Any) -> ScoreOu
 
 def score_source(spec: CompetitionSpec, source: Source, answers: Any) -> ScoreOutcome:
     try:
-        submission = read_submission(source)
+        submission = read_submission(source, spec.arrow_text_columns)
     except InvalidSubmission as exc:
         return ScoreOutcome(None, str(exc))
     return score_frame(spec, submission, answers)

@@ -43,6 +43,9 @@ class CompetitionSpec:
     # with a numpy float64 under its pinned libraries (scikit-learn 1.5.2's metrics, np.mean):
     # the score is then handed to the core as float64 whatever type `grade` returns.
     float64_score: bool = False
+    # Text columns that `grade` reads only through `checks.align_on_ids`, which pairs them as
+    # Arrow strings: the reader may hand them over as such (see arrow_csv.object_text).
+    arrow_text_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.float64_score and not isinstance(self.grade, Float64Score):

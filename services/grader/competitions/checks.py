@@ -13,8 +13,14 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
+from services.grader.arrow_csv import arrow_cells, object_text
 from services.grader.competitions.base import InvalidSubmission
-from services.grader.competitions.id_order import ORDERS, IdsDiffer, sorted_positions
+from services.grader.competitions.id_order import (
+    ORDERS,
+    IdsDiffer,
+    arrow_positions,
+    sorted_positions,
+)
 from services.grader.metrics.classification import accuracy, exact_match_rate, log_loss
 from services.grader.metrics.correlation import quadratic_weighted_kappa
 from services.grader.metrics.fscore import macro_f1, micro_f1_of_label_sets
@@ -53,13 +59,26 @@ def align_on_ids(
     The sort is stable: rows sharing an id keep their order, so a submission listed in the
     answers' order is paired row for row even where ids repeat. For cached answers the same
     frames usually come without sorting (see id_order). With `columns`, both frames hold only
-    those (moving fewer values, which is most of the cost for millions of rows).
+    those (moving fewer values, which is most of the cost for millions of rows). Submission
+    ids held as Arrow strings (CompetitionSpec.arrow_text_columns) are paired as such where
+    they match; everything else sees the reference's object column.
     """
     require_columns(submission, [id_column])
     require_same_length(submission, answers)
     # Without the column (or with it twice) the reference path raises as it always has.
     answers_ids = answers[id_column] if id_column in answers.columns else None
     answers_order = ORDERS.get(answers_ids) if isinstance(answers_ids, pd.Series) else None
+    ids = submission[id_column]
+    arrow_ids = arrow_cells(ids) if isinstance(ids, pd.Series) else None
+    # Only where the ids match; any other outcome is decided on the reference's object ids.
+    if arrow_ids is not None and answers_order is not None and columns and id_column not in columns:
+        positions = arrow_positions(arrow_ids, answers_order)
+        if positions is not None:
+            return (
+                object_text(_columns(submission, columns)).take(positions).reset_index(drop=True),
+                _columns(answers, columns).take(answers_order.order).reset_index(drop=True),
+            )
+    submission = object_text(submission)
     submission_ids = submission[id_column]
     if answers_order is not None and isinstance(submission_ids, pd.Series):
         try:

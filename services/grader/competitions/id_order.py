@@ -13,15 +13,23 @@ submission then needs no sort at all:
 This holds only for ids that compare exactly (int64, or text in both frames), and only for
 answers whose arrays cannot change (read-only, as the grader's cached answers are: see
 `freeze`). Everything else takes the reference's sort.
+
+Submission text ids may also arrive as Arrow strings (arrow_csv's `arrow_text`), which spares
+making a million Python strings: `arrow_positions` gives the same answer from the answers'
+ids as Arrow strings. Two Python strings are equal exactly when their UTF-8 bytes are, which
+is how Arrow compares them.
 """
 
 from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,19 @@ class IdOrder:
     order: np.ndarray
     sorted_ids: np.ndarray
     unique: bool
+
+    @cached_property
+    def arrow_ids(self) -> tuple[pa.ChunkedArray, pa.ChunkedArray] | None:
+        """Text ids as Arrow strings: in the answers' order and sorted; None for other ids."""
+        if self.sorted_ids.dtype != object:
+            return None
+        try:
+            ordered = pa.chunked_array([pa.array(self.sorted_ids, type=pa.string())])
+        except (pa.ArrowException, UnicodeEncodeError):
+            return None  # a string UTF-8 cannot hold (a lone surrogate): the sort decides
+        inverse = np.empty_like(self.order)
+        inverse[self.order] = np.arange(len(self.order))
+        return ordered.take(inverse), ordered
 
 
 def freeze(frame: pd.DataFrame) -> pd.DataFrame:
@@ -120,3 +141,27 @@ def sorted_positions(
     if (positions < 0).any():
         raise IdsDiffer
     return positions
+
+
+def arrow_positions(submission_ids: pa.ChunkedArray, answers_order: IdOrder) -> np.ndarray | None:
+    """`sorted_positions` for text submission ids held as Arrow strings (no nulls) where they
+    match the answers' ids; None where they do not or it cannot tell, and the caller must
+    decide on Python strings."""
+    arrow = answers_order.arrow_ids
+    if arrow is None or submission_ids.type != pa.string() or submission_ids.null_count:
+        return None
+    ids, sorted_ids = arrow
+    if len(submission_ids) != len(ids):
+        return None
+    if submission_ids.equals(ids):
+        return answers_order.order
+    if submission_ids.equals(sorted_ids):
+        return np.arange(len(ids))
+    if not answers_order.unique:
+        return None
+    # Where every one of the n distinct answer ids is among the n submission ids, those are
+    # unique too, so each one's first position is its only one (pd.Index.get_indexer's).
+    positions = pc.index_in(sorted_ids, value_set=submission_ids)
+    if positions.null_count:
+        return None
+    return positions.to_numpy().astype(np.intp)

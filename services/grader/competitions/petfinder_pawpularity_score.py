@@ -32,4 +32,5 @@ SPEC = CompetitionSpec(
     grade=grade,
     version=2,
     float64_score=True,
+    arrow_text_columns=("Id",),
 )

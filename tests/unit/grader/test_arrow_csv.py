@@ -8,16 +8,20 @@ text cell. `read_table`, which falls back, must always match pandas, errors incl
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
+from pandas._libs.parsers import STR_NA_VALUES
 
-from services.grader.arrow_csv import low_memory_chunk_rows, read_proven_csv
+from services.grader.arrow_csv import low_memory_chunk_rows, object_text, read_proven_csv
 from services.grader.reading import read_table
 from tests.fixtures.csv_cells import CELLS, float_cells, int_cells
 
@@ -130,6 +134,12 @@ def test_fast_reader_gives_the_reference_frame_or_declines(data: bytes) -> None:
     if fast is not None:
         assert isinstance(expected, pd.DataFrame), expected
         assert_same_frame(fast, expected)
+    # Text kept as Arrow strings: the same decision, and the same frame once made objects.
+    names = data.split(b"\n", 1)[0].decode("utf-8", "replace").split(",")
+    arrow = read_proven_csv(data, names)
+    assert (arrow is None) == (fast is None)
+    if arrow is not None:
+        assert_same_frame(object_text(arrow), expected)  # type: ignore[arg-type]
     # read_table, fast path or not, always ends as pandas does.
     if isinstance(expected, pd.DataFrame):
         assert_same_frame(read_table(io.BytesIO(data)), expected)
@@ -171,10 +181,34 @@ def test_typical_submissions_take_the_fast_path(data: bytes) -> None:
         b"id,p\n1,0x10\n2,3\n",  # hexadecimal
         b"id,p\n1,True\n2,\n",  # bool with a missing value
         b"id,p\nx,1\nNA,2\n",  # text with a missing value
+        b"id,p\nabcdefghijklmnop,1\nNA,2\n",  # long text ids with a missing value
     ],
 )
 def test_inputs_outside_the_proof_fall_back(data: bytes) -> None:
     assert read_proven_csv(data) is None
+
+
+def test_no_na_spelling_casts_to_a_number() -> None:
+    """The float path's shortcut: a cell that casts to a non-NaN double is no NA spelling."""
+    for spelling in STR_NA_VALUES:
+        try:
+            value = pc.cast(pa.array([spelling]), pa.float64())[0].as_py()
+        except pa.ArrowInvalid:
+            continue
+        assert math.isnan(value), spelling
+
+
+@pytest.mark.parametrize("spelling", ["NA", "nan", "", "-NaN", "NAN", "null", "inf"])
+def test_missing_cells_the_sample_misses_are_found(spelling: str) -> None:
+    """The sample (16 cells) picks the casts to try; a missing cell outside it still counts."""
+    cells = [f"{i / 7:.6f}" for i in range(1000)]
+    cells[1] = spelling
+    data = ("id,p\n" + "".join(f"{i},{c}\n" for i, c in enumerate(cells))).encode()
+    expected = _reference(data)
+    fast = read_proven_csv(data)
+    if fast is not None:
+        assert_same_frame(fast, expected)  # type: ignore[arg-type]
+    assert_same_frame(read_table(io.BytesIO(data)), expected)  # type: ignore[arg-type]
 
 
 # Width 1 (chunks of 2**19 rows) is left out: its file takes long to build.
