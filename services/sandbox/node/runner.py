@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import re
 import signal
 import socket
 import sys
@@ -31,12 +32,12 @@ import structlog
 from services.sandbox.backends.base import BackendError, Handle, LaunchSpec
 from services.sandbox.backends.docker.backend import DockerBackend
 from services.sandbox.node.runner_files import (
-    MAX_LINE_BYTES,
     Ended,
     RunnerFiles,
     RunnerOptions,
     Sample,
     Started,
+    bounded_output_line,
     output_line,
 )
 
@@ -53,10 +54,14 @@ class AllocationError(Exception):
 
 def allocated_gpus(env: Mapping[str, str], wanted: int) -> list[int]:
     """The GPU indices the scheduler gave this job (Slurm's SLURM_JOB_GPUS, else
-    CUDA_VISIBLE_DEVICES), checked against the sandbox's gpu_count."""
+    CUDA_VISIBLE_DEVICES), checked against the sandbox's gpu_count. A sandbox without GPUs
+    gets none, whatever the node's environment says (Slurm may set CUDA_VISIBLE_DEVICES to
+    NoDevFiles for a job without GPUs)."""
+    if not wanted:
+        return []
     raw = env.get("SLURM_JOB_GPUS") or env.get("CUDA_VISIBLE_DEVICES") or ""
     items = [item.strip() for item in raw.split(",") if item.strip()]
-    if not all(item.isdigit() for item in items):
+    if not all(re.fullmatch("[0-9]{1,4}", item) for item in items):
         raise AllocationError(f"the scheduler's GPU list is not a list of indices: {raw!r}")
     indices = [int(item) for item in items]
     if len(set(indices)) != wanted:
@@ -139,8 +144,11 @@ class Runner:
         stopper = asyncio.create_task(self._stop.wait())
         try:
             await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            by_scheduler = False
             if not waiter.done():
                 grace = self._files.stop_grace()
+                # No stop.json: Slurm's own signal (its time limit, a cancel, a preemption).
+                by_scheduler = grace is None
                 await self._backend.stop(handle, spec.stop_grace_s if grace is None else grace)
             try:
                 exit_info = await waiter
@@ -151,7 +159,9 @@ class Runner:
                 await asyncio.wait_for(pump, OUTPUT_DRAIN_S)
             with contextlib.suppress(BackendError):
                 await self._take_sample(handle)
-            self._files.write_exit(Ended(exit_info.exit_code, exit_info.oom_killed))
+            self._files.write_exit(
+                Ended(exit_info.exit_code, exit_info.oom_killed, stopped_by_scheduler=by_scheduler)
+            )
         finally:
             for task in (pump, sampler, waiter, stopper):
                 task.cancel()
@@ -160,12 +170,9 @@ class Runner:
         """The agent's output, appended line by line; past max_bytes, one notice, then only
         the engine's own bounded log keeps it."""
         written = 0
-        with open(self._files.output, "ab", buffering=0) as out:
+        with open(self._files.output, "ab") as out:
             async for line in self._backend.output(handle):
-                record = output_line(line)
-                if len(record) > MAX_LINE_BYTES:  # the service reads lines up to this size
-                    cut = line.text[: MAX_LINE_BYTES // 8] + " [node runner: line cut]"
-                    record = output_line(dataclasses.replace(line, text=cut))
+                record = bounded_output_line(line)
                 if written + len(record) > max_bytes:
                     notice = dataclasses.replace(
                         line, text=f"[node runner: output past {max_bytes} bytes not kept]"
@@ -173,6 +180,8 @@ class Runner:
                     out.write(output_line(notice))
                     return
                 out.write(record)
+                # Whole records only, each as soon as it is there (a raw write may be short).
+                out.flush()
                 written += len(record)
 
     async def _take_sample(self, handle: Handle) -> None:

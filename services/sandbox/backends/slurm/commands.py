@@ -7,6 +7,7 @@ that fails is an engine error: the scheduler, not the agent, failed.
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 
 from services.sandbox.backends.base import BackendError
@@ -20,19 +21,33 @@ ENDED_STATES = frozenset(
         "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT",
     }
 )  # fmt: skip
-_FIELDS = "%i|%j|%T|%k"
+# Reasons a pending job gives when the cluster, as configured, can never start it as
+# submitted (more CPUs, memory or GPUs than any node of the partition has, a time limit over
+# the partition's, an account or QOS that does not exist). Slurm keeps such a job queued
+# unless EnforcePartLimits refused it at submission.
+NEVER_STARTS = frozenset(
+    {"BadConstraints", "PartitionConfig", "PartitionTimeLimit", "InvalidAccount", "InvalidQOS"}
+)
+# The name last: a job name may contain the separator.
+_FIELDS = "%i|%T|%r|%k|%j"
 
 
 @dataclass(frozen=True)
 class QueuedJob:
     job_id: str
-    name: str
     state: str
+    # Why a pending job waits (squeue's %r).
+    reason: str
     comment: str
+    name: str
 
     @property
     def ended(self) -> bool:
         return self.state in ENDED_STATES
+
+    @property
+    def never_starts(self) -> bool:
+        return self.state == "PENDING" and self.reason in NEVER_STARTS
 
 
 async def run(*argv: str) -> str:
@@ -70,14 +85,17 @@ async def submit(script: str, options: list[str]) -> str:
 def _parse(out: str) -> list[QueuedJob]:
     jobs = []
     for line in out.splitlines():
-        parts = line.split("|", 3)
-        if len(parts) == 4:
+        parts = line.split("|", 4)
+        if len(parts) == 5:
             jobs.append(QueuedJob(*parts))
     return jobs
 
 
 async def job(job_id: str) -> QueuedJob | None:
-    """The job as squeue knows it; None once the controller has forgotten it."""
+    """The job as squeue knows it; None once the controller has forgotten it, or for no id
+    (a submission that never got one)."""
+    if not job_id:
+        return None
     try:
         out = await run("squeue", "--noheader", "--states=all", f"--jobs={job_id}", f"-o{_FIELDS}")
     except BackendError as exc:
@@ -89,8 +107,9 @@ async def job(job_id: str) -> QueuedJob | None:
 
 
 async def jobs_named(prefix: str) -> list[QueuedJob]:
-    """Every job the controller still knows whose name starts with `prefix`."""
-    out = await run("squeue", "--noheader", "--states=all", f"-o{_FIELDS}")
+    """Every job of this user the controller still knows whose name starts with `prefix`:
+    any cluster user may name a job, and set its comment, as they like."""
+    out = await run("squeue", "--noheader", "--states=all", f"--user={os.getuid()}", f"-o{_FIELDS}")
     return [j for j in _parse(out) if j.name.startswith(prefix)]
 
 
