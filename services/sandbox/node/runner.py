@@ -45,6 +45,8 @@ log = structlog.get_logger("mleb.node_runner")
 
 # After the agent exits, how long its remaining output may take to arrive.
 OUTPUT_DRAIN_S = 30.0
+# How often the runner looks for the service's stop.json: a stop needs no working controller.
+STOP_POLL_S = 1.0
 SLURM_JOB_LABEL = "mleb.slurm_job"
 
 
@@ -127,6 +129,17 @@ class Runner:
             self._files.write_exit(Ended(error=str(exc), reason=exc.reason))
             await self._remove(Handle(spec.sandbox_id, ""))
             return
+        except Exception as exc:
+            # Still an exit record (the service would call it a lost node), never a path.
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            self._files.write_exit(
+                Ended(
+                    error=f"the node runner could not start the agent: {why}",
+                    reason="RUNTIME_ERROR",
+                )
+            )
+            await self._remove(Handle(spec.sandbox_id, ""))
+            raise
         try:
             await self._supervise(spec, options, handle, gpu_names(spec, indices))
         finally:
@@ -141,7 +154,7 @@ class Runner:
         pump = asyncio.create_task(self._pump(handle, options.max_output_bytes))
         sampler = asyncio.create_task(self._sample(handle, options.sample_interval_s))
         waiter = asyncio.create_task(self._backend.wait(handle))
-        stopper = asyncio.create_task(self._stop.wait())
+        stopper = asyncio.create_task(self._until_stopped())
         try:
             await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
             by_scheduler = False
@@ -165,6 +178,16 @@ class Runner:
         finally:
             for task in (pump, sampler, waiter, stopper):
                 task.cancel()
+
+    async def _until_stopped(self) -> None:
+        """A signal, or the service's stop.json, which it writes before it signals: the
+        controller that would deliver the signal may be away."""
+        while not self._stop.is_set():
+            with contextlib.suppress(ValueError):  # half there: looked at again
+                if self._files.stop_grace() is not None:
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), STOP_POLL_S)
 
     async def _pump(self, handle: Handle, max_bytes: int) -> None:
         """The agent's output, appended line by line; past max_bytes, one notice, then only

@@ -398,3 +398,28 @@ async def test_a_job_squeue_no_longer_names_is_found_by_its_folder_on_restart(
         assert done.submission_collected
         assert "done" in [e.text for e in await slurm_stack.logs(stub, sandbox.id)]
     assert not (slurm_stack.sandbox_settings.work_dir / "slurm-jobs" / sandbox.id).exists()
+
+
+async def test_sandboxes_outlive_a_controller_that_is_away(slurm_stack, monkeypatch, tmp_path):
+    """squeue and scancel fail while slurmctld restarts or fails over: the sandboxes its
+    nodes still run must finish as their agents do, and a stop must still stop the agent."""
+    _server, stub = await slurm_stack.start()
+    finishing = await slurm_stack.create(stub, ["sh", "-c", f"sleep 4; {SUBMIT}"], image=BUSYBOX)
+    stopped = await slurm_stack.create(stub, ["sleep", "120"], image=BUSYBOX)
+    for sandbox in (finishing, stopped):
+        await slurm_stack.wait_for(stub, sandbox.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
+    # Every Slurm command of the service now fails, as with no controller to answer.
+    away = tmp_path / "slurm.conf"
+    away.write_text("ClusterName=away\nSlurmctldHost=localhost(127.0.0.9)\nSlurmctldPort=9\n")
+    monkeypatch.setenv("SLURM_CONF", str(away))
+    await stub.StopSandbox(
+        sandbox_service_pb2.StopSandboxRequest(
+            sandbox_id=stopped.id, grace_period=duration_pb2.Duration(seconds=1)
+        ),
+        metadata=slurm_stack.metadata,
+    )
+    done = await slurm_stack.wait_for(stub, finishing.id, timeout=60)
+    assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
+    assert done.submission_collected
+    done = await slurm_stack.wait_for(stub, stopped.id, timeout=60)
+    assert done.state == S.SANDBOX_STATE_CANCELLED, done.failure_message

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
 
-from services.sandbox.node.runner import AllocationError, allocated_gpus, gpu_names, with_gpus
-from services.sandbox.node.runner_files import RunnerOptions
+from services.sandbox.node.runner import (
+    STOP_POLL_S,
+    AllocationError,
+    Runner,
+    allocated_gpus,
+    gpu_names,
+    with_gpus,
+)
+from services.sandbox.node.runner_files import RunnerFiles, RunnerOptions
 from tests.unit.sandbox.test_node_runner_files import make_spec
 
 
@@ -61,3 +69,22 @@ def test_device_files_stand_in_for_gpus_and_the_agent_counts_them_from_zero(tmp_
 def test_no_gpus_leave_the_spec_as_it_is(tmp_path):
     spec = make_spec(tmp_path)
     assert with_gpus(spec, [], RunnerOptions()) is spec
+
+
+async def test_the_runner_stops_on_the_services_stop_file_without_a_signal(tmp_path):
+    """The service writes stop.json before it asks Slurm to signal the runner; a controller
+    that is away must not keep the agent running."""
+    files = RunnerFiles(tmp_path)
+    runner = Runner(files, backend=None)  # type: ignore[arg-type]  # only the files are used
+    waiting = asyncio.create_task(runner._until_stopped())
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    files.write(files.stop, {"grace_s": 1.0})
+    await asyncio.wait_for(waiting, STOP_POLL_S + 2)
+
+
+async def test_the_runner_stops_on_a_signal(tmp_path):
+    runner = Runner(RunnerFiles(tmp_path), backend=None)  # type: ignore[arg-type]
+    waiting = asyncio.create_task(runner._until_stopped())
+    runner.request_stop()
+    await asyncio.wait_for(waiting, 1)

@@ -24,6 +24,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import structlog
+
 from services.common.errors import invalid_field
 from services.sandbox.backends.base import (
     BackendError,
@@ -46,7 +48,11 @@ from services.sandbox.node.runner_files import (
     parse_output_line,
 )
 
+log = structlog.get_logger("mleb.sandbox")
+
 JOB_PREFIX = "mleb-"
+# What _job answers while squeue fails: a job that neither waits nor has ended.
+UNKNOWN = commands.QueuedJob("", "UNKNOWN", "", "", "")
 # A sandbox id as a job name carries it, and as it becomes a folder's name: one plain part.
 _SANDBOX_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 MIB = 1024 * 1024
@@ -213,7 +219,7 @@ class SlurmBackend:
         ended = await asyncio.to_thread(files.read_exit)
         if ended is not None and ended.error:
             raise BackendError(ended.error, reason=ended.reason or "ENGINE_ERROR")
-        job = await commands.job(handle.ref)
+        job = await self._job(handle.ref)
         if job is not None and job.never_starts:
             raise BackendError(
                 f"Slurm will never start job {handle.ref} as submitted ({job.reason}): no node "
@@ -283,7 +289,7 @@ class SlurmBackend:
                         reason="LOST",
                     )
                 return ExitInfo(ended.exit_code, ended.oom_killed)
-            job = await commands.job(handle.ref)
+            job = await self._job(handle.ref)
             if job is None or job.ended:
                 if not await self._ended_record(files, lambda: False):
                     state = job.state if job else "gone from the queue"
@@ -294,6 +300,16 @@ class SlurmBackend:
                     )
                 continue
             await asyncio.sleep(self._slurm.poll_interval_s)
+
+    async def _job(self, job_id: str) -> commands.QueuedJob | None:
+        """The job as squeue knows it, or UNKNOWN while squeue fails: a controller that is
+        restarting or failing over must not end the sandboxes its nodes still run (the
+        runner's exit record, not squeue, says how the agent ended)."""
+        try:
+            return await commands.job(job_id)
+        except BackendError as exc:
+            log.warning("slurm_squeue_failed", job_id=job_id, error=str(exc))
+            return UNKNOWN
 
     async def usage(self, handle: Handle) -> Usage:
         sample = await asyncio.to_thread(self._files(handle.sandbox_id).read_sample)
@@ -311,14 +327,19 @@ class SlurmBackend:
         """The runner stops the agent (SIGTERM, SIGKILL after grace_s); a runner that does
         not finish in time has its job killed. A queued job is just cancelled."""
         files = self._files(handle.sandbox_id)
-        job = await commands.job(handle.ref)
+        job = await self._job(handle.ref)
         if job is None or job.ended:
             return
         if job.state == "PENDING":
             await commands.cancel(handle.ref)
             return
+        # The runner looks for this itself: the stop needs no controller, the signal only
+        # makes it prompt.
         await asyncio.to_thread(files.write, files.stop, {"grace_s": grace_s})
-        await commands.cancel(handle.ref, signal="TERM", batch_only=True)
+        try:
+            await commands.cancel(handle.ref, signal="TERM", batch_only=True)
+        except BackendError as exc:
+            log.warning("slurm_signal_failed", sandbox_id=handle.sandbox_id, error=str(exc))
         give_up = asyncio.get_running_loop().time() + grace_s + STOP_MARGIN_S
         while asyncio.get_running_loop().time() < give_up:
             if await asyncio.to_thread(files.read_exit) is not None:
