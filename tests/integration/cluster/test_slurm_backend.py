@@ -397,7 +397,11 @@ async def test_a_job_squeue_no_longer_names_is_found_by_its_folder_on_restart(
         assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
         assert done.submission_collected
         assert "done" in [e.text for e in await slurm_stack.logs(stub, sandbox.id)]
-    assert not (slurm_stack.sandbox_settings.work_dir / "slurm-jobs" / sandbox.id).exists()
+        # Removed once the end is recorded.
+        folder = slurm_stack.sandbox_settings.work_dir / "slurm-jobs" / sandbox.id
+        async with asyncio.timeout(20):
+            while folder.exists():
+                await asyncio.sleep(0.1)
 
 
 async def test_sandboxes_outlive_a_controller_that_is_away(slurm_stack, monkeypatch, tmp_path):
@@ -423,3 +427,33 @@ async def test_sandboxes_outlive_a_controller_that_is_away(slurm_stack, monkeypa
     assert done.submission_collected
     done = await slurm_stack.wait_for(stub, stopped.id, timeout=60)
     assert done.state == S.SANDBOX_STATE_CANCELLED, done.failure_message
+
+
+async def test_one_squeue_a_poll_serves_every_sandbox(slurm_stack, monkeypatch, tmp_path):
+    """The controller answers one squeue per poll interval, not one per sandbox."""
+    calls = tmp_path / "squeue-calls"
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    real = subprocess.run(["which", "squeue"], capture_output=True, text=True, check=True)
+    (shims / "squeue").write_text(f'#!/bin/sh\necho >> {calls}\nexec {real.stdout.strip()} "$@"\n')
+    (shims / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}:{os.environ['PATH']}")
+    _server, stub = await slurm_stack.start()
+    # Small enough that all four fit the dev node's 4 GB at once.
+    small = S.Resources(memory_bytes=256 << 20)
+    sandboxes = [
+        await slurm_stack.create(stub, ["sleep", "60"], image=BUSYBOX, resources=small)
+        for _ in range(4)
+    ]
+    for sandbox in sandboxes:
+        await slurm_stack.wait_for(stub, sandbox.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
+    before = calls.read_text().count("\n")
+    await asyncio.sleep(6)
+    # Polled every 0.3 s: about 20 listings in 6 s for all four, where each sandbox asking
+    # for itself made 80.
+    assert calls.read_text().count("\n") - before <= 30
+    for sandbox in sandboxes:
+        await stub.StopSandbox(
+            sandbox_service_pb2.StopSandboxRequest(sandbox_id=sandbox.id),
+            metadata=slurm_stack.metadata,
+        )

@@ -136,6 +136,7 @@ class SlurmBackend:
             sample_interval_s=settings.sample_interval_s,
         )
         self._comment = f"mleb:{settings.node}/{settings.instance_id}"
+        self._board = commands.JobBoard(slurm.poll_interval_s)
 
     def _files(self, sandbox_id: str) -> RunnerFiles:
         return RunnerFiles(self._jobs_dir / sandbox_id)
@@ -301,12 +302,13 @@ class SlurmBackend:
                 continue
             await asyncio.sleep(self._slurm.poll_interval_s)
 
-    async def _job(self, job_id: str) -> commands.QueuedJob | None:
-        """The job as squeue knows it, or UNKNOWN while squeue fails: a controller that is
-        restarting or failing over must not end the sandboxes its nodes still run (the
-        runner's exit record, not squeue, says how the agent ended)."""
+    async def _job(self, job_id: str, *, fresh: bool = False) -> commands.QueuedJob | None:
+        """The job as squeue knows it (`fresh`: now, else at most a poll interval ago), or
+        UNKNOWN while squeue fails: a controller that is restarting or failing over must not
+        end the sandboxes its nodes still run (the runner's exit record, not squeue, says
+        how the agent ended)."""
         try:
-            return await commands.job(job_id)
+            return await (commands.job(job_id) if fresh else self._board.job(job_id))
         except BackendError as exc:
             log.warning("slurm_squeue_failed", job_id=job_id, error=str(exc))
             return UNKNOWN
@@ -327,15 +329,16 @@ class SlurmBackend:
         """The runner stops the agent (SIGTERM, SIGKILL after grace_s); a runner that does
         not finish in time has its job killed. A queued job is just cancelled."""
         files = self._files(handle.sandbox_id)
-        job = await self._job(handle.ref)
+        # First, whatever the job's state: a runner starting now stops on it too, and a
+        # stop with it is the service's, not Slurm's own. The runner looks for it itself,
+        # so the stop needs no controller; the signal only makes it prompt.
+        await asyncio.to_thread(files.write, files.stop, {"grace_s": grace_s})
+        job = await self._job(handle.ref, fresh=True)
         if job is None or job.ended:
             return
         if job.state == "PENDING":
             await commands.cancel(handle.ref)
             return
-        # The runner looks for this itself: the stop needs no controller, the signal only
-        # makes it prompt.
-        await asyncio.to_thread(files.write, files.stop, {"grace_s": grace_s})
         try:
             await commands.cancel(handle.ref, signal="TERM", batch_only=True)
         except BackendError as exc:

@@ -7,6 +7,7 @@ that fails is an engine error: the scheduler, not the agent, failed.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from dataclasses import dataclass
 
@@ -104,6 +105,42 @@ async def job(job_id: str) -> QueuedJob | None:
         raise
     found = [j for j in _parse(out) if j.job_id == job_id]
     return found[0] if found else None
+
+
+class JobBoard:
+    """One squeue of this user's jobs, at most every `max_age_s`, answers every sandbox's
+    look at its job: a squeue per sandbox per poll would load the controller with one RPC
+    per running sandbox per second."""
+
+    def __init__(self, max_age_s: float) -> None:
+        self._max_age_s = max_age_s
+        self._jobs: dict[str, QueuedJob] = {}
+        self._error: BackendError | None = None
+        self._at = -math.inf
+        self._lock = asyncio.Lock()
+
+    async def job(self, job_id: str) -> QueuedJob | None:
+        """As job(job_id), from a listing at most max_age_s old."""
+        if not job_id:
+            return None
+        async with self._lock:
+            now = asyncio.get_running_loop().time()
+            if now - self._at >= self._max_age_s:
+                self._at = now
+                try:
+                    out = await run(
+                        "squeue", "--noheader", "--states=all", f"--user={os.getuid()}",
+                        f"-o{_FIELDS}",
+                    )  # fmt: skip
+                    self._jobs, self._error = {j.job_id: j for j in _parse(out)}, None
+                except BackendError as exc:
+                    # Every caller hears of it; none asks again before max_age_s.
+                    self._jobs, self._error = {}, exc
+            if self._error is not None:
+                raise self._error
+            found = self._jobs.get(job_id)
+        # Submitted after the listing, or forgotten by the controller: asked about alone.
+        return found if found is not None else await job(job_id)
 
 
 async def jobs_named(prefix: str) -> list[QueuedJob]:
