@@ -8,7 +8,8 @@ job's RunnerFiles folder, and the sandbox's folders, on a filesystem every node 
 the same path, as Slurm clusters' home and scratch filesystems are (docs/deploy.md).
 
 Jobs are named `mleb-<sandbox id>` and carry `mleb:<node>/<instance>` as their comment, so
-reconcile finds exactly this service instance's jobs in squeue.
+reconcile finds exactly this service instance's jobs among its user's in squeue; each job's
+folder records the same (job.json), for a job the controller has forgotten.
 """
 
 from __future__ import annotations
@@ -159,8 +160,12 @@ class SlurmBackend:
             # No job will read the spec: its secrets go now.
             await asyncio.to_thread(shutil.rmtree, files.folder, True)
             raise
-        # A restart finds the job by this even once the controller has forgotten it.
-        await asyncio.to_thread(files.write_job, JobRecord(self._comment, job_id))
+        # A restart finds the job by this even once the controller has forgotten it (until
+        # then squeue names it too, so a failed write loses nothing yet).
+        try:
+            await asyncio.to_thread(files.write_job, JobRecord(self._comment, job_id))
+        except OSError as exc:
+            log.warning("slurm_job_record_failed", sandbox_id=spec.sandbox_id, error=exc.strerror)
         return Handle(spec.sandbox_id, job_id)
 
     def _prepare(self, spec: LaunchSpec, files: RunnerFiles) -> None:
