@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import re
 import signal
 import socket
 import sys
@@ -34,12 +35,12 @@ from services.sandbox.backends.base import BackendError, Handle, LaunchSpec
 from services.sandbox.backends.docker.backend import DockerBackend
 from services.sandbox.node.runner_endpoints import NodeEndpoints
 from services.sandbox.node.runner_files import (
-    MAX_LINE_BYTES,
     Ended,
     RunnerFiles,
     RunnerOptions,
     Sample,
     Started,
+    bounded_output_line,
     output_line,
 )
 
@@ -47,6 +48,8 @@ log = structlog.get_logger("mleb.node_runner")
 
 # After the agent exits, how long its remaining output may take to arrive.
 OUTPUT_DRAIN_S = 30.0
+# How often the runner looks for the service's stop.json: a stop needs no working controller.
+STOP_POLL_S = 1.0
 SLURM_JOB_LABEL = "mleb.slurm_job"
 
 
@@ -56,10 +59,14 @@ class AllocationError(Exception):
 
 def allocated_gpus(env: Mapping[str, str], wanted: int) -> list[int]:
     """The GPU indices the scheduler gave this job (Slurm's SLURM_JOB_GPUS, else
-    CUDA_VISIBLE_DEVICES), checked against the sandbox's gpu_count."""
+    CUDA_VISIBLE_DEVICES), checked against the sandbox's gpu_count. A sandbox without GPUs
+    gets none, whatever the node's environment says (Slurm may set CUDA_VISIBLE_DEVICES to
+    NoDevFiles for a job without GPUs)."""
+    if not wanted:
+        return []
     raw = env.get("SLURM_JOB_GPUS") or env.get("CUDA_VISIBLE_DEVICES") or ""
     items = [item.strip() for item in raw.split(",") if item.strip()]
-    if not all(item.isdigit() for item in items):
+    if not all(re.fullmatch("[0-9]{1,4}", item) for item in items):
         raise AllocationError(f"the scheduler's GPU list is not a list of indices: {raw!r}")
     indices = [int(item) for item in items]
     if len(set(indices)) != wanted:
@@ -85,6 +92,15 @@ def with_gpus(spec: LaunchSpec, indices: list[int], options: RunnerOptions) -> L
     finally:
         pynvml.nvmlShutdown()
     return dataclasses.replace(spec, gpu_uuids=[str(u) for u in uuids])
+
+
+def _why(exc: Exception) -> str:
+    """An error as the sandbox's record may show it: never a path on the node."""
+    if isinstance(exc, MlebError):
+        return exc.message
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
 
 
 def gpu_names(spec: LaunchSpec, indices: list[int]) -> tuple[str, ...]:
@@ -126,12 +142,20 @@ class Runner:
             try:
                 spec = await endpoints.open(spec)
             except (MlebError, OSError) as exc:
-                return Ended(error=f"the sandbox's endpoints could not be opened: {exc}")
+                return Ended(error=f"the sandbox's endpoints could not be opened: {_why(exc)}")
             try:
                 handle = await self._backend.launch(spec)
             except BackendError as exc:
                 await self._remove(Handle(spec.sandbox_id, ""))
                 return Ended(error=str(exc), reason=exc.reason)
+            except Exception as exc:
+                # Still an exit record (the service would call it a lost node), never a path.
+                log.exception("node_runner_launch_failed", sandbox_id=spec.sandbox_id)
+                await self._remove(Handle(spec.sandbox_id, ""))
+                return Ended(
+                    error=f"the node runner could not start the agent: {_why(exc)}",
+                    reason="RUNTIME_ERROR",
+                )
             try:
                 return await self._supervise(spec, options, handle, gpu_names(spec, indices))
             finally:
@@ -148,11 +172,14 @@ class Runner:
         pump = asyncio.create_task(self._pump(handle, options.max_output_bytes))
         sampler = asyncio.create_task(self._sample(handle, options.sample_interval_s))
         waiter = asyncio.create_task(self._backend.wait(handle))
-        stopper = asyncio.create_task(self._stop.wait())
+        stopper = asyncio.create_task(self._until_stopped())
         try:
             await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            by_scheduler = False
             if not waiter.done():
                 grace = self._files.stop_grace()
+                # No stop.json: Slurm's own signal (its time limit, a cancel, a preemption).
+                by_scheduler = grace is None
                 await self._backend.stop(handle, spec.stop_grace_s if grace is None else grace)
             try:
                 exit_info = await waiter
@@ -162,21 +189,30 @@ class Runner:
                 await asyncio.wait_for(pump, OUTPUT_DRAIN_S)
             with contextlib.suppress(BackendError):
                 await self._take_sample(handle)
-            return Ended(exit_info.exit_code, exit_info.oom_killed)
+            return Ended(
+                exit_info.exit_code, exit_info.oom_killed, stopped_by_scheduler=by_scheduler
+            )
         finally:
             for task in (pump, sampler, waiter, stopper):
                 task.cancel()
+
+    async def _until_stopped(self) -> None:
+        """A signal, or the service's stop.json, which it writes before it signals: the
+        controller that would deliver the signal may be away."""
+        while not self._stop.is_set():
+            with contextlib.suppress(ValueError):  # half there: looked at again
+                if self._files.stop_grace() is not None:
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), STOP_POLL_S)
 
     async def _pump(self, handle: Handle, max_bytes: int) -> None:
         """The agent's output, appended line by line; past max_bytes, one notice, then only
         the engine's own bounded log keeps it."""
         written = 0
-        with open(self._files.output, "ab", buffering=0) as out:
+        with open(self._files.output, "ab") as out:
             async for line in self._backend.output(handle):
-                record = output_line(line)
-                if len(record) > MAX_LINE_BYTES:  # the service reads lines up to this size
-                    cut = line.text[: MAX_LINE_BYTES // 8] + " [node runner: line cut]"
-                    record = output_line(dataclasses.replace(line, text=cut))
+                record = bounded_output_line(line)
                 if written + len(record) > max_bytes:
                     notice = dataclasses.replace(
                         line, text=f"[node runner: output past {max_bytes} bytes not kept]"
@@ -184,6 +220,8 @@ class Runner:
                     out.write(output_line(notice))
                     return
                 out.write(record)
+                # Whole records only, each as soon as it is there (a raw write may be short).
+                out.flush()
                 written += len(record)
 
     async def _take_sample(self, handle: Handle) -> None:

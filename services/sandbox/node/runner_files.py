@@ -10,6 +10,8 @@ what happened, each file whole (written aside, then renamed) so a reader never s
 - usage.json: the latest usage sample
 - egress.json: the allowlist proxy's egress log, summed per destination
 - exit.json: how the agent ended (or why it never ran); written last
+- job.json: the service's own record of the job (its instance's comment, then the job id),
+  so a restart finds a job the scheduler has already forgotten, or never got
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +68,16 @@ class Ended:
     # Set when the agent did not run to an exit of its own: why, and a BackendError reason.
     error: str = ""
     reason: str = ""
+    # The runner stopped the agent on a signal that came without the service's stop.json.
+    stopped_by_scheduler: bool = False
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    # The comment of the service instance that submitted it (mleb:<node>/<instance>).
+    comment: str
+    # Empty until the scheduler answered with one.
+    job_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,6 +119,7 @@ class RunnerFiles:
         self.usage = folder / "usage.json"
         self.egress = folder / "egress.json"
         self.exit = folder / "exit.json"
+        self.job = folder / "job.json"
 
     # Writing
 
@@ -131,14 +145,20 @@ class RunnerFiles:
     def write_exit(self, ended: Ended) -> None:
         self.write(self.exit, dataclasses.asdict(ended))
 
+    def write_job(self, job: JobRecord) -> None:
+        self.write(self.job, dataclasses.asdict(job))
+
     # Reading (None: not there yet)
 
     def read(self, path: Path) -> dict[str, Any] | None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            # Never a link, and never blocked on a FIFO: only a plain file is read.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
         with os.fdopen(fd, "rb") as source:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ValueError(f"{path.name} is not a plain file")
             body = source.read(MAX_FILE_BYTES + 1)
         if len(body) > MAX_FILE_BYTES:
             raise ValueError(f"{path.name} is larger than {MAX_FILE_BYTES} bytes")
@@ -167,6 +187,10 @@ class RunnerFiles:
         raw = self.read(self.exit)
         return None if raw is None else Ended(**raw)
 
+    def read_job(self) -> JobRecord | None:
+        raw = self.read(self.job)
+        return None if raw is None else JobRecord(**raw)
+
     def stop_grace(self) -> float | None:
         raw = self.read(self.stop)
         return None if raw is None else float(raw["grace_s"])
@@ -174,6 +198,18 @@ class RunnerFiles:
 
 def output_line(line: OutputLine) -> bytes:
     return json.dumps({"s": line.stream.value, "t": line.time, "x": line.text}).encode() + b"\n"
+
+
+def bounded_output_line(line: OutputLine) -> bytes:
+    """The line as the runner writes it, at most MAX_LINE_BYTES: the service takes a longer
+    one for a line still being written, and would read no further. JSON spells a character
+    in up to 12 bytes (a surrogate pair of escapes), so a cut to MAX_LINE_BYTES // 16
+    characters always fits."""
+    record = output_line(line)
+    if len(record) <= MAX_LINE_BYTES:
+        return record
+    cut = line.text[: MAX_LINE_BYTES // 16] + " [node runner: line cut]"
+    return output_line(dataclasses.replace(line, text=cut))
 
 
 def parse_output_line(raw: bytes) -> OutputLine:

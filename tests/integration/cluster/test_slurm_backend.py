@@ -19,6 +19,7 @@ import pytest
 from google.protobuf import duration_pb2
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
+from services.sandbox.backends.slurm.backend import SlurmBackend, SlurmSettings
 from tests.fixtures.cluster_fixtures import slurm_env
 from tests.fixtures.dev_clusters import DevCluster
 from tests.fixtures.sandbox_docker import containers_of
@@ -31,6 +32,7 @@ SHOW_GPUS = "ls /dev | grep nvidia; echo visible=$CUDA_VISIBLE_DEVICES; sleep {h
 SUBMIT = "cp /home/data/sample_submission.csv /home/submission/submission.csv"
 
 
+# Quick polls; the dev cluster's filesystem is local, so it shows a runner's files at once.
 def squeue(cluster: DevCluster) -> dict[str, str]:
     """Job name -> state, for every job the controller knows."""
     out = subprocess.run(
@@ -182,7 +184,7 @@ async def test_the_time_limit_ends_a_slurm_sandbox_and_keeps_its_submission(slur
         time_limit=duration_pb2.Duration(seconds=3),
     )
     done = await slurm_stack.wait_for(stub, sandbox.id, timeout=90)
-    assert done.state == S.SANDBOX_STATE_TIMED_OUT
+    assert done.state == S.SANDBOX_STATE_TIMED_OUT, done.failure_message
     assert done.submission_collected
     assert 2.5 < _time(done.finished_at) - _time(done.started_at) < 45
 
@@ -246,7 +248,9 @@ async def test_a_killed_service_adopts_its_running_and_queued_jobs_on_restart(
             assert any("re-attached" in t for t in texts)
 
 
-async def test_the_job_inherits_none_of_the_services_secrets(slurm_stack, monkeypatch):
+async def test_the_job_inherits_none_of_the_services_secrets(
+    slurm_stack, slurm_cluster, monkeypatch
+):
     """sbatch exports the caller's whole environment by default; the backend names what the
     job inherits, so the service's own keys never reach a node."""
     monkeypatch.setenv("MLEB_AUTH_SECRET", "k:" + "s" * 40)
@@ -266,6 +270,191 @@ async def test_the_job_inherits_none_of_the_services_secrets(slurm_stack, monkey
     await stub.StopSandbox(
         sandbox_service_pb2.StopSandboxRequest(sandbox_id=sandbox.id), metadata=slurm_stack.metadata
     )
+    # A node's failure must not requeue it: the runner has deleted the spec it would need.
+    shown = slurm(slurm_cluster, "scontrol", "show", "job", job_id(slurm_cluster, sandbox.id))
+    assert "Requeue=0" in shown
+
+
+def slurm(cluster: DevCluster, *argv: str, user: str = "") -> str:
+    as_user = ["runuser", "-u", user, "--", "env", f"SLURM_CONF={cluster.env['SLURM_CONF']}"]
+    return subprocess.run(
+        [*(as_user if user else []), *argv],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/tmp",
+    ).stdout
+
+
+def job_id(cluster: DevCluster, sandbox_id: str) -> str:
+    out = slurm(
+        cluster, "squeue", "--noheader", "--states=all", f"--name=mleb-{sandbox_id}", "-o%i"
+    )
+    (found,) = out.split()
+    return found
+
+
+async def test_a_sandbox_no_node_can_hold_fails_instead_of_queueing_forever(
+    slurm_stack, slurm_cluster
+):
+    """Slurm keeps a job asking for more CPUs than any node has queued for ever (reason
+    PartitionConfig) unless EnforcePartLimits refused it; the sandbox must not wait with it."""
+    limits = dataclasses.replace(slurm_stack.sandbox_settings.request_limits, max_cpus=1000.0)
+    _server, stub = await slurm_stack.start(request_limits=limits)
+    sandbox = await slurm_stack.create(
+        stub, ["true"], image=BUSYBOX, resources=S.Resources(cpus=64)
+    )
+    done = await slurm_stack.wait_for(stub, sandbox.id, timeout=60)
+    assert done.state == S.SANDBOX_STATE_FAILED
+    assert done.failure_class == S.FAILURE_CLASS_INFRASTRUCTURE
+    assert "will never start" in done.failure_message
+    assert "PartitionConfig" in done.failure_message
+    assert squeue(slurm_cluster)[f"mleb-{sandbox.id}"] == "CANCELLED"
+
+
+async def test_a_stop_by_slurm_itself_is_no_exit_of_the_agent(slurm_stack, slurm_cluster):
+    """Slurm's own SIGTERM (its time limit, an operator's scancel, a preemption) stops the
+    agent; its exit code then says nothing of the agent, so the sandbox is not the agent's
+    failure."""
+    _server, stub = await slurm_stack.start()
+    sandbox = await slurm_stack.create(stub, ["sleep", "120"], image=BUSYBOX)
+    await slurm_stack.wait_for(stub, sandbox.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
+    # What a time limit sends first (then SIGKILL after KillWait).
+    slurm(slurm_cluster, "scancel", "--signal=TERM", "--batch", job_id(slurm_cluster, sandbox.id))
+    done = await slurm_stack.wait_for(stub, sandbox.id, timeout=60)
+    assert done.state == S.SANDBOX_STATE_FAILED
+    assert done.failure_class == S.FAILURE_CLASS_INFRASTRUCTURE
+    assert done.failure_reason == S.FAILURE_REASON_LOST
+    assert "Slurm stopped job" in done.failure_message
+
+
+async def test_reconcile_takes_no_path_and_no_job_from_what_others_submit(
+    slurm_stack, slurm_cluster
+):
+    """Any cluster user may name a job `mleb-…` and give it this instance's comment; its
+    name must never become a path, nor its job this instance's. A job folder whose
+    submission a crash cut short loses its spec (the sandbox's secrets)."""
+    settings = slurm_stack.sandbox_settings
+    comment = f"mleb:{settings.node}/{settings.instance_id}"
+    jobs_dir = settings.work_dir / "slurm-jobs"
+    jobs_dir.mkdir(parents=True)
+    victim = settings.work_dir / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("mine")
+    wrap = ["--wrap=true", "--output=/dev/null", f"--comment={comment}"]
+    slurm(slurm_cluster, "sbatch", "--job-name=mleb-../victim", *wrap)
+    slurm(slurm_cluster, "sbatch", "--job-name=mleb-sbx-forged", *wrap, user="nobody")
+    # The debris of a submission cut short, and a folder of another instance.
+    for name, owner in (("sbx-cut-short", comment), ("sbx-other", "mleb:elsewhere/x")):
+        (jobs_dir / name).mkdir()
+        (jobs_dir / name / "job.json").write_text(json.dumps({"comment": owner, "job_id": ""}))
+        (jobs_dir / name / "spec.json").write_text("{}")
+    async with asyncio.timeout(30):
+        while any(
+            state not in ("COMPLETED", "FAILED")
+            for name, state in squeue(slurm_cluster).items()
+            if name in ("mleb-../victim", "mleb-sbx-forged")
+        ):
+            await asyncio.sleep(0.2)
+
+    backend = SlurmBackend(settings, SlurmSettings.from_env())
+    assert await backend.list_owned({}) == []
+    await slurm_stack.start()  # reconcile removes what it owns and no longer needs
+    assert (victim / "keep").read_text() == "mine"
+    assert not (jobs_dir / "sbx-cut-short").exists()
+    assert (jobs_dir / "sbx-other" / "spec.json").exists()
+
+
+async def test_a_job_squeue_no_longer_names_is_found_by_its_folder_on_restart(
+    slurm_stack, slurm_cluster
+):
+    """The controller forgets a job MinJobAge (300 s) after it ended: a service away longer
+    must still find the run, finished, rather than record it lost. (Here the job's comment
+    changes while the service is away, so squeue no longer names it as this instance's.)"""
+    env = {
+        **slurm_stack.served_env(
+            MLEB_SANDBOX_QUEUE_POLL_INTERVAL_S="0.3",
+            MLEB_SANDBOX_DEFAULT_MEMORY_BYTES=str(1 << 30),
+        ),
+        **slurm_env(slurm_cluster, slurm_stack),
+    }
+    async with slurm_stack.served(env) as (process, stub):
+        sandbox = await slurm_stack.create(
+            stub, ["sh", "-c", f"sleep 3; echo done; {SUBMIT}"], image=BUSYBOX
+        )
+        await slurm_stack.wait_for(stub, sandbox.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
+        process.kill()
+    job = job_id(slurm_cluster, sandbox.id)
+    slurm(slurm_cluster, "scontrol", "update", f"JobId={job}", "Comment=forgotten")
+    async with asyncio.timeout(60):
+        while squeue(slurm_cluster)[f"mleb-{sandbox.id}"] != "COMPLETED":
+            await asyncio.sleep(0.2)
+    async with slurm_stack.served(env) as (_process, stub):
+        done = await slurm_stack.wait_for(stub, sandbox.id, timeout=60)
+        assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
+        assert done.submission_collected
+        assert "done" in [e.text for e in await slurm_stack.logs(stub, sandbox.id)]
+        # Removed once the end is recorded.
+        folder = slurm_stack.sandbox_settings.work_dir / "slurm-jobs" / sandbox.id
+        async with asyncio.timeout(20):
+            while folder.exists():
+                await asyncio.sleep(0.1)
+
+
+async def test_sandboxes_outlive_a_controller_that_is_away(slurm_stack, monkeypatch, tmp_path):
+    """squeue and scancel fail while slurmctld restarts or fails over: the sandboxes its
+    nodes still run must finish as their agents do, and a stop must still stop the agent."""
+    _server, stub = await slurm_stack.start()
+    finishing = await slurm_stack.create(stub, ["sh", "-c", f"sleep 4; {SUBMIT}"], image=BUSYBOX)
+    stopped = await slurm_stack.create(stub, ["sleep", "120"], image=BUSYBOX)
+    for sandbox in (finishing, stopped):
+        await slurm_stack.wait_for(stub, sandbox.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
+    # Every Slurm command of the service now fails, as with no controller to answer.
+    away = tmp_path / "slurm.conf"
+    away.write_text("ClusterName=away\nSlurmctldHost=localhost(127.0.0.9)\nSlurmctldPort=9\n")
+    monkeypatch.setenv("SLURM_CONF", str(away))
+    await stub.StopSandbox(
+        sandbox_service_pb2.StopSandboxRequest(
+            sandbox_id=stopped.id, grace_period=duration_pb2.Duration(seconds=1)
+        ),
+        metadata=slurm_stack.metadata,
+    )
+    done = await slurm_stack.wait_for(stub, finishing.id, timeout=60)
+    assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
+    assert done.submission_collected
+    done = await slurm_stack.wait_for(stub, stopped.id, timeout=60)
+    assert done.state == S.SANDBOX_STATE_CANCELLED, done.failure_message
+
+
+async def test_one_squeue_a_poll_serves_every_sandbox(slurm_stack, monkeypatch, tmp_path):
+    """The controller answers one squeue per poll interval, not one per sandbox."""
+    calls = tmp_path / "squeue-calls"
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    real = subprocess.run(["which", "squeue"], capture_output=True, text=True, check=True)
+    (shims / "squeue").write_text(f'#!/bin/sh\necho >> {calls}\nexec {real.stdout.strip()} "$@"\n')
+    (shims / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}:{os.environ['PATH']}")
+    _server, stub = await slurm_stack.start()
+    # Small enough that all four fit the dev node's 4 GB at once.
+    small = S.Resources(memory_bytes=256 << 20)
+    sandboxes = [
+        await slurm_stack.create(stub, ["sleep", "60"], image=BUSYBOX, resources=small)
+        for _ in range(4)
+    ]
+    for sandbox in sandboxes:
+        await slurm_stack.wait_for(stub, sandbox.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
+    before = calls.read_text().count("\n")
+    await asyncio.sleep(6)
+    # Polled every 0.3 s: about 20 listings in 6 s for all four, where each sandbox asking
+    # for itself made 80.
+    assert calls.read_text().count("\n") - before <= 30
+    for sandbox in sandboxes:
+        await stub.StopSandbox(
+            sandbox_service_pb2.StopSandboxRequest(sandbox_id=sandbox.id),
+            metadata=slurm_stack.metadata,
+        )
 
 
 # Validates the sample submission through the node runner's endpoint, then asks the

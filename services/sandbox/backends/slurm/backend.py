@@ -8,7 +8,8 @@ job's RunnerFiles folder, and the sandbox's folders, on a filesystem every node 
 the same path, as Slurm clusters' home and scratch filesystems are (docs/deploy.md).
 
 Jobs are named `mleb-<sandbox id>` and carry `mleb:<node>/<instance>` as their comment, so
-reconcile finds exactly this service instance's jobs in squeue.
+reconcile finds exactly this service instance's jobs among its user's in squeue; each job's
+folder records the same (job.json), for a job the controller has forgotten.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import shlex
 import shutil
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import BinaryIO
+
+import structlog
 
 from services.common.errors import invalid_field
 from services.sandbox.backends.base import (
@@ -39,12 +44,19 @@ from services.sandbox.config import SandboxSettings
 from services.sandbox.node.egress_proxy import EgressSums
 from services.sandbox.node.runner_files import (
     MAX_LINE_BYTES,
+    JobRecord,
     RunnerFiles,
     RunnerOptions,
     parse_output_line,
 )
 
+log = structlog.get_logger("mleb.sandbox")
+
 JOB_PREFIX = "mleb-"
+# What _job answers while squeue fails: a job that neither waits nor has ended.
+UNKNOWN = commands.QueuedJob("", "UNKNOWN", "", "", "")
+# A sandbox id as a job name carries it, and as it becomes a folder's name: one plain part.
+_SANDBOX_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 MIB = 1024 * 1024
 # The job's own memory beyond the agent's: the runner and the engine client.
 RUNNER_MEMORY_BYTES = 256 * MIB
@@ -89,26 +101,35 @@ class SlurmSettings:
     # endpoint there), and the CA that verifies its TLS, a path on the nodes.
     grader_addr: str = ""
     client_tls_ca: str = ""
+    # How long the shared filesystem may hide a file the runner wrote on its node from the
+    # service (NFS caches a name's absence for up to acdirmax, 60 s by default): how long a
+    # job that ended is looked at before it counts as lost.
+    fs_lag_s: float = 60.0
 
     @classmethod
     def from_env(cls) -> SlurmSettings:
-        raw_poll = _env("POLL_INTERVAL_S", "1.0")
-        try:
-            poll = float(raw_poll)
-        except ValueError as exc:
-            raise invalid_field(
-                "MLEB_SLURM_POLL_INTERVAL_S", f"not a number: {raw_poll!r}"
-            ) from exc
         runner = tuple(shlex.split(_env("RUNNER"))) or cls.runner
         return cls(
             partition=_env("PARTITION"),
             sbatch_args=tuple(shlex.split(_env("SBATCH_ARGS"))),
             runner=runner,
             gpu_device_dir=_env("GPU_DEVICE_DIR"),
-            poll_interval_s=poll,
+            poll_interval_s=_seconds("POLL_INTERVAL_S", cls.poll_interval_s),
+            fs_lag_s=_seconds("FS_LAG_S", cls.fs_lag_s),
             grader_addr=_env("GRADER_ADDR", os.environ.get("MLEB_GRADER_ADDR", "")),
             client_tls_ca=_env("TLS_CA", os.environ.get("MLEB_TLS_CA", "")),
         )
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise invalid_field(f"MLEB_SLURM_{name}", f"not a number: {raw!r}") from exc
+    if not math.isfinite(value) or value < 0:
+        raise invalid_field(f"MLEB_SLURM_{name}", f"not a number of seconds: {raw!r}")
+    return value
 
 
 class SlurmBackend:
@@ -133,6 +154,7 @@ class SlurmBackend:
             egress_max_destinations=settings.egress_max_destinations,
         )
         self._comment = f"mleb:{settings.node}/{settings.instance_id}"
+        self._board = commands.JobBoard(slurm.poll_interval_s)
 
     def _files(self, sandbox_id: str) -> RunnerFiles:
         return RunnerFiles(self._jobs_dir / sandbox_id)
@@ -140,22 +162,43 @@ class SlurmBackend:
     # Launch
 
     async def launch(self, spec: LaunchSpec) -> Handle:
+        # The shared filesystem may be slow or hang: never on the event loop.
         files = self._files(spec.sandbox_id)
+        try:
+            await asyncio.to_thread(self._prepare, spec, files)
+        except OSError as exc:
+            await asyncio.to_thread(shutil.rmtree, files.folder, True)
+            raise BackendError(f"the job's folder could not be written: {exc.strerror}") from exc
+        try:
+            job_id = await commands.submit(
+                str(files.folder / "job.sh"), self._sbatch_options(spec, files)
+            )
+        except BackendError:
+            # No job will read the spec: its secrets go now.
+            await asyncio.to_thread(shutil.rmtree, files.folder, True)
+            raise
+        # A restart finds the job by this even once the controller has forgotten it (until
+        # then squeue names it too, so a failed write loses nothing yet).
+        try:
+            await asyncio.to_thread(files.write_job, JobRecord(self._comment, job_id))
+        except OSError as exc:
+            log.warning("slurm_job_record_failed", sandbox_id=spec.sandbox_id, error=exc.strerror)
+        return Handle(spec.sandbox_id, job_id)
+
+    def _prepare(self, spec: LaunchSpec, files: RunnerFiles) -> None:
         # A launch that died before its job was recorded leaves its folder: start afresh.
         shutil.rmtree(files.folder, ignore_errors=True)
         self._jobs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The specs hold secrets: only this user may look (a folder made by an older
+        # version, or by hand, may be wider).
+        self._jobs_dir.chmod(0o700)
         files.folder.mkdir(mode=0o700)
+        # Recorded before the spec: a restart then finds the folder, and removes the secrets
+        # of a job that was never submitted.
+        files.write_job(JobRecord(self._comment))
         files.write_spec(spec, self._options)
-        script = files.folder / "job.sh"
         command = shlex.join([*self._slurm.runner, str(files.folder)])
-        script.write_text(f"#!/bin/sh\nexec {command}\n")
-        try:
-            job_id = await commands.submit(str(script), self._sbatch_options(spec, files))
-        except BackendError:
-            # No job will read the spec: its secrets go now.
-            shutil.rmtree(files.folder, ignore_errors=True)
-            raise
-        return Handle(spec.sandbox_id, job_id)
+        (files.folder / "job.sh").write_text(f"#!/bin/sh\nexec {command}\n")
 
     def _sbatch_options(self, spec: LaunchSpec, files: RunnerFiles) -> list[str]:
         limit_s = spec.time_limit_s + spec.stop_grace_s + TIME_LIMIT_MARGIN_S
@@ -168,6 +211,9 @@ class SlurmBackend:
             f"--output={files.folder / 'slurm.out'}",
             f"--chdir={files.folder}",
             "--export=" + ",".join(name for name in EXPORTED if name in os.environ),
+            # The runner deletes the spec as it reads it: a job requeued after a node failure
+            # could never start the agent again, and would only hide the loss.
+            "--no-requeue",
         ]
         if spec.gpu_count:
             options.append(f"--gres=gpu:{spec.gpu_count}")
@@ -178,7 +224,7 @@ class SlurmBackend:
     async def started(self, handle: Handle) -> Handle:
         files = self._files(handle.sandbox_id)
         while True:
-            found = files.read_started()
+            found = await asyncio.to_thread(files.read_started)
             if found is not None:
                 return Handle(
                     handle.sandbox_id,
@@ -192,16 +238,19 @@ class SlurmBackend:
 
     async def _raise_if_ended(self, handle: Handle, files: RunnerFiles) -> None:
         """A BackendError when the job ended before the runner said it started, or without
-        the runner's exit record."""
-        ended = files.read_exit()
+        the runner's exit record, or when Slurm will never start it."""
+        ended = await asyncio.to_thread(files.read_exit)
         if ended is not None and ended.error:
             raise BackendError(ended.error, reason=ended.reason or "ENGINE_ERROR")
-        job = await commands.job(handle.ref)
+        job = await self._job(handle.ref)
+        if job is not None and job.never_starts:
+            raise BackendError(
+                f"Slurm will never start job {handle.ref} as submitted ({job.reason}): no node "
+                "of its partition can hold the sandbox's CPUs, memory, GPUs or time limit",
+            )
         if job is not None and not job.ended:
             return
-        # The shared filesystem may show the runner's last write a moment late.
-        await asyncio.sleep(self._slurm.poll_interval_s)
-        if files.read_exit() is None and files.read_started() is None:
+        if not await self._ended_record(files, lambda: files.read_started() is not None):
             state = job.state if job else "gone from the queue"
             raise BackendError(
                 f"Slurm job {handle.ref} ended ({state}) before its node runner started the "
@@ -209,12 +258,23 @@ class SlurmBackend:
                 reason="LOST",
             )
 
+    async def _ended_record(self, files: RunnerFiles, also: Callable[[], bool]) -> bool:
+        """Whether the runner's exit record (or `also`) shows up within the filesystem's lag,
+        once the job ended."""
+        give_up = asyncio.get_running_loop().time() + self._slurm.fs_lag_s
+        while True:
+            if await asyncio.to_thread(lambda: files.read_exit() is not None or also()):
+                return True
+            if asyncio.get_running_loop().time() >= give_up:
+                return False
+            await asyncio.sleep(self._slurm.poll_interval_s)
+
     # Watching
 
     async def output(self, handle: Handle, since: float = 0.0) -> AsyncIterator[OutputLine]:
         files = self._files(handle.sandbox_id)
-        while not files.output.exists():
-            if files.read_exit() is not None:
+        while not await asyncio.to_thread(files.output.exists):
+            if await asyncio.to_thread(files.read_exit) is not None:
                 return
             await asyncio.sleep(self._slurm.poll_interval_s)
         # The runner writes all output before its exit record: once that is there, one more
@@ -222,32 +282,39 @@ class SlurmBackend:
         last_pass = False
         with open(files.output, "rb") as source:
             while True:
-                raw = source.readline(MAX_LINE_BYTES + 1)
-                if raw.endswith(b"\n"):
+                lines, at_end = await asyncio.to_thread(_whole_lines, source)
+                for raw in lines:
                     try:
                         yield parse_output_line(raw)
                     except (ValueError, KeyError) as exc:
                         raise BackendError(f"the node runner's output is malformed: {exc}") from exc
+                if not at_end:
                     continue
                 if last_pass:
                     return
-                source.seek(-len(raw), os.SEEK_CUR)  # a line still being written: again later
-                last_pass = files.read_exit() is not None
+                last_pass = await asyncio.to_thread(files.read_exit) is not None
                 if not last_pass:
                     await asyncio.sleep(min(0.25, self._slurm.poll_interval_s))
 
     async def wait(self, handle: Handle) -> ExitInfo:
         files = self._files(handle.sandbox_id)
         while True:
-            ended = files.read_exit()
+            ended = await asyncio.to_thread(files.read_exit)
             if ended is not None:
                 if ended.error:
                     raise BackendError(ended.error, reason=ended.reason or "ENGINE_ERROR")
+                if ended.stopped_by_scheduler and not await asyncio.to_thread(files.stop.exists):
+                    # Not the service's stop: the agent did not end on its own, nor by a
+                    # limit of the service's, so its exit code says nothing of the agent.
+                    raise BackendError(
+                        f"Slurm stopped job {handle.ref} (its time limit, a cancel or a "
+                        "preemption); the agent was stopped with it",
+                        reason="LOST",
+                    )
                 return ExitInfo(ended.exit_code, ended.oom_killed)
-            job = await commands.job(handle.ref)
+            job = await self._job(handle.ref)
             if job is None or job.ended:
-                await asyncio.sleep(self._slurm.poll_interval_s)
-                if files.read_exit() is None:
+                if not await self._ended_record(files, lambda: False):
                     state = job.state if job else "gone from the queue"
                     raise BackendError(
                         f"Slurm job {handle.ref} ended ({state}) without its node runner's "
@@ -257,14 +324,25 @@ class SlurmBackend:
                 continue
             await asyncio.sleep(self._slurm.poll_interval_s)
 
+    async def _job(self, job_id: str, *, fresh: bool = False) -> commands.QueuedJob | None:
+        """The job as squeue knows it (`fresh`: now, else at most a poll interval ago), or
+        UNKNOWN while squeue fails: a controller that is restarting or failing over must not
+        end the sandboxes its nodes still run (the runner's exit record, not squeue, says
+        how the agent ended)."""
+        try:
+            return await (commands.job(job_id) if fresh else self._board.job(job_id))
+        except BackendError as exc:
+            log.warning("slurm_squeue_failed", job_id=job_id, error=str(exc))
+            return UNKNOWN
+
     async def usage(self, handle: Handle) -> Usage:
-        sample = self._files(handle.sandbox_id).read_sample()
+        sample = await asyncio.to_thread(self._files(handle.sandbox_id).read_sample)
         if sample is None:
             return Usage()
         return Usage(sample.cpu_seconds, sample.peak_memory_bytes)
 
     async def writable_layer_bytes(self, handle: Handle) -> int | None:
-        sample = self._files(handle.sandbox_id).read_sample()
+        sample = await asyncio.to_thread(self._files(handle.sandbox_id).read_sample)
         return sample.writable_layer_bytes if sample else 0
 
     # Ending
@@ -273,39 +351,94 @@ class SlurmBackend:
         """The runner stops the agent (SIGTERM, SIGKILL after grace_s); a runner that does
         not finish in time has its job killed. A queued job is just cancelled."""
         files = self._files(handle.sandbox_id)
-        job = await commands.job(handle.ref)
+        # First, whatever the job's state: a runner starting now stops on it too, and a
+        # stop with it is the service's, not Slurm's own. The runner looks for it itself,
+        # so the stop needs no controller; the signal only makes it prompt.
+        await asyncio.to_thread(files.write, files.stop, {"grace_s": grace_s})
+        job = await self._job(handle.ref, fresh=True)
         if job is None or job.ended:
             return
         if job.state == "PENDING":
             await commands.cancel(handle.ref)
             return
-        files.write(files.stop, {"grace_s": grace_s})
-        await commands.cancel(handle.ref, signal="TERM", batch_only=True)
+        try:
+            await commands.cancel(handle.ref, signal="TERM", batch_only=True)
+        except BackendError as exc:
+            log.warning("slurm_signal_failed", sandbox_id=handle.sandbox_id, error=str(exc))
         give_up = asyncio.get_running_loop().time() + grace_s + STOP_MARGIN_S
-        while files.read_exit() is None and asyncio.get_running_loop().time() < give_up:
+        while asyncio.get_running_loop().time() < give_up:
+            if await asyncio.to_thread(files.read_exit) is not None:
+                return
             await asyncio.sleep(min(0.25, self._slurm.poll_interval_s))
-        if files.read_exit() is None:
-            await commands.cancel(handle.ref)
+        await commands.cancel(handle.ref)
 
     async def remove(self, handle: Handle) -> None:
-        job = await commands.job(handle.ref) if handle.ref else None
+        # The folder first: a job that outlives a failed cancel then finds no spec, and
+        # cannot start the agent of a sandbox that has ended.
+        await asyncio.to_thread(shutil.rmtree, self._files(handle.sandbox_id).folder, True)
+        job = await commands.job(handle.ref)
         if job is not None and not job.ended:
             await commands.cancel(handle.ref)
-        shutil.rmtree(self._files(handle.sandbox_id).folder, ignore_errors=True)
 
     async def node_egress(self, handle: Handle) -> EgressSums | None:
         files = self._files(handle.sandbox_id)
-        raw = files.read(files.egress)
+        raw = await asyncio.to_thread(files.read, files.egress)
         return None if raw is None else EgressSums.from_json(raw)
 
     async def list_owned(self, instance_labels: dict[str, str]) -> list[tuple[Handle, bool]]:
         """This instance's jobs, by their comment (the instance is in the backend's settings,
-        the same node and instance id the labels name)."""
-        return [
-            (Handle(job.name.removeprefix(JOB_PREFIX), job.job_id), not job.ended)
-            for job in await commands.jobs_named(JOB_PREFIX)
-            if job.comment == self._comment
-        ]
+        the same node and instance id the labels name), and by the job folders it recorded:
+        the controller forgets a job MinJobAge (300 s by default) after it ended."""
+        owned: dict[str, tuple[Handle, bool]] = {}
+        for job in await commands.jobs_named(JOB_PREFIX):
+            sandbox_id = job.name.removeprefix(JOB_PREFIX)
+            # Never a path: the name is read back from the controller.
+            if job.comment == self._comment and _SANDBOX_ID.fullmatch(sandbox_id):
+                owned[sandbox_id] = (Handle(sandbox_id, job.job_id), not job.ended)
+        for sandbox_id, job_id in await asyncio.to_thread(self._recorded_jobs):
+            if sandbox_id in owned:
+                continue
+            if job_id:
+                owned[sandbox_id] = (Handle(sandbox_id, job_id), False)
+            else:
+                # A submission a crash cut short: no job will read its spec's secrets.
+                await asyncio.to_thread(shutil.rmtree, self._files(sandbox_id).folder, True)
+        return list(owned.values())
+
+    def _recorded_jobs(self) -> list[tuple[str, str]]:
+        """(sandbox id, job id) of each job folder this instance recorded."""
+        try:
+            names = os.listdir(self._jobs_dir)
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            if not _SANDBOX_ID.fullmatch(name):
+                continue
+            try:
+                record = self._files(name).read_job()
+            except (OSError, ValueError, TypeError):  # not a folder of ours
+                continue
+            if record is not None and record.comment == self._comment:
+                found.append((name, record.job_id))
+        return found
+
+
+def _whole_lines(source: BinaryIO, most: int = 1000) -> tuple[list[bytes], bool]:
+    """Up to `most` whole lines, and whether the end was reached: the file's, or a line still
+    being written, which is left to read again."""
+    lines: list[bytes] = []
+    while len(lines) < most:
+        raw = source.readline(MAX_LINE_BYTES + 1)
+        if not raw.endswith(b"\n"):
+            if len(raw) > MAX_LINE_BYTES:  # the runner never writes one: not its output
+                raise BackendError(
+                    f"the node runner's output has a line over {MAX_LINE_BYTES} bytes"
+                )
+            source.seek(-len(raw), os.SEEK_CUR)
+            return lines, True
+        lines.append(raw)
+    return lines, False
 
 
 def _build(settings: SandboxSettings) -> SlurmBackend:

@@ -7,6 +7,8 @@ that fails is an engine error: the scheduler, not the agent, failed.
 from __future__ import annotations
 
 import asyncio
+import math
+import os
 from dataclasses import dataclass
 
 from services.sandbox.backends.base import BackendError
@@ -20,19 +22,33 @@ ENDED_STATES = frozenset(
         "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT",
     }
 )  # fmt: skip
-_FIELDS = "%i|%j|%T|%k"
+# Reasons a pending job gives when the cluster, as configured, can never start it as
+# submitted (more CPUs, memory or GPUs than any node of the partition has, a time limit over
+# the partition's, an account or QOS that does not exist). Slurm keeps such a job queued
+# unless EnforcePartLimits refused it at submission.
+NEVER_STARTS = frozenset(
+    {"BadConstraints", "PartitionConfig", "PartitionTimeLimit", "InvalidAccount", "InvalidQOS"}
+)
+# The name last: a job name may contain the separator.
+_FIELDS = "%i|%T|%r|%k|%j"
 
 
 @dataclass(frozen=True)
 class QueuedJob:
     job_id: str
-    name: str
     state: str
+    # Why a pending job waits (squeue's %r).
+    reason: str
     comment: str
+    name: str
 
     @property
     def ended(self) -> bool:
         return self.state in ENDED_STATES
+
+    @property
+    def never_starts(self) -> bool:
+        return self.state == "PENDING" and self.reason in NEVER_STARTS
 
 
 async def run(*argv: str) -> str:
@@ -70,14 +86,17 @@ async def submit(script: str, options: list[str]) -> str:
 def _parse(out: str) -> list[QueuedJob]:
     jobs = []
     for line in out.splitlines():
-        parts = line.split("|", 3)
-        if len(parts) == 4:
+        parts = line.split("|", 4)
+        if len(parts) == 5:
             jobs.append(QueuedJob(*parts))
     return jobs
 
 
 async def job(job_id: str) -> QueuedJob | None:
-    """The job as squeue knows it; None once the controller has forgotten it."""
+    """The job as squeue knows it; None once the controller has forgotten it, or for no id
+    (a submission that never got one)."""
+    if not job_id:
+        return None
     try:
         out = await run("squeue", "--noheader", "--states=all", f"--jobs={job_id}", f"-o{_FIELDS}")
     except BackendError as exc:
@@ -88,9 +107,46 @@ async def job(job_id: str) -> QueuedJob | None:
     return found[0] if found else None
 
 
+class JobBoard:
+    """One squeue of this user's jobs, at most every `max_age_s`, answers every sandbox's
+    look at its job: a squeue per sandbox per poll would load the controller with one RPC
+    per running sandbox per second."""
+
+    def __init__(self, max_age_s: float) -> None:
+        self._max_age_s = max_age_s
+        self._jobs: dict[str, QueuedJob] = {}
+        self._error: BackendError | None = None
+        self._at = -math.inf
+        self._lock = asyncio.Lock()
+
+    async def job(self, job_id: str) -> QueuedJob | None:
+        """As job(job_id), from a listing at most max_age_s old."""
+        if not job_id:
+            return None
+        async with self._lock:
+            now = asyncio.get_running_loop().time()
+            if now - self._at >= self._max_age_s:
+                self._at = now
+                try:
+                    out = await run(
+                        "squeue", "--noheader", "--states=all", f"--user={os.getuid()}",
+                        f"-o{_FIELDS}",
+                    )  # fmt: skip
+                    self._jobs, self._error = {j.job_id: j for j in _parse(out)}, None
+                except BackendError as exc:
+                    # Every caller hears of it; none asks again before max_age_s.
+                    self._jobs, self._error = {}, exc
+            if self._error is not None:
+                raise self._error
+            found = self._jobs.get(job_id)
+        # Submitted after the listing, or forgotten by the controller: asked about alone.
+        return found if found is not None else await job(job_id)
+
+
 async def jobs_named(prefix: str) -> list[QueuedJob]:
-    """Every job the controller still knows whose name starts with `prefix`."""
-    out = await run("squeue", "--noheader", "--states=all", f"-o{_FIELDS}")
+    """Every job of this user the controller still knows whose name starts with `prefix`:
+    any cluster user may name a job, and set its comment, as they like."""
+    out = await run("squeue", "--noheader", "--states=all", f"--user={os.getuid()}", f"-o{_FIELDS}")
     return [j for j in _parse(out) if j.name.startswith(prefix)]
 
 
