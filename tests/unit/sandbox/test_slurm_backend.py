@@ -42,7 +42,12 @@ def backend(tmp_path, **slurm) -> SlurmBackend:
     settings = SandboxSettings(
         work_dir=tmp_path / "work", node="n1", instance_id="i2", max_log_bytes=1 << 20
     )
-    return SlurmBackend(settings, SlurmSettings(**slurm))
+    return SlurmBackend(settings, SlurmSettings(**{"grader_addr": "grader:50052", **slurm}))
+
+
+def test_the_grader_as_the_nodes_reach_it_is_required(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="MLEB_SLURM_GRADER_ADDR"):
+        backend(tmp_path, grader_addr="")
 
 
 def test_the_sbatch_options_of_a_sandbox(tmp_path, monkeypatch):
