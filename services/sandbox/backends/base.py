@@ -124,6 +124,8 @@ class Handle:
     gpus: tuple[str, ...] = ()
     # Where a scheduler placed it; empty for a backend that runs agents on the service's node.
     placement: str = ""
+    # When a scheduler-placed agent started (unix seconds); 0 where launch is the start.
+    started_at: float = 0.0
 
 
 @dataclass(frozen=True)

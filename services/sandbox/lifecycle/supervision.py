@@ -225,7 +225,7 @@ class Supervisor:
             f"{self._disk_quota(row)} bytes, log budget "
             f"{row.log_bytes or self._settings.default_log_bytes} bytes)"
         )
-        await self._record_running(sandbox_id, handle, datetime.now(UTC), row.time_limit_s)
+        await self._record_running(sandbox_id, handle, _start_time(handle), row.time_limit_s)
         phases.mark("running_recorded")
         log.info("sandbox_start_phases", sandbox_id=sandbox_id, **phases.ms)
         await self._supervise(sandbox_id, handle, layout, since=0.0)
@@ -240,7 +240,8 @@ class Supervisor:
                 started_handle = await self._until_started(row.id, handle)
                 if started_handle is None:
                     return
-                handle, started = started_handle, datetime.now(UTC)
+                # From the agent's start, not from now: the service's downtime counts.
+                handle, started = started_handle, _start_time(started_handle)
             else:
                 started = store.utc(row.launch_requested_at) or datetime.now(UTC)
             await self._record_running(row.id, handle, started, row.time_limit_s)
@@ -475,6 +476,13 @@ class Supervisor:
                         stats.peak_gpu_memory_bytes, sum(m for _u, m in samples.values())
                     )
             await asyncio.sleep(interval)
+
+
+def _start_time(handle: Handle) -> datetime:
+    """When the agent started: as its scheduler's node reported, else now (at launch)."""
+    if handle.started_at:
+        return min(datetime.fromtimestamp(handle.started_at, UTC), datetime.now(UTC))
+    return datetime.now(UTC)
 
 
 def _placement(handle: Handle) -> str:

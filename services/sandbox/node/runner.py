@@ -24,6 +24,7 @@ import re
 import signal
 import socket
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -167,7 +168,7 @@ class Runner:
         self, spec: LaunchSpec, options: RunnerOptions, handle: Handle, gpus: tuple[str, ...]
     ) -> Ended:
         self._files.write_started(
-            Started(handle.ref, handle.image_digest, socket.gethostname(), gpus)
+            Started(handle.ref, handle.image_digest, socket.gethostname(), gpus, time.time())
         )
         pump = asyncio.create_task(self._pump(handle, options.max_output_bytes))
         sampler = asyncio.create_task(self._sample(handle, options.sample_interval_s))

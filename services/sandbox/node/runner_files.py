@@ -59,6 +59,9 @@ class Started:
     image_digest: str
     placement: str
     gpus: tuple[str, ...]
+    # When the agent started (unix seconds, the node's clock): its time limit counts from
+    # here, also for a service that learns of it only after a restart.
+    at: float = 0.0
 
 
 @dataclass(frozen=True)

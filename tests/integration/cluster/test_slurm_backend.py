@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -237,11 +238,16 @@ async def test_a_killed_service_adopts_its_running_and_queued_jobs_on_restart(
             while squeue(slurm_cluster).get(f"mleb-{queued.id}") != "PENDING":
                 await asyncio.sleep(0.1)
         process.kill()  # SIGKILL, mid-run
+    # Away long enough for the queued one to get its GPU, and run, meanwhile.
+    await asyncio.sleep(8)
+    restarted = time.time()
     async with slurm_stack.served(env) as (_process, stub):
         for sandbox in [*running, queued]:
             done = await slurm_stack.wait_for(stub, sandbox.id, timeout=120)
             assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
             assert done.submission_collected
+        # Its time ran from its start on the node, not from when the service learnt of it.
+        assert _time((await slurm_stack.get(stub, queued.id)).started_at) < restarted
         for sandbox in running:
             texts = [e.text for e in await slurm_stack.logs(stub, sandbox.id)]
             assert texts.count("before") == 1 and texts.count("after") == 1

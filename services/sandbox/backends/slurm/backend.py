@@ -232,6 +232,7 @@ class SlurmBackend:
                     found.image_digest,
                     gpus=found.gpus,
                     placement=f"Slurm job {handle.ref} on {found.placement}",
+                    started_at=found.at,
                 )
             await self._raise_if_ended(handle, files)
             await asyncio.sleep(self._slurm.poll_interval_s)
