@@ -18,6 +18,7 @@ from services.common.errors import FailedPreconditionError
 if TYPE_CHECKING:
     from services.sandbox.config import SandboxSettings
     from services.sandbox.node.egress_proxy import EgressSums
+    from services.sandbox.records import SandboxRequest
 
 # Paths inside the sandbox (MLE-bench's layout, so existing agents work).
 DATA_DIR = "/home/data"
@@ -196,6 +197,11 @@ class Backend(Protocol):
     name: str
     capabilities: Capabilities
 
+    async def admit(self, request: SandboxRequest) -> None:
+        """Refuses, with a clear MlebError, a create request the backend could never run
+        (a scheduler with no node that holds it); called before the sandbox is recorded."""
+        ...
+
     async def launch(self, spec: LaunchSpec) -> Handle:
         """Creates and starts the agent, or submits it to a scheduler that starts it later.
         Raises BackendError on infrastructure failure."""
@@ -241,6 +247,9 @@ class Backend(Protocol):
 class OnServiceHost:
     """For a backend that runs agents on the service's own host: its launch returns a
     running agent (nothing queues it), and the service serves the agent's endpoints."""
+
+    async def admit(self, request: SandboxRequest) -> None:
+        return None
 
     async def started(self, handle: Handle) -> Handle:
         return handle

@@ -175,6 +175,7 @@ class SandboxCore:
             existing = await self._threads.run(admission.same_as_before, self._sessions, request)
             if existing is not None:
                 return existing, False
+        await self._backend.admit(request)
         competition = await self._competitions.get(
             request.competition_id, request.description_variant
         )

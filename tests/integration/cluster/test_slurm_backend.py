@@ -16,8 +16,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
 from services.sandbox.backends.slurm.backend import SlurmBackend, SlurmSettings
@@ -301,21 +304,34 @@ def job_id(cluster: DevCluster, sandbox_id: str) -> str:
     return found
 
 
-async def test_a_sandbox_no_node_can_hold_fails_instead_of_queueing_forever(
+async def test_a_queued_sandbox_slurm_will_never_start_fails_instead_of_waiting_forever(
     slurm_stack, slurm_cluster
 ):
-    """Slurm keeps a job asking for more CPUs than any node has queued for ever (reason
-    PartitionConfig) unless EnforcePartLimits refused it; the sandbox must not wait with it."""
-    limits = dataclasses.replace(slurm_stack.sandbox_settings.request_limits, max_cpus=1000.0)
-    _server, stub = await slurm_stack.start(request_limits=limits)
+    """A job Slurm took can become one it will never start: here an operator lowers the
+    partition's time limit below the queued job's. Slurm keeps it queued for ever (reason
+    PartitionConfig) unless EnforcePartLimits says otherwise; the sandbox must not wait."""
+    _server, stub = await slurm_stack.start()
+    for _ in range(2):
+        holder = await slurm_stack.create(
+            stub, ["sleep", "120"], image=BUSYBOX, resources=S.Resources(gpu_count=1)
+        )
+        await slurm_stack.wait_for(stub, holder.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
     sandbox = await slurm_stack.create(
-        stub, ["true"], image=BUSYBOX, resources=S.Resources(cpus=64)
+        stub, ["true"], image=BUSYBOX, resources=S.Resources(gpu_count=1)
     )
-    done = await slurm_stack.wait_for(stub, sandbox.id, timeout=60)
+    partition = f"PartitionName={slurm_cluster.exports['MLEB_SLURM_PARTITION']}"
+    slurm(slurm_cluster, "scontrol", "update", partition, "MaxTime=1")
+    try:
+        done = await slurm_stack.wait_for(stub, sandbox.id, timeout=60)
+    finally:
+        slurm(slurm_cluster, "scontrol", "update", partition, "MaxTime=INFINITE")
     assert done.state == S.SANDBOX_STATE_FAILED
     assert done.failure_class == S.FAILURE_CLASS_INFRASTRUCTURE
     assert "will never start" in done.failure_message
-    assert "PartitionConfig" in done.failure_message
+    # Slurm 22.05 gives PartitionConfig here; others say PartitionTimeLimit.
+    assert (
+        "(PartitionConfig)" in done.failure_message or "PartitionTimeLimit" in done.failure_message
+    )
     assert squeue(slurm_cluster)[f"mleb-{sandbox.id}"] == "CANCELLED"
 
 
@@ -502,3 +518,30 @@ async def test_the_node_runner_serves_validation_and_the_egress_log_comes_back(s
     (refused,) = done.egress
     assert (refused.host, refused.port) == ("localhost", 9)
     assert refused.verdict == S.EGRESS_VERDICT_FORBIDDEN_ADDRESS and refused.connections == 1
+
+
+async def test_a_request_no_node_can_hold_is_refused_before_it_is_recorded(
+    slurm_stack, monkeypatch, tmp_path
+):
+    """Slurm's own answer (sbatch --test-only) decides: more GPUs or memory than any node of
+    the partition has is the caller's to change, FAILED_PRECONDITION with Slurm's reason,
+    and nothing is recorded or queued. A controller that does not answer is UNAVAILABLE."""
+    _server, stub = await slurm_stack.start()
+    for resources in (S.Resources(gpu_count=3), S.Resources(memory_bytes=8 << 30)):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await slurm_stack.create(stub, ["true"], image=BUSYBOX, resources=resources)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        info = error_details_pb2.ErrorInfo()
+        details = rpc_status.from_call(refused.value).details
+        assert any(d.Unpack(info) for d in details) and info.reason == "SLURM_REFUSED"
+        assert "Requested node configuration is not available" in refused.value.details()
+    listed = await stub.ListSandboxes(
+        sandbox_service_pb2.ListSandboxesRequest(), metadata=slurm_stack.metadata
+    )
+    assert not listed.sandboxes
+    away = tmp_path / "slurm.conf"
+    away.write_text("ClusterName=away\nSlurmctldHost=localhost(127.0.0.9)\nSlurmctldPort=9\n")
+    monkeypatch.setenv("SLURM_CONF", str(away))
+    with pytest.raises(grpc.aio.AioRpcError) as unanswered:
+        await slurm_stack.create(stub, ["true"], image=BUSYBOX)
+    assert unanswered.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -40,7 +40,11 @@ def test_ended_states(state):
 
 def backend(tmp_path, **slurm) -> SlurmBackend:
     settings = SandboxSettings(
-        work_dir=tmp_path / "work", node="n1", instance_id="i2", max_log_bytes=1 << 20
+        work_dir=tmp_path / "work",
+        node="n1",
+        instance_id="i2",
+        max_log_bytes=1 << 20,
+        stop_grace_s=7.0,
     )
     return SlurmBackend(settings, SlurmSettings(**{"grader_addr": "grader:50052", **slurm}))
 
@@ -64,16 +68,16 @@ def test_the_sbatch_options_of_a_sandbox(tmp_path, monkeypatch):
     assert options == [
         f"--job-name=mleb-{spec.sandbox_id}",
         "--comment=mleb:n1/i2",
-        "--cpus-per-task=2",
-        # The agent's memory, one byte over 1 GiB, plus the runner's 256 MiB, in whole MiB.
-        "--mem=1281M",
-        # 3601 s + 7 s of grace + 300 s of margin, in whole minutes.
-        "--time=66",
         f"--output={files.folder}/slurm.out",
         f"--chdir={files.folder}",
         # Only what finds Python, the runner and the engine: never the service's secrets.
         "--export=PATH,HOME,DOCKER_HOST",
         "--no-requeue",
+        "--cpus-per-task=2",
+        # The agent's memory, one byte over 1 GiB, plus the runner's 256 MiB, in whole MiB.
+        "--mem=1281M",
+        # 3601 s + 7 s of grace + 300 s of margin, in whole minutes.
+        "--time=66",
         "--gres=gpu:2",
         "--partition=gpu",
         "--account=lab",

@@ -23,11 +23,11 @@ import shutil
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import structlog
 
-from services.common.errors import invalid_field
+from services.common.errors import FailedPreconditionError, UnavailableError, invalid_field
 from services.sandbox.backends.base import (
     BackendError,
     BackendProvider,
@@ -42,6 +42,9 @@ from services.sandbox.backends.base import (
 from services.sandbox.backends.slurm import commands
 from services.sandbox.config import SandboxSettings
 from services.sandbox.node.egress_proxy import EgressSums
+
+if TYPE_CHECKING:
+    from services.sandbox.records import SandboxRequest
 from services.sandbox.node.runner_files import (
     MAX_LINE_BYTES,
     JobRecord,
@@ -154,6 +157,7 @@ class SlurmBackend:
             egress_max_destinations=settings.egress_max_destinations,
         )
         self._comment = f"mleb:{settings.node}/{settings.instance_id}"
+        self._stop_grace_s = settings.stop_grace_s
         self._board = commands.JobBoard(slurm.poll_interval_s)
 
     def _files(self, sandbox_id: str) -> RunnerFiles:
@@ -200,14 +204,47 @@ class SlurmBackend:
         command = shlex.join([*self._slurm.runner, str(files.folder)])
         (files.folder / "job.sh").write_text(f"#!/bin/sh\nexec {command}\n")
 
+    async def admit(self, request: SandboxRequest) -> None:
+        """Asks Slurm (sbatch --test-only) whether it would ever run the sandbox: a request
+        no node or partition can hold is the caller's to change, refused now, not a job
+        that fails later."""
+        options = self._resource_options(
+            request.cpus, request.memory_bytes, request.gpu_count, request.time_limit_s
+        )
+        try:
+            await commands.test_submission(options)
+        except commands.Refused as refused:
+            raise FailedPreconditionError(
+                f"Slurm cannot run this sandbox as asked ({request.cpus:g} CPUs, "
+                f"{request.memory_bytes} bytes of memory, {request.gpu_count} GPUs, "
+                f"{request.time_limit_s:g}s): {refused}",
+                reason="SLURM_REFUSED",
+                metadata={"slurm_reason": str(refused)},
+            ) from refused
+        except BackendError as exc:
+            raise UnavailableError(
+                f"the Slurm controller did not answer: {exc}", reason="SLURM_UNAVAILABLE"
+            ) from exc
+
+    def _resource_options(
+        self, cpus: float, memory_bytes: int, gpu_count: int, time_limit_s: float
+    ) -> list[str]:
+        limit_s = time_limit_s + self._stop_grace_s + TIME_LIMIT_MARGIN_S
+        options = [
+            f"--cpus-per-task={max(1, math.ceil(cpus))}",
+            f"--mem={math.ceil((memory_bytes + RUNNER_MEMORY_BYTES) / MIB)}M",
+            f"--time={math.ceil(limit_s / 60)}",
+        ]
+        if gpu_count:
+            options.append(f"--gres=gpu:{gpu_count}")
+        if self._slurm.partition:
+            options.append(f"--partition={self._slurm.partition}")
+        return [*options, *self._slurm.sbatch_args]
+
     def _sbatch_options(self, spec: LaunchSpec, files: RunnerFiles) -> list[str]:
-        limit_s = spec.time_limit_s + spec.stop_grace_s + TIME_LIMIT_MARGIN_S
         options = [
             f"--job-name={JOB_PREFIX}{spec.sandbox_id}",
             f"--comment={self._comment}",
-            f"--cpus-per-task={max(1, math.ceil(spec.cpus))}",
-            f"--mem={math.ceil((spec.memory_bytes + RUNNER_MEMORY_BYTES) / MIB)}M",
-            f"--time={math.ceil(limit_s / 60)}",
             f"--output={files.folder / 'slurm.out'}",
             f"--chdir={files.folder}",
             "--export=" + ",".join(name for name in EXPORTED if name in os.environ),
@@ -215,11 +252,10 @@ class SlurmBackend:
             # could never start the agent again, and would only hide the loss.
             "--no-requeue",
         ]
-        if spec.gpu_count:
-            options.append(f"--gres=gpu:{spec.gpu_count}")
-        if self._slurm.partition:
-            options.append(f"--partition={self._slurm.partition}")
-        return [*options, *self._slurm.sbatch_args]
+        resources = self._resource_options(
+            spec.cpus, spec.memory_bytes, spec.gpu_count, spec.time_limit_s
+        )
+        return [*options, *resources]
 
     async def started(self, handle: Handle) -> Handle:
         files = self._files(handle.sandbox_id)

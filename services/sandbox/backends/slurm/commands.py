@@ -83,6 +83,28 @@ async def submit(script: str, options: list[str]) -> str:
     return job_id
 
 
+# What sbatch says when the controller, not the request, is the problem.
+_UNREACHABLE = ("Unable to contact slurm controller", "Socket timed out", "did not answer")
+
+
+class Refused(Exception):
+    """Slurm will not take a job as asked (no node or partition can hold it)."""
+
+
+async def test_submission(options: list[str]) -> None:
+    """sbatch --test-only: whether Slurm would take the job (no job is made). Raises
+    Refused when it would not, and BackendError when the controller does not answer."""
+    try:
+        await run("sbatch", "--test-only", "--wrap=true", *options)
+    except BackendError as exc:
+        message = str(exc)
+        if any(marker in message for marker in _UNREACHABLE):
+            raise
+        # The last line ends with Slurm's reason ("Requested node configuration is not
+        # available", "Invalid partition name specified").
+        raise Refused(message.splitlines()[-1].rpartition("failure: ")[2].strip()) from exc
+
+
 def _parse(out: str) -> list[QueuedJob]:
     jobs = []
     for line in out.splitlines():
