@@ -69,6 +69,8 @@ from services.storage.config import open_store
 
 log = structlog.get_logger("mleb.sandbox")
 
+# The longest wait between two tries of a reconcile that failed.
+RECONCILE_RETRY_MAX_S = 30.0
 SERVICE_LABEL = "mleb.service"
 NODE_LABEL = "mleb.node"
 INSTANCE_LABEL = "mleb.instance"
@@ -392,10 +394,17 @@ class SandboxCore:
         """Reconciles, then opens for business and starts the GPU queue and retention."""
         snapshot = await self._threads.run(self._inventory.snapshot)
         self._finisher.evidence.gpu_names = {gpu.uuid: gpu.name for gpu in snapshot.gpus}
-        try:
-            await self.reconcile()
-        except Exception:
-            log.exception("reconcile_failed")
+        # Until reconcile has run, what still runs goes unsupervised and a create could race
+        # it: state-changing calls wait, and an engine or controller that is away is waited for.
+        delay = 1.0
+        while True:
+            try:
+                await self.reconcile()
+                break
+            except Exception:
+                log.exception("reconcile_failed", retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, RECONCILE_RETRY_MAX_S)
         self._ready.set()
         # A scheduler queues its own sandboxes; the service's queue waits for NVML leases.
         if not self._backend.capabilities.scheduler_placed:

@@ -66,8 +66,13 @@ class Reconciler:
             if launched and found is not None:
                 self._adopt(row, found[0])
             elif row.state == SandboxState.RUNNING:
-                await self._finisher.fail(
-                    row.id, FailureReason.LOST, "the sandbox vanished while the service was away"
+                # With its handle: whatever the backend keeps for it (a job's folder) goes too.
+                await self._finisher.finish(
+                    row.id,
+                    SandboxState.FAILED,
+                    FailureReason.LOST,
+                    "the sandbox vanished while the service was away",
+                    handle=Handle(row.id, row.backend_ref),
                 )
             elif row.secret_env_names:
                 # PENDING: starting it needs values that died with the old process.

@@ -545,3 +545,26 @@ async def test_a_request_no_node_can_hold_is_refused_before_it_is_recorded(
     with pytest.raises(grpc.aio.AioRpcError) as unanswered:
         await slurm_stack.create(stub, ["true"], image=BUSYBOX)
     assert unanswered.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_service_started_while_the_controller_is_away_reconciles_once_it_answers(
+    slurm_stack, monkeypatch, tmp_path
+):
+    """Reconcile is retried until squeue answers: the running agent is then adopted and
+    finishes, rather than going unsupervised until the next restart."""
+    first, stub = await slurm_stack.start()
+    sandbox = await slurm_stack.create(stub, ["sh", "-c", f"sleep 6; {SUBMIT}"], image=BUSYBOX)
+    await slurm_stack.wait_for(stub, sandbox.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
+    await first.stop(grace=0.5)  # the job runs on without its service
+    conf = os.environ["SLURM_CONF"]
+    away = tmp_path / "slurm.conf"
+    away.write_text("ClusterName=away\nSlurmctldHost=localhost(127.0.0.9)\nSlurmctldPort=9\n")
+    monkeypatch.setenv("SLURM_CONF", str(away))
+    _second, stub = await slurm_stack.start()
+    await asyncio.sleep(3)  # reconcile fails, and is tried again
+    monkeypatch.setenv("SLURM_CONF", conf)
+    done = await slurm_stack.wait_for(stub, sandbox.id, timeout=90)
+    assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
+    assert done.submission_collected
+    texts = [e.text for e in await slurm_stack.logs(stub, sandbox.id)]
+    assert "re-attached after a service restart" in texts
