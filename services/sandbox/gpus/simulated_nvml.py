@@ -58,6 +58,9 @@ class SimulatedGpu:
     retirement_pending: bool = False
     # (corrected, uncorrected, pending, failure), as nvmlDeviceGetRemappedRows returns it.
     remapped_rows: tuple[int, int, int, int] = (0, 0, 0, 0)
+    # Its /dev/nvidiaN number; None: its index, as on most nodes (not all: NVML orders by
+    # PCI bus, the driver numbers devices in its own order).
+    minor_number: int | None = None
     mig: list[SimulatedMig] | None = None  # None: MIG off; a list: MIG on with these devices
     max_mig_devices: int = 7
     # pynvml function name -> the error class it raises for this GPU.
@@ -156,6 +159,10 @@ class SimulatedNvml:
         handle = SimpleNamespace(device=self.gpus[index])
         self._device("nvmlDeviceGetHandleByIndex", handle)
         return handle
+
+    def nvmlDeviceGetMinorNumber(self, handle: SimpleNamespace) -> int:
+        gpu = self._gpu("nvmlDeviceGetMinorNumber", handle)
+        return self.gpus.index(gpu) if gpu.minor_number is None else gpu.minor_number
 
     def nvmlDeviceGetHandleByUUID(self, uuid: str) -> SimpleNamespace:
         self._checked("nvmlDeviceGetHandleByUUID")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import os
 import re
 import signal
@@ -27,6 +28,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import docker
 import structlog
@@ -75,9 +77,16 @@ def allocated_gpus(env: Mapping[str, str], wanted: int) -> list[int]:
     return sorted(set(indices))
 
 
-def with_gpus(spec: LaunchSpec, indices: list[int], options: RunnerOptions) -> LaunchSpec:
+def with_gpus(
+    spec: LaunchSpec, indices: list[int], options: RunnerOptions, nvml: Any = None
+) -> LaunchSpec:
     """The spec with the allocated GPUs: by UUID for the NVIDIA runtime, or as device files
-    where the node's GPUs are only those (options.gpu_device_dir)."""
+    where the node's GPUs are only those (options.gpu_device_dir).
+
+    Slurm's GPU index i is the i-th device of the node's gres.conf, /dev/nvidia<i> where it
+    lists them all in order (or AutoDetect=nvml does): the device with minor number i. That
+    is not always NVML's index i (NVML orders by PCI bus), so UUIDs are found by minor
+    number: another index would hand the agent a GPU another job holds."""
     if not indices:
         return spec
     visible = ",".join(str(i) for i in range(len(indices)))
@@ -85,14 +94,19 @@ def with_gpus(spec: LaunchSpec, indices: list[int], options: RunnerOptions) -> L
         devices = [str(Path(options.gpu_device_dir) / f"nvidia{i}") for i in indices]
         env = {**spec.env, "CUDA_VISIBLE_DEVICES": visible}
         return dataclasses.replace(spec, gpu_devices=devices, env=env)
-    import pynvml  # only where real GPUs are
-
-    pynvml.nvmlInit()
+    nvml = nvml or importlib.import_module("pynvml")  # only where real GPUs are
+    nvml.nvmlInit()
     try:
-        uuids = [pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in indices]
+        by_minor = {}
+        for n in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(n)
+            by_minor[nvml.nvmlDeviceGetMinorNumber(handle)] = str(nvml.nvmlDeviceGetUUID(handle))
     finally:
-        pynvml.nvmlShutdown()
-    return dataclasses.replace(spec, gpu_uuids=[str(u) for u in uuids])
+        nvml.nvmlShutdown()
+    missing = [i for i in indices if i not in by_minor]
+    if missing:
+        raise AllocationError(f"no GPU of this node is /dev/nvidia{missing[0]}")
+    return dataclasses.replace(spec, gpu_uuids=[by_minor[i] for i in indices])
 
 
 def _why(exc: Exception) -> str:

@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from services.sandbox.gpus.simulated_nvml import SimulatedNvml, h100s
 from services.sandbox.node.runner import (
     STOP_POLL_S,
     AllocationError,
@@ -64,6 +65,20 @@ def test_device_files_stand_in_for_gpus_and_the_agent_counts_them_from_zero(tmp_
     assert placed.gpu_uuids == [] and spec.env == {"A": "1"}
     host = socket.gethostname()
     assert gpu_names(placed, [1, 3]) == (f"{host}:nvidia1", f"{host}:nvidia3")
+
+
+def test_slurm_indices_are_device_numbers_not_nvml_indices(tmp_path):
+    """NVML orders GPUs by PCI bus, the driver numbers /dev/nvidiaN its own way: Slurm's
+    index 0 is /dev/nvidia0, here NVML's second GPU."""
+    gpus = h100s(3)
+    for gpu, minor in zip(gpus, (1, 0, 2), strict=True):
+        gpu.minor_number = minor
+    nvml = SimulatedNvml(gpus)
+    placed = with_gpus(make_spec(tmp_path), [0, 2], RunnerOptions(), nvml=nvml)
+    assert placed.gpu_uuids == [gpus[1].uuid, gpus[2].uuid]
+    assert gpu_names(placed, [0, 2]) == (gpus[1].uuid, gpus[2].uuid)
+    with pytest.raises(AllocationError, match="/dev/nvidia3"):
+        with_gpus(make_spec(tmp_path), [3], RunnerOptions(), nvml=SimulatedNvml(h100s(3)))
 
 
 def test_no_gpus_leave_the_spec_as_it_is(tmp_path):
