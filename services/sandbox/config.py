@@ -80,6 +80,9 @@ class SandboxSettings:
     sidecar_image: str = ""
     # How often queued sandboxes look for free GPUs released by another process.
     queue_poll_interval_s: float = 2.0
+    # How long a scheduler (Slurm) may keep a sandbox queued before it fails: its token,
+    # minted at submission, must outlive the queue and the run.
+    max_queue_s: float = 7 * 24 * 3600.0
     # Addresses or CIDR networks the allowlist proxy may reach although they are loopback,
     # private, link-local or the host's own (MLEB_SANDBOX_EGRESS_ALLOW_ADDRESSES, commas).
     egress_allow_addresses: tuple[str, ...] = ()
@@ -123,6 +126,7 @@ class SandboxSettings:
             artifacts_retention_s=_float("ARTIFACTS_RETENTION_S", 0.0),
             sample_interval_s=_float("SAMPLE_INTERVAL_S", 2.0),
             queue_poll_interval_s=_float("QUEUE_POLL_INTERVAL_S", 2.0),
+            max_queue_s=_float("MAX_QUEUE_S", 7 * 24 * 3600.0),
             sidecar_image=_env("SIDECAR_IMAGE", ""),
             egress_allow_addresses=tuple(
                 filter(None, (a.strip() for a in _env("EGRESS_ALLOW_ADDRESSES", "").split(",")))

@@ -30,7 +30,12 @@ import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.common.auth import TokenAuthority
-from services.common.errors import FailedPreconditionError, MlebError, invalid_field
+from services.common.errors import (
+    FailedPreconditionError,
+    MlebError,
+    UnavailableError,
+    invalid_field,
+)
 from services.common.signing import SigningKeys
 from services.sandbox.backends.base import Backend
 from services.sandbox.config import SandboxSettings
@@ -69,8 +74,8 @@ from services.storage.config import open_store
 
 log = structlog.get_logger("mleb.sandbox")
 
-# The longest wait between two tries of a reconcile that failed.
-RECONCILE_RETRY_MAX_S = 30.0
+# How long a state-changing call waits for reconcile before it is UNAVAILABLE.
+READY_WAIT_S = 10.0
 SERVICE_LABEL = "mleb.service"
 NODE_LABEL = "mleb.node"
 INSTANCE_LABEL = "mleb.instance"
@@ -155,6 +160,18 @@ class SandboxCore:
             driving, supervisor=self._supervisor, finisher=self._finisher, queue=self._queue
         )
 
+    async def _until_ready(self) -> None:
+        """State-changing calls wait for reconcile; an engine that does not answer it makes
+        them UNAVAILABLE, not hang until the caller's deadline."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), READY_WAIT_S)
+        except TimeoutError as exc:
+            raise UnavailableError(
+                "the sandbox service is still reconciling with its engine, which does not "
+                "answer; try again",
+                reason="RECONCILING",
+            ) from exc
+
     @property
     def node(self) -> str:
         return self._settings.node
@@ -172,7 +189,7 @@ class SandboxCore:
         The sandbox belongs to `tenant` (the caller's lab; its subject when empty)."""
         request = admission.normalize(request, caller_subject, self._settings, self._backend.name)
         request = replace(request, tenant=tenant or caller_subject)
-        await self._ready.wait()
+        await self._until_ready()
         if request.idempotency_key:
             existing = await self._threads.run(admission.same_as_before, self._sessions, request)
             if existing is not None:
@@ -304,7 +321,7 @@ class SandboxCore:
         await self.get(sandbox_id, tenant)
         grace = grace_s or self._settings.stop_grace_s
         why = reason or "stopped on request"
-        await self._ready.wait()
+        await self._until_ready()
         row = await self._threads.run(self._rows.get, sandbox_id)
         if SandboxState(row.state).terminal:
             return await self.get(sandbox_id)
@@ -394,17 +411,10 @@ class SandboxCore:
         """Reconciles, then opens for business and starts the GPU queue and retention."""
         snapshot = await self._threads.run(self._inventory.snapshot)
         self._finisher.evidence.gpu_names = {gpu.uuid: gpu.name for gpu in snapshot.gpus}
-        # Until reconcile has run, what still runs goes unsupervised and a create could race
-        # it: state-changing calls wait, and an engine or controller that is away is waited for.
-        delay = 1.0
-        while True:
-            try:
-                await self.reconcile()
-                break
-            except Exception:
-                log.exception("reconcile_failed", retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(2 * delay, RECONCILE_RETRY_MAX_S)
+        try:
+            await self.reconcile()
+        except Exception:
+            log.exception("reconcile_failed")
         self._ready.set()
         # A scheduler queues its own sandboxes; the service's queue waits for NVML leases.
         if not self._backend.capabilities.scheduler_placed:

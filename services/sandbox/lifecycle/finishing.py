@@ -15,6 +15,7 @@ from services.sandbox.lifecycle.evidence import SandboxEvidence
 from services.sandbox.lifecycle.interfaces import Endpoints
 from services.sandbox.lifecycle.logs import LogSignals
 from services.sandbox.lifecycle.states import FailureReason, SandboxState, backend_failure_reason
+from services.sandbox.lifecycle.token_revocation import token_deadline
 from services.sandbox.node import artifacts
 from services.sandbox.records import SandboxRecord
 
@@ -39,6 +40,7 @@ class Finisher:
         self._signals = signals
         self._live = driving.live
         self._on_gpus_released = on_gpus_released
+        self._settings = driving.settings
         self._egress_max_destinations = driving.settings.egress_max_destinations
         self.evidence = evidence
         # Revokes the sandbox's tokens (services.sandbox.lifecycle.token_revocation).
@@ -98,11 +100,8 @@ class Finisher:
             )
         recorded = await self._threads.run(self._rows.update, sandbox_id, state, values)
         if self._on_finished is not None:
-            deadline = row.deadline_at
-            self._on_finished(
-                sandbox_id,
-                deadline if deadline is None or deadline.tzinfo else deadline.replace(tzinfo=UTC),
-            )
+            scheduled = self._backend.capabilities.scheduler_placed
+            self._on_finished(sandbox_id, token_deadline(row, self._settings, scheduled))
         log.info(
             "sandbox_finished",
             sandbox_id=sandbox_id,
@@ -126,7 +125,7 @@ class Finisher:
         """The egress log the agent's node served, into the record before it is sealed."""
         try:
             sums = await self._backend.node_egress(handle)
-        except (BackendError, OSError, ValueError) as exc:
+        except BackendError as exc:
             log.warning("node_egress_unreadable", sandbox_id=sandbox_id, error=str(exc))
             return
         if sums is not None:

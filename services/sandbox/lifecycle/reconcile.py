@@ -6,6 +6,8 @@ longer ours, starts again what never launched, and gives back leases left by a c
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 from sqlalchemy import select
 
@@ -20,6 +22,9 @@ from services.sandbox.lifecycle.states import ACTIVE, FailureReason, SandboxStat
 from services.sandbox.lifecycle.supervision import Supervisor
 
 log = structlog.get_logger("mleb.sandbox")
+
+# The longest wait between two tries of an engine (or scheduler) that does not answer.
+LIST_RETRY_MAX_S = 30.0
 
 
 class Reconciler:
@@ -39,10 +44,7 @@ class Reconciler:
 
     async def run(self) -> None:
         """Adopts what still runs, finishes what vanished, removes what is not ours anymore."""
-        owned = {
-            h.sandbox_id: (h, running)
-            for h, running in await self._backend.list_owned(self._instance_labels)
-        }
+        owned = {h.sandbox_id: (h, running) for h, running in await self._list_owned()}
 
         def active_rows() -> list[SandboxRow]:
             with self._sessions() as session:
@@ -92,6 +94,19 @@ class Reconciler:
             # Otherwise it is still queued for GPUs, and the queue picks it up.
         await self._threads.run(self._release_finished)
         self._queue.wake()
+
+    async def _list_owned(self) -> list[tuple[Handle, bool]]:
+        """What the engine runs for this instance, asked again until it answers: without it
+        what still runs would go unsupervised. Only this is retried: the pass over the rows
+        adopts and starts sandboxes, which must happen once."""
+        delay = 1.0
+        while True:
+            try:
+                return await self._backend.list_owned(self._instance_labels)
+            except BackendError as exc:
+                log.warning("reconcile_engine_unanswered", error=str(exc), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, LIST_RETRY_MAX_S)
 
     def _release_finished(self) -> None:
         """Leases whose sandbox ended (a crash between the two commits) go back."""

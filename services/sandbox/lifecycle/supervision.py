@@ -152,7 +152,9 @@ class Supervisor:
     ) -> None:
         sandbox_id = row.id
         writer = self._live[sandbox_id].writer
-        token = self._mint_token(row, row.time_limit_s)
+        # A scheduler may queue the agent first: its token must outlive the queue too.
+        queue_s = self._settings.max_queue_s if self._backend.capabilities.scheduler_placed else 0
+        token = self._mint_token(row, queue_s + row.time_limit_s)
         writer.redact.add(token)
         try:
             if not self._backend.capabilities.endpoints_on_node:
@@ -291,6 +293,20 @@ class Supervisor:
                 )
                 # Stop intents may come from another process sharing the database.
                 row = await self._threads.run(self._rows.get, sandbox_id)
+                if not row.stop_target and _queued_too_long(row, self._settings.max_queue_s):
+                    await self._threads.run(
+                        self._rows.update,
+                        sandbox_id,
+                        None,
+                        {
+                            "stop_target": SandboxState.FAILED.value,
+                            "stop_reason": f"queued longer than {self._settings.max_queue_s:g}s "
+                            "(MLEB_SANDBOX_MAX_QUEUE_S), past what its token was minted for",
+                            "stop_failure_reason": FailureReason.ENGINE_ERROR.value,
+                        },
+                        stop_target="",
+                    )
+                    row = await self._threads.run(self._rows.get, sandbox_id)
                 if row.stop_target and not starting.done():
                     starting.cancel()
                     await live.writer.system(f"stopped while queued: {row.stop_reason}")
@@ -373,13 +389,15 @@ class Supervisor:
                 # Stop intents may come from another process sharing the database.
                 row = await self._threads.run(self._rows.get, sandbox_id)
                 stop_target = row.stop_target
+            grace = row.stop_grace_s or self._settings.stop_grace_s
             if stop_target and not waiter.done():
-                grace = row.stop_grace_s or self._settings.stop_grace_s
                 await live.writer.system(f"stopping: {row.stop_reason}; killing after {grace:g}s")
-                await self._backend.stop(handle, grace)
             try:
+                if stop_target and not waiter.done():
+                    await self._backend.stop(handle, grace)
                 exit_info = await waiter
             except BackendError as exc:
+                # With its handle: removing it ends whatever a failed stop left running.
                 await self._end_capture(capture)
                 sampler.cancel()
                 await self._finisher.backend_failed(sandbox_id, exc, handle)
@@ -476,6 +494,11 @@ class Supervisor:
                         stats.peak_gpu_memory_bytes, sum(m for _u, m in samples.values())
                     )
             await asyncio.sleep(interval)
+
+
+def _queued_too_long(row: SandboxRow, max_queue_s: float) -> bool:
+    launched = store.utc(row.launch_requested_at)
+    return launched is not None and datetime.now(UTC) - launched > timedelta(seconds=max_queue_s)
 
 
 def _start_time(handle: Handle) -> datetime:

@@ -17,10 +17,26 @@ import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 from mleb.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 
+from services.sandbox.config import SandboxSettings
+from services.sandbox.db import store
+from services.sandbox.db.schema import SandboxRow
+
 log = structlog.get_logger("mleb.sandbox.tokens")
 
 _TIMEOUT_S = 10.0
 _RETRY_DELAYS_S = (0.5, 1, 2, 5, 10, 20, 30, 60, 60)
+
+
+def token_deadline(
+    row: SandboxRow, settings: SandboxSettings, scheduler_placed: bool
+) -> datetime | None:
+    """Until when the sandbox's token is minted to work (its expiry less the margin): the
+    end of its time limit, and for a scheduler-placed sandbox, whose token is minted at
+    submission, the longest its queue may be as well. None while none was minted."""
+    launched = store.utc(row.launch_requested_at)
+    if scheduler_placed and launched is not None:
+        return launched + timedelta(seconds=settings.max_queue_s + row.time_limit_s)
+    return store.utc(row.deadline_at)
 
 
 class SandboxTokenRevoker:
@@ -31,7 +47,8 @@ class SandboxTokenRevoker:
         self._pending: set[asyncio.Task] = set()
 
     def sandbox_finished(self, sandbox_id: str, deadline: datetime | None) -> None:
-        """Revokes in the background; `deadline` None means no token was ever minted."""
+        """Revokes in the background; `deadline` (token_deadline's) None means no token was
+        ever minted."""
         if deadline is None:
             return
         task = asyncio.get_running_loop().create_task(

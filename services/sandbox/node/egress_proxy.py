@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import enum
 import ipaddress
+import math
 import re
 import socket
 import time
@@ -118,13 +119,19 @@ class EgressSums:
 
     @classmethod
     def from_json(cls, raw: dict) -> EgressSums:
-        sums = cls(int(raw["max_destinations"]))
-        sums.omitted = int(raw["omitted"])
-        for host, port, address, verdict, *numbers in raw["sums"][: sums.max_destinations]:
-            EgressVerdict(verdict)  # a known verdict, or ValueError
-            key = (str(host)[:512], int(port), str(address), str(verdict))
-            n, sent, received, first, last = numbers
-            sums.sums[key] = EgressSum(int(n), int(sent), int(received), float(first), float(last))
+        """Sums written by to_json; anything else is a ValueError."""
+        try:
+            sums = cls(int(raw["max_destinations"]))
+            sums.omitted = int(raw["omitted"])
+            for host, port, address, verdict, *numbers in raw["sums"][: sums.max_destinations]:
+                EgressVerdict(verdict)  # a known verdict, or ValueError
+                key = (str(host)[:512], int(port), str(address)[:64], str(verdict))
+                n, sent, received, first, last = (float(x) for x in numbers)
+                if not all(map(math.isfinite, (n, sent, received, first, last))):
+                    raise ValueError("a sum is not a finite number")
+                sums.sums[key] = EgressSum(int(n), int(sent), int(received), first, last)
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"not an egress log: {type(exc).__name__}: {exc}") from exc
         return sums
 
 

@@ -61,13 +61,16 @@ class AllocationError(Exception):
 
 
 def allocated_gpus(env: Mapping[str, str], wanted: int) -> list[int]:
-    """The GPU indices the scheduler gave this job (Slurm's SLURM_JOB_GPUS, else
-    CUDA_VISIBLE_DEVICES), checked against the sandbox's gpu_count. A sandbox without GPUs
-    gets none, whatever the node's environment says (Slurm may set CUDA_VISIBLE_DEVICES to
-    NoDevFiles for a job without GPUs)."""
+    """The GPU indices the scheduler gave this job, checked against the sandbox's gpu_count.
+    Inside a Slurm job only SLURM_JOB_GPUS counts: its CUDA_VISIBLE_DEVICES may be renumbered
+    from 0 (ConstrainDevices), and the engine, outside the job's cgroup, would take 0 for
+    /dev/nvidia0, perhaps another job's GPU. Elsewhere, CUDA_VISIBLE_DEVICES. A sandbox
+    without GPUs gets none, whatever the node's environment says (Slurm may set
+    CUDA_VISIBLE_DEVICES to NoDevFiles for a job without GPUs)."""
     if not wanted:
         return []
-    raw = env.get("SLURM_JOB_GPUS") or env.get("CUDA_VISIBLE_DEVICES") or ""
+    source = "SLURM_JOB_GPUS" if "SLURM_JOB_ID" in env else "CUDA_VISIBLE_DEVICES"
+    raw = env.get(source, "")
     items = [item.strip() for item in raw.split(",") if item.strip()]
     if not all(re.fullmatch("[0-9]{1,4}", item) for item in items):
         raise AllocationError(f"the scheduler's GPU list is not a list of indices: {raw!r}")
@@ -113,6 +116,8 @@ def _why(exc: Exception) -> str:
     """An error as the sandbox's record may show it: never a path on the node."""
     if isinstance(exc, MlebError):
         return exc.message
+    if isinstance(exc, AllocationError):  # ours, and says what Slurm gave
+        return str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return type(exc).__name__
@@ -145,7 +150,7 @@ class Runner:
             indices = allocated_gpus(env, spec.gpu_count)
             spec = with_gpus(spec, indices, options)
         except (AllocationError, ImportError, OSError) as exc:
-            return Ended(error=str(exc), reason="GPU_UNAVAILABLE")
+            return Ended(error=_why(exc), reason="GPU_UNAVAILABLE")
         except Exception as exc:  # NVML's errors
             return Ended(error=f"NVML: {exc}", reason="GPU_UNAVAILABLE")
         if env.get("SLURM_JOB_ID"):
@@ -172,20 +177,26 @@ class Runner:
                     reason="RUNTIME_ERROR",
                 )
             try:
-                return await self._supervise(spec, options, handle, gpu_names(spec, indices))
+                gpus = gpu_names(spec, indices)
+                return await self._supervise(spec, options, handle, gpus, endpoints)
             finally:
                 await self._remove(handle)
         finally:
             await endpoints.close()
 
     async def _supervise(
-        self, spec: LaunchSpec, options: RunnerOptions, handle: Handle, gpus: tuple[str, ...]
+        self,
+        spec: LaunchSpec,
+        options: RunnerOptions,
+        handle: Handle,
+        gpus: tuple[str, ...],
+        endpoints: NodeEndpoints,
     ) -> Ended:
         self._files.write_started(
             Started(handle.ref, handle.image_digest, socket.gethostname(), gpus, time.time())
         )
         pump = asyncio.create_task(self._pump(handle, options.max_output_bytes))
-        sampler = asyncio.create_task(self._sample(handle, options.sample_interval_s))
+        sampler = asyncio.create_task(self._sample(handle, options.sample_interval_s, endpoints))
         waiter = asyncio.create_task(self._backend.wait(handle))
         stopper = asyncio.create_task(self._until_stopped())
         try:
@@ -244,10 +255,11 @@ class Runner:
         layer = await self._backend.writable_layer_bytes(handle)
         self._files.write_sample(Sample(usage.cpu_seconds, usage.peak_memory_bytes, layer))
 
-    async def _sample(self, handle: Handle, interval_s: float) -> None:
+    async def _sample(self, handle: Handle, interval_s: float, endpoints: NodeEndpoints) -> None:
         while True:
-            with contextlib.suppress(BackendError):
+            with contextlib.suppress(BackendError, OSError):  # a sample may be missed
                 await self._take_sample(handle)
+            await endpoints.flush_egress()
             await asyncio.sleep(interval_s)
 
     async def _remove(self, handle: Handle) -> None:
@@ -260,13 +272,23 @@ class Runner:
 
 async def run_folder(folder: Path) -> None:
     files = RunnerFiles(folder)
-    spec, options = files.take_spec()
-    extra = {"sidecar_image": options.sidecar_image} if options.sidecar_image else {}
-    runner = Runner(files, DockerBackend(docker.from_env(), **extra))
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, runner.request_stop)
-    await runner.run(spec, options, os.environ)
+    try:
+        spec, options = files.take_spec()
+        extra = {"sidecar_image": options.sidecar_image} if options.sidecar_image else {}
+        runner = Runner(files, DockerBackend(docker.from_env(), **extra))
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, runner.request_stop)
+        await runner.run(spec, options, os.environ)
+    except Exception as exc:
+        # Whatever went wrong (no engine on this node, a damaged spec), the service hears
+        # why from an exit record, rather than calling the node lost; never with a path.
+        log.exception("node_runner_failed")
+        if files.read_exit_quietly() is None:
+            files.write_exit(
+                Ended(error=f"the node runner failed: {_why(exc)}", reason="RUNTIME_ERROR")
+            )
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import structlog
+
 from services.common.settings import Settings
 from services.sandbox.backends.base import LaunchSpec
 from services.sandbox.node.egress_proxy import (
@@ -23,6 +25,8 @@ from services.sandbox.node.egress_proxy import (
 )
 from services.sandbox.node.endpoints import SandboxEndpoints
 from services.sandbox.node.runner_files import RunnerFiles, RunnerOptions
+
+log = structlog.get_logger("mleb.node_runner")
 
 
 class FileEgressLog:
@@ -37,7 +41,10 @@ class FileEgressLog:
         self._sums.add(event)
 
     async def flush(self, sandbox_id: str) -> None:
-        self._files.write(self._files.egress, self._sums.to_json())
+        try:
+            self._files.write(self._files.egress, self._sums.to_json())
+        except OSError as exc:  # egress must never break the proxy or the runner
+            log.warning("egress_log_write_failed", sandbox_id=sandbox_id, error=exc.strerror)
 
     async def aclose(self) -> None:
         return None
@@ -46,6 +53,7 @@ class FileEgressLog:
 class NodeEndpoints:
     def __init__(self, files: RunnerFiles, options: RunnerOptions) -> None:
         client_tls_ca = Path(options.client_tls_ca) if options.client_tls_ca else None
+        self._egress = FileEgressLog(files, options.egress_max_destinations)
         self._endpoints = SandboxEndpoints(
             options.grader_addr,
             # Only the grader's address and CA are read: for the runner's channel to it.
@@ -55,7 +63,7 @@ class NodeEndpoints:
                     options.egress_allow_addresses, "MLEB_SANDBOX_EGRESS_ALLOW_ADDRESSES"
                 )
             ),
-            FileEgressLog(files, options.egress_max_destinations),
+            self._egress,
         )
         self._sockets: Path | None = None
         self._sandbox_id = ""
@@ -73,6 +81,10 @@ class NodeEndpoints:
         )
         layout = dataclasses.replace(spec.layout, sockets_dir=self._sockets)
         return dataclasses.replace(spec, layout=layout)
+
+    async def flush_egress(self) -> None:
+        """Writes the egress log so far: a runner killed later still leaves it."""
+        await self._egress.flush(self._sandbox_id)
 
     async def close(self) -> None:
         """Ends the agent's connections and writes the egress log. Idempotent."""

@@ -23,7 +23,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
 from services.sandbox.backends.base import LaunchSpec, NetworkMode, OutputLine, OutputStream
 from services.sandbox.node.layout import host_layout
@@ -170,6 +170,14 @@ class RunnerFiles:
             raise ValueError(f"{path.name} is not a JSON object")
         return value
 
+    def open_output(self) -> BinaryIO:
+        """The output file, for reading: a plain file, never through a link, never a FIFO."""
+        fd = os.open(self.output, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ValueError(f"{self.output.name} is not a plain file")
+        return os.fdopen(fd, "rb")
+
     def take_spec(self) -> tuple[LaunchSpec, RunnerOptions]:
         """The spec, deleted as it is read: its secrets stay on the shared disk no longer."""
         raw = self.read(self.spec)
@@ -180,23 +188,57 @@ class RunnerFiles:
 
     def read_started(self) -> Started | None:
         raw = self.read(self.started)
-        return None if raw is None else Started(**{**raw, "gpus": tuple(raw["gpus"])})
+        return None if raw is None else _typed(Started, {**raw, "gpus": tuple(raw["gpus"])})
 
     def read_sample(self) -> Sample | None:
         raw = self.read(self.usage)
-        return None if raw is None else Sample(**raw)
+        return None if raw is None else _typed(Sample, raw)
 
     def read_exit(self) -> Ended | None:
         raw = self.read(self.exit)
-        return None if raw is None else Ended(**raw)
+        return None if raw is None else _typed(Ended, raw)
+
+    def read_exit_quietly(self) -> Ended | None:
+        """The exit record, or None where there is none readable."""
+        try:
+            return self.read_exit()
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
 
     def read_job(self) -> JobRecord | None:
         raw = self.read(self.job)
-        return None if raw is None else JobRecord(**raw)
+        return None if raw is None else _typed(JobRecord, raw)
 
     def stop_grace(self) -> float | None:
         raw = self.read(self.stop)
         return None if raw is None else float(raw["grace_s"])
+
+
+# What each record's fields may hold, as JSON gives them back (a bool is not a number here).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "bool": (bool,),
+    "float": (int, float),
+    "int | None": (int, type(None)),
+    "tuple[str, ...]": (tuple,),
+}
+
+R = TypeVar("R")
+
+
+def _typed(cls: type[R], raw: dict[str, Any]) -> R:
+    """The record, or TypeError when a field is of another type than its declared one (an
+    exit code of "0" must not read as an exit of its own)."""
+    record = cls(**raw)
+    for field in dataclasses.fields(record):  # type: ignore[arg-type]
+        value = getattr(record, field.name)
+        allowed = _FIELD_TYPES[str(field.type)]
+        if isinstance(value, bool) and bool not in allowed:
+            raise TypeError(f"{field.name} is not a {field.type}")
+        if not isinstance(value, allowed):
+            raise TypeError(f"{field.name} is not a {field.type}")
+    return record
 
 
 def output_line(line: OutputLine) -> bytes:

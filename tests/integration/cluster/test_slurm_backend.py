@@ -241,8 +241,11 @@ async def test_a_killed_service_adopts_its_running_and_queued_jobs_on_restart(
             while squeue(slurm_cluster).get(f"mleb-{queued.id}") != "PENDING":
                 await asyncio.sleep(0.1)
         process.kill()  # SIGKILL, mid-run
-    # Away long enough for the queued one to get its GPU, and run, meanwhile.
-    await asyncio.sleep(8)
+    # Away until the queued one has got its GPU and its agent runs.
+    started = slurm_stack.sandbox_settings.work_dir / "slurm-jobs" / queued.id / "started.json"
+    async with asyncio.timeout(60):
+        while not started.exists():
+            await asyncio.sleep(0.1)
     restarted = time.time()
     async with slurm_stack.served(env) as (_process, stub):
         for sandbox in [*running, queued]:
@@ -568,3 +571,25 @@ async def test_a_service_started_while_the_controller_is_away_reconciles_once_it
     assert done.submission_collected
     texts = [e.text for e in await slurm_stack.logs(stub, sandbox.id)]
     assert "re-attached after a service restart" in texts
+
+
+async def test_a_sandbox_queued_past_its_tokens_reach_fails_and_leaves_the_queue(
+    slurm_stack, slurm_cluster
+):
+    """Its token is minted at submission for the longest queue allowed plus the time limit
+    (MLEB_SANDBOX_MAX_QUEUE_S): a sandbox queued past that would start with a dead token."""
+    # Long enough for the two holders to start, short for a test.
+    _server, stub = await slurm_stack.start(max_queue_s=20.0)
+    for _ in range(2):
+        holder = await slurm_stack.create(
+            stub, ["sleep", "120"], image=BUSYBOX, resources=S.Resources(gpu_count=1)
+        )
+        await slurm_stack.wait_for(stub, holder.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
+    queued = await slurm_stack.create(
+        stub, ["true"], image=BUSYBOX, resources=S.Resources(gpu_count=1)
+    )
+    done = await slurm_stack.wait_for(stub, queued.id, timeout=60)
+    assert done.state == S.SANDBOX_STATE_FAILED
+    assert done.failure_class == S.FAILURE_CLASS_INFRASTRUCTURE
+    assert "queued longer than 20s" in done.failure_message
+    assert squeue(slurm_cluster)[f"mleb-{queued.id}"] == "CANCELLED"

@@ -23,10 +23,11 @@ from tests.unit.sandbox.test_node_runner_files import make_spec
 @pytest.mark.parametrize(
     ("env", "wanted", "indices"),
     [
-        ({"SLURM_JOB_GPUS": "3,1"}, 2, [1, 3]),
-        ({"SLURM_JOB_GPUS": " 2 , ", "CUDA_VISIBLE_DEVICES": "0"}, 1, [2]),
+        ({"SLURM_JOB_ID": "7", "SLURM_JOB_GPUS": "3,1"}, 2, [1, 3]),
+        ({"SLURM_JOB_ID": "7", "SLURM_JOB_GPUS": " 2 , ", "CUDA_VISIBLE_DEVICES": "0"}, 1, [2]),
         # Slurm's global ids win over the ones its cgroup renumbers from 0.
-        ({"SLURM_JOB_GPUS": "5", "CUDA_VISIBLE_DEVICES": "0"}, 1, [5]),
+        ({"SLURM_JOB_ID": "7", "SLURM_JOB_GPUS": "5", "CUDA_VISIBLE_DEVICES": "0"}, 1, [5]),
+        # Outside Slurm, the scheduler's CUDA_VISIBLE_DEVICES.
         ({"CUDA_VISIBLE_DEVICES": "0,1"}, 2, [0, 1]),
         # A job without GPUs gets none, whatever the node says.
         ({"CUDA_VISIBLE_DEVICES": "NoDevFiles"}, 0, []),
@@ -42,13 +43,15 @@ def test_the_allocated_gpus(env, wanted, indices):
     ("env", "wanted"),
     [
         ({}, 1),
-        ({"SLURM_JOB_GPUS": "0,0"}, 2),  # one GPU named twice is one GPU
-        ({"SLURM_JOB_GPUS": "0,1"}, 1),
-        ({"SLURM_JOB_GPUS": "NoDevFiles"}, 1),
-        ({"SLURM_JOB_GPUS": "-1"}, 1),
-        ({"SLURM_JOB_GPUS": "²"}, 1),  # a digit to str.isdigit, not to int()
+        # In a Slurm job, a renumbered CUDA_VISIBLE_DEVICES alone could name another job's GPU.
+        ({"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "0"}, 1),
+        ({"SLURM_JOB_ID": "7", "SLURM_JOB_GPUS": "0,0"}, 2),  # one GPU named twice is one GPU
+        ({"SLURM_JOB_ID": "7", "SLURM_JOB_GPUS": "0,1"}, 1),
+        ({"SLURM_JOB_ID": "7", "SLURM_JOB_GPUS": "NoDevFiles"}, 1),
+        ({"SLURM_JOB_ID": "7", "SLURM_JOB_GPUS": "-1"}, 1),
+        ({"SLURM_JOB_ID": "7", "SLURM_JOB_GPUS": "²"}, 1),  # a digit to str.isdigit, not to int()
         ({"CUDA_VISIBLE_DEVICES": "GPU-8d3c1f0e-0000-0000-0000-000000000000"}, 1),
-        ({"SLURM_JOB_GPUS": "1" * 40}, 1),
+        ({"SLURM_JOB_ID": "7", "SLURM_JOB_GPUS": "1" * 40}, 1),
     ],
 )
 def test_an_allocation_that_does_not_match_is_refused(env, wanted):

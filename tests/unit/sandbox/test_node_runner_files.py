@@ -121,6 +121,39 @@ def test_links_fifos_and_oversized_files_are_refused_on_read(tmp_path, files):
         files.read_job()
 
 
+@pytest.mark.parametrize(
+    ("name", "record"),
+    [
+        # An exit code as text would read as an exit of its own: refused instead.
+        ("exit", {"exit_code": "0"}),
+        ("exit", {"exit_code": True}),
+        ("exit", {"exit_code": 0, "oom_killed": "false"}),
+        ("exit", {"exit_code": 0, "surprise": 1}),
+        ("started", {"ref": 1, "image_digest": "", "placement": "", "gpus": []}),
+        ("started", {"ref": "r", "image_digest": "", "placement": "", "gpus": [], "at": "now"}),
+        ("usage", {"cpu_seconds": "1"}),
+        ("usage", {"writable_layer_bytes": 1.5}),
+        ("job", {"comment": None}),
+    ],
+)
+def test_records_of_another_shape_are_refused(files, name, record):
+    getattr(files, name).write_text(json.dumps(record))
+    read = {"exit": files.read_exit, "started": files.read_started, "usage": files.read_sample}
+    with pytest.raises(TypeError):
+        read.get(name, files.read_job)()
+
+
+def test_the_output_opens_only_as_a_plain_file(tmp_path, files):
+    (tmp_path / "elsewhere").write_bytes(b"")
+    files.output.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OSError):
+        files.open_output()
+    files.output.unlink()
+    os.mkfifo(files.output)  # a plain open would block the reader for ever
+    with pytest.raises(ValueError, match="not a plain file"):
+        files.open_output()
+
+
 @pytest.mark.parametrize("char", ["a", "\x00", "é", "\U0001f600", "\ud800"])
 def test_a_cut_output_line_always_fits_what_the_service_reads(char):
     line = OutputLine(OutputStream.STDOUT, char * (MAX_LINE_BYTES + 10), 12.5)

@@ -23,7 +23,7 @@ import shutil
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 import structlog
 
@@ -55,6 +55,7 @@ from services.sandbox.node.runner_files import (
 
 log = structlog.get_logger("mleb.sandbox")
 
+T = TypeVar("T")
 JOB_PREFIX = "mleb-"
 # What _job answers while squeue fails: a job that neither waits nor has ended.
 UNKNOWN = commands.QueuedJob("", "UNKNOWN", "", "", "")
@@ -133,6 +134,16 @@ def _seconds(name: str, default: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise invalid_field(f"MLEB_SLURM_{name}", f"not a number of seconds: {raw!r}")
     return value
+
+
+async def _read(read: Callable[[], T]) -> T:
+    """A read of a job's folder, off the event loop (the shared filesystem may hang): what
+    the filesystem or a damaged file raises is the engine's failure, a BackendError."""
+    try:
+        return await asyncio.to_thread(read)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise BackendError(f"the job's folder could not be read: {why}") from exc
 
 
 class SlurmBackend:
@@ -260,7 +271,7 @@ class SlurmBackend:
     async def started(self, handle: Handle) -> Handle:
         files = self._files(handle.sandbox_id)
         while True:
-            found = await asyncio.to_thread(files.read_started)
+            found = await _read(files.read_started)
             if found is not None:
                 return Handle(
                     handle.sandbox_id,
@@ -276,7 +287,7 @@ class SlurmBackend:
     async def _raise_if_ended(self, handle: Handle, files: RunnerFiles) -> None:
         """A BackendError when the job ended before the runner said it started, or without
         the runner's exit record, or when Slurm will never start it."""
-        ended = await asyncio.to_thread(files.read_exit)
+        ended = await _read(files.read_exit)
         if ended is not None and ended.error:
             raise BackendError(ended.error, reason=ended.reason or "ENGINE_ERROR")
         job = await self._job(handle.ref)
@@ -300,7 +311,7 @@ class SlurmBackend:
         once the job ended."""
         give_up = asyncio.get_running_loop().time() + self._slurm.fs_lag_s
         while True:
-            if await asyncio.to_thread(lambda: files.read_exit() is not None or also()):
+            if await _read(lambda: files.read_exit() is not None or also()):
                 return True
             if asyncio.get_running_loop().time() >= give_up:
                 return False
@@ -311,13 +322,13 @@ class SlurmBackend:
     async def output(self, handle: Handle, since: float = 0.0) -> AsyncIterator[OutputLine]:
         files = self._files(handle.sandbox_id)
         while not await asyncio.to_thread(files.output.exists):
-            if await asyncio.to_thread(files.read_exit) is not None:
+            if await _read(files.read_exit) is not None:
                 return
             await asyncio.sleep(self._slurm.poll_interval_s)
         # The runner writes all output before its exit record: once that is there, one more
         # pass to the end reads everything.
         last_pass = False
-        with open(files.output, "rb") as source:
+        with await _read(files.open_output) as source:
             while True:
                 lines, at_end = await asyncio.to_thread(_whole_lines, source)
                 for raw in lines:
@@ -329,14 +340,14 @@ class SlurmBackend:
                     continue
                 if last_pass:
                     return
-                last_pass = await asyncio.to_thread(files.read_exit) is not None
+                last_pass = await _read(files.read_exit) is not None
                 if not last_pass:
                     await asyncio.sleep(min(0.25, self._slurm.poll_interval_s))
 
     async def wait(self, handle: Handle) -> ExitInfo:
         files = self._files(handle.sandbox_id)
         while True:
-            ended = await asyncio.to_thread(files.read_exit)
+            ended = await _read(files.read_exit)
             if ended is not None:
                 if ended.error:
                     raise BackendError(ended.error, reason=ended.reason or "ENGINE_ERROR")
@@ -373,14 +384,14 @@ class SlurmBackend:
             return UNKNOWN
 
     async def usage(self, handle: Handle) -> Usage:
-        sample = await asyncio.to_thread(self._files(handle.sandbox_id).read_sample)
+        sample = await _read(self._files(handle.sandbox_id).read_sample)
         if sample is None:
             return Usage()
         return Usage(sample.cpu_seconds, sample.peak_memory_bytes)
 
     async def writable_layer_bytes(self, handle: Handle) -> int | None:
-        sample = await asyncio.to_thread(self._files(handle.sandbox_id).read_sample)
-        return sample.writable_layer_bytes if sample else 0
+        sample = await _read(self._files(handle.sandbox_id).read_sample)
+        return sample.writable_layer_bytes if sample else None
 
     # Ending
 
@@ -391,7 +402,10 @@ class SlurmBackend:
         # First, whatever the job's state: a runner starting now stops on it too, and a
         # stop with it is the service's, not Slurm's own. The runner looks for it itself,
         # so the stop needs no controller; the signal only makes it prompt.
-        await asyncio.to_thread(files.write, files.stop, {"grace_s": grace_s})
+        try:
+            await asyncio.to_thread(files.write, files.stop, {"grace_s": grace_s})
+        except OSError as exc:  # the signal, then the cancel, still stop it
+            log.warning("slurm_stop_file_failed", sandbox_id=handle.sandbox_id, error=exc.strerror)
         job = await self._job(handle.ref, fresh=True)
         if job is None or job.ended:
             return
@@ -404,7 +418,7 @@ class SlurmBackend:
             log.warning("slurm_signal_failed", sandbox_id=handle.sandbox_id, error=str(exc))
         give_up = asyncio.get_running_loop().time() + grace_s + STOP_MARGIN_S
         while asyncio.get_running_loop().time() < give_up:
-            if await asyncio.to_thread(files.read_exit) is not None:
+            if await _read(files.read_exit) is not None:
                 return
             await asyncio.sleep(min(0.25, self._slurm.poll_interval_s))
         await commands.cancel(handle.ref)
@@ -419,8 +433,11 @@ class SlurmBackend:
 
     async def node_egress(self, handle: Handle) -> EgressSums | None:
         files = self._files(handle.sandbox_id)
-        raw = await asyncio.to_thread(files.read, files.egress)
-        return None if raw is None else EgressSums.from_json(raw)
+        raw = await _read(lambda: files.read(files.egress))
+        try:
+            return None if raw is None else EgressSums.from_json(raw)
+        except ValueError as exc:
+            raise BackendError(f"the node runner's egress log is malformed: {exc}") from exc
 
     async def list_owned(self, instance_labels: dict[str, str]) -> list[tuple[Handle, bool]]:
         """This instance's jobs, by their comment (the instance is in the backend's settings,

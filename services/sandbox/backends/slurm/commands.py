@@ -83,8 +83,17 @@ async def submit(script: str, options: list[str]) -> str:
     return job_id
 
 
-# What sbatch says when the controller, not the request, is the problem.
-_UNREACHABLE = ("Unable to contact slurm controller", "Socket timed out", "did not answer")
+# Slurm's reasons for refusing a job that can never run as asked: the caller's to change.
+# Any other refusal (a controller away, a full queue, a QOS's momentary limit) may pass.
+_PERMANENT = (
+    "Requested node configuration is not available",
+    "Invalid partition name specified",
+    "Invalid account or account/partition combination specified",
+    "Invalid qos specification",
+    "Requested time limit is invalid",
+    "Invalid generic resource (gres) specification",
+    "Invalid feature specification",
+)
 
 
 class Refused(Exception):
@@ -93,16 +102,15 @@ class Refused(Exception):
 
 async def test_submission(options: list[str]) -> None:
     """sbatch --test-only: whether Slurm would take the job (no job is made). Raises
-    Refused when it would not, and BackendError when the controller does not answer."""
+    Refused when it never would, and BackendError when it cannot say now."""
     try:
         await run("sbatch", "--test-only", "--wrap=true", *options)
     except BackendError as exc:
         message = str(exc)
-        if any(marker in message for marker in _UNREACHABLE):
+        permanent = next((reason for reason in _PERMANENT if reason in message), None)
+        if permanent is None:
             raise
-        # The last line ends with Slurm's reason ("Requested node configuration is not
-        # available", "Invalid partition name specified").
-        raise Refused(message.splitlines()[-1].rpartition("failure: ")[2].strip()) from exc
+        raise Refused(permanent) from exc
 
 
 def _parse(out: str) -> list[QueuedJob]:
