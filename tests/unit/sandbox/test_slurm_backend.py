@@ -49,6 +49,15 @@ def backend(tmp_path, **slurm) -> SlurmBackend:
     return SlurmBackend(settings, SlurmSettings(**{"grader_addr": "grader:50052", **slurm}))
 
 
+@pytest.mark.parametrize(
+    ("field", "value"), [("node", "a|b"), ("instance_id", "x y"), ("node", "")]
+)
+def test_a_node_or_instance_its_squeue_comment_could_not_carry_is_refused(tmp_path, field, value):
+    settings = SandboxSettings(work_dir=tmp_path, **{field: value})
+    with pytest.raises(InvalidArgumentError, match="only on Slurm"):
+        SlurmBackend(settings, SlurmSettings(grader_addr="grader:50052"))
+
+
 def test_the_grader_as_the_nodes_reach_it_is_required(tmp_path):
     with pytest.raises(InvalidArgumentError, match="MLEB_SLURM_GRADER_ADDR"):
         backend(tmp_path, grader_addr="")

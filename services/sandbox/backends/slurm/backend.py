@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from services.sandbox.records import SandboxRequest
 from services.sandbox.node.runner_files import (
     MAX_LINE_BYTES,
+    Ended,
     JobRecord,
     RunnerFiles,
     RunnerOptions,
@@ -56,6 +57,7 @@ from services.sandbox.node.runner_files import (
 log = structlog.get_logger("mleb.sandbox")
 
 T = TypeVar("T")
+_COMMENT_PART = re.compile(r"[A-Za-z0-9._-]{1,64}")
 JOB_PREFIX = "mleb-"
 # What _job answers while squeue fails: a job that neither waits nor has ended.
 UNKNOWN = commands.QueuedJob("", "UNKNOWN", "", "", "")
@@ -136,6 +138,12 @@ def _seconds(name: str, default: float) -> float:
     return value
 
 
+def _raise_runner_error(ended: Ended | None) -> None:
+    """The runner's own account of why the agent did not run, as a BackendError."""
+    if ended is not None and ended.error:
+        raise BackendError(ended.error, reason=ended.reason or "ENGINE_ERROR")
+
+
 async def _read(read: Callable[[], T]) -> T:
     """A read of a job's folder, off the event loop (the shared filesystem may hang): what
     the filesystem or a damaged file raises is the engine's failure, a BackendError."""
@@ -167,6 +175,12 @@ class SlurmBackend:
             egress_allow_addresses=settings.egress_allow_addresses,
             egress_max_destinations=settings.egress_max_destinations,
         )
+        for name, value in (("NODE", settings.node), ("INSTANCE_ID", settings.instance_id)):
+            # squeue's fields are |-separated, and the comment must read back as written.
+            if not _COMMENT_PART.fullmatch(value):
+                raise invalid_field(
+                    f"MLEB_SANDBOX_{name}", "letters, digits, '.', '_' and '-' only on Slurm"
+                )
         self._comment = f"mleb:{settings.node}/{settings.instance_id}"
         self._stop_grace_s = settings.stop_grace_s
         self._board = commands.JobBoard(slurm.poll_interval_s)
@@ -287,9 +301,7 @@ class SlurmBackend:
     async def _raise_if_ended(self, handle: Handle, files: RunnerFiles) -> None:
         """A BackendError when the job ended before the runner said it started, or without
         the runner's exit record, or when Slurm will never start it."""
-        ended = await _read(files.read_exit)
-        if ended is not None and ended.error:
-            raise BackendError(ended.error, reason=ended.reason or "ENGINE_ERROR")
+        _raise_runner_error(await _read(files.read_exit))
         job = await self._job(handle.ref)
         if job is not None and job.never_starts:
             raise BackendError(
@@ -298,24 +310,36 @@ class SlurmBackend:
             )
         if job is not None and not job.ended:
             return
-        if not await self._ended_record(files, lambda: files.read_started() is not None):
-            state = job.state if job else "gone from the queue"
-            raise BackendError(
-                f"Slurm job {handle.ref} ended ({state}) before its node runner started the "
-                "agent: lost with its node, or killed",
-                reason="LOST",
-            )
+        await self._lost_unless_recorded(
+            handle,
+            job,
+            files,
+            "before its node runner started the agent",
+            also=lambda: files.read_started() is not None,
+        )
 
-    async def _ended_record(self, files: RunnerFiles, also: Callable[[], bool]) -> bool:
-        """Whether the runner's exit record (or `also`) shows up within the filesystem's lag,
-        once the job ended."""
+    async def _lost_unless_recorded(
+        self,
+        handle: Handle,
+        job: commands.QueuedJob | None,
+        files: RunnerFiles,
+        what: str,
+        also: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """For a job that ended: LOST (a BackendError) unless the runner's exit record, or
+        `also`, shows up within the filesystem's lag."""
         give_up = asyncio.get_running_loop().time() + self._slurm.fs_lag_s
         while True:
             if await _read(lambda: files.read_exit() is not None or also()):
-                return True
+                return
             if asyncio.get_running_loop().time() >= give_up:
-                return False
+                break
             await asyncio.sleep(self._slurm.poll_interval_s)
+        state = job.state if job else "gone from the queue"
+        raise BackendError(
+            f"Slurm job {handle.ref} ended ({state}) {what}: lost with its node, or killed",
+            reason="LOST",
+        )
 
     # Watching
 
@@ -349,8 +373,7 @@ class SlurmBackend:
         while True:
             ended = await _read(files.read_exit)
             if ended is not None:
-                if ended.error:
-                    raise BackendError(ended.error, reason=ended.reason or "ENGINE_ERROR")
+                _raise_runner_error(ended)
                 if ended.stopped_by_scheduler and not await asyncio.to_thread(files.stop.exists):
                     # Not the service's stop: the agent did not end on its own, nor by a
                     # limit of the service's, so its exit code says nothing of the agent.
@@ -362,13 +385,9 @@ class SlurmBackend:
                 return ExitInfo(ended.exit_code, ended.oom_killed)
             job = await self._job(handle.ref)
             if job is None or job.ended:
-                if not await self._ended_record(files, lambda: False):
-                    state = job.state if job else "gone from the queue"
-                    raise BackendError(
-                        f"Slurm job {handle.ref} ended ({state}) without its node runner's "
-                        "exit record: lost with its node, or killed",
-                        reason="LOST",
-                    )
+                await self._lost_unless_recorded(
+                    handle, job, files, "without its node runner's exit record"
+                )
                 continue
             await asyncio.sleep(self._slurm.poll_interval_s)
 
