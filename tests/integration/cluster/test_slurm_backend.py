@@ -60,6 +60,19 @@ def runner_pids(sandbox_id: str) -> list[int]:
     return [int(pid) for pid in found.stdout.split()]
 
 
+async def hold_both_gpus(stack, stub) -> list:
+    """Two sandboxes that hold the cluster's two GPUs, running: a one-GPU sandbox created
+    after them queues in Slurm."""
+    holders = []
+    for _ in range(2):
+        holder = await stack.create(
+            stub, ["sleep", "120"], image=BUSYBOX, resources=S.Resources(gpu_count=1)
+        )
+        await stack.wait_for(stub, holder.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
+        holders.append(holder)
+    return holders
+
+
 @pytest.fixture
 async def slurm_stack(monkeypatch, engine, docker_stack, slurm_cluster: DevCluster):
     """The sandbox service stack on the Slurm backend, the cluster's exports in its env
@@ -314,11 +327,7 @@ async def test_a_queued_sandbox_slurm_will_never_start_fails_instead_of_waiting_
     partition's time limit below the queued job's. Slurm keeps it queued for ever (reason
     PartitionConfig) unless EnforcePartLimits says otherwise; the sandbox must not wait."""
     _server, stub = await slurm_stack.start()
-    for _ in range(2):
-        holder = await slurm_stack.create(
-            stub, ["sleep", "120"], image=BUSYBOX, resources=S.Resources(gpu_count=1)
-        )
-        await slurm_stack.wait_for(stub, holder.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
+    await hold_both_gpus(slurm_stack, stub)
     sandbox = await slurm_stack.create(
         stub, ["true"], image=BUSYBOX, resources=S.Resources(gpu_count=1)
     )
@@ -580,11 +589,7 @@ async def test_a_sandbox_queued_past_its_tokens_reach_fails_and_leaves_the_queue
     (MLEB_SANDBOX_MAX_QUEUE_S): a sandbox queued past that would start with a dead token."""
     # Long enough for the two holders to start, short for a test.
     _server, stub = await slurm_stack.start(max_queue_s=20.0)
-    for _ in range(2):
-        holder = await slurm_stack.create(
-            stub, ["sleep", "120"], image=BUSYBOX, resources=S.Resources(gpu_count=1)
-        )
-        await slurm_stack.wait_for(stub, holder.id, {S.SANDBOX_STATE_RUNNING}, timeout=60)
+    await hold_both_gpus(slurm_stack, stub)
     queued = await slurm_stack.create(
         stub, ["true"], image=BUSYBOX, resources=S.Resources(gpu_count=1)
     )
