@@ -134,3 +134,17 @@ def test_target_for_several_addresses():
     assert target_for(["10.0.0.1:1", "10.0.0.2:1"]) == "ipv4:10.0.0.1:1,10.0.0.2:1"
     with pytest.raises(ValueError):
         target_for(["grader-a:1", "grader-b:1"])
+
+
+async def test_async_uploads_report_the_graders_refusal_not_a_transport_error(stack, authority):
+    # The grader refuses from the header while the body is still being sent. grpc.aio turns
+    # a write that fails as the call ends into INTERNAL, dropping the server's status
+    # (grpc/grpc#36066); the client must still raise the grader's own error, every time.
+    grader = f"127.0.0.1:{stack.grader_port}"
+    sandbox = authority.issue(Role.SANDBOX, "a", sandbox_id="s", competition_id="other")
+    body = _flip(0) + b"\n" * (6 * 1024**2)
+    async with AsyncClient(grader=grader, token=sandbox) as agent:
+        for _ in range(30):
+            with pytest.raises(PermissionDenied) as denied:
+                await agent.validate_submission(COMPETITION, body)
+            assert denied.value.reason == "WRONG_COMPETITION"

@@ -9,6 +9,8 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from mleb.grader.v1 import grader_service_pb2 as pb
+from mleb.client import AsyncClient
+from mleb.errors import ResourceExhausted
 from mleb.grader.v1 import grader_service_pb2_grpc
 
 from services.common.auth import Role
@@ -141,17 +143,13 @@ async def test_sandbox_validation_is_rate_limited_per_sandbox(serve, stack, auth
     )
     server = await serve([grader_service(limited)], limited)
     token = authority.issue(Role.SANDBOX, "a", sandbox_id="s9", competition_id=COMPETITION)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        stub = grader_service_pb2_grpc.GraderServiceStub(channel)
+    # Through the client: it keeps the grader's status when a refusal ends the upload early.
+    async with AsyncClient(grader=f"127.0.0.1:{server.port}", token=token) as agent:
         for _ in range(2):
-            await stub.ValidateSubmission(
-                _requests(pb.ValidateSubmissionRequest, submission_csv()), metadata=bearer(token)
-            )
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await stub.ValidateSubmission(
-                _requests(pb.ValidateSubmissionRequest, submission_csv()), metadata=bearer(token)
-            )
-    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert (await agent.validate_submission(COMPETITION, submission_csv())).valid
+        with pytest.raises(ResourceExhausted) as err:
+            await agent.validate_submission(COMPETITION, submission_csv())
+    assert err.value.reason == "VALIDATION_RATE_LIMITED"
 
 
 async def test_concurrent_grading_is_consistent(grader, lab_token):

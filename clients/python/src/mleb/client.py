@@ -11,6 +11,7 @@ subclasses decoded from the server's status details.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -84,12 +85,13 @@ class _Calls:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
         given = {"registry": registry, "grader": grader, "sandbox": sandbox}
-        self._channels = {
-            name: channel_factory(
-                address or os.environ.get(f"MLEB_{name.upper()}_ADDR") or _DEFAULT_ADDRESSES[name],
-                tls_ca,
-            )
+        self._addresses = {
+            name: address or os.environ.get(f"MLEB_{name.upper()}_ADDR") or _DEFAULT_ADDRESSES[name]
             for name, address in given.items()
+        }
+        self._tls_ca = tls_ca
+        self._channels = {
+            name: channel_factory(address, tls_ca) for name, address in self._addresses.items()
         }
         self.registry = registry_grpc.RegistryServiceStub(self._channels["registry"])
         self.grader = grader_grpc.GraderServiceStub(self._channels["grader"])
@@ -105,6 +107,10 @@ class _Calls:
 
     def _stream(self, method: Callable, request: Any, timeout: float | None) -> Any:
         raise NotImplementedError
+
+    def _upload(self, rpc: str, requests: Iterator, timeout: float | None) -> Any:
+        """A GraderService call that streams a submission; `rpc` names the method."""
+        return self._call(getattr(self.grader, rpc), requests, timeout)
 
     # Registry.
     def list_competitions(self, *, split: str = "", category: str = "",
@@ -176,19 +182,19 @@ class _Calls:
         requests = submission_requests(
             grader_pb.ValidateSubmissionRequest, competition_id, submission
         )
-        return self._call(self.grader.ValidateSubmission, requests, timeout)
+        return self._upload("ValidateSubmission", requests, timeout)
 
     def score_submission(self, competition_id: str, submission: Submission, *,
                          timeout: float | None = None):  # fmt: skip
         requests = submission_requests(grader_pb.ScoreSubmissionRequest, competition_id, submission)
-        return self._call(self.grader.ScoreSubmission, requests, timeout)
+        return self._upload("ScoreSubmission", requests, timeout)
 
     def grade_submission(self, competition_id: str, submission: Submission, *,
                          submission_path: str = "", timeout: float | None = None):  # fmt: skip
         requests = submission_requests(
             grader_pb.GradeSubmissionRequest, competition_id, submission, submission_path
         )
-        return self._call(self.grader.GradeSubmission, requests, timeout)
+        return self._upload("GradeSubmission", requests, timeout)
 
     def rank_score(self, competition_id: str, score: float | None, *,
                    timeout: float | None = None):  # fmt: skip
@@ -282,6 +288,7 @@ class AsyncClient(_Calls):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(channel_factory=async_channel, **kwargs)
+        self._upload_channel: grpc.Channel | None = None
 
     async def _call(self, method, request, timeout):
         try:
@@ -298,15 +305,44 @@ class AsyncClient(_Calls):
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
+    async def _upload(self, rpc, requests, timeout):
+        # grpc.aio replaces the server's status with INTERNAL when the server ends an upload
+        # while a chunk is still being written (grpc/grpc#36066), and the grader refuses from
+        # the header, mid-body, on purpose. gRPC's blocking API keeps the server's status, so
+        # uploads use it, on its own threads, and this coroutine only waits for the result.
+        if self._upload_channel is None:
+            self._upload_channel = sync_channel(self._addresses["grader"], self._tls_ca)
+        method = getattr(grader_grpc.GraderServiceStub(self._upload_channel), rpc)
+        call = method.future(requests, metadata=self._metadata, timeout=self._deadline(timeout))
+        loop = asyncio.get_running_loop()
+        finished = loop.create_future()
+        call.add_done_callback(lambda _: loop.call_soon_threadsafe(_settle, finished))
+        try:
+            await finished
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+        try:
+            return call.result()
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()
+        if self._upload_channel is not None:
+            self._upload_channel.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def _settle(finished: asyncio.Future) -> None:
+    if not finished.done():
+        finished.set_result(None)
 
 
 __all__ = ["NO_DEADLINE", "AsyncClient", "Client", "sandbox_pb", "sandbox_pb2"]
