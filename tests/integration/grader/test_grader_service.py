@@ -8,9 +8,9 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from mleb.grader.v1 import grader_service_pb2 as pb
 from mleb.client import AsyncClient
 from mleb.errors import ResourceExhausted
+from mleb.grader.v1 import grader_service_pb2 as pb
 from mleb.grader.v1 import grader_service_pb2_grpc
 
 from services.common.auth import Role
