@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Collects wheels for mleb (the client) and mleb-server with its s3 extra (boto3, for
-# MLEB_OBJECT_STORE=s3://…), with every dependency, into
+# MLEB_OBJECT_STORE=s3://…) and kubernetes extra (the official client, for the Kubernetes
+# backend), with every dependency, into
 # deploy/.wheelhouse. The stack image installs from there with --no-index, because image
 # builds here cannot reach PyPI. Older wheels of mleb and mleb-server are removed first, so
 # the image always gets the working tree's code.
@@ -14,6 +15,6 @@ rm -f "$WHEELHOUSE"/mleb-*.whl "$WHEELHOUSE"/mleb_server-*.whl
 # setuptools leaves build/ behind; a stale one would put deleted modules in the wheel.
 rm -rf build clients/python/build
 # (grep drops pip's notes about configured find-links folders that do not exist here.)
-"$PYTHON" -m pip wheel -q --wheel-dir "$WHEELHOUSE" clients/python ".[s3]" 2> >(grep -v "is ignored: it is neither" >&2)
+"$PYTHON" -m pip wheel -q --wheel-dir "$WHEELHOUSE" clients/python ".[s3,kubernetes]" 2> >(grep -v "is ignored: it is neither" >&2)
 rm -rf build clients/python/build
 echo "[build_wheelhouse] $(find "$WHEELHOUSE" -name '*.whl' | wc -l) wheels in $WHEELHOUSE" >&2

@@ -111,6 +111,9 @@ class LaunchSpec:
     # How long a stop waits before it kills (the service's MLEB_SANDBOX_STOP_GRACE_S), for
     # backends whose stop is carried out away from the service.
     stop_grace_s: float = 10.0
+    # The digest of the public files' listing the layout was prepared from, for a backend
+    # whose node fetches them itself and must check it got the same files.
+    listing_digest: str = ""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import structlog
 from services.common.errors import invalid_field
 from services.sandbox.backends.base import Backend, BackendProvider, BackendUnavailable
 from services.sandbox.backends.docker import backend as docker
+from services.sandbox.backends.kubernetes import backend as kubernetes
 from services.sandbox.backends.local import backend as local
 from services.sandbox.backends.slurm import backend as slurm
 from services.sandbox.config import SandboxSettings
@@ -24,8 +25,6 @@ ENTRY_POINT_GROUP = "mleb.sandbox_backends"
 AUTO = "auto"
 # Docker when an engine answers, else the local backend (with a warning).
 AUTO_ORDER = ("docker", "local")
-# Names CONTRACTS.md reserves for backends this version may not ship.
-RESERVED = ("kubernetes",)
 
 _providers: dict[str, BackendProvider] = {}
 # Entry points that failed to load, by name, with why: named again if one is asked for.
@@ -77,8 +76,6 @@ def provider(name: str) -> BackendProvider:
         return found
     if name in _broken:
         why = f"the backend {name!r} failed to load ({_broken[name]})"
-    elif name in RESERVED:
-        why = f"the {name!r} backend is not implemented in this version"
     else:
         why = f"no backend is named {name!r}"
     raise invalid_field("MLEB_SANDBOX_BACKEND", f"{why}; available: {_available()}")
@@ -113,3 +110,4 @@ def choose(settings: SandboxSettings) -> Backend:
 register(docker.PROVIDER)
 register(local.PROVIDER)
 register(slurm.PROVIDER)
+register(kubernetes.PROVIDER)

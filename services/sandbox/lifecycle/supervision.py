@@ -145,10 +145,15 @@ class Supervisor:
             await self._live.drop(sandbox_id)
             return
         phases.mark("launch_intent")
-        await self._launch(row, layout, secret_values, phases)
+        await self._launch(row, layout, secret_values, phases, competition.listing_digest)
 
     async def _launch(
-        self, row: SandboxRow, layout: HostLayout, secret_values: dict[str, str], phases: Phases
+        self,
+        row: SandboxRow,
+        layout: HostLayout,
+        secret_values: dict[str, str],
+        phases: Phases,
+        listing_digest: str,
     ) -> None:
         sandbox_id = row.id
         writer = self._live[sandbox_id].writer
@@ -195,6 +200,7 @@ class Supervisor:
             tmp_bytes=row.tmp_bytes,
             gpu_count=row.gpu_count,
             stop_grace_s=self._settings.stop_grace_s,
+            listing_digest=listing_digest,
         )
         gpus = f", GPUs {', '.join(gpu_uuids)}" if gpu_uuids else ""
         network = row.network_mode

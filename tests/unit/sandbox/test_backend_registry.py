@@ -123,7 +123,7 @@ def _probe(tmp_path: Path, **env: str) -> dict:
 def test_an_installed_entry_point_backend_is_chosen_by_name_and_asked_capabilities(tmp_path):
     # No engine answers at this address, so `auto` falls back as it does without Docker.
     seen = _probe(tmp_path, DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock")
-    assert seen["names"] == ["docker", "echo", "local", "scheduled", "slurm"]
+    assert seen["names"] == ["docker", "echo", "kubernetes", "local", "scheduled", "slurm"]
     assert seen["built"] == "EchoBackend"
     # An entry point naming a provider of another name is left out, and named when asked for.
     assert "failed to load" in seen["other"] and "available: auto, docker, echo" in seen["other"]
@@ -137,19 +137,21 @@ def test_an_installed_entry_point_backend_is_chosen_by_name_and_asked_capabiliti
     assert seen["docker"].startswith("NO_DOCKER_ENGINE")
 
 
-@pytest.mark.parametrize("name", ["kubernetes"])
-def test_reserved_names_without_a_backend_are_a_clear_configuration_error(tmp_path, name):
+def test_kubernetes_without_its_addresses_is_a_clear_configuration_error(tmp_path, monkeypatch):
+    for name in ("MLEB_K8S_REGISTRY_ADDR", "MLEB_REGISTRY_ADDR"):
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(InvalidArgumentError) as refused:
-        registry.choose(SandboxSettings(work_dir=tmp_path, backend=name))
-    message = str(refused.value)
-    assert f"{name!r} backend is not implemented" in message
-    assert "available: auto, docker, local" in message
+        registry.choose(SandboxSettings(work_dir=tmp_path, backend="kubernetes"))
+    assert "MLEB_K8S_REGISTRY_ADDR" in str(refused.value)
 
 
 def test_an_unknown_name_lists_the_registered_ones(tmp_path):
     with pytest.raises(InvalidArgumentError) as refused:
         registry.choose(SandboxSettings(work_dir=tmp_path, backend="dokcer"))
-    assert "no backend is named 'dokcer'; available: auto, docker, local" in str(refused.value)
+    message = str(refused.value)
+    assert (
+        "no backend is named 'dokcer'; available: auto, docker, kubernetes, local, slurm" in message
+    )
 
 
 def test_a_taken_name_or_auto_cannot_be_registered():
