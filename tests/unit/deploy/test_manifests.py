@@ -121,16 +121,69 @@ def test_grader_is_stateless_and_autoscaled() -> None:
     }
 
 
-def test_sandbox_drives_the_nodes_engine_with_same_path_work_dir_and_gpus() -> None:
+def test_sandbox_runs_agents_as_pods_without_node_access() -> None:
     spec = pod_spec(named("Deployment", "sandbox"))
-    assert spec["runtimeClassName"] == "nvidia"
+    assert spec["serviceAccountName"] == "sandbox"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert "runtimeClassName" not in spec
+    assert not [v for v in spec["volumes"] if "hostPath" in v]
     container = spec["containers"][0]
-    assert int(container["resources"]["limits"]["nvidia.com/gpu"]) >= 1
-    host_paths = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert host_paths["docker-socket"] == mounts["docker-socket"] == "/var/run/docker.sock"
-    work = env_of(container)["MLEB_SANDBOX_WORK_DIR"]
-    assert host_paths["work"] == mounts["work"] == work
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    env = env_of(container)
+    assert env["MLEB_SANDBOX_BACKEND"] == "kubernetes"
+    # The backend names its Pods' labels and containers: the policy and the Role must match.
+    assert env["MLEB_K8S_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    (claim,) = [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in spec["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
+    assert named("PersistentVolumeClaim", claim)
+
+
+def test_the_sandbox_role_grants_only_what_the_backend_calls() -> None:
+    rules = {
+        resource: sorted(rule["verbs"])
+        for rule in named("Role", "sandbox-pods")["rules"]
+        for resource in rule["resources"]
+    }
+    assert rules == {
+        "pods": ["create", "delete", "get", "list"],
+        "pods/log": ["get"],
+        "pods/exec": ["create", "get"],
+        "secrets": ["create", "delete", "list", "patch"],
+    }
+    binding = named("RoleBinding", "sandbox-pods")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "sandbox", "namespace": "mleb"}
+    ]
+    assert not objects("ClusterRole") and not objects("ClusterRoleBinding")
+
+
+def test_sandbox_pods_are_denied_every_network_but_the_grader_registry_and_dns() -> None:
+    from services.sandbox.backends.kubernetes import pod as pods
+
+    deny = named("NetworkPolicy", "sandbox-default-deny")["spec"]
+    assert deny["podSelector"]["matchLabels"] == dict([pods.MANAGED_BY])
+    assert sorted(deny["policyTypes"]) == ["Egress", "Ingress"] and "ingress" not in deny
+    reached = sorted(
+        (
+            peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name", "dns"),
+            port["port"],
+        )
+        for rule in deny["egress"]
+        for peer in rule["to"]
+        for port in rule["ports"]
+    )
+    assert reached == [("dns", 53), ("dns", 53), ("grader", 50052), ("registry", 50051)]
+    internet = named("NetworkPolicy", "sandbox-internet")["spec"]
+    assert internet["podSelector"]["matchLabels"] == {
+        **dict([pods.MANAGED_BY]),
+        pods.NETWORK_LABEL: "internet",
+    }
+    (rule,) = internet["egress"]
+    assert "169.254.0.0/16" in rule["to"][0]["ipBlock"]["except"]
 
 
 # docker-compose: ${VAR:-default} and ${VAR:?error} resolved as with nothing set.
