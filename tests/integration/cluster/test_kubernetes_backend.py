@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -85,7 +86,9 @@ async def _relay(host: str, target_port: int) -> asyncio.Server:
 async def k8s_stack(
     monkeypatch, engine, sandbox_stack, kubernetes_cluster: DevCluster
 ) -> AsyncIterator[Any]:
-    gateway = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    # The default bridge's gateway is its subnet's first address (not always recorded).
+    ipam = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    gateway = ipam.get("Gateway") or str(ipaddress.ip_network(ipam["Subnet"])[1])
     relays = [
         await _relay(gateway, _port(sandbox_stack.settings.grader_addr)),
         await _relay(gateway, _port(sandbox_stack.settings.registry_addr)),
@@ -233,7 +236,8 @@ async def test_more_sandboxes_than_gpus_wait_for_the_scheduler(k8s_stack):
                     stub,
                     ["sh", "-c", f"sleep 5; {SUBMIT}"],
                     image=BUSYBOX,
-                    resources=S.Resources(gpu_count=1),
+                    # Half a CPU each: the node's two would otherwise bind first.
+                    resources=S.Resources(gpu_count=1, cpus=0.5),
                 )
             ).id
             for _ in range(3)
