@@ -136,7 +136,8 @@ async def test_a_sandbox_runs_as_a_pod_validates_and_its_outputs_come_back(k8s_s
     )
     done = await k8s_stack.wait_for(stub, sandbox.id, timeout=180)
     assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
-    assert done.backend_name == "kubernetes" and done.image_digest
+    assert done.backend == S.BACKEND_KUBERNETES and done.backend_name == "kubernetes"
+    assert done.image_digest
     assert done.submission_collected
     texts = [e.text for e in await k8s_stack.logs(stub, sandbox.id)]
     (line,) = [t for t in texts if t.startswith("RESULT=")]
@@ -155,8 +156,12 @@ async def test_the_pod_is_not_root_drops_every_capability_and_keeps_secrets_in_a
     k8s_stack,
 ):
     _server, stub = await k8s_stack.start()
+    # It ignores SIGTERM, as its children do: the stop must come to SIGKILL.
     sandbox = await k8s_stack.create(
-        stub, ["sleep", "60"], image=BUSYBOX, secret_env={"HIDDEN": "s3cr3t-value"}
+        stub,
+        ["sh", "-c", "trap '' TERM; sleep 60 & sleep 60"],
+        image=BUSYBOX,
+        secret_env={"HIDDEN": "s3cr3t-value"},
     )
     await k8s_stack.wait_for(stub, sandbox.id, {S.SANDBOX_STATE_RUNNING}, timeout=120)
     pod = k8s_stack.api.read_namespaced_pod(f"mleb-{sandbox.id}", "default")
@@ -177,7 +182,7 @@ async def test_the_pod_is_not_root_drops_every_capability_and_keeps_secrets_in_a
     )
     done = await k8s_stack.wait_for(stub, sandbox.id, timeout=60)
     assert done.state == S.SANDBOX_STATE_CANCELLED, done.failure_message
-    # Stopped inside the Pod, promptly, not left to the Pod's deadline.
+    # Stopped inside the Pod after the grace period (1 s here), not left to its deadline.
     assert _time(done.finished_at) - _time(done.started_at) < 30
 
 

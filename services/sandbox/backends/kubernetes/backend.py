@@ -69,6 +69,8 @@ _CONFIG_REASONS = frozenset(
 _LOST_REASONS = frozenset({"DeadlineExceeded", "Evicted", "Preempting", "NodeLost", "Shutdown"})
 # Log streams each hold a thread for the whole run; they get their own pool.
 _LOG_THREADS = 256
+_CONNECT_TIMEOUT_S = 10.0
+_LOG_IDLE_S = 300.0
 
 CAPABILITIES = Capabilities(
     needs_image=True,
@@ -113,11 +115,14 @@ class KubernetesSettings:
             raise invalid_field("MLEB_K8S_POLL_INTERVAL_S", f"not a number: {poll!r}") from exc
         if not math.isfinite(poll_s) or poll_s <= 0:
             raise invalid_field("MLEB_K8S_POLL_INTERVAL_S", "a positive number of seconds")
+        pull = _env("IMAGE_PULL_POLICY", cls.image_pull_policy)
+        if pull not in ("Always", "IfNotPresent", "Never"):
+            raise invalid_field("MLEB_K8S_IMAGE_PULL_POLICY", "Always, IfNotPresent or Never")
         return cls(
             namespace=_env("NAMESPACE", cls.namespace),
             kubeconfig=_env("KUBECONFIG"),
             node_image=_env("NODE_IMAGE", cls.node_image),
-            image_pull_policy=_env("IMAGE_PULL_POLICY", cls.image_pull_policy),
+            image_pull_policy=pull,
             agent_uid=int(uid),
             registry_addr=_env("REGISTRY_ADDR", os.environ.get("MLEB_REGISTRY_ADDR", "")),
             grader_addr=_env("GRADER_ADDR", os.environ.get("MLEB_GRADER_ADDR", "")),
@@ -125,14 +130,21 @@ class KubernetesSettings:
         )
 
 
+class Gone(BackendError):
+    """The object is not there (404)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="LOST")
+
+
 def _api_error(what: str, exc: Exception) -> BackendError:
+    """What the API (or the way to it) answered, as a BackendError; the body is left out,
+    as it may quote the request."""
     status = getattr(exc, "status", None)
     reason = getattr(exc, "reason", None) or type(exc).__name__
-    return BackendError(f"Kubernetes refused to {what}: {status or ''} {reason}".replace("  ", " "))
-
-
-def _not_found(exc: Exception) -> bool:
-    return getattr(exc, "status", None) == 404
+    if status == 404:
+        return Gone(f"Kubernetes could not {what}: not found")
+    return BackendError(f"Kubernetes could not {what}: {status or ''} {reason}".replace("  ", " "))
 
 
 class KubernetesBackend:
@@ -180,8 +192,6 @@ class KubernetesBackend:
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except Exception as exc:
-            if _not_found(exc):
-                raise
             raise _api_error(what, exc) from exc
 
     # Admission and launch
@@ -252,12 +262,10 @@ class KubernetesBackend:
                 handle.ref,
                 self._pod.namespace,
             )
-        except Exception as exc:
-            if _not_found(exc):
-                raise BackendError(
-                    f"Pod {handle.ref} is gone: deleted, or lost with its node", reason="LOST"
-                ) from exc
-            raise
+        except Gone as exc:
+            raise BackendError(
+                f"Pod {handle.ref} is gone: deleted, or lost with its node", reason="LOST"
+            ) from exc
 
     async def started(self, handle: Handle) -> Handle:
         while True:
@@ -293,15 +301,17 @@ class KubernetesBackend:
             if response is None:  # the agent has not started yet
                 await asyncio.sleep(self._k8s.poll_interval_s)
                 continue
-            # A resumed stream starts again at the last line's second: skip what was read.
+            # A resumed stream starts again before the last line: skip what was read.
             resume_after = since
             try:
-                while raw := await loop.run_in_executor(self._log_threads, response.readline):
+                while raw := await loop.run_in_executor(self._log_threads, _read_line, response):
                     line = _parse_log_line(raw)
                     if line is not None and line.time > resume_after:
                         since = line.time
                         yield line
             finally:
+                # Unblocks a read still waiting in its thread (the reader was cancelled).
+                response.shutdown()
                 response.release_conn()
             # The stream ends with the container, or with the connection: then resume.
             agent = _status(await self._read_pod(handle), pods.AGENT)
@@ -320,13 +330,13 @@ class KubernetesBackend:
                 follow=True,
                 timestamps=True,
                 _preload_content=False,
+                # A stream silent this long is opened again: a dead connection may never end.
+                _request_timeout=(_CONNECT_TIMEOUT_S, _LOG_IDLE_S),
                 **resume,
             )
         except Exception as exc:
             if getattr(exc, "status", None) == 400:  # waiting to start
                 return None
-            if _not_found(exc):
-                raise BackendError(f"Pod {name} is gone", reason="LOST") from exc
             raise _api_error("read the agent's log", exc) from exc
 
     async def wait(self, handle: Handle) -> ExitInfo:
@@ -405,9 +415,8 @@ class KubernetesBackend:
                 await self._call(
                     "delete the sandbox's Pod", delete, name, self._pod.namespace, body=options
                 )
-            except Exception as exc:
-                if not _not_found(exc):
-                    raise
+            except Gone:
+                continue
 
     # Outputs
 
@@ -437,10 +446,17 @@ class KubernetesBackend:
     def _exec_blocking(self, name: str, args: list[str], sink: Any, max_bytes: int) -> None:
         """Runs the node program in the Pod's endpoints container; its stdout into `sink`."""
         from kubernetes import client
-        from kubernetes.stream import stream
 
         # stream() swaps the client's request method while it runs: never on the shared one.
-        api = client.CoreV1Api(client.ApiClient(self._api_client.configuration))
+        api_client = client.ApiClient(self._api_client.configuration)
+        try:
+            self._exec_on(client.CoreV1Api(api_client), name, args, sink, max_bytes)
+        finally:
+            api_client.close()
+
+    def _exec_on(self, api: Any, name: str, args: list[str], sink: Any, max_bytes: int) -> None:
+        from kubernetes.stream import stream
+
         try:
             response = stream(
                 api.connect_get_namespaced_pod_exec,
@@ -522,6 +538,16 @@ def _pod_files(spec: LaunchSpec) -> dict[str, bytes]:
         layout.validate_script.name: layout.validate_script,
     }
     return {name: path.read_bytes() for name, path in sources.items()}
+
+
+def _read_line(response: Any) -> bytes:
+    """The stream's next line; b"" once it ended, or broke (the caller opens it again)."""
+    from urllib3.exceptions import HTTPError
+
+    try:
+        return bytes(response.readline())
+    except (HTTPError, OSError, ValueError):  # ValueError: shut down while reading
+        return b""
 
 
 def _status(pod: Any, container: str) -> Any:

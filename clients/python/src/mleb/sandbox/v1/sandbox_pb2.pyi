@@ -61,6 +61,7 @@ class Backend(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BACKEND_DOCKER: _ClassVar[Backend]
     BACKEND_LOCAL: _ClassVar[Backend]
     BACKEND_SLURM: _ClassVar[Backend]
+    BACKEND_KUBERNETES: _ClassVar[Backend]
 
 class LogStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -116,6 +117,7 @@ BACKEND_UNSPECIFIED: Backend
 BACKEND_DOCKER: Backend
 BACKEND_LOCAL: Backend
 BACKEND_SLURM: Backend
+BACKEND_KUBERNETES: Backend
 LOG_STREAM_UNSPECIFIED: LogStream
 LOG_STREAM_STDOUT: LogStream
 LOG_STREAM_STDERR: LogStream

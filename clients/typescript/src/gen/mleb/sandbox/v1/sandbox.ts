@@ -324,6 +324,8 @@ export enum Backend {
   BACKEND_LOCAL = 2,
   /** BACKEND_SLURM - A Slurm job whose node runner starts the agent with the node's Docker engine. */
   BACKEND_SLURM = 3,
+  /** BACKEND_KUBERNETES - A Kubernetes Pod that the cluster's scheduler places. */
+  BACKEND_KUBERNETES = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -341,6 +343,9 @@ export function backendFromJSON(object: any): Backend {
     case 3:
     case "BACKEND_SLURM":
       return Backend.BACKEND_SLURM;
+    case 4:
+    case "BACKEND_KUBERNETES":
+      return Backend.BACKEND_KUBERNETES;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -358,6 +363,8 @@ export function backendToJSON(object: Backend): string {
       return "BACKEND_LOCAL";
     case Backend.BACKEND_SLURM:
       return "BACKEND_SLURM";
+    case Backend.BACKEND_KUBERNETES:
+      return "BACKEND_KUBERNETES";
     case Backend.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
