@@ -222,10 +222,16 @@ def _plain_entries(root: Path, arcname: str) -> Iterator[tuple[str, int | None]]
             os.close(dir_fd)
 
 
-def _collect(out: object) -> int:
+def _collect(out: object, most: int) -> int:
+    """Exits 3, the tar cut short, past `most` files and folders (the service refuses it)."""
+    count = 0
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
         for folder in OUTPUT_FOLDERS:
             for name, fd in _plain_entries(OUTPUTS_DIR / folder, folder):
+                count += 1
+                if count > most:
+                    print(f"the outputs hold over {most} files and folders", file=sys.stderr)
+                    return 3
                 info = tarfile.TarInfo(name)
                 if fd is None:
                     info.type, info.mode = tarfile.DIRTYPE, 0o755
@@ -264,9 +270,9 @@ def main(argv: list[str]) -> int:
         return _wait_ready()
     if command == "stop" and len(argv) == 2:
         return _stop(float(argv[1]))
-    if command == "collect":
-        return _collect(sys.stdout.buffer)
-    print("usage: pod_sidecar stage|serve|ready|stop GRACE_S|collect", file=sys.stderr)
+    if command == "collect" and len(argv) == 2:
+        return _collect(sys.stdout.buffer, int(argv[1]))
+    print("usage: pod_sidecar stage|serve|ready|stop GRACE_S|collect MOST", file=sys.stderr)
     return 2
 
 

@@ -63,13 +63,27 @@ def test_schema_check_rejects_a_misspelt_field() -> None:
 def test_kustomization_lists_every_manifest() -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert sorted(kustomization["resources"]) == [p.name for p in MANIFESTS]
-    assert kustomization["namespace"] == "mleb"
+    # A kustomization-wide namespace would move the sandbox Pods' objects into mleb.
+    assert "namespace" not in kustomization
 
 
-def test_every_namespaced_object_is_in_the_mleb_namespace() -> None:
+def test_only_the_sandbox_pods_objects_are_outside_the_mleb_namespace() -> None:
+    outside = set()
     for doc in objects():
-        if doc["kind"] not in CLUSTER_SCOPED:
-            assert doc["metadata"].get("namespace") == "mleb", doc["metadata"]
+        if doc["kind"] in CLUSTER_SCOPED:
+            continue
+        namespace = doc["metadata"].get("namespace")
+        assert namespace in ("mleb", "mleb-sandboxes"), doc["metadata"]
+        if namespace == "mleb-sandboxes":
+            outside.add((doc["kind"], doc["metadata"]["name"]))
+    assert outside == {
+        ("Role", "sandbox-pods"),
+        ("RoleBinding", "sandbox-pods"),
+        ("NetworkPolicy", "sandbox-default-deny"),
+        ("NetworkPolicy", "sandbox-internet"),
+    }
+    sandboxes = named("Namespace", "mleb-sandboxes")["metadata"]["labels"]
+    assert sandboxes["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 @pytest.mark.parametrize("service", objects("Service"), ids=lambda s: s["metadata"]["name"])
@@ -133,7 +147,7 @@ def test_sandbox_runs_agents_as_pods_without_node_access() -> None:
     env = env_of(container)
     assert env["MLEB_SANDBOX_BACKEND"] == "kubernetes"
     # The backend names its Pods' labels and containers: the policy and the Role must match.
-    assert env["MLEB_K8S_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["MLEB_K8S_NAMESPACE"] == "mleb-sandboxes"
     (claim,) = [
         v["persistentVolumeClaim"]["claimName"]
         for v in spec["volumes"]
@@ -169,14 +183,20 @@ def test_sandbox_pods_are_denied_every_network_but_the_grader_registry_and_dns()
     assert sorted(deny["policyTypes"]) == ["Egress", "Ingress"] and "ingress" not in deny
     reached = sorted(
         (
-            peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name", "dns"),
+            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            peer["podSelector"]["matchLabels"].get("app.kubernetes.io/name", "dns"),
             port["port"],
         )
         for rule in deny["egress"]
         for peer in rule["to"]
         for port in rule["ports"]
     )
-    assert reached == [("dns", 53), ("dns", 53), ("grader", 50052), ("registry", 50051)]
+    assert reached == [
+        ("kube-system", "dns", 53),
+        ("kube-system", "dns", 53),
+        ("mleb", "grader", 50052),
+        ("mleb", "registry", 50051),
+    ]
     internet = named("NetworkPolicy", "sandbox-internet")["spec"]
     assert internet["podSelector"]["matchLabels"] == {
         **dict([pods.MANAGED_BY]),

@@ -119,3 +119,22 @@ def test_names_the_disk_cannot_hold_are_refused_up_front(tmp_path: Path, name: s
     archive = _tar(tmp_path / "a.tar", [(_member(name), b"x")])
     with pytest.raises(UnsafeArchive):
         extract_artifacts(archive, tmp_path / "run")
+
+
+def test_a_sparse_member_is_refused_not_expanded(tmp_path: Path) -> None:
+    # PAX 0.1 sparse headers: 5 stored bytes standing for a 50 MB file.
+    info = _member("logs/big")
+    info.pax_headers = {
+        "GNU.sparse.map": "49999995,5",
+        "GNU.sparse.size": "50000000",
+        "GNU.sparse.name": "logs/big",
+    }
+    archive = tmp_path / "sparse.tar"
+    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"12345"))
+    with tarfile.open(archive) as tar:
+        assert tar.getmembers()[0].issparse()  # as the reader sees it
+    with pytest.raises(UnsafeArchive, match="sparse"):
+        extract_artifacts(archive, tmp_path / "run")
+    assert not (tmp_path / "run" / "logs" / "big").exists()

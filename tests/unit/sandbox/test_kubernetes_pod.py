@@ -101,9 +101,9 @@ def outputs(tmp_path, monkeypatch) -> Path:
     return root
 
 
-def _collected(tmp_path) -> dict[str, bytes | None]:
+def _collected(tmp_path, most: int = 1000) -> dict[str, bytes | None]:
     out = io.BytesIO()
-    assert pod_sidecar._collect(out) == 0
+    assert pod_sidecar._collect(out, most) == 0
     out.seek(0)
     with tarfile.open(fileobj=out) as tar:
         return {
@@ -161,3 +161,10 @@ def test_collect_writes_a_file_that_shrank_as_its_stated_size(tmp_path, outputs,
     monkeypatch.setattr(pod_sidecar.os, "fstat", grown)
     found = _collected(tmp_path)
     assert found["submission/submission.csv"] == b"x" * 10 + b"\0" * 10
+
+
+def test_collect_refuses_more_entries_than_the_service_takes(outputs):
+    for n in range(5):
+        (outputs / "logs" / f"f{n}").write_text("x")
+    assert pod_sidecar._collect(io.BytesIO(), 4) == 3
+    assert pod_sidecar._collect(io.BytesIO(), 10) == 0

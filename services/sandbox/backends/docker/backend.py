@@ -75,6 +75,10 @@ SANDBOX_LABEL = "mleb.sandbox.id"
 ROLE_LABEL = "mleb.role"
 DEFAULT_SIDECAR_IMAGE = "mleb-sidecar"
 MLEBENCH_USER = "nonroot"
+# How often, and how far apart, an exit by SIGKILL is looked at again for the engine's OOM
+# event (Docker backend `wait`).
+OOM_EVENT_CHECKS = 5
+OOM_EVENT_WAIT_S = 0.1
 
 _SOCKETS_IN_SIDECAR = "/run/mleb"
 _FORWARDER_NAME = "sidecar_forwarder.py"
@@ -672,12 +676,20 @@ class DockerBackend(OnServiceHost):
     async def wait(self, handle: Handle) -> ExitInfo:
         try:
             result = await self._run(self._waits, self._client.api.wait, handle.ref)
+            code = int(result.get("StatusCode", -1))
             state = (await self._call_on(handle, self._client.api.inspect_container))["State"]
+            # On cgroup v1 the engine learns of an OOM kill from an event of its own, which
+            # may come just after the exit: a SIGKILL's exit is looked at again, briefly.
+            for _ in range(OOM_EVENT_CHECKS if code == 137 else 0):
+                if state.get("OOMKilled"):
+                    break
+                await asyncio.sleep(OOM_EVENT_WAIT_S)
+                state = (await self._call_on(handle, self._client.api.inspect_container))["State"]
         except docker.errors.NotFound as exc:
             raise BackendError(f"container {handle.ref} is gone") from exc
         except docker.errors.DockerException as exc:
             raise engine_error(exc) from exc
-        return ExitInfo(int(result.get("StatusCode", -1)), bool(state.get("OOMKilled")))
+        return ExitInfo(code, bool(state.get("OOMKilled")))
 
     async def usage(self, handle: Handle) -> Usage:
         stats = await self._call_on(handle, self._client.api.stats, stream=False, one_shot=True)

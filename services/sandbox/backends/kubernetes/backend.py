@@ -16,20 +16,21 @@ Kubernetes they are stable in: docs/deploy.md.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import math
 import os
+import tarfile
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
-from mleb.lab.artifact_extraction import UnsafeArchive, extract_artifacts
+from mleb.lab.artifact_extraction import UnsafeArchive
 
 from services.common.errors import FailedPreconditionError, invalid_field
 from services.sandbox.backends.base import (
@@ -42,10 +43,14 @@ from services.sandbox.backends.base import (
     LaunchSpec,
     NetworkMode,
     OutputLine,
-    OutputStream,
     Usage,
 )
 from services.sandbox.backends.kubernetes import pod as pods
+from services.sandbox.backends.kubernetes.outputs import unpack_outputs
+from services.sandbox.backends.kubernetes.pod_board import PodBoard
+from services.sandbox.backends.kubernetes.pod_exec import ExecFailed, run_in_pod
+from services.sandbox.backends.kubernetes.pod_logs import LogLines, parse_log_line
+from services.sandbox.backends.kubernetes.pod_view import PodView, read_json
 from services.sandbox.config import SandboxSettings
 from services.sandbox.node import pod_sidecar
 
@@ -58,17 +63,26 @@ log = structlog.get_logger("mleb.sandbox")
 T = TypeVar("T")
 # How long a stop's exec may take beyond the grace period before the Pod is deleted.
 STOP_MARGIN_S = 15.0
+# How long reads keep being tried while the API fails, before the sandbox fails.
+API_PATIENCE_S = 120.0
+# Each API call's connect and read deadlines.
+_API_TIMEOUT = (10.0, 60.0)
+# How long a Pod of an earlier start may take to go before a new one is made.
+DELETE_WAIT_S = 120.0
+COLLECT_ATTEMPTS = 3
+COLLECT_DEADLINE_S = 1800.0
+# The exit code recorded for an agent whose Pod a stop had to delete (as SIGKILL's).
+KILLED_EXIT_CODE = 137
 # Waiting reasons that never clear on their own.
-_IMAGE_REASONS = frozenset(
-    {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"}
-)
+# (ErrImagePull is not: the kubelet tries again, and says ImagePullBackOff once it gives up.)
+_IMAGE_REASONS = frozenset({"ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"})
 _CONFIG_REASONS = frozenset(
     {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 )
 # Pod-level reasons for which Kubernetes itself ended the agent: not the agent's failure.
 _LOST_REASONS = frozenset({"DeadlineExceeded", "Evicted", "Preempting", "NodeLost", "Shutdown"})
-# Log streams each hold a thread for the whole run; they get their own pool.
-_LOG_THREADS = 256
+_LOG_THREADS = 1024
+_EXEC_THREADS = 64
 _CONNECT_TIMEOUT_S = 10.0
 _LOG_IDLE_S = 300.0
 
@@ -184,15 +198,49 @@ class KubernetesBackend:
         self._sandboxes_dir = settings.work_dir / "sandboxes"
         self._scratch_dir = settings.work_dir
         self._max_artifacts_bytes = settings.max_artifacts_bytes
-        self._stop_grace_s = settings.stop_grace_s
+        self._max_output_entries = settings.max_output_entries
+        # Log streams each hold a thread while their agent runs; execs hold one at most
+        # their deadline. Neither may starve the other, nor the default pool's API calls.
         self._log_threads = ThreadPoolExecutor(_LOG_THREADS, thread_name_prefix="mleb-k8s-logs")
-        self._collected: set[str] = set()
+        self._exec_threads = ThreadPoolExecutor(_EXEC_THREADS, thread_name_prefix="mleb-k8s-exec")
+        self._board = PodBoard(self._list_pods, k8s.poll_interval_s)
+        self._collections: dict[str, asyncio.Future[None]] = {}
+        # Sandboxes whose Pod a stop deleted: their Pod's end is that stop, not a loss.
+        self._deleted_by_stop: set[str] = set()
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One API call on a thread, with a deadline; any failure is a BackendError (Gone
+        for a 404)."""
         try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            return await asyncio.to_thread(fn, *args, _request_timeout=_API_TIMEOUT, **kwargs)
         except Exception as exc:
             raise _api_error(what, exc) from exc
+
+    async def _call_json(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A call whose answer is read as JSON, not into the client's models (pod_view)."""
+        response = await self._call(what, fn, *args, _preload_content=False, **kwargs)
+        try:
+            return await asyncio.to_thread(read_json, response)
+        except ValueError as exc:
+            raise BackendError(f"Kubernetes' answer to {what!r} is not JSON") from exc
+
+    async def _patiently(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """A read retried with backoff while the API fails for a while (throttling, a
+        restarting control plane): only a 404, or failing past API_PATIENCE_S, ends it."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + API_PATIENCE_S
+        pause = self._k8s.poll_interval_s
+        while True:
+            try:
+                return await fn()
+            except Gone:
+                raise
+            except BackendError as exc:
+                if loop.time() >= give_up:
+                    raise
+                log.warning("k8s_api_retry", what=what, error=str(exc))
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 15.0)
 
     # Admission and launch
 
@@ -220,10 +268,12 @@ class KubernetesBackend:
             files = await asyncio.to_thread(_pod_files, spec)
         except OSError as exc:
             raise BackendError(f"the sandbox's files could not be read: {exc.strerror}") from exc
-        # A start retried after a crash finds what the last try left: start afresh.
+        # A start retried after a crash finds what the last try left: start afresh, once
+        # it is gone (a Pod being deleted keeps its name until its containers stopped).
         await self._delete(name)
+        await self._until_gone(name)
         secret = pods.secret_manifest(spec, self._pod, files)
-        await self._call(
+        await self._call_json(
             "create the sandbox's Secret",
             self._core.create_namespaced_secret,
             self._pod.namespace,
@@ -231,19 +281,21 @@ class KubernetesBackend:
         )
         manifest = pods.pod_manifest(spec, self._pod, spec.listing_digest, spec.stop_grace_s)
         try:
-            pod = await self._call(
-                "create the sandbox's Pod",
-                self._core.create_namespaced_pod,
-                self._pod.namespace,
-                manifest,
+            pod = PodView.from_json(
+                await self._call_json(
+                    "create the sandbox's Pod",
+                    self._core.create_namespaced_pod,
+                    self._pod.namespace,
+                    manifest,
+                )
             )
         except BaseException:
             await self._delete(name)
             raise
         # The Secret goes with the Pod, whoever deletes it (Kubernetes' garbage collector).
-        owner = {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": pod.metadata.uid}
+        owner = {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": pod.uid}
         try:
-            await self._call(
+            await self._call_json(
                 "tie the Secret to the Pod",
                 self._core.patch_namespaced_secret,
                 name,
@@ -254,38 +306,71 @@ class KubernetesBackend:
             log.warning("k8s_secret_owner_failed", sandbox_id=spec.sandbox_id, error=str(exc))
         return Handle(spec.sandbox_id, name)
 
-    async def _read_pod(self, handle: Handle) -> Any:
-        try:
-            return await self._call(
-                "read the sandbox's Pod",
-                self._core.read_namespaced_pod,
-                handle.ref,
-                self._pod.namespace,
+    async def _read_pod(self, handle: Handle) -> PodView:
+        """The Pod, from the board (one list a poll for every sandbox), read directly when
+        the list lacks it; a BackendError (LOST) once it is gone."""
+
+        async def read() -> Any:
+            found = await self._board.pod(handle.ref)
+            if found is not None:
+                return found
+            return PodView.from_json(
+                await self._call_json(
+                    "read the sandbox's Pod",
+                    self._core.read_namespaced_pod,
+                    handle.ref,
+                    self._pod.namespace,
+                )
             )
+
+        try:
+            return await self._patiently("read the sandbox's Pod", read)
         except Gone as exc:
             raise BackendError(
                 f"Pod {handle.ref} is gone: deleted, or lost with its node", reason="LOST"
             ) from exc
 
+    async def _list_pods(self) -> list[PodView]:
+        found = await self._call_json(
+            "list the sandboxes' Pods",
+            self._core.list_namespaced_pod,
+            self._pod.namespace,
+            label_selector=pods.instance_selector(self._pod),
+        )
+        return [PodView.from_json(item) for item in found.get("items") or []]
+
+    async def _until_gone(self, name: str) -> None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + DELETE_WAIT_S
+        while loop.time() < give_up:
+            try:
+                await self._call_json(
+                    "read the sandbox's Pod",
+                    self._core.read_namespaced_pod,
+                    name,
+                    self._pod.namespace,
+                )
+            except Gone:
+                return
+            await asyncio.sleep(self._k8s.poll_interval_s)
+        raise BackendError(f"Pod {name} of an earlier start is still being deleted")
+
     async def started(self, handle: Handle) -> Handle:
         while True:
             pod = await self._read_pod(handle)
             _raise_if_stuck(pod)
-            agent = _status(pod, pods.AGENT)
-            state = agent.state if agent is not None else None
-            if state is not None and (state.running or state.terminated):
-                at = (state.running or state.terminated).started_at
+            agent = pod.container(pods.AGENT)
+            if agent is not None and (agent.running or agent.terminated):
                 return Handle(
                     handle.sandbox_id,
                     handle.ref,
-                    agent.image_id or "",
-                    placement=f"Pod {handle.ref} on node {pod.spec.node_name}",
-                    started_at=at.timestamp() if at else 0.0,
+                    agent.image_id,
+                    placement=f"Pod {handle.ref} on node {pod.node_name}",
+                    started_at=agent.started_at or 0.0,
                 )
-            if pod.status.phase in ("Failed", "Succeeded"):
+            if pod.ended:
                 raise BackendError(
-                    f"Pod {handle.ref} ended ({pod.status.reason or pod.status.phase}) "
-                    "before the agent started",
+                    f"Pod {handle.ref} ended ({pod.reason or pod.phase}) before the agent started",
                     reason="LOST",
                 )
             await asyncio.sleep(self._k8s.poll_interval_s)
@@ -298,24 +383,24 @@ class KubernetesBackend:
             response = await loop.run_in_executor(
                 self._log_threads, self._open_log, handle.ref, since
             )
-            if response is None:  # the agent has not started yet
+            if response is None:  # the agent has not started
+                if _agent_ended_or_never_will(await self._read_pod(handle)):
+                    return
                 await asyncio.sleep(self._k8s.poll_interval_s)
                 continue
+            lines = LogLines(response)
             # A resumed stream starts again before the last line: skip what was read.
             resume_after = since
             try:
-                while raw := await loop.run_in_executor(self._log_threads, _read_line, response):
-                    line = _parse_log_line(raw)
+                while raw := await loop.run_in_executor(self._log_threads, lines.next_line):
+                    line = parse_log_line(raw, since)
                     if line is not None and line.time > resume_after:
                         since = line.time
                         yield line
             finally:
-                # Unblocks a read still waiting in its thread (the reader was cancelled).
-                response.shutdown()
-                response.release_conn()
+                lines.close()  # wakes a read still waiting on its thread
             # The stream ends with the container, or with the connection: then resume.
-            agent = _status(await self._read_pod(handle), pods.AGENT)
-            if agent is not None and agent.state.terminated:
+            if _agent_ended_or_never_will(await self._read_pod(handle)):
                 return
 
     def _open_log(self, name: str, since: float) -> Any:
@@ -337,23 +422,36 @@ class KubernetesBackend:
         except Exception as exc:
             if getattr(exc, "status", None) == 400:  # waiting to start
                 return None
-            raise _api_error("read the agent's log", exc) from exc
+            error = _api_error("read the agent's log", exc)
+            if isinstance(error, Gone):
+                raise BackendError(f"Pod {name} is gone", reason="LOST") from exc
+            raise error from exc
 
     async def wait(self, handle: Handle) -> ExitInfo:
         while True:
-            pod = await self._read_pod(handle)
-            agent = _status(pod, pods.AGENT)
-            ended = agent.state.terminated if agent is not None else None
-            if pod.status.reason in _LOST_REASONS:
+            try:
+                pod = await self._read_pod(handle)
+            except BackendError:
+                if handle.sandbox_id in self._deleted_by_stop:
+                    # The service's stop deleted it: its stop, not a loss.
+                    return ExitInfo(KILLED_EXIT_CODE)
+                raise
+            agent = pod.container(pods.AGENT)
+            ended = agent.terminated if agent is not None else None
+            # How the agent ended comes first: Kubernetes may end the Pod just after.
+            if ended is not None:
+                await self._collect(handle, pod)
+                return ExitInfo(ended.exit_code, ended.reason == "OOMKilled")
+            if handle.sandbox_id in self._deleted_by_stop:
+                await asyncio.sleep(self._k8s.poll_interval_s)
+                continue
+            if pod.reason in _LOST_REASONS:
                 raise BackendError(
-                    f"Kubernetes ended Pod {handle.ref} ({pod.status.reason}: "
-                    f"{pod.status.message or ''}); the agent was stopped with it",
+                    f"Kubernetes ended Pod {handle.ref} ({pod.reason}: {pod.message}); "
+                    "the agent was stopped with it",
                     reason="LOST",
                 )
-            if ended is not None:
-                await self._collect(handle)
-                return ExitInfo(ended.exit_code, ended.reason == "OOMKilled")
-            if pod.status.phase in ("Failed", "Succeeded"):
+            if pod.ended:
                 raise BackendError(f"Pod {handle.ref} ended without the agent", reason="LOST")
             await asyncio.sleep(self._k8s.poll_interval_s)
 
@@ -372,47 +470,52 @@ class KubernetesBackend:
 
     async def stop(self, handle: Handle, grace_s: float) -> None:
         """The agent gets SIGTERM, then SIGKILL after grace_s, from inside its Pod; its
-        outputs are then collected. A Pod whose agent never started is deleted."""
-        try:
-            pod = await self._read_pod(handle)
-        except BackendError:
+        outputs are then collected. A Pod whose agent never started, or whose stop does
+        not come through, is deleted, and its end counts as this stop."""
+        pod = await self._read_pod(handle)
+        agent = pod.container(pods.AGENT)
+        if agent is None or not (agent.running or agent.terminated):
+            await self._delete_for_stop(handle, grace_s)
             return
-        agent = _status(pod, pods.AGENT)
-        if agent is None or not (agent.state.running or agent.state.terminated):
-            await self._delete(handle.ref)
-            return
-        if agent.state.running:
+        if agent.running:
             try:
-                await asyncio.wait_for(
-                    self._exec(handle.ref, ["stop", f"{grace_s:g}"]), grace_s + STOP_MARGIN_S
+                await self._exec(
+                    handle.ref, ["stop", f"{grace_s:g}"], deadline_s=grace_s + STOP_MARGIN_S
                 )
-            except (BackendError, TimeoutError) as exc:
+            except BackendError as exc:
                 log.warning("k8s_stop_exec_failed", sandbox_id=handle.sandbox_id, error=str(exc))
-                await self._delete(handle.ref, grace_s)
+                await self._delete_for_stop(handle, grace_s)
                 return
         give_up = asyncio.get_running_loop().time() + STOP_MARGIN_S
         while asyncio.get_running_loop().time() < give_up:
-            agent = _status(await self._read_pod(handle), pods.AGENT)
-            if agent is not None and agent.state.terminated:
-                await self._collect(handle)
+            pod = await self._read_pod(handle)
+            agent = pod.container(pods.AGENT)
+            if agent is not None and agent.terminated:
+                await self._collect(handle, pod)
                 return
             await asyncio.sleep(min(0.25, self._k8s.poll_interval_s))
-        await self._delete(handle.ref, 0)
+        await self._delete_for_stop(handle, 1.0)
+
+    async def _delete_for_stop(self, handle: Handle, grace_s: float) -> None:
+        self._deleted_by_stop.add(handle.sandbox_id)
+        await self._delete(handle.ref, grace_s)
 
     async def remove(self, handle: Handle) -> None:
         await self._delete(handle.ref)
-        self._collected.discard(handle.sandbox_id)
+        self._collections.pop(handle.sandbox_id, None)
+        self._deleted_by_stop.discard(handle.sandbox_id)
 
-    async def _delete(self, name: str, grace_s: float = 0) -> None:
-        """Deletes the Pod and its Secret; what is already gone is fine."""
+    async def _delete(self, name: str, grace_s: float = 1.0) -> None:
+        """Deletes the Pod and its Secret; what is already gone is fine. Never a grace of 0,
+        which removes the Pod from the API before its containers are stopped."""
         from kubernetes import client
 
         options = client.V1DeleteOptions(
-            grace_period_seconds=math.ceil(grace_s), propagation_policy="Background"
+            grace_period_seconds=max(1, math.ceil(grace_s)), propagation_policy="Background"
         )
         for delete in (self._core.delete_namespaced_pod, self._core.delete_namespaced_secret):
             try:
-                await self._call(
+                await self._call_json(
                     "delete the sandbox's Pod", delete, name, self._pod.namespace, body=options
                 )
             except Gone:
@@ -420,113 +523,102 @@ class KubernetesBackend:
 
     # Outputs
 
-    async def _collect(self, handle: Handle) -> None:
-        """The agent's outputs, through the exec API, into the sandbox's folder. Once per
-        sandbox; a failure is logged and leaves the folder as it was (no submission)."""
-        if handle.sandbox_id in self._collected:
-            return
+    async def _collect(self, handle: Handle, pod: PodView) -> None:
+        """The agent's outputs into the sandbox's folder, once per sandbox: a stop and a wait
+        that both see the agent end share one collection."""
+        task = self._collections.get(handle.sandbox_id)
+        if task is None:
+            task = asyncio.ensure_future(self._collect_once(handle, pod))
+            self._collections[handle.sandbox_id] = task
+        await asyncio.shield(task)
+
+    async def _collect_once(self, handle: Handle, pod: PodView) -> None:
+        """Through the exec API; a transport failure is tried again. Outputs the agent made
+        uncollectable (it killed its Pod's endpoints container, or left too many files) are
+        its own loss, logged; an infrastructure failure is a BackendError."""
         root = self._sandboxes_dir / handle.sandbox_id
-        with tempfile.NamedTemporaryFile(dir=self._scratch_dir, suffix=".tar") as archive:
+        most = self._max_output_entries
+        for attempt in range(COLLECT_ATTEMPTS):
+            if not _running(pod, pods.ENDPOINTS):
+                log.warning("k8s_collect_no_endpoints", sandbox_id=handle.sandbox_id)
+                return
+            archive = await asyncio.to_thread(
+                tempfile.NamedTemporaryFile, dir=self._scratch_dir, suffix=".tar"
+            )
             try:
                 await self._exec(
-                    handle.ref, ["collect"], sink=archive, max_bytes=self._max_artifacts_bytes
+                    handle.ref,
+                    ["collect", str(most)],
+                    deadline_s=COLLECT_DEADLINE_S,
+                    sink=archive,
+                    max_bytes=self._max_artifacts_bytes,
                 )
-                archive.flush()
-                await asyncio.to_thread(extract_artifacts, Path(archive.name), root)
-            except (BackendError, UnsafeArchive, OSError) as exc:
-                log.warning("k8s_collect_failed", sandbox_id=handle.sandbox_id, error=str(exc))
+                await asyncio.to_thread(archive.flush)
+                await asyncio.to_thread(unpack_outputs, Path(archive.name), root, most)
                 return
-        self._collected.add(handle.sandbox_id)
+            except ExecFailed as exc:
+                log.warning("k8s_collect_refused", sandbox_id=handle.sandbox_id, error=str(exc))
+                return
+            except (UnsafeArchive, tarfile.TarError) as exc:
+                log.warning("k8s_collect_unsafe", sandbox_id=handle.sandbox_id, error=str(exc))
+                return
+            except (BackendError, OSError) as exc:
+                if attempt + 1 == COLLECT_ATTEMPTS:
+                    raise BackendError(
+                        f"the agent's outputs could not be collected: {exc}"
+                    ) from exc
+                log.warning("k8s_collect_retry", sandbox_id=handle.sandbox_id, error=str(exc))
+                await asyncio.sleep(self._k8s.poll_interval_s)
+                pod = await self._read_pod(handle)
+            finally:
+                await asyncio.to_thread(archive.close)
 
     async def _exec(
-        self, name: str, args: list[str], *, sink: Any = None, max_bytes: int = 0
+        self, name: str, args: list[str], *, deadline_s: float, sink: Any = None, max_bytes: int = 0
     ) -> None:
-        await asyncio.to_thread(self._exec_blocking, name, args, sink, max_bytes)
-
-    def _exec_blocking(self, name: str, args: list[str], sink: Any, max_bytes: int) -> None:
-        """Runs the node program in the Pod's endpoints container; its stdout into `sink`."""
-        from kubernetes import client
-
-        # stream() swaps the client's request method while it runs: never on the shared one.
-        api_client = client.ApiClient(self._api_client.configuration)
-        try:
-            self._exec_on(client.CoreV1Api(api_client), name, args, sink, max_bytes)
-        finally:
-            api_client.close()
-
-    def _exec_on(self, api: Any, name: str, args: list[str], sink: Any, max_bytes: int) -> None:
-        from kubernetes.stream import stream
-
-        try:
-            response = stream(
-                api.connect_get_namespaced_pod_exec,
-                name,
+        """Runs the in-Pod program in the endpoints container, on a thread of the backend's
+        own; the program's deadline ends it (and its thread) in any case."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(
+            self._exec_threads,
+            functools.partial(
+                run_in_pod,
+                self._api_client.configuration,
                 self._pod.namespace,
-                container=pods.ENDPOINTS,
-                command=[*pods.NODE_COMMAND, *args],
-                stdout=True,
-                stderr=True,
-                stdin=False,
-                tty=False,
-                binary=True,
-                _preload_content=False,
-            )
-        except Exception as exc:
-            raise _api_error("run a command in the sandbox's Pod", exc) from exc
-        written = 0
-        errors = b""
-        try:
-            while response.is_open():
-                response.update(timeout=1)
-                if response.peek_stdout():
-                    data = response.read_stdout()
-                    written += len(data)
-                    if max_bytes and written > max_bytes:
-                        raise BackendError(f"the agent's outputs are over {max_bytes} bytes")
-                    if sink is not None:
-                        sink.write(data)
-                if response.peek_stderr():
-                    errors = (errors + response.read_stderr())[-2000:]
-            code = response.returncode
-        finally:
-            response.close()
-        if code != 0:
-            detail = errors.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
-            raise BackendError(f"{args[0]} in the sandbox's Pod failed ({code}): {detail[0]}")
+                name,
+                pods.ENDPOINTS,
+                [*pods.NODE_COMMAND, *args],
+                deadline_s=deadline_s,
+                sink=sink,
+                max_bytes=max_bytes,
+            ),
+        )
 
     # Reconcile
 
     async def list_owned(self, instance_labels: dict[str, str]) -> list[tuple[Handle, bool]]:
         """This instance's Pods, by label (the instance is the one its settings name, as
         instance_labels do); a Secret whose Pod was never made is deleted."""
-        selector = pods.instance_selector(self._pod)
-        found = await self._call(
-            "list the sandboxes' Pods",
-            self._core.list_namespaced_pod,
-            self._pod.namespace,
-            label_selector=selector,
-        )
         owned = []
         names = set()
-        for pod in found.items:
-            sandbox_id = (pod.metadata.labels or {}).get(pods.SANDBOX_LABEL, "")
-            if pod.metadata.name != pods.pod_name(sandbox_id):
+        for pod in await self._list_pods():
+            sandbox_id = pod.labels.get(pods.SANDBOX_LABEL, "")
+            if pod.name != pods.pod_name(sandbox_id):
                 continue
-            names.add(pod.metadata.name)
-            agent = _status(pod, pods.AGENT)
-            running = pod.status.phase in ("Pending", "Running") and not (
-                agent and agent.state.terminated
-            )
-            owned.append((Handle(sandbox_id, pod.metadata.name), running))
-        secrets = await self._call(
+            names.add(pod.name)
+            agent = pod.container(pods.AGENT)
+            ended = pod.ended or (agent is not None and agent.terminated is not None)
+            owned.append((Handle(sandbox_id, pod.name), not ended))
+        secrets = await self._call_json(
             "list the sandboxes' Secrets",
             self._core.list_namespaced_secret,
             self._pod.namespace,
-            label_selector=selector,
+            label_selector=pods.instance_selector(self._pod),
         )
-        for secret in secrets.items:
-            if secret.metadata.name not in names:
-                await self._delete(secret.metadata.name)
+        for secret in secrets.get("items") or []:
+            name = str((secret.get("metadata") or {}).get("name", ""))
+            if name.startswith(pods.POD_PREFIX) and name not in names:
+                await self._delete(name)
         return owned
 
 
@@ -540,62 +632,38 @@ def _pod_files(spec: LaunchSpec) -> dict[str, bytes]:
     return {name: path.read_bytes() for name, path in sources.items()}
 
 
-def _read_line(response: Any) -> bytes:
-    """The stream's next line; b"" once it ended, or broke (the caller opens it again)."""
-    from urllib3.exceptions import HTTPError
-
-    try:
-        return bytes(response.readline())
-    except (HTTPError, OSError, ValueError):  # ValueError: shut down while reading
-        return b""
+def _running(pod: PodView, container: str) -> bool:
+    status = pod.container(container)
+    return status is not None and status.running
 
 
-def _status(pod: Any, container: str) -> Any:
-    for status in pod.status.container_statuses or []:
-        if status.name == container:
-            return status
-    return None
+def _agent_ended_or_never_will(pod: PodView) -> bool:
+    agent = pod.container(pods.AGENT)
+    return (agent is not None and agent.terminated is not None) or pod.ended
 
 
-def _raise_if_stuck(pod: Any) -> None:
+def _raise_if_stuck(pod: PodView) -> None:
     """A BackendError for a Pod that will never run its agent."""
-    for status in pod.status.init_container_statuses or []:
-        ended = status.state.terminated if status.state else None
+    for status in pod.init_containers:
+        ended = status.terminated
         if ended is not None and ended.exit_code != 0:
             raise BackendError(
                 f"the Pod's public data could not be staged ({ended.reason}, exit code "
-                f"{ended.exit_code}): {(ended.message or '').strip()[:500]}",
+                f"{ended.exit_code}): {ended.message.strip()[:500]}",
                 reason="RUNTIME_ERROR",
             )
-    for status in [
-        *(pod.status.init_container_statuses or []),
-        *(pod.status.container_statuses or []),
-    ]:
-        waiting = status.state.waiting if status.state else None
-        if waiting is None:
-            continue
-        if waiting.reason in _IMAGE_REASONS:
+    for status in (*pod.init_containers, *pod.containers):
+        if status.waiting_reason in _IMAGE_REASONS:
             raise BackendError(
                 f"image {status.image!r} of container {status.name} cannot be had: "
-                f"{waiting.reason}",
+                f"{status.waiting_reason}",
                 reason="IMAGE_NOT_FOUND",
             )
-        if waiting.reason in _CONFIG_REASONS:
+        if status.waiting_reason in _CONFIG_REASONS:
             raise BackendError(
-                f"container {status.name} cannot start: {waiting.message or waiting.reason}"
+                f"container {status.name} cannot start: "
+                f"{status.waiting_message or status.waiting_reason}"
             )
-
-
-def _parse_log_line(raw: bytes) -> OutputLine | None:
-    """`<RFC 3339 time with nanoseconds> <text>` as the log API sends it with timestamps."""
-    stamp, _, text = raw.decode("utf-8", errors="replace").partition(" ")
-    try:
-        # Python reads microseconds: the nanoseconds' last three digits go.
-        whole, _, fraction = stamp.rstrip("Z").partition(".")
-        at = datetime.fromisoformat(f"{whole}.{(fraction + '000000')[:6]}+00:00")
-    except ValueError:
-        return None
-    return OutputLine(OutputStream.STDOUT, text.rstrip("\n"), at.timestamp())
 
 
 def _build(settings: SandboxSettings) -> KubernetesBackend:

@@ -38,8 +38,9 @@ AGENT = "agent"
 ENDPOINTS = "endpoints"
 STAGE = "stage"
 POD_PREFIX = "mleb-"
-# The Pod's own deadline beyond the sandbox's limit: the service stops it first.
-DEADLINE_MARGIN_S = 300
+# The Pod's own deadline beyond the sandbox's limit: the service stops it first. It counts
+# from the Pod's start, image pulls and staging included, so it is generous.
+DEADLINE_MARGIN_S = 1800
 # A label value, and a Secret key (env.<NAME>): what Kubernetes accepts for each.
 LABEL_VALUE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,250}")
@@ -106,36 +107,29 @@ def pod_manifest(
         {"name": "logs", "mountPath": f"{pod_sidecar.OUTPUTS_DIR}/logs"},
         {"name": "code", "mountPath": f"{pod_sidecar.OUTPUTS_DIR}/code"},
     ]
-    node_security = _container_security(read_only_root=True)
-    stage = {
-        "name": STAGE,
-        "image": settings.node_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": [*NODE_COMMAND, "stage"],
-        "env": node_env,
-        "resources": _SIDECAR_RESOURCES,
-        "securityContext": node_security,
-        "volumeMounts": [
+    stage = _node_container(
+        STAGE,
+        "stage",
+        node_env,
+        settings,
+        [
             {"name": "data", "mountPath": DATA_DIR},
             {"name": "files", "mountPath": str(pod_sidecar.FILES_DIR), "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
-    }
-    endpoints = {
-        "name": ENDPOINTS,
-        "image": settings.node_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": [*NODE_COMMAND, "serve"],
-        "env": node_env,
-        "resources": _SIDECAR_RESOURCES,
-        "securityContext": node_security,
-        "lifecycle": {"postStart": {"exec": {"command": [*NODE_COMMAND, "ready"]}}},
-        "volumeMounts": [
+    )
+    endpoints = _node_container(
+        ENDPOINTS,
+        "serve",
+        node_env,
+        settings,
+        [
             {"name": "sockets", "mountPath": str(pod_sidecar.RUN_DIR)},
             {"name": "tmp", "mountPath": "/tmp"},
             *({**mount, "readOnly": True} for mount in outputs),
         ],
-    }
+    )
+    endpoints["lifecycle"] = {"postStart": {"exec": {"command": [*NODE_COMMAND, "ready"]}}}
     agent: dict[str, Any] = {
         "name": AGENT,
         "image": spec.image,
@@ -221,6 +215,22 @@ def _labels(spec: LaunchSpec, settings: PodSettings) -> dict[str, str]:
         SANDBOX_LABEL: spec.sandbox_id,
         INSTANCE_LABEL: settings.instance,
         NETWORK_LABEL: spec.network.value,
+    }
+
+
+def _node_container(
+    name: str, command: str, env: list[dict[str, Any]], settings: PodSettings, mounts: list
+) -> dict[str, Any]:
+    """A container of the node image running one pod_sidecar command."""
+    return {
+        "name": name,
+        "image": settings.node_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": [*NODE_COMMAND, command],
+        "env": env,
+        "resources": _SIDECAR_RESOURCES,
+        "securityContext": _container_security(read_only_root=True),
+        "volumeMounts": mounts,
     }
 
 

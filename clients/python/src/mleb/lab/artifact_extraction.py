@@ -43,6 +43,9 @@ def _checked_parts(member: tarfile.TarInfo) -> tuple[str, ...]:
         raise UnsafeArchive(f"artifact {name[:200]!r}... has a name too long to write")
     if not (member.isreg() or member.isdir()):
         raise UnsafeArchive(f"artifact {name!r} is not a plain file or folder")
+    # A sparse member's map may describe a file far larger than the archive.
+    if member.issparse():
+        raise UnsafeArchive(f"artifact {name!r} is a sparse file")
     return parts
 
 
