@@ -12,8 +12,10 @@ program, run from the node image in each sandbox's Pod.
 - `collect` (exec'd by the service once the agent has ended): a tar of its outputs on stdout.
 
 The Pod shares one process namespace, and `endpoints` runs as the agent's user, so it may
-signal the agent; it holds nothing the agent does not (the sandbox's token, the grader's
-address), and an agent that kills it only loses its own validation and outputs.
+signal the agent. It holds nothing the agent does not (the sandbox's token, the grader's
+address). Each of its processes makes itself non-dumpable first, so the agent, though of
+the same user, can neither trace them nor read their memory; it can still kill them, and
+then loses its own validation and outputs.
 """
 
 from __future__ import annotations
@@ -60,6 +62,24 @@ OUTPUT_FOLDERS = ("submission", "logs", "code")
 # Each collected file is read at most this far: the service refuses an archive over its cap
 # anyway, and a file the agent is still growing cannot keep the tar open.
 _COPY_CHUNK = 1 << 20
+
+
+# Python for the forwarder's interpreter: non-dumpable first, then the forwarder as __main__
+# (argv: its path, then its routes).
+_RUN_NON_DUMPABLE = (
+    "import ctypes, runpy, sys; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); "
+    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+_PR_SET_DUMPABLE = 4
+
+
+def _non_dumpable() -> None:
+    """PR_SET_DUMPABLE 0: no ptrace attach, no /proc/<pid>/mem or environ, from the agent."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise SystemExit(f"pod_sidecar: prctl failed ({ctypes.get_errno()})")
 
 
 def _env(name: str) -> str:
@@ -112,6 +132,8 @@ async def _serve() -> None:
         sys.executable,
         "-I",
         "-S",
+        "-c",
+        _RUN_NON_DUMPABLE,
         sidecar_forwarder.__file__,
         f"{HTTP_VALIDATE_PORT}={SOCKETS_DIR / VALIDATE_SOCKET}",
         f"{GRPC_GRADER_PORT}={SOCKETS_DIR / GRADER_SOCKET}",
@@ -259,6 +281,7 @@ class _Exactly:
 
 
 def main(argv: list[str]) -> int:
+    _non_dumpable()
     command = argv[0] if argv else ""
     if command == "stage":
         asyncio.run(_stage(Path(DATA_DIR)))

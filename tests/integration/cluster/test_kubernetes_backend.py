@@ -276,3 +276,37 @@ async def test_a_restarted_service_adopts_its_pods_by_label(k8s_stack):
     assert done.submission_collected
     texts = [e.text for e in await k8s_stack.logs(stub, sandbox.id)]
     assert texts.count("before") == 1 and texts.count("after") == 1
+
+
+async def test_a_pod_deleted_by_someone_else_is_an_infrastructure_failure(k8s_stack):
+    """A drain, an eviction or an operator's delete stops the agent: its exit code then says
+    nothing of the agent, and the run is lost, never the agent's failure."""
+    _server, stub = await k8s_stack.start()
+    sandbox = await k8s_stack.create(stub, ["sleep", "120"], image=BUSYBOX)
+    await k8s_stack.wait_for(stub, sandbox.id, {S.SANDBOX_STATE_RUNNING}, timeout=120)
+    k8s_stack.api.delete_namespaced_pod(f"mleb-{sandbox.id}", "default", grace_period_seconds=1)
+    done = await k8s_stack.wait_for(stub, sandbox.id, timeout=120)
+    assert done.state == S.SANDBOX_STATE_FAILED
+    assert done.failure_class == S.FAILURE_CLASS_INFRASTRUCTURE
+    assert done.failure_reason == S.FAILURE_REASON_LOST
+    assert "deleted" in done.failure_message or "gone" in done.failure_message
+
+
+async def test_an_agent_of_the_same_user_cannot_trace_its_pods_endpoints(k8s_stack):
+    """The endpoints container shares the agent's user and process namespace (to stop it);
+    its processes are non-dumpable, so the agent can neither read their memory nor their
+    environment."""
+    # (Spelt in two halves: this script's own command line must not match.)
+    probe = (
+        "for p in /proc/[0-9]*; do "
+        "if grep -q 'pod_side''car' $p/cmdline 2>/dev/null; then "
+        "cat $p/environ >/dev/null 2>&1 && echo READ || echo DENIED; fi; done; "
+        f"{SUBMIT}"
+    )
+    _server, stub = await k8s_stack.start()
+    sandbox = await k8s_stack.create(stub, ["sh", "-c", probe], image=BUSYBOX)
+    done = await k8s_stack.wait_for(stub, sandbox.id, timeout=120)
+    assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
+    texts = [e.text for e in await k8s_stack.logs(stub, sandbox.id)]
+    verdicts = [t for t in texts if t in ("READ", "DENIED")]
+    assert verdicts and set(verdicts) == {"DENIED"}, texts

@@ -17,7 +17,7 @@ from mleb.lab.artifact_extraction import UnsafeArchive
 
 from services.sandbox.backends.kubernetes.outputs import unpack_outputs
 from services.sandbox.backends.kubernetes.pod_board import PodBoard
-from services.sandbox.backends.kubernetes.pod_logs import LogLines, parse_log_line
+from services.sandbox.backends.kubernetes.pod_logs import LogLines, Piece, parse_log_line
 from services.sandbox.backends.kubernetes.pod_view import PodView
 from services.sandbox.node.runner_files import MAX_LINE_BYTES
 
@@ -52,10 +52,11 @@ def test_a_line_that_never_ends_comes_in_bounded_pieces(log_server):
     response = urllib3.PoolManager().request("GET", log_server, preload_content=False)
     lines = LogLines(response)
     raw = []
-    while piece := lines.next_line():
-        assert len(piece) <= MAX_LINE_BYTES
+    while (piece := lines.next_line()).data:
+        assert len(piece.data) <= MAX_LINE_BYTES
         raw.append(piece)
     lines.close()
+    assert [p.starts_line for p in raw] == [True, True, False, False, True]
     parsed = []
     for piece in raw:
         line = parse_log_line(piece, parsed[-1].time if parsed else 0.0)
@@ -67,8 +68,12 @@ def test_a_line_that_never_ends_comes_in_bounded_pieces(log_server):
     assert len({line.time for line in parsed}) == 1
 
 
-def test_a_line_without_a_time_and_nothing_before_it_is_dropped():
-    assert parse_log_line(b"no stamp here\n", 0.0) is None
+def test_only_a_lines_start_is_read_for_its_time():
+    assert parse_log_line(Piece(b"no stamp here\n", True), 0.0) is None
+    # The agent's text after a cut looks like a time: it is text, at its line's time.
+    forged = parse_log_line(Piece(b"2099-01-01 x\n", False), 1.5)
+    assert forged is not None and (forged.text, forged.time) == ("2099-01-01 x", 1.5)
+    assert parse_log_line(Piece(b"rest of a line\n", False), 0.0) is None
 
 
 async def test_one_listing_serves_every_concurrent_reader():

@@ -40,6 +40,8 @@ _DEFAULT_ADDRESSES = {"registry": "127.0.0.1:50051", "grader": "127.0.0.1:50052"
                       "sandbox": "127.0.0.1:50053"}  # fmt: skip
 
 Submission = bytes | str | Path
+# The GraderService calls that stream a submission.
+_UPLOADS = ("ValidateSubmission", "ScoreSubmission", "GradeSubmission")
 
 
 def submission_requests(kind: Any, competition_id: str, submission: Submission, path: str = ""):
@@ -108,9 +110,9 @@ class _Calls:
     def _stream(self, method: Callable, request: Any, timeout: float | None) -> Any:
         raise NotImplementedError
 
-    def _upload(self, rpc: str, requests: Iterator, timeout: float | None) -> Any:
-        """A GraderService call that streams a submission; `rpc` names the method."""
-        return self._call(getattr(self.grader, rpc), requests, timeout)
+    def _upload(self, method: Callable, requests: Iterator, timeout: float | None) -> Any:
+        """A GraderService call that streams a submission."""
+        return self._call(method, requests, timeout)
 
     # Registry.
     def list_competitions(self, *, split: str = "", category: str = "",
@@ -182,19 +184,19 @@ class _Calls:
         requests = submission_requests(
             grader_pb.ValidateSubmissionRequest, competition_id, submission
         )
-        return self._upload("ValidateSubmission", requests, timeout)
+        return self._upload(self.grader.ValidateSubmission, requests, timeout)
 
     def score_submission(self, competition_id: str, submission: Submission, *,
                          timeout: float | None = None):  # fmt: skip
         requests = submission_requests(grader_pb.ScoreSubmissionRequest, competition_id, submission)
-        return self._upload("ScoreSubmission", requests, timeout)
+        return self._upload(self.grader.ScoreSubmission, requests, timeout)
 
     def grade_submission(self, competition_id: str, submission: Submission, *,
                          submission_path: str = "", timeout: float | None = None):  # fmt: skip
         requests = submission_requests(
             grader_pb.GradeSubmissionRequest, competition_id, submission, submission_path
         )
-        return self._upload("GradeSubmission", requests, timeout)
+        return self._upload(self.grader.GradeSubmission, requests, timeout)
 
     def rank_score(self, competition_id: str, score: float | None, *,
                    timeout: float | None = None):  # fmt: skip
@@ -305,15 +307,16 @@ class AsyncClient(_Calls):
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
-    async def _upload(self, rpc, requests, timeout):
+    async def _upload(self, method, requests, timeout):
         # grpc.aio replaces the server's status with INTERNAL when the server ends an upload
         # while a chunk is still being written (grpc/grpc#36066), and the grader refuses from
         # the header, mid-body, on purpose. gRPC's blocking API keeps the server's status, so
         # uploads use it, on its own threads, and this coroutine only waits for the result.
         if self._upload_channel is None:
             self._upload_channel = sync_channel(self._addresses["grader"], self._tls_ca)
-        method = getattr(grader_grpc.GraderServiceStub(self._upload_channel), rpc)
-        call = method.future(requests, metadata=self._metadata, timeout=self._deadline(timeout))
+        rpc = next(name for name in _UPLOADS if getattr(self.grader, name) is method)
+        blocking = getattr(grader_grpc.GraderServiceStub(self._upload_channel), rpc)
+        call = blocking.future(requests, metadata=self._metadata, timeout=self._deadline(timeout))
         loop = asyncio.get_running_loop()
         finished = loop.create_future()
         call.add_done_callback(lambda _: loop.call_soon_threadsafe(_settle, finished))

@@ -48,7 +48,7 @@ from services.sandbox.backends.base import (
 from services.sandbox.backends.kubernetes import pod as pods
 from services.sandbox.backends.kubernetes.outputs import unpack_outputs
 from services.sandbox.backends.kubernetes.pod_board import PodBoard
-from services.sandbox.backends.kubernetes.pod_exec import ExecFailed, run_in_pod
+from services.sandbox.backends.kubernetes.pod_exec import ExecFailed, OutputTooLarge, run_in_pod
 from services.sandbox.backends.kubernetes.pod_logs import LogLines, parse_log_line
 from services.sandbox.backends.kubernetes.pod_view import PodView, read_json
 from services.sandbox.config import SandboxSettings
@@ -73,6 +73,11 @@ COLLECT_ATTEMPTS = 3
 COLLECT_DEADLINE_S = 1800.0
 # The exit code recorded for an agent whose Pod a stop had to delete (as SIGKILL's).
 KILLED_EXIT_CODE = 137
+# How long a Pod a stop deleted may stay terminating (its node away) before the stop is
+# taken as done.
+STOPPED_POD_WAIT_S = 120.0
+# The log API's sinceSeconds must be at least 1.
+_MIN_SINCE_S = 1
 # Waiting reasons that never clear on their own.
 # (ErrImagePull is not: the kubelet tries again, and says ImagePullBackOff once it gives up.)
 _IMAGE_REASONS = frozenset({"ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"})
@@ -205,8 +210,9 @@ class KubernetesBackend:
         self._exec_threads = ThreadPoolExecutor(_EXEC_THREADS, thread_name_prefix="mleb-k8s-exec")
         self._board = PodBoard(self._list_pods, k8s.poll_interval_s)
         self._collections: dict[str, asyncio.Future[None]] = {}
-        # Sandboxes whose Pod a stop deleted: their Pod's end is that stop, not a loss.
-        self._deleted_by_stop: set[str] = set()
+        # Sandboxes whose Pod a stop deleted, and when: their Pod's end is that stop, not a
+        # loss. (Kept in memory: after a restart, such a Pod's end reads as a loss.)
+        self._deleted_by_stop: dict[str, float] = {}
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """One API call on a thread, with a deadline; any failure is a BackendError (Gone
@@ -221,8 +227,8 @@ class KubernetesBackend:
         response = await self._call(what, fn, *args, _preload_content=False, **kwargs)
         try:
             return await asyncio.to_thread(read_json, response)
-        except ValueError as exc:
-            raise BackendError(f"Kubernetes' answer to {what!r} is not JSON") from exc
+        except Exception as exc:  # the body broke off, timed out, or is not JSON
+            raise _api_error(what, exc) from exc
 
     async def _patiently(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         """A read retried with backoff while the API fails for a while (throttling, a
@@ -392,8 +398,10 @@ class KubernetesBackend:
             # A resumed stream starts again before the last line: skip what was read.
             resume_after = since
             try:
-                while raw := await loop.run_in_executor(self._log_threads, lines.next_line):
-                    line = parse_log_line(raw, since)
+                while (
+                    piece := await loop.run_in_executor(self._log_threads, lines.next_line)
+                ).data:
+                    line = parse_log_line(piece, since)
                     if line is not None and line.time > resume_after:
                         since = line.time
                         yield line
@@ -406,7 +414,8 @@ class KubernetesBackend:
     def _open_log(self, name: str, since: float) -> Any:
         # Resuming: from a minute before the last line read (the node's clock may differ
         # from this host's), the lines already read skipped by time.
-        resume = {"since_seconds": math.ceil(time.time() - since) + 60} if since else {}
+        seconds = max(_MIN_SINCE_S, math.ceil(time.time() - since) + 60)
+        resume = {"since_seconds": seconds} if since else {}
         try:
             return self._core.read_namespaced_pod_log(
                 name,
@@ -429,29 +438,34 @@ class KubernetesBackend:
 
     async def wait(self, handle: Handle) -> ExitInfo:
         while True:
+            stopped_at = self._deleted_by_stop.get(handle.sandbox_id)
             try:
                 pod = await self._read_pod(handle)
             except BackendError:
-                if handle.sandbox_id in self._deleted_by_stop:
-                    # The service's stop deleted it: its stop, not a loss.
-                    return ExitInfo(KILLED_EXIT_CODE)
+                if stopped_at is not None:
+                    return ExitInfo(KILLED_EXIT_CODE)  # the stop's deletion, not a loss
                 raise
             agent = pod.container(pods.AGENT)
             ended = agent.terminated if agent is not None else None
-            # How the agent ended comes first: Kubernetes may end the Pod just after.
-            if ended is not None:
-                await self._collect(handle, pod)
-                return ExitInfo(ended.exit_code, ended.reason == "OOMKilled")
-            if handle.sandbox_id in self._deleted_by_stop:
-                await asyncio.sleep(self._k8s.poll_interval_s)
-                continue
-            if pod.reason in _LOST_REASONS:
+            if stopped_at is not None:
+                # Its Pod was deleted by the service's stop: that stop is how it ended,
+                # even while a node that is away keeps the Pod terminating.
+                if ended is not None:
+                    return ExitInfo(ended.exit_code, ended.reason == "OOMKilled")
+                if asyncio.get_running_loop().time() - stopped_at > STOPPED_POD_WAIT_S:
+                    return ExitInfo(KILLED_EXIT_CODE)
+            elif pod.reason in _LOST_REASONS or pod.deleting:
+                # Kubernetes (a deadline, an eviction, a drain) or someone else ended it:
+                # the agent's exit then says nothing of the agent.
                 raise BackendError(
-                    f"Kubernetes ended Pod {handle.ref} ({pod.reason}: {pod.message}); "
-                    "the agent was stopped with it",
+                    f"Kubernetes ended Pod {handle.ref} ({pod.reason or 'deleted'}"
+                    f"{': ' + pod.message if pod.message else ''}); the agent was stopped with it",
                     reason="LOST",
                 )
-            if pod.ended:
+            elif ended is not None:
+                await self._collect(handle, pod)
+                return ExitInfo(ended.exit_code, ended.reason == "OOMKilled")
+            elif pod.ended:
                 raise BackendError(f"Pod {handle.ref} ended without the agent", reason="LOST")
             await asyncio.sleep(self._k8s.poll_interval_s)
 
@@ -497,13 +511,13 @@ class KubernetesBackend:
         await self._delete_for_stop(handle, 1.0)
 
     async def _delete_for_stop(self, handle: Handle, grace_s: float) -> None:
-        self._deleted_by_stop.add(handle.sandbox_id)
+        self._deleted_by_stop[handle.sandbox_id] = asyncio.get_running_loop().time()
         await self._delete(handle.ref, grace_s)
 
     async def remove(self, handle: Handle) -> None:
         await self._delete(handle.ref)
         self._collections.pop(handle.sandbox_id, None)
-        self._deleted_by_stop.discard(handle.sandbox_id)
+        self._deleted_by_stop.pop(handle.sandbox_id, None)
 
     async def _delete(self, name: str, grace_s: float = 1.0) -> None:
         """Deletes the Pod and its Secret; what is already gone is fine. Never a grace of 0,
@@ -534,33 +548,19 @@ class KubernetesBackend:
 
     async def _collect_once(self, handle: Handle, pod: PodView) -> None:
         """Through the exec API; a transport failure is tried again. Outputs the agent made
-        uncollectable (it killed its Pod's endpoints container, or left too many files) are
-        its own loss, logged; an infrastructure failure is a BackendError."""
+        uncollectable (it killed its Pod's endpoints container, or left too many files or
+        bytes) are its own loss, logged; an infrastructure failure is a BackendError."""
         root = self._sandboxes_dir / handle.sandbox_id
         most = self._max_output_entries
         for attempt in range(COLLECT_ATTEMPTS):
             if not _running(pod, pods.ENDPOINTS):
                 log.warning("k8s_collect_no_endpoints", sandbox_id=handle.sandbox_id)
                 return
-            archive = await asyncio.to_thread(
-                tempfile.NamedTemporaryFile, dir=self._scratch_dir, suffix=".tar"
-            )
             try:
-                await self._exec(
-                    handle.ref,
-                    ["collect", str(most)],
-                    deadline_s=COLLECT_DEADLINE_S,
-                    sink=archive,
-                    max_bytes=self._max_artifacts_bytes,
-                )
-                await asyncio.to_thread(archive.flush)
-                await asyncio.to_thread(unpack_outputs, Path(archive.name), root, most)
+                await self._collect_into(handle, root, most)
                 return
-            except ExecFailed as exc:
+            except (ExecFailed, OutputTooLarge, UnsafeArchive, tarfile.TarError) as exc:
                 log.warning("k8s_collect_refused", sandbox_id=handle.sandbox_id, error=str(exc))
-                return
-            except (UnsafeArchive, tarfile.TarError) as exc:
-                log.warning("k8s_collect_unsafe", sandbox_id=handle.sandbox_id, error=str(exc))
                 return
             except (BackendError, OSError) as exc:
                 if attempt + 1 == COLLECT_ATTEMPTS:
@@ -570,8 +570,23 @@ class KubernetesBackend:
                 log.warning("k8s_collect_retry", sandbox_id=handle.sandbox_id, error=str(exc))
                 await asyncio.sleep(self._k8s.poll_interval_s)
                 pod = await self._read_pod(handle)
-            finally:
-                await asyncio.to_thread(archive.close)
+
+    async def _collect_into(self, handle: Handle, root: Path, most: int) -> None:
+        archive = await asyncio.to_thread(
+            tempfile.NamedTemporaryFile, dir=self._scratch_dir, suffix=".tar"
+        )
+        try:
+            await self._exec(
+                handle.ref,
+                ["collect", str(most)],
+                deadline_s=COLLECT_DEADLINE_S,
+                sink=archive,
+                max_bytes=self._max_artifacts_bytes,
+            )
+            await asyncio.to_thread(archive.flush)
+            await asyncio.to_thread(unpack_outputs, Path(archive.name), root, most)
+        finally:
+            await asyncio.to_thread(archive.close)
 
     async def _exec(
         self, name: str, args: list[str], *, deadline_s: float, sink: Any = None, max_bytes: int = 0

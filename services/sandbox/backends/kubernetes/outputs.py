@@ -27,17 +27,19 @@ def count_members(archive: Path, most: int) -> int:
 
 
 def unpack_outputs(archive: Path, root: Path, most_members: int) -> None:
-    """Replaces root's submission/, logs/ and code/ with the archive's, all or nothing."""
+    """Replaces root's submission/, logs/ and code/ with the archive's: the old three are
+    moved aside before the new three move in, each by one rename."""
+    if not root.is_dir():
+        raise UnsafeArchive("the sandbox's folder is gone")
     count_members(archive, most_members)
     staging = Path(tempfile.mkdtemp(prefix=".collect-", dir=root))
     try:
-        extract_artifacts(archive, staging)
+        extract_artifacts(archive, staging / "new")
+        (staging / "old").mkdir()
         for name in RUN_SUBDIRS:
-            target = root / name
-            if target.is_symlink() or target.is_file():
-                target.unlink()
-            elif target.exists():
-                shutil.rmtree(target)
-            (staging / name).rename(target)
+            if (root / name).exists() or (root / name).is_symlink():
+                (root / name).rename(staging / "old" / name)
+        for name in RUN_SUBDIRS:
+            (staging / "new" / name).rename(root / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -7,6 +7,7 @@ status) is a BackendError.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import IO, Any
 
@@ -14,6 +15,8 @@ from services.sandbox.backends.base import BackendError
 
 # Bytes of the program's stderr kept for the error message.
 _STDERR_TAIL = 2000
+# How long the WebSocket may wait for the API server on connecting, and within a frame.
+SOCKET_TIMEOUT_S = 30.0
 
 
 class ExecFailed(BackendError):
@@ -22,6 +25,19 @@ class ExecFailed(BackendError):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
+
+
+class OutputTooLarge(BackendError):
+    """The program wrote more than the caller takes (the agent's outputs, too big)."""
+
+
+def _stream() -> Any:
+    """kubernetes.stream.stream, with its WebSocket client keeping no copy of all it read
+    (by default it does, in memory, for read_all(): gigabytes of outputs)."""
+    from kubernetes.stream import stream, ws_client
+
+    call = functools.partial(ws_client.websocket_call, capture_all=False)
+    return functools.partial(stream.func, call, None)
 
 
 def run_in_pod(
@@ -36,14 +52,16 @@ def run_in_pod(
     max_bytes: int = 0,
 ) -> None:
     """Runs `command` in the container; its stdout goes to `sink`, at most max_bytes."""
+    import websocket
     from kubernetes import client
-    from kubernetes.stream import stream
 
+    # The connect's timeout: websocket-client has no other way to set it.
+    websocket.setdefaulttimeout(SOCKET_TIMEOUT_S)
     # stream() swaps its client's request method while it runs: never on a shared client.
     api_client = client.ApiClient(configuration)
     try:
         try:
-            response = stream(
+            response = _stream()(
                 client.CoreV1Api(api_client).connect_get_namespaced_pod_exec,
                 pod,
                 namespace,
@@ -59,6 +77,8 @@ def run_in_pod(
         except Exception as exc:
             raise BackendError(f"exec in Pod {pod} failed: {type(exc).__name__}") from exc
         try:
+            # A frame that stalls half-way ends the exec instead of the thread.
+            response.sock.settimeout(SOCKET_TIMEOUT_S)
             errors = _pump(response, deadline_s, sink, max_bytes)
             code = response.returncode
         except BackendError:
@@ -86,7 +106,7 @@ def _pump(response: Any, deadline_s: float, sink: IO[bytes] | None, max_bytes: i
             data = response.read_stdout()
             written += len(data)
             if max_bytes and written > max_bytes:
-                raise BackendError(f"the agent's outputs are over {max_bytes} bytes")
+                raise OutputTooLarge(f"the agent's outputs are over {max_bytes} bytes")
             if sink is not None:
                 sink.write(data)
         if response.peek_stderr():

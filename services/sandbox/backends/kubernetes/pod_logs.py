@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from services.sandbox.backends.base import OutputLine, OutputStream
 from services.sandbox.node.runner_files import MAX_LINE_BYTES
 
 _CHUNK = 64 * 1024
+
+
+class Piece(NamedTuple):
+    data: bytes
+    # False for the rest of a line cut at MAX_LINE_BYTES: only a line's start carries the
+    # log API's timestamp, and the rest is the agent's text, whatever it looks like.
+    starts_line: bool
 
 
 class LogLines:
@@ -23,9 +30,10 @@ class LogLines:
         self._response = response
         self._buffer = b""
         self._ended = False
+        self._at_line_start = True
 
-    def next_line(self) -> bytes:
-        """The next line with its timestamp; b"" once the stream ended, or broke."""
+    def next_line(self) -> Piece:
+        """The next line (or piece of one); empty data once the stream ended, or broke."""
         from urllib3.exceptions import HTTPError
 
         while True:
@@ -33,7 +41,9 @@ class LogLines:
             if end >= 0 or len(self._buffer) >= MAX_LINE_BYTES or self._ended:
                 cut = end + 1 if end >= 0 else min(len(self._buffer), MAX_LINE_BYTES)
                 line, self._buffer = self._buffer[:cut], self._buffer[cut:]
-                return line
+                piece = Piece(line, self._at_line_start)
+                self._at_line_start = line.endswith(b"\n")
+                return piece
             try:
                 # What has arrived, at most a chunk: read() would wait for a whole chunk.
                 data = self._response.read1(_CHUNK)
@@ -52,17 +62,18 @@ class LogLines:
         self._response.release_conn()
 
 
-def parse_log_line(raw: bytes, carried: float) -> OutputLine | None:
+def parse_log_line(piece: Piece, carried: float) -> OutputLine | None:
     """`<RFC 3339 time with nanoseconds> <text>` as the log API sends it with timestamps;
-    a piece of a line cut at MAX_LINE_BYTES has none, and takes `carried`, the last time."""
-    text = raw.decode("utf-8", errors="replace").rstrip("\n")
+    the rest of a cut line has none, and takes `carried`, its start's time. None for what
+    cannot be placed in time (a start without a time, a rest without its start)."""
+    text = piece.data.decode("utf-8", errors="replace").rstrip("\n")
+    if not piece.starts_line:
+        return OutputLine(OutputStream.STDOUT, text, carried) if carried else None
     stamp, _, rest = text.partition(" ")
     try:
         # Python reads microseconds: the nanoseconds' last three digits go.
         whole, _, fraction = stamp.rstrip("Z").partition(".")
         at = datetime.fromisoformat(f"{whole}.{(fraction + '000000')[:6]}+00:00").timestamp()
     except ValueError:
-        if not carried:
-            return None
-        return OutputLine(OutputStream.STDOUT, text, carried)
+        return None
     return OutputLine(OutputStream.STDOUT, rest, at)

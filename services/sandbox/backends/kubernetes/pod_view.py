@@ -67,6 +67,8 @@ class PodView:
     reason: str
     message: str
     node_name: str
+    # Being deleted (deletionTimestamp set): its containers are being stopped.
+    deleting: bool
     containers: tuple[ContainerView, ...]
     init_containers: tuple[ContainerView, ...]
 
@@ -82,6 +84,7 @@ class PodView:
             reason=str(status.get("reason", "")),
             message=str(status.get("message", "")),
             node_name=str((raw.get("spec") or {}).get("nodeName", "")),
+            deleting=bool(metadata.get("deletionTimestamp")),
             containers=tuple(
                 ContainerView.from_json(c) for c in status.get("containerStatuses") or []
             ),
