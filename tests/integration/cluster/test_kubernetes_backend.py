@@ -25,22 +25,19 @@ from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
 from services.sandbox.backends.kubernetes import pod as pods
 from tests.fixtures.dev_clusters import DevCluster
+from tests.integration.sandbox.agent_scripts import POST_TO_VALIDATE
 
 pytestmark = pytest.mark.docker
 S = sandbox_pb2
 BUSYBOX = "mleb-test-busybox"
 SUBMIT = "cp /home/data/sample_submission.csv /home/submission/submission.csv"
 GPU = "nvidia.com/gpu"
-VALIDATE = r"""
-import json, os, urllib.request
+VALIDATE = (
+    POST_TO_VALIDATE
+    + r"""
+import json, os
 sample = open("/home/data/sample_submission.csv").read()
-boundary = "mlebboundary"
-body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-        f"filename=\"submission.csv\"\r\nContent-Type: text/csv\r\n\r\n{sample}\r\n"
-        f"--{boundary}--\r\n").encode()
-request = urllib.request.Request("http://localhost:5000/validate", data=body,
-    headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-valid = json.loads(urllib.request.urlopen(request, timeout=60).read())
+valid = json.loads(post(sample))
 print("RESULT=" + json.dumps({"valid": valid, "uid": os.getuid(),
       "description": open("/home/data/description.md").read()[:40]}), flush=True)
 os.makedirs("/home/submission/deeper")
@@ -48,6 +45,7 @@ open("/home/submission/submission.csv", "w").write(sample)
 open("/home/logs/agent.log", "w").write("a log\n")
 os.symlink("/etc/passwd", "/home/submission/deeper/passwd")
 """
+)
 
 
 def core(cluster: DevCluster) -> Any:

@@ -27,6 +27,7 @@ from services.sandbox.backends.slurm.backend import SlurmBackend, SlurmSettings
 from tests.fixtures.cluster_fixtures import slurm_env
 from tests.fixtures.dev_clusters import DevCluster
 from tests.fixtures.sandbox_docker import containers_of
+from tests.integration.sandbox.agent_scripts import POST_TO_VALIDATE
 
 pytestmark = pytest.mark.docker
 S = sandbox_pb2
@@ -493,21 +494,18 @@ async def test_one_squeue_a_poll_serves_every_sandbox(slurm_stack, monkeypatch, 
 
 # Validates the sample submission through the node runner's endpoint, then asks the
 # allowlist proxy for a loopback destination, which it refuses.
-VALIDATE_AND_PROXY = r"""
-import json, socket, urllib.request
+VALIDATE_AND_PROXY = (
+    POST_TO_VALIDATE
+    + r"""
+import json, socket
 sample = open("/home/data/sample_submission.csv").read()
-boundary = "mlebboundary"
-body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-        f"filename=\"submission.csv\"\r\nContent-Type: text/csv\r\n\r\n{sample}\r\n"
-        f"--{boundary}--\r\n").encode()
-request = urllib.request.Request("http://localhost:5000/validate", data=body,
-    headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-valid = json.loads(urllib.request.urlopen(request, timeout=60).read())
+valid = json.loads(post(sample))
 proxy = socket.create_connection(("127.0.0.1", 3128), timeout=10)
 proxy.sendall(b"CONNECT localhost:9 HTTP/1.1\r\nHost: localhost:9\r\n\r\n")
 refused = proxy.recv(200).decode(errors="replace").split("\r\n")[0]
 print("RESULT=" + json.dumps({"valid": valid, "proxy": refused}), flush=True)
 """
+)
 
 
 async def test_the_node_runner_serves_validation_and_the_egress_log_comes_back(slurm_stack):

@@ -3,9 +3,24 @@
 Each prints one JSON line, prefixed with RESULT=, for the test to read from the output.
 """
 
+# The agent's side of MLE-bench's /validate: post(csv) is the endpoint's reply (bytes).
+POST_TO_VALIDATE = r"""
+import urllib.request
+def post(csv):
+    boundary = "mlebboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"submission.csv\"\r\nContent-Type: text/csv\r\n\r\n{csv}\r\n"
+            f"--{boundary}--\r\n").encode()
+    request = urllib.request.Request("http://localhost:5000/validate", data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    return urllib.request.urlopen(request, timeout=60).read()
+"""
+
 # Searches everything a sandbox can reach for the marker (given base64-encoded so that the
 # search's own command line does not contain it), and checks validation still works.
-SEARCH_AGENT = r"""
+SEARCH_AGENT = (
+    POST_TO_VALIDATE
+    + r"""
 import base64, json, os, socket, sys, urllib.request
 import grpc
 from mleb.grader.v1 import grader_service_pb2 as pb, grader_service_pb2_grpc as pbg
@@ -69,14 +84,6 @@ for host in ("172.17.0.1", "10.0.0.1", "192.168.0.1", "1.1.1.1", "8.8.8.8"):
         remote[f"{host}:{port}"] = s.connect_ex((host, port))
         s.close()
 
-def post(csv):
-    boundary = "mlebboundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-            f"filename=\"submission.csv\"\r\nContent-Type: text/csv\r\n\r\n{csv}\r\n"
-            f"--{boundary}--\r\n").encode()
-    request = urllib.request.Request("http://localhost:5000/validate", data=body,
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    return urllib.request.urlopen(request, timeout=30).read()
 
 sample = open("/home/data/sample_submission.csv").read()
 valid = post(sample)
@@ -109,6 +116,7 @@ print("RESULT=" + json.dumps({
     "grpc_valid": grpc_reply.valid, "denied": denied, "uid": os.getuid(),
 }), flush=True)
 """
+)
 
 # Reports what the sandbox looks like from inside: the MLE-bench layout and its permissions.
 LAYOUT_AGENT = r"""
