@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from dataclasses import dataclass, field
@@ -26,6 +27,20 @@ def _float(name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise invalid_field(f"MLEB_SANDBOX_{name}", f"not a number: {raw!r}") from exc
+
+
+def seconds_setting(variable: str, default: float, *, positive: bool = False) -> float:
+    """A number of seconds from the environment variable: finite and not negative, or, with
+    `positive`, above zero (an interval a loop sleeps, which zero would make spin)."""
+    raw = os.environ.get(variable, str(default))
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise invalid_field(variable, f"not a number: {raw!r}") from exc
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        kind = "a positive" if positive else "a"
+        raise invalid_field(variable, f"not {kind} number of seconds: {raw!r}")
+    return value
 
 
 # More simulated GPUs than any real node has is a typo, not a test.

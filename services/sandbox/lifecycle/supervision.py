@@ -39,9 +39,9 @@ from services.sandbox.lifecycle.states import FailureReason, SandboxState
 from services.sandbox.node.layout import (
     CompetitionSource,
     LayoutBuilder,
-    RegistryFetchError,
     host_layout,
 )
+from services.sandbox.node.public_fetch import RegistryFetchError
 from services.sandbox.records import Competition, DescriptionVariant, LogStream
 
 log = structlog.get_logger("mleb.sandbox")

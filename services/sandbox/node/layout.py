@@ -18,7 +18,6 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
-from services.common.errors import MlebError
 from services.sandbox.backends.base import (
     DATA_DIR,
     HTTP_VALIDATE_PORT,
@@ -28,15 +27,14 @@ from services.sandbox.backends.base import (
 from services.sandbox.lifecycle.threads import WorkerThreads
 from services.sandbox.node.public_cache import PublicCache
 from services.sandbox.node.public_fetch import (
-    PieceSource,
-    RegistryFetchError,
-    fetch_public_files,
-    is_digested_listing,
+    DESCRIPTION,
+    RegistrySource,
+    fetch_from_registry,
+    refuse_description_folder,
 )
 from services.sandbox.node.public_store import PublicStore
-from services.sandbox.records import Competition, DescriptionVariant, PublicFile
+from services.sandbox.records import Competition, DescriptionVariant
 
-_DESCRIPTION = "description.md"
 INSTRUCTIONS = """\
 You are participating in *MLE-bench*, an offline version of Kaggle competitions adapted to test \
 the coding ability of agents like yourself.
@@ -127,10 +125,8 @@ fi
 """
 
 
-class CompetitionSource(PieceSource, Protocol):
+class CompetitionSource(RegistrySource, Protocol):
     async def get(self, competition_id: str, variant: DescriptionVariant) -> Competition: ...
-
-    async def listing(self, competition_id: str) -> list[PublicFile]: ...
 
 
 def host_layout(root: Path, public_dir: Path | None = None) -> HostLayout:
@@ -144,7 +140,7 @@ def host_layout(root: Path, public_dir: Path | None = None) -> HostLayout:
         instructions_file=root / "instructions.txt",
         validate_script=root / "validate_submission.sh",
         sockets_dir=root / "sockets",
-        description_file=root / _DESCRIPTION,
+        description_file=root / DESCRIPTION,
         public_dir=public_dir,
     )
 
@@ -153,15 +149,6 @@ def _cache_key(competition: Competition) -> str:
     # "v3": keyed on the listing digest; entries hold a description.md placeholder that
     # mounts rely on.
     return hashlib.sha256(f"v3:{competition.listing_digest}".encode()).hexdigest()[:20]
-
-
-def _refuse_description_folder(competition: Competition, listing: list[PublicFile]) -> None:
-    """A sandbox's description lies at data/description.md: a public folder there cannot."""
-    if any(f.path.startswith(f"{_DESCRIPTION}/") for f in listing):
-        raise RegistryFetchError(
-            f"{competition.id!r} has a public folder named {_DESCRIPTION}, where each "
-            "sandbox's description goes; rename it and import the competition again"
-        )
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -173,7 +160,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 def _seal(staging: Path) -> None:
     """Folders 0755; and a description.md for each sandbox's own to be mounted over."""
-    placeholder = staging / _DESCRIPTION
+    placeholder = staging / DESCRIPTION
     if not placeholder.exists():
         placeholder.touch(mode=0o444)
         placeholder.chmod(0o444)
@@ -214,7 +201,7 @@ class LayoutBuilder:
             if self._public_store is not None:
                 stored = await self._threads.run(self._public_store.load, competition, staging)
             if stored is not None:  # its listing already checked against the digest
-                _refuse_description_folder(competition, stored)
+                refuse_description_folder(competition.id, stored)
             else:
                 await self._fetch_from_registry(competition, staging)
             await self._threads.run(_seal, staging)
@@ -224,22 +211,9 @@ class LayoutBuilder:
                 await self._threads.run(shutil.rmtree, staging, True)
 
     async def _fetch_from_registry(self, competition: Competition, staging: Path) -> None:
-        try:
-            listing = await self._competitions.listing(competition.id)
-        except MlebError as exc:
-            raise RegistryFetchError(exc.message) from exc
-        if not is_digested_listing(listing, competition.listing_digest):
-            raise RegistryFetchError(
-                f"the registry's file listing for {competition.id!r} does not match its digest "
-                "(imported again meanwhile?); start the sandbox again"
-            )
-        _refuse_description_folder(competition, listing)
-        try:
-            await fetch_public_files(
-                self._competitions, competition.id, listing, staging, self._threads
-            )
-        except MlebError as exc:
-            raise RegistryFetchError(exc.message) from exc
+        listing = await fetch_from_registry(
+            self._competitions, competition.id, competition.listing_digest, staging, self._threads
+        )
         if self._public_store:
             await self._threads.run(self._public_store.publish, competition, listing, staging)
 
@@ -278,7 +252,7 @@ class LayoutBuilder:
             folder.mkdir(exist_ok=True)
             for name in files:
                 _link_or_copy(Path(current) / name, folder / name)
-        cls._write_description(layout.data_dir / _DESCRIPTION, competition)
+        cls._write_description(layout.data_dir / DESCRIPTION, competition)
         for current, dirs, _files in os.walk(layout.data_dir):
             for name in dirs:
                 (Path(current) / name).chmod(0o755)

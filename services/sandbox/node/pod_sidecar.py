@@ -43,11 +43,7 @@ from services.sandbox.lifecycle.threads import WorkerThreads
 from services.sandbox.node import sidecar_forwarder
 from services.sandbox.node.egress_proxy import AddressPolicy
 from services.sandbox.node.endpoints import GRADER_SOCKET, VALIDATE_SOCKET, SandboxEndpoints
-from services.sandbox.node.public_fetch import (
-    RegistryFetchError,
-    fetch_public_files,
-    is_digested_listing,
-)
+from services.sandbox.node.public_fetch import DESCRIPTION, fetch_from_registry
 from services.sandbox.node.registry_client import RegistryCompetitions
 
 # Where the Pod's volumes are mounted in the node image's containers. The endpoints' sockets
@@ -57,20 +53,19 @@ SOCKETS_DIR = RUN_DIR / "sockets"
 READY_FILE = RUN_DIR / "ready"
 FILES_DIR = Path("/mleb/files")
 OUTPUTS_DIR = Path("/mleb/outputs")
-DESCRIPTION = "description.md"
 OUTPUT_FOLDERS = ("submission", "logs", "code")
 # Each collected file is read at most this far: the service refuses an archive over its cap
 # anyway, and a file the agent is still growing cannot keep the tar open.
 _COPY_CHUNK = 1 << 20
 
 
+_PR_SET_DUMPABLE = 4
 # Python for the forwarder's interpreter: non-dumpable first, then the forwarder as __main__
 # (argv: its path, then its routes).
 _RUN_NON_DUMPABLE = (
-    "import ctypes, runpy, sys; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); "
+    f"import ctypes, runpy, sys; ctypes.CDLL(None).prctl({_PR_SET_DUMPABLE}, 0, 0, 0, 0); "
     "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 )
-_PR_SET_DUMPABLE = 4
 
 
 def _non_dumpable() -> None:
@@ -95,23 +90,17 @@ def _env(name: str) -> str:
 async def _stage(data_dir: Path) -> None:
     competition_id = _env("MLEB_COMPETITION_ID")
     channel = service_channel(_env("MLEB_REGISTRY_ADDR"), _settings())
+    threads = WorkerThreads(4)
     try:
         registry = RegistryCompetitions(channel, bearer_metadata(_env("MLEB_SANDBOX_TOKEN")))
-        listing = await registry.listing(competition_id)
-        if not is_digested_listing(listing, _env("MLEB_LISTING_DIGEST")):
-            raise RegistryFetchError(
-                f"the registry's file listing for {competition_id!r} no longer matches the one "
-                "the sandbox was created with (imported again meanwhile?)"
-            )
-        threads = WorkerThreads(4)
-        try:
-            await fetch_public_files(registry, competition_id, listing, data_dir, threads)
-        finally:
-            threads.shutdown()
+        await fetch_from_registry(
+            registry, competition_id, _env("MLEB_LISTING_DIGEST"), data_dir, threads
+        )
     finally:
+        threads.shutdown()
         await channel.close()
     description = data_dir / DESCRIPTION
-    description.unlink(missing_ok=True)
+    description.unlink(missing_ok=True)  # a public description.md, read-only
     description.write_bytes((FILES_DIR / DESCRIPTION).read_bytes())
     description.chmod(0o444)
 

@@ -16,10 +16,12 @@ from typing import NamedTuple, Protocol
 
 from mleb.public_listing import public_listing_digest
 
-from services.common.errors import UnavailableError
+from services.common.errors import MlebError, UnavailableError
 from services.sandbox.lifecycle.threads import WorkerThreads
 from services.sandbox.records import PublicFile
 
+# Where each sandbox's own description goes in its data folder.
+DESCRIPTION = "description.md"
 # More streams than this gained nothing measurable (bench/sandbox/bench_staging.py).
 STREAMS = 4
 # A request's path names stay well under gRPC's 4 MiB message limit, and their count under
@@ -73,6 +75,48 @@ class PieceSource(Protocol):
     def pieces(self, competition_id: str, paths: list[str]) -> AsyncIterator[list[Piece]]:
         """The named files' bytes, file after file, in batches."""
         ...
+
+
+class RegistrySource(PieceSource, Protocol):
+    async def listing(self, competition_id: str) -> list[PublicFile]:
+        """The public files as the registry lists them now."""
+        ...
+
+
+def refuse_description_folder(competition_id: str, listing: Sequence[PublicFile]) -> None:
+    """A sandbox's description lies at data/description.md: a public folder there cannot."""
+    if any(f.path.startswith(f"{DESCRIPTION}/") for f in listing):
+        raise RegistryFetchError(
+            f"{competition_id!r} has a public folder named {DESCRIPTION}, where each "
+            "sandbox's description goes; rename it and import the competition again"
+        )
+
+
+async def fetch_from_registry(
+    registry: RegistrySource,
+    competition_id: str,
+    listing_digest: str,
+    dest: Path,
+    threads: WorkerThreads,
+) -> list[PublicFile]:
+    """The registry's public files written under `dest`, from a listing that must be the one
+    `listing_digest` names (the one the sandbox was prepared from), each file checked; the
+    listing is returned. Failures are RegistryFetchErrors."""
+    try:
+        listing = await registry.listing(competition_id)
+    except MlebError as exc:
+        raise RegistryFetchError(exc.message) from exc
+    if not is_digested_listing(listing, listing_digest):
+        raise RegistryFetchError(
+            f"the registry's file listing for {competition_id!r} does not match its digest "
+            "(imported again meanwhile?); start the sandbox again"
+        )
+    refuse_description_folder(competition_id, listing)
+    try:
+        await fetch_public_files(registry, competition_id, listing, dest, threads)
+    except MlebError as exc:
+        raise RegistryFetchError(exc.message) from exc
+    return listing
 
 
 def plan_requests(files: Sequence[PublicFile], streams: int) -> list[list[PublicFile]]:

@@ -20,9 +20,9 @@ from services.registry.core import RegistryCore
 from services.registry.importers.install import CompetitionInstaller
 from services.registry.importers.own_format import import_competition
 from services.sandbox.lifecycle.threads import WorkerThreads
-from services.sandbox.node.layout import LayoutBuilder, RegistryFetchError
+from services.sandbox.node.layout import LayoutBuilder
 from services.sandbox.node.public_cache import PublicCache
-from services.sandbox.node.public_fetch import Piece
+from services.sandbox.node.public_fetch import Piece, RegistryFetchError
 from services.sandbox.node.registry_client import RegistryCompetitions
 from services.sandbox.records import Competition, DescriptionVariant, PublicFile
 from tests.conftest import bearer

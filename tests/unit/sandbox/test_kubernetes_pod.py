@@ -47,13 +47,14 @@ def spec(tmp_path: Path, **fields) -> LaunchSpec:
         "time_limit_s": 3600.0,
         "gpu_count": 2,
         "listing_digest": "abc",
+        "stop_grace_s": 10.0,
     }
     return LaunchSpec(**{**values, **fields})
 
 
 def test_no_secret_reaches_the_pod_spec_and_each_comes_from_the_secret(tmp_path):
     launch = spec(tmp_path)
-    manifest = pods.pod_manifest(launch, SETTINGS, "abc", 10.0)
+    manifest = pods.pod_manifest(launch, SETTINGS)
     assert "s3cr3t" not in json.dumps(manifest) and "tok-secret" not in json.dumps(manifest)
     agent = next(c for c in manifest["spec"]["containers"] if c["name"] == pods.AGENT)
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in agent["env"]}
@@ -64,7 +65,7 @@ def test_no_secret_reaches_the_pod_spec_and_each_comes_from_the_secret(tmp_path)
 
 
 def test_the_pod_runs_nothing_as_root_and_asks_the_scheduler_for_its_gpus(tmp_path):
-    manifest = pods.pod_manifest(spec(tmp_path), SETTINGS, "abc", 10.0)
+    manifest = pods.pod_manifest(spec(tmp_path), SETTINGS)
     pod_spec = manifest["spec"]
     assert pod_spec["securityContext"]["runAsNonRoot"] is True
     assert pod_spec["securityContext"]["runAsUser"] == 1000
@@ -88,7 +89,7 @@ def test_the_pod_runs_nothing_as_root_and_asks_the_scheduler_for_its_gpus(tmp_pa
 
 
 def test_the_pod_deadline_backs_up_the_services_own_limit(tmp_path):
-    manifest = pods.pod_manifest(spec(tmp_path, time_limit_s=0.5), SETTINGS, "abc", 1.0)
+    manifest = pods.pod_manifest(spec(tmp_path, time_limit_s=0.5, stop_grace_s=1.0), SETTINGS)
     assert manifest["spec"]["activeDeadlineSeconds"] == 2 + pods.DEADLINE_MARGIN_S
 
 

@@ -51,8 +51,8 @@ from services.sandbox.backends.kubernetes.pod_board import PodBoard
 from services.sandbox.backends.kubernetes.pod_exec import ExecFailed, OutputTooLarge, run_in_pod
 from services.sandbox.backends.kubernetes.pod_logs import LogLines, parse_log_line
 from services.sandbox.backends.kubernetes.pod_view import PodView, read_json
-from services.sandbox.config import SandboxSettings
-from services.sandbox.node import pod_sidecar
+from services.sandbox.config import SandboxSettings, seconds_setting
+from services.sandbox.node.public_fetch import DESCRIPTION
 
 if TYPE_CHECKING:
     from services.sandbox.node.egress_proxy import EgressSums
@@ -127,13 +127,7 @@ class KubernetesSettings:
         uid = _env("AGENT_UID", str(cls.agent_uid))
         if not uid.isdigit() or int(uid) == 0:
             raise invalid_field("MLEB_K8S_AGENT_UID", "a user id other than root's (0)")
-        poll = _env("POLL_INTERVAL_S", str(cls.poll_interval_s))
-        try:
-            poll_s = float(poll)
-        except ValueError as exc:
-            raise invalid_field("MLEB_K8S_POLL_INTERVAL_S", f"not a number: {poll!r}") from exc
-        if not math.isfinite(poll_s) or poll_s <= 0:
-            raise invalid_field("MLEB_K8S_POLL_INTERVAL_S", "a positive number of seconds")
+        poll_s = seconds_setting("MLEB_K8S_POLL_INTERVAL_S", cls.poll_interval_s, positive=True)
         pull = _env("IMAGE_PULL_POLICY", cls.image_pull_policy)
         if pull not in ("Always", "IfNotPresent", "Never"):
             raise invalid_field("MLEB_K8S_IMAGE_PULL_POLICY", "Always, IfNotPresent or Never")
@@ -285,7 +279,7 @@ class KubernetesBackend:
             self._pod.namespace,
             secret,
         )
-        manifest = pods.pod_manifest(spec, self._pod, spec.listing_digest, spec.stop_grace_s)
+        manifest = pods.pod_manifest(spec, self._pod)
         try:
             pod = PodView.from_json(
                 await self._call_json(
@@ -527,11 +521,12 @@ class KubernetesBackend:
         options = client.V1DeleteOptions(
             grace_period_seconds=max(1, math.ceil(grace_s)), propagation_policy="Background"
         )
-        for delete in (self._core.delete_namespaced_pod, self._core.delete_namespaced_secret):
+        for what, delete in (
+            ("delete the sandbox's Pod", self._core.delete_namespaced_pod),
+            ("delete the sandbox's Secret", self._core.delete_namespaced_secret),
+        ):
             try:
-                await self._call_json(
-                    "delete the sandbox's Pod", delete, name, self._pod.namespace, body=options
-                )
+                await self._call_json(what, delete, name, self._pod.namespace, body=options)
             except Gone:
                 continue
 
@@ -640,7 +635,7 @@ class KubernetesBackend:
 def _pod_files(spec: LaunchSpec) -> dict[str, bytes]:
     layout = spec.layout
     sources = {
-        pod_sidecar.DESCRIPTION: layout.description_file,
+        DESCRIPTION: layout.description_file,
         layout.instructions_file.name: layout.instructions_file,
         layout.validate_script.name: layout.validate_script,
     }

@@ -29,6 +29,7 @@ from services.sandbox.backends.base import (
     LaunchSpec,
 )
 from services.sandbox.node import pod_sidecar
+from services.sandbox.node.public_fetch import DESCRIPTION
 
 MANAGED_BY = ("app.kubernetes.io/managed-by", "mleb-sandbox")
 SANDBOX_LABEL = "mleb.dev/sandbox"
@@ -89,15 +90,14 @@ def secret_manifest(
     }
 
 
-def pod_manifest(
-    spec: LaunchSpec, settings: PodSettings, listing_digest: str, grace_s: float
-) -> dict[str, Any]:
+def pod_manifest(spec: LaunchSpec, settings: PodSettings) -> dict[str, Any]:
     name = pod_name(spec.sandbox_id)
+    grace_s = spec.stop_grace_s
     token = _secret_env("MLEB_SANDBOX_TOKEN", name)
     node_env = [
         {"name": "MLEB_SANDBOX_ID", "value": spec.sandbox_id},
         {"name": "MLEB_COMPETITION_ID", "value": spec.competition_id},
-        {"name": "MLEB_LISTING_DIGEST", "value": listing_digest},
+        {"name": "MLEB_LISTING_DIGEST", "value": spec.listing_digest},
         {"name": "MLEB_REGISTRY_ADDR", "value": settings.registry_addr},
         {"name": "MLEB_GRADER_ADDR", "value": settings.grader_addr},
         token,
@@ -202,7 +202,7 @@ def pod_manifest(
 
 
 _FILES = {
-    pod_sidecar.DESCRIPTION: 0o444,
+    DESCRIPTION: 0o444,
     INSTRUCTIONS_FILE.rsplit("/", 1)[1]: 0o444,
     VALIDATE_SCRIPT.rsplit("/", 1)[1]: 0o555,
 }

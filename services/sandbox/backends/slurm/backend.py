@@ -40,7 +40,7 @@ from services.sandbox.backends.base import (
     Usage,
 )
 from services.sandbox.backends.slurm import commands
-from services.sandbox.config import SandboxSettings
+from services.sandbox.config import SandboxSettings, seconds_setting
 from services.sandbox.node.egress_proxy import EgressSums
 
 if TYPE_CHECKING:
@@ -120,22 +120,11 @@ class SlurmSettings:
             sbatch_args=tuple(shlex.split(_env("SBATCH_ARGS"))),
             runner=runner,
             gpu_device_dir=_env("GPU_DEVICE_DIR"),
-            poll_interval_s=_seconds("POLL_INTERVAL_S", cls.poll_interval_s),
-            fs_lag_s=_seconds("FS_LAG_S", cls.fs_lag_s),
+            poll_interval_s=seconds_setting("MLEB_SLURM_POLL_INTERVAL_S", cls.poll_interval_s),
+            fs_lag_s=seconds_setting("MLEB_SLURM_FS_LAG_S", cls.fs_lag_s),
             grader_addr=_env("GRADER_ADDR", os.environ.get("MLEB_GRADER_ADDR", "")),
             client_tls_ca=_env("TLS_CA", os.environ.get("MLEB_TLS_CA", "")),
         )
-
-
-def _seconds(name: str, default: float) -> float:
-    raw = _env(name, str(default))
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise invalid_field(f"MLEB_SLURM_{name}", f"not a number: {raw!r}") from exc
-    if not math.isfinite(value) or value < 0:
-        raise invalid_field(f"MLEB_SLURM_{name}", f"not a number of seconds: {raw!r}")
-    return value
 
 
 def _raise_runner_error(ended: Ended | None) -> None:
