@@ -308,3 +308,21 @@ async def test_an_agent_of_the_same_user_cannot_trace_its_pods_endpoints(k8s_sta
     texts = [e.text for e in await k8s_stack.logs(stub, sandbox.id)]
     verdicts = [t for t in texts if t in ("READ", "DENIED")]
     assert verdicts and set(verdicts) == {"DENIED"}, texts
+
+
+async def test_a_sparse_file_past_the_artifacts_cap_is_the_agents_loss(k8s_stack):
+    """A 5 GiB sparse file costs the agent nothing to make; its collection stops at the cap
+    (1 MiB here) instead of filling the service's disk or memory, and the run keeps its
+    exit: no outputs, not an infrastructure failure."""
+    _server, stub = await k8s_stack.start(max_artifacts_bytes=1 << 20)
+    sparse = (
+        "import shutil; shutil.copy('/home/data/sample_submission.csv', "
+        "'/home/submission/submission.csv'); "
+        "open('/home/submission/huge.bin', 'wb').truncate(5 << 30)"
+    )
+    sandbox = await k8s_stack.create(stub, ["python3", "-c", sparse], image="mleb-test-python")
+    done = await k8s_stack.wait_for(stub, sandbox.id, timeout=120)
+    assert done.state == S.SANDBOX_STATE_SUCCEEDED, done.failure_message
+    assert not done.submission_collected
+    root = k8s_stack.sandbox_settings.work_dir / "sandboxes" / sandbox.id
+    assert not (root / "submission" / "huge.bin").exists()

@@ -169,3 +169,23 @@ def test_collect_refuses_more_entries_than_the_service_takes(outputs):
         (outputs / "logs" / f"f{n}").write_text("x")
     assert pod_sidecar._collect(io.BytesIO(), 4) == 3
     assert pod_sidecar._collect(io.BytesIO(), 10) == 0
+
+
+@pytest.mark.parametrize("uid", ["0", "00", "000", "-0", "+0", "root", " 0", ""])
+def test_the_agent_uid_is_never_root_however_it_is_spelt(monkeypatch, uid):
+    from services.common.errors import InvalidArgumentError
+    from services.sandbox.backends.kubernetes.backend import KubernetesSettings
+
+    monkeypatch.setenv("MLEB_K8S_AGENT_UID", uid)
+    with pytest.raises(InvalidArgumentError, match="MLEB_K8S_AGENT_UID"):
+        KubernetesSettings.from_env()
+
+
+@pytest.mark.parametrize("interval", ["0", "-1", "nan", "inf", "soon"])
+def test_the_poll_interval_must_be_a_positive_number_of_seconds(monkeypatch, interval):
+    from services.common.errors import InvalidArgumentError
+    from services.sandbox.backends.kubernetes.backend import KubernetesSettings
+
+    monkeypatch.setenv("MLEB_K8S_POLL_INTERVAL_S", interval)
+    with pytest.raises(InvalidArgumentError, match="MLEB_K8S_POLL_INTERVAL_S"):
+        KubernetesSettings.from_env()
