@@ -16,6 +16,7 @@ import dataclasses
 import ipaddress
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -326,3 +327,35 @@ async def test_a_sparse_file_past_the_artifacts_cap_is_the_agents_loss(k8s_stack
     assert not done.submission_collected
     root = k8s_stack.sandbox_settings.work_dir / "sandboxes" / sandbox.id
     assert not (root / "submission" / "huge.bin").exists()
+
+
+def test_the_manifests_network_policies_are_accepted_by_a_real_api_server(kubernetes_cluster):
+    """deploy/k8s's policies for sandbox Pods, as sent to a real apiserver and read back.
+    They are stored, not enforced: the dev cluster has no network plugin (docs/deploy.md)."""
+    import yaml
+    from kubernetes import client, config
+
+    api = client.NetworkingV1Api(
+        config.new_client_from_config(kubernetes_cluster.exports["KUBECONFIG"])
+    )
+    manifest = Path(__file__).resolve().parents[3] / "deploy" / "k8s" / "sandbox.yaml"
+    policies = [
+        doc
+        for doc in yaml.safe_load_all(manifest.read_text())
+        if doc and doc["kind"] == "NetworkPolicy"
+    ]
+    assert {p["metadata"]["name"] for p in policies} == {
+        "sandbox-default-deny",
+        "sandbox-internet",
+    }
+    for policy in policies:
+        policy["metadata"]["namespace"] = "default"
+        api.create_namespaced_network_policy("default", policy)
+        try:
+            stored = api.read_namespaced_network_policy(policy["metadata"]["name"], "default")
+            sent = policy["spec"]
+            assert stored.spec.pod_selector.match_labels == sent["podSelector"]["matchLabels"]
+            assert sorted(stored.spec.policy_types) == sorted(sent["policyTypes"])
+            assert len(stored.spec.egress) == len(sent["egress"])
+        finally:
+            api.delete_namespaced_network_policy(policy["metadata"]["name"], "default")
