@@ -316,6 +316,7 @@ class Supervisor:
                 if row.stop_target and not starting.done():
                     starting.cancel()
                     await live.writer.system(f"stopped while queued: {row.stop_reason}")
+                    await self._dequeue(handle)
                     reason = row.stop_failure_reason
                     await self._finisher.finish(
                         sandbox_id,
@@ -332,6 +333,15 @@ class Supervisor:
         finally:
             starting.cancel()
             stopper.cancel()
+
+    async def _dequeue(self, handle: Handle) -> None:
+        """Takes a queued agent out of its scheduler before its end is recorded, so that a
+        client that reads the end finds the job gone too. The finisher's remove tries again
+        when this fails."""
+        try:
+            await self._backend.stop(handle, 0.0)
+        except BackendError as exc:
+            log.warning("dequeue_failed", sandbox_id=handle.sandbox_id, error=str(exc))
 
     def _mint_token(self, row: SandboxRow, valid_for_s: float) -> str:
         return self._tokens.issue(
