@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from mleb.ranking import LeaderboardState, leaderboard_state_of
 from services.common.errors import FailedPreconditionError, NotFoundError
 from services.grader.competitions import get_spec
 from services.grader.competitions.base import AnswersFormat, CompetitionSpec
-from services.grader.competitions.id_order import freeze
+from services.grader.competitions.id_order import ORDERS, freeze
 from services.grader.generic_specs import GENERIC_METRICS, generic_spec
 from services.grader.reading import read_answers, read_table
 
@@ -36,6 +37,8 @@ class GradingBundle:
     leaderboard_scores: Sequence[float] | None
     awards_medals: bool
     answers_size_bytes: int
+    # What the parsed answers take in memory (see answers_memory_bytes).
+    memory_bytes: int
     # What the registry holds; ranking follows the spec's declared direction instead.
     lower_is_better: bool | None = None
     # Why `leaderboard_scores` is None, when it is.
@@ -56,6 +59,10 @@ class BundleProvider(Protocol):
 
     async def leaderboard(self, competition_id: str) -> LeaderboardInfo:
         """What ranking needs, without the answers."""
+        ...
+
+    def used(self, bundle: GradingBundle) -> None:
+        """A grade on the bundle has ended: what it derived from the answers now counts."""
         ...
 
 
@@ -85,11 +92,13 @@ def spec_for(competition_id: str, metric: MetricRef = MetricRef()) -> Competitio
 
 
 class ParsedAnswersCache:
-    """LRU of parsed answers keyed by digest, bounded by the answers' size in bytes."""
+    """LRU of parsed answers keyed by digest, bounded by what they hold in memory: the
+    parsed answers, and what grades derive from them and keep while they live (the id
+    orders, with their Arrow copies)."""
 
     def __init__(self, max_bytes: int) -> None:
         self._cache: cachetools.LRUCache[str, GradingBundle] = cachetools.LRUCache(
-            maxsize=max_bytes, getsizeof=lambda b: max(1, b.answers_size_bytes)
+            maxsize=max_bytes, getsizeof=bundle_weight
         )
         self._lock = asyncio.Lock()
         self._latest: cachetools.LRUCache[str, str] = cachetools.LRUCache(maxsize=4096)
@@ -102,12 +111,48 @@ class ParsedAnswersCache:
 
     def put(self, bundle: GradingBundle) -> None:
         self._latest[bundle.competition_id] = bundle.digest
-        if bundle.answers_size_bytes <= self._cache.maxsize:
+        if bundle_weight(bundle) <= self._cache.maxsize:
             self._cache[bundle.digest] = bundle
+
+    def reweigh(self, bundle: GradingBundle) -> None:
+        """Counts what a grade derived from the bundle's answers; the least recently used
+        bundles make room, and one now too large for the cache alone leaves it."""
+        if self._cache.get(bundle.digest) is not bundle:
+            return
+        if bundle_weight(bundle) <= self._cache.maxsize:
+            self._cache[bundle.digest] = bundle
+        else:
+            del self._cache[bundle.digest]
+
+    @property
+    def held_bytes(self) -> int:
+        return int(self._cache.currsize)
 
     @property
     def lock(self) -> asyncio.Lock:
         return self._lock
+
+
+def bundle_weight(bundle: GradingBundle) -> int:
+    derived = ORDERS.nbytes_of(bundle.answers) if isinstance(bundle.answers, pd.DataFrame) else 0
+    return max(1, bundle.memory_bytes + derived)
+
+
+def answers_memory_bytes(answers: Any) -> int:
+    """A frame's arrays with its Python strings (a string shared by several cells is counted
+    each time: an overestimate); JSON answers' objects, walked."""
+    if isinstance(answers, pd.DataFrame):
+        return int(answers.memory_usage(index=True, deep=True).sum())
+    held, pending = 0, [answers]
+    while pending:
+        value = pending.pop()
+        held += sys.getsizeof(value)
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return held
 
 
 def bundle_digest(answers: bytes, leaderboard: Sequence[float] | None) -> str:
@@ -139,6 +184,7 @@ async def parse_bundle(
         # Shared by every call from now on: read-only, so per-answers caches stay valid
         # (specs never see the difference, since copy-on-write copies before writing).
         freeze(parsed)
+    memory_bytes = await asyncio.to_thread(answers_memory_bytes, parsed)
     return GradingBundle(
         competition_id=competition_id,
         digest=digest,
@@ -147,6 +193,7 @@ async def parse_bundle(
         leaderboard_scores=leaderboard_scores,
         awards_medals=awards_medals,
         answers_size_bytes=len(answers),
+        memory_bytes=memory_bytes,
         lower_is_better=lower_is_better,
         leaderboard_state=leaderboard_state
         or leaderboard_state_of("", len(leaderboard_scores or [])),
@@ -214,6 +261,9 @@ class LocalBundleProvider:
                 info.awards_medals,
             )
         return self._bundle
+
+    def used(self, bundle: GradingBundle) -> None:
+        return None  # one competition's answers, held for the process's life
 
     def _check(self, competition_id: str) -> None:
         if competition_id != self._competition_id:

@@ -74,9 +74,14 @@ class GraderCore:
         # The slot is held until the work ends, even when the caller has gone: abandoned
         # grades still use a core, so they must not make room for more.
         await self._slots.acquire()
+
+        def done() -> None:
+            self._slots.release()
+            self._bundles.used(bundle)
+
         return await run_abandonable(
             lambda: score_source(bundle.spec, submission, _private_copy(bundle.answers)),
-            on_done=self._slots.release,
+            on_done=done,
             name=f"grade-{bundle.spec.id}",
         )
 

@@ -92,6 +92,9 @@ class RegistryBundleProvider:
         self._cache.put(bundle)
         return bundle
 
+    def used(self, bundle: GradingBundle) -> None:
+        self._cache.reweigh(bundle)
+
     async def leaderboard(self, competition_id: str) -> LeaderboardInfo:
         request = registry_service_pb2.GetLeaderboardRequest(competition_id=competition_id)
         try:

@@ -52,6 +52,16 @@ class IdOrder:
         inverse[self.order] = np.arange(len(self.order))
         return ordered.take(inverse), ordered
 
+    @property
+    def nbytes(self) -> int:
+        """What this order holds beyond the answers themselves: the permutation, the
+        sorted array (pointers to the answers' strings), and the Arrow copies once made."""
+        held = self.order.nbytes + self.sorted_ids.nbytes
+        arrow = self.__dict__.get("arrow_ids")  # only once computed
+        if arrow is not None:
+            held += sum(ids.nbytes for ids in arrow)
+        return held
+
 
 def freeze(frame: pd.DataFrame) -> pd.DataFrame:
     """Makes the frame's arrays read-only (copy-on-write copies before any write)."""
@@ -86,20 +96,37 @@ class IdOrders:
         owner = _owner(values)
         if owner.flags.writeable:
             return None
-        key = (
-            id(owner),
-            values.__array_interface__["data"][0],
-            values.shape,
-            values.strides,
-            values.dtype.str,
-        )
+        key = _key(values, owner)
         if key not in self._orders:
             self._orders[key] = _sort_order(ids) if comparable_ids(values) else None
             weakref.finalize(owner, self._orders.pop, key, None)
         return self._orders[key]
 
+    def nbytes_of(self, frame: pd.DataFrame) -> int:
+        """What the orders of the frame's columns hold so far (none before a grade asks)."""
+        held = 0
+        for name in frame.columns.unique():
+            column = frame[name]
+            if isinstance(column, pd.Series):  # a repeated name never gets an order
+                values = column.to_numpy()
+                order = self._orders.get(_key(values, _owner(values)))
+                held += order.nbytes if order is not None else 0
+        return held
+
     def __len__(self) -> int:
         return len(self._orders)
+
+
+def _key(values: np.ndarray, owner: np.ndarray) -> tuple[object, ...]:
+    # The owner's identity and the view's geometry: views of one frozen array, such as the
+    # columns of the shallow copies every grade gets, share their order.
+    return (
+        id(owner),
+        values.__array_interface__["data"][0],
+        values.shape,
+        values.strides,
+        values.dtype.str,
+    )
 
 
 def _sort_order(ids: pd.Series) -> IdOrder:

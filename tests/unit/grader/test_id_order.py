@@ -106,6 +106,24 @@ def test_frozen_answers_take_the_cached_order_and_keep_it_while_they_live() -> N
     assert len(ORDERS) == before  # freed with the answers' arrays
 
 
+def test_an_orders_bytes_include_its_arrow_copies_once_made() -> None:
+    ids = np.array([f"id-{i:06d}" for i in range(3000, 0, -1)], dtype=object)
+    answers = freeze(pd.DataFrame({"id": ids, "y": np.arange(3000), "n": np.arange(3000)}))
+    assert ORDERS.nbytes_of(answers) == 0  # nothing derived before a grade asks
+    order = ORDERS.get(answers["id"])
+    ORDERS.get(answers["n"])  # an int64 column: an order of its own
+    plain = order.nbytes
+    assert plain == order.order.nbytes + order.sorted_ids.nbytes
+    in_order, ordered = order.arrow_ids
+    assert order.nbytes == plain + in_order.nbytes + ordered.nbytes
+    # Each copy holds the ids' bytes and their offsets.
+    assert ordered.nbytes >= sum(len(i) for i in ids) + 4 * len(ids)
+    copy = answers.copy(deep=False)  # what every grade gets: the same orders
+    n_order = ORDERS.get(answers["n"])
+    assert ORDERS.nbytes_of(copy) == order.nbytes + n_order.nbytes
+    assert ORDERS.nbytes_of(answers[["y"]]) == 0
+
+
 def test_writable_answers_are_never_cached() -> None:
     answers = pd.DataFrame({"id": [3, 1, 2], "y": [0, 1, 2]})
     before = len(ORDERS)
