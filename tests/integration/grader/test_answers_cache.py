@@ -57,8 +57,6 @@ async def test_answers_that_outgrow_the_cache_with_what_a_grade_derived_leave_it
     provider = RegistryBundleProvider(registry_channel, bearer(service_token), cache)
     bundle = await provider.get(COMPETITION)
     assert cache.get(bundle.digest) is bundle and cache.held_bytes == bundle.memory_bytes
-    outcome, _version = await GraderCore(provider).score(
-        COMPETITION, io.BytesIO(submission_csv())
-    )
+    outcome, _version = await GraderCore(provider).score(COMPETITION, io.BytesIO(submission_csv()))
     assert outcome.valid
     assert cache.get(bundle.digest) is None and cache.held_bytes == 0
