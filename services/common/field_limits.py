@@ -16,9 +16,10 @@ operator sets the bound (`setting`), the service checks it and this table only r
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from services.common.errors import invalid_field, shown
@@ -148,11 +149,23 @@ def _well_known(path: str, message: Message) -> None:
             raise invalid_field(path, "not a valid duration (at most 10,000 years)")
 
 
+@functools.cache
+def _checked_fields(descriptor: Descriptor) -> tuple[FieldDescriptor, ...]:
+    """The string and message fields, in field-number order (ListFields' order). Bytes
+    fields are never read: reading one copies it, and an upload chunk is a MiB."""
+    kinds = (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_MESSAGE)
+    return tuple(sorted((f for f in descriptor.fields if f.type in kinds), key=lambda f: f.number))
+
+
 def _message(prefix: str, message: Message) -> None:
     if not message.DESCRIPTOR.full_name.startswith("mleb."):
         _well_known(prefix.removesuffix("."), message)
         return
-    for field, value in message.ListFields():
+    for field in _checked_fields(message.DESCRIPTOR):
+        if field.type == FieldDescriptor.TYPE_MESSAGE and not field.is_repeated:
+            if not message.HasField(field.name):
+                continue
+        value = getattr(message, field.name)  # an unset string is "", which passes
         path = prefix + field.name
         if field.type == FieldDescriptor.TYPE_MESSAGE:
             if field.message_type.GetOptions().map_entry:

@@ -31,9 +31,11 @@ from services.grader.uploads import (
 
 
 @dataclasses.dataclass(frozen=True)
-class UploadLimit:
-    """How much of one upload the servicer may read, decided before reading any of it."""
+class Admission:
+    """How much of one upload the servicer may read, decided before reading any of it; and
+    the competition's bundle, fetched while the body streams in."""
 
+    bundle: asyncio.Future[GradingBundle]
     max_bytes: int
     spool_bytes: int = 64 * 1024**2
     subject: str = "submission_bytes"
@@ -88,17 +90,25 @@ class GraderCore:
     @contextlib.asynccontextmanager
     async def admit_upload(
         self, caller: Caller, competition_id: str, declared_bytes: int = 0
-    ) -> AsyncIterator[UploadLimit]:
+    ) -> AsyncIterator[Admission]:
         """Decides from the header alone whether an upload may be read, and how much of it.
 
         A sandbox holds its one in-flight slot until the reply (so it cannot stack uploads,
         and its rate limit cannot refill while one streams), spends a rate-limit token before
-        a byte of the body is read, and gets a cap sized to the competition's answers.
+        a byte of the body is read, and gets a cap sized to the competition's answers. For
+        anyone else the bundle is fetched while the body arrives; a failed fetch is raised
+        by whoever awaits it, after the body.
         """
         if caller.role is not Role.SANDBOX:
             if declared_bytes > self._max_bytes:
                 raise too_large(self._max_bytes, declared_bytes)
-            yield UploadLimit(self._max_bytes)
+            ahead = asyncio.ensure_future(self._bundles.get(competition_id))
+            try:
+                yield Admission(ahead, self._max_bytes)
+            finally:
+                ahead.cancel()  # nothing when it is done
+                if ahead.done() and not ahead.cancelled():
+                    ahead.exception()  # seen, so never logged as lost
             return
         subject = f"sandbox:{caller.sandbox_id}:submission_bytes"
         with self._in_flight.claim(caller.sandbox_id):
@@ -108,23 +118,28 @@ class GraderCore:
             cap = self._sandbox_uploads.cap_for(bundle.answers_size_bytes)
             if declared_bytes > cap:
                 raise too_large(cap, declared_bytes, subject=subject)
-            yield UploadLimit(cap, SANDBOX_SPOOL_BYTES, subject)
+            fetched = asyncio.get_running_loop().create_future()
+            fetched.set_result(bundle)
+            yield Admission(fetched, cap, SANDBOX_SPOOL_BYTES, subject)
 
     @property
     def validations_in_flight(self) -> int:
         return len(self._in_flight)
 
     async def validate(
-        self, caller: Caller, competition_id: str, submission: Source
+        self, competition_id: str, submission: Source, bundle: GradingBundle | None = None
     ) -> ScoreOutcome:
         """Grades to decide validity; callers must only ever see `validation_message()`.
 
-        Limits were applied by `admit_upload` before the submission was read."""
-        bundle = await self._bundles.get(competition_id)
+        Limits were applied by `admit_upload` before the submission was read. `bundle`,
+        where given, is the competition's, as `admit_upload` fetched it."""
+        bundle = bundle or await self._bundles.get(competition_id)
         return await self._score(bundle, submission)
 
-    async def score(self, competition_id: str, submission: Source) -> tuple[ScoreOutcome, int]:
-        bundle = await self._bundles.get(competition_id)
+    async def score(
+        self, competition_id: str, submission: Source, bundle: GradingBundle | None = None
+    ) -> tuple[ScoreOutcome, int]:
+        bundle = bundle or await self._bundles.get(competition_id)
         return await self._score(bundle, submission), bundle.spec.version
 
     async def grade(
@@ -134,10 +149,11 @@ class GraderCore:
         submission_path: str,
         *,
         no_submission: str = NO_SUBMISSION,
+        bundle: GradingBundle | None = None,
     ) -> CompetitionReport:
         """An MLE-bench competition report; `submission=None` means no gradable submission
         exists, for the reason `no_submission` gives."""
-        bundle = await self._bundles.get(competition_id)
+        bundle = bundle or await self._bundles.get(competition_id)
         if submission is None:
             outcome = ScoreOutcome(None, no_submission)
         else:

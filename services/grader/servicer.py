@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
+from typing import IO
 
 import grpc
 from mleb.grader.v1 import grader_service_pb2, grader_service_pb2_grpc
@@ -13,7 +16,8 @@ from mleb.report_proto import report_to_proto
 from services.common.auth import Role, current_caller, require_competition_access
 from services.common.errors import invalid_field
 from services.common.signing import public_keys_proto
-from services.grader.core import GraderCore, UploadLimit
+from services.grader.bundles import GradingBundle
+from services.grader.core import Admission, GraderCore
 from services.grader.evidence import GraderCall, GraderEvidence
 from services.grader.uploads import SubmissionBuffer
 
@@ -51,7 +55,7 @@ async def read_header(
 
 
 async def receive_body(
-    requests: AsyncIterator[SubmissionRequest], limit: UploadLimit
+    requests: AsyncIterator[SubmissionRequest], limit: Admission
 ) -> SubmissionBuffer:
     """Buffers the chunks, and stops reading the moment the cap is crossed."""
     buffer = SubmissionBuffer(limit.max_bytes, spool_bytes=limit.spool_bytes, subject=limit.subject)
@@ -69,20 +73,33 @@ async def receive_body(
 @contextlib.asynccontextmanager
 async def receive_submission(
     core: GraderCore, requests: AsyncIterator[SubmissionRequest]
-) -> AsyncIterator[tuple[grader_service_pb2.SubmissionHeader, SubmissionBuffer]]:
-    """Header, then the caller's limits (decided before the body), then the body."""
+) -> AsyncIterator[
+    tuple[grader_service_pb2.SubmissionHeader, SubmissionBuffer, asyncio.Future[GradingBundle]]
+]:
+    """Header, then the caller's limits (decided before the body), then the body; with the
+    competition's bundle, fetched meanwhile."""
     header = await read_header(requests)
     async with core.admit_upload(
         current_caller(), header.competition_id, header.size_bytes
-    ) as limit:
-        with await receive_body(requests, limit) as buffer:
+    ) as admission:
+        with await receive_body(requests, admission) as buffer:
             # 0 means the client did not say; anything else must be what arrived.
             if header.size_bytes and buffer.size != header.size_bytes:
                 raise invalid_field(
                     "header.size_bytes",
                     f"declares {header.size_bytes} bytes, but {buffer.size} were uploaded",
                 )
-            yield header, buffer
+            yield header, buffer, admission.bundle
+
+
+@dataclasses.dataclass(frozen=True)
+class Upload:
+    header: grader_service_pb2.SubmissionHeader
+    buffer: SubmissionBuffer
+    bundle: GradingBundle
+
+    def to_grade(self) -> tuple[str, IO[bytes], GradingBundle]:
+        return self.header.competition_id, self.buffer.file(), self.bundle
 
 
 class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
@@ -97,24 +114,27 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
     @contextlib.asynccontextmanager
     async def _upload(
         self, rpc: str, requests: AsyncIterator[SubmissionRequest]
-    ) -> AsyncIterator[tuple[GraderCall, grader_service_pb2.SubmissionHeader, SubmissionBuffer]]:
-        """An uploaded submission, with the call's audit record open around it."""
+    ) -> AsyncIterator[tuple[GraderCall, Upload]]:
+        """An uploaded submission, with the call's audit record open around it. The body is
+        hashed while it is graded; the record and the statement get the digest after."""
         async with (
             self._evidence.call(rpc, current_caller()) as call,
-            receive_submission(self._core, requests) as (header, buffer),
+            receive_submission(self._core, requests) as (header, buffer, bundle),
         ):
-            call.competition_id, call.submission_sha256 = header.competition_id, buffer.sha256
-            yield call, header, buffer
+            call.competition_id = header.competition_id
+            digest = asyncio.ensure_future(buffer.sha256())
+            try:
+                yield call, Upload(header, buffer, await bundle)
+            finally:
+                call.submission_sha256 = await digest
 
     async def ValidateSubmission(
         self,
         request_iterator: AsyncIterator[grader_service_pb2.ValidateSubmissionRequest],
         context: grpc.aio.ServicerContext,
     ) -> grader_service_pb2.ValidateSubmissionResponse:
-        async with self._upload("ValidateSubmission", request_iterator) as (call, header, buffer):
-            outcome = await self._core.validate(
-                current_caller(), header.competition_id, buffer.file()
-            )
+        async with self._upload("ValidateSubmission", request_iterator) as (call, upload):
+            outcome = await self._core.validate(*upload.to_grade())
             call.outcome = {"valid": outcome.valid}
         # Only validity and the reason leave: never the score.
         return grader_service_pb2.ValidateSubmissionResponse(
@@ -126,8 +146,8 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
         request_iterator: AsyncIterator[grader_service_pb2.ScoreSubmissionRequest],
         context: grpc.aio.ServicerContext,
     ) -> grader_service_pb2.ScoreSubmissionResponse:
-        async with self._upload("ScoreSubmission", request_iterator) as (call, header, buffer):
-            outcome, version = await self._core.score(header.competition_id, buffer.file())
+        async with self._upload("ScoreSubmission", request_iterator) as (call, upload):
+            outcome, version = await self._core.score(*upload.to_grade())
             call.outcome = {"valid": outcome.valid, "score": outcome.score}
         response = grader_service_pb2.ScoreSubmissionResponse(
             valid=outcome.valid, error=outcome.error, grader_spec_version=version
@@ -141,9 +161,10 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
         request_iterator: AsyncIterator[grader_service_pb2.GradeSubmissionRequest],
         context: grpc.aio.ServicerContext,
     ) -> grader_service_pb2.GradeSubmissionResponse:
-        async with self._upload("GradeSubmission", request_iterator) as (call, header, buffer):
+        async with self._upload("GradeSubmission", request_iterator) as (call, upload):
+            competition_id, submission, bundle = upload.to_grade()
             report = await self._core.grade(
-                header.competition_id, buffer.file(), header.submission_path
+                competition_id, submission, upload.header.submission_path, bundle=bundle
             )
             call.outcome = {
                 "valid": report.valid_submission,

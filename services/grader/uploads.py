@@ -7,8 +7,10 @@ soon as the cap is crossed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import io
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,6 +93,14 @@ class InFlightValidations:
 
 
 class SubmissionBuffer:
+    """An upload's body as it arrives: the chunks themselves up to `spool_bytes` (kept, not
+    copied into a growing buffer), a temporary file past that.
+
+    The digest names the submission in the audit chain and the grading statement. A body
+    held in memory is hashed once, in a worker thread, while the grade runs (`sha256()`); a
+    spilled one is hashed as it streams, since reading it back would cost a second pass.
+    """
+
     def __init__(
         self,
         max_bytes: int = DEFAULT_MAX_SUBMISSION_BYTES,
@@ -101,9 +111,11 @@ class SubmissionBuffer:
         self.max_bytes = max_bytes
         self.size = 0
         self._subject = subject
-        # The audit chain and the grading statement name the submission by this digest.
+        self._spool_bytes = min(spool_bytes, max_bytes)
+        self._chunks: list[bytes] = []
+        self._body: bytes | None = None
+        self._spilled: IO[bytes] | None = None
         self._digest = hashlib.sha256()
-        self._file = tempfile.SpooledTemporaryFile(max_size=min(spool_bytes, max_bytes))  # noqa: SIM115 (closed by close())
 
     def check_declared_size(self, declared: int) -> None:
         """Fails early when the client announces an oversize upload."""
@@ -114,19 +126,44 @@ class SubmissionBuffer:
         self.size += len(chunk)
         if self.size > self.max_bytes:
             raise self._too_large(self.size)
-        self._file.write(chunk)
+        if self._spilled is None and self.size > self._spool_bytes:
+            self._spilled = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+            for held in self._chunks:
+                self._spill(held)
+            self._chunks = []
+        if self._spilled is not None:
+            self._spill(chunk)
+        else:
+            self._chunks.append(chunk)
+
+    def _spill(self, chunk: bytes) -> None:
+        assert self._spilled is not None
+        self._spilled.write(chunk)
         self._digest.update(chunk)
 
-    @property
-    def sha256(self) -> str:
-        return self._digest.hexdigest()
+    async def sha256(self) -> str:
+        if self._spilled is not None:
+            return self._digest.hexdigest()
+        body = self._joined()
+        # hashlib releases the GIL over a large buffer: this runs beside the grade.
+        return await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
 
     def file(self) -> IO[bytes]:
-        self._file.seek(0)
-        return self._file
+        if self._spilled is not None:
+            self._spilled.seek(0)
+            return self._spilled
+        # A BytesIO shares the bytes it starts from, and a whole read() hands them back.
+        return io.BytesIO(self._joined())
+
+    def _joined(self) -> bytes:
+        if self._body is None:
+            self._body, self._chunks = b"".join(self._chunks), []
+        return self._body
 
     def close(self) -> None:
-        self._file.close()
+        self._chunks, self._body = [], None
+        if self._spilled is not None:
+            self._spilled.close()
 
     def __enter__(self) -> SubmissionBuffer:
         return self

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 
 import grpc
 import pytest
@@ -163,3 +166,16 @@ async def test_concurrent_grading_is_consistent(grader, lab_token):
         )
     )
     assert [r.score for r in replies] == [round(1 - n / 40, 5) for n in range(8)] * 4
+
+
+async def test_the_grading_statement_names_the_sha256_of_the_uploaded_bytes(grader, lab_token):
+    data = submission_csv(_flip(3))
+    graded = await grader.GradeSubmission(
+        _requests(pb.GradeSubmissionRequest, data, path="runs/sub.csv"), metadata=bearer(lab_token)
+    )
+    statement = json.loads(base64.b64decode(json.loads(graded.statement)["payload"]))
+    assert statement["subject"] == [
+        {"name": "runs/sub.csv", "digest": {"sha256": hashlib.sha256(data).hexdigest()}}
+    ]
+    record = statement["predicate"]["audit_record"]
+    assert record["seq"] > 0 and len(record["hash"]) == 64

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 
@@ -98,6 +99,19 @@ def test_upload_cap_is_resource_exhausted_with_the_limit():
         SubmissionBuffer(max_bytes=10).check_declared_size(11)
 
 
+@pytest.mark.parametrize("spool_bytes", [1 << 20, 64, 7, 1])
+async def test_a_body_reads_back_and_hashes_the_same_in_memory_or_spilled(spool_bytes):
+    body = bytes(range(256)) * 40
+    with SubmissionBuffer(max_bytes=len(body), spool_bytes=spool_bytes) as buffer:
+        for start in range(0, len(body), 333):
+            buffer.write(body[start : start + 333])
+        assert buffer.size == len(body)
+        assert await buffer.sha256() == hashlib.sha256(body).hexdigest()
+        assert buffer.file().read() == body
+        assert buffer.file().read() == body  # each file() starts at the beginning
+        assert await buffer.sha256() == hashlib.sha256(body).hexdigest()
+
+
 def test_rate_limiter_refuses_after_burst_per_key():
     limiter = TokenBucketLimiter(rate_per_s=0.001, burst=2)
     limiter.acquire("a")
@@ -179,14 +193,36 @@ async def test_grade_without_a_submission_reports_it_missing(spaceship):
 async def test_sandbox_validation_is_rate_limited(spaceship):
     core = GraderCore(spaceship, validate_limiter=TokenBucketLimiter(0.001, 1))
     caller = Caller(Role.SANDBOX, "agent", sandbox_id="s1", competition_id="spaceship-titanic")
-    async with core.admit_upload(caller, "spaceship-titanic"):
-        await core.validate(caller, "spaceship-titanic", _csv({"x": [1]}))
+    async with core.admit_upload(caller, "spaceship-titanic") as admission:
+        assert admission.bundle.done()  # the sandbox's cap needed it
+        await core.validate("spaceship-titanic", _csv({"x": [1]}), await admission.bundle)
     with pytest.raises(ResourceExhaustedError):
         async with core.admit_upload(caller, "spaceship-titanic"):
             pass
     # Labs are not limited.
-    async with core.admit_upload(Caller(Role.LAB, "lab"), "spaceship-titanic"):
-        await core.validate(Caller(Role.LAB, "lab"), "spaceship-titanic", _csv({"x": [1]}))
+    async with core.admit_upload(Caller(Role.LAB, "lab"), "spaceship-titanic") as admission:
+        await core.validate("spaceship-titanic", _csv({"x": [1]}), await admission.bundle)
+
+
+async def test_a_labs_upload_fetches_the_bundle_while_the_body_streams(spaceship, caplog):
+    core = GraderCore(spaceship)
+    lab = Caller(Role.LAB, "lab")
+    async with core.admit_upload(lab, "spaceship-titanic") as admission:
+        assert not admission.bundle.done()  # started, not awaited: the body comes first
+        bundle = await admission.bundle
+    assert bundle is await spaceship.get("spaceship-titanic")
+    # An unknown competition fails when the bundle is awaited, after the body.
+    async with core.admit_upload(lab, "no-such-competition") as admission:
+        with pytest.raises(NotFoundError):
+            await admission.bundle
+    # An upload that ends before anyone awaits it leaves nothing running or unretrieved.
+    async with core.admit_upload(lab, "no-such-competition") as admission:
+        await asyncio.sleep(0)
+    async with core.admit_upload(lab, "spaceship-titanic") as pending:
+        pass
+    await asyncio.wait([pending.bundle], timeout=5)
+    assert pending.bundle.cancelled()
+    assert "exception was never retrieved" not in caplog.text
 
 
 async def test_sandbox_upload_cap_follows_the_answers_size(spaceship):
