@@ -4,7 +4,7 @@ submission, gRPC against in-process, the same grade with the metric's fast path 
 Prints one JSON line per run, then all of them; see docs/benchmarks.md.
 
     PYTHONPATH=. .venv/bin/python bench/grader/bench_grader.py [--rows 100000 1000000] \
-        [--families accuracy auc rmse log-loss] [--repeats 7]
+        [--families accuracy auc rmse log-loss] [--repeats 7] [--baseline-checkout DIR]
 
 Servers run as separate processes (`mleb serve`), as in production; the client is this
 process. The timed calls (parses, in-process grades, gRPC grades) take turns, one of each per
@@ -222,9 +222,15 @@ def parse_calls(
 
 
 async def grading_times(
-    family: Family, answers: Path, submission: bytes, address: str, token: str, repeats: int
+    family: Family,
+    answers: Path,
+    submission: bytes,
+    addresses: dict[str, str],
+    token: str,
+    repeats: int,
 ) -> dict:
-    """Scores (checked equal on every path) and the medians of every timed call."""
+    """Scores (checked equal on every path) and the medians of every timed call;
+    `addresses` names each grader server (this checkout's is "grpc")."""
     competition = family.competition
     cached_provider = LocalBundleProvider(competition, answers)
     spec = get_spec(competition)
@@ -237,25 +243,29 @@ async def grading_times(
         with without_fast_path(family):
             return await in_process()
 
-    async with grpc.aio.insecure_channel(address) as channel:
+    meta = (("authorization", f"Bearer {token}"),)
+
+    def remote(channel: grpc.aio.Channel) -> Callable[[], Awaitable[pb.GradeSubmissionResponse]]:
         stub = grader_service_pb2_grpc.GraderServiceStub(channel)
-        meta = (("authorization", f"Bearer {token}"),)
+        return lambda: stub.GradeSubmission(grade_requests(competition, submission), metadata=meta)
 
-        async def remote():
-            return await stub.GradeSubmission(
-                grade_requests(competition, submission), metadata=meta
-            )
-
+    async with contextlib.AsyncExitStack() as stack:
+        remotes = {
+            name: remote(await stack.enter_async_context(grpc.aio.insecure_channel(address)))
+            for name, address in addresses.items()
+        }
         calls = {
             **parse_calls(submission, spec.arrow_text_columns),
             "in_process_cached_s": in_process,
-            "grpc_cached_s": remote,
+            **{f"{name}_cached_s": call for name, call in remotes.items()},
         }
         if family.fast_path is not None:
             calls["in_process_scikit_learn_s"] = scikit_learn_alone
         # One untimed call of each: caches, the grader's bundle, the channel. The scores of
         # every path must agree.
-        scores = {"in_process": (await in_process()).score, "grpc": (await remote()).report.score}
+        scores = {"in_process": (await in_process()).score}
+        for name, call in remotes.items():
+            scores[name] = (await call()).report.score
         if family.fast_path is not None:
             scores["scikit_learn"] = (await scikit_learn_alone()).score
         assert scores["in_process"] is not None
@@ -268,7 +278,18 @@ async def grading_times(
     return {"score": scores["in_process"], **medians, **cold}
 
 
-def bench_family(family: Family, rows: int, repeats: int, root: Path, concurrent: bool) -> dict:
+def spawn_grader(settings: Settings, checkout: Path | None = None):
+    """`mleb serve grader`, from this checkout or, for a before/after in one run, another
+    (a git worktree of an earlier commit, say)."""
+    env = settings_env(settings)
+    if checkout is not None:
+        env["PYTHONPATH"] = str(checkout)
+    return spawn_server("grader", env, cwd=checkout)
+
+
+def bench_family(
+    family: Family, rows: int, repeats: int, root: Path, concurrent: bool, baseline: Path | None
+) -> dict:
     competition = family.competition
     data_root = root / f"run-{competition}-{rows}"
     settings = Settings(
@@ -282,13 +303,16 @@ def bench_family(family: Family, rows: int, repeats: int, root: Path, concurrent
     core.close()
     token = TokenAuthority.from_spec(SECRET).issue(Role.LAB, "bench")
     registry = spawn_server("registry", settings_env(settings))
-    grader = spawn_server("grader", settings_env(replace(settings, registry_addr=registry.address)))
+    grader_settings = replace(settings, registry_addr=registry.address)
+    grader = spawn_grader(grader_settings)
+    before = spawn_grader(grader_settings, baseline) if baseline is not None else None
+    addresses = {"grpc": grader.address}
+    if before is not None:
+        addresses["grpc_baseline"] = before.address
     try:
         idle_rss = rss_mb(grader.process.pid, "VmRSS:")
         answers = folder / "private" / "test.csv"
-        times = asyncio.run(
-            grading_times(family, answers, submission, grader.address, token, repeats)
-        )
+        times = asyncio.run(grading_times(family, answers, submission, addresses, token, repeats))
         pyarrow = times["pyarrow_parse_s"]
         scikit_learn = times.get("in_process_scikit_learn_s")
         return {
@@ -302,6 +326,11 @@ def bench_family(family: Family, rows: int, repeats: int, root: Path, concurrent
             "scikit_learn_alone_over_pyarrow": scikit_learn and scikit_learn / pyarrow,
             "read_submission_over_pyarrow": times["read_submission_s"] / pyarrow,
             "grpc_over_in_process": times["grpc_cached_s"] / times["in_process_cached_s"],
+            "baseline_grpc_over_in_process": (
+                times["grpc_baseline_cached_s"] / times["in_process_cached_s"]
+                if before is not None
+                else None
+            ),
             "grader_idle_rss_mb": idle_rss,
             "grader_peak_rss_mb": rss_mb(grader.process.pid),
             "concurrent_validate_32": (
@@ -314,6 +343,8 @@ def bench_family(family: Family, rows: int, repeats: int, root: Path, concurrent
         }
     finally:
         grader.kill()
+        if before is not None:
+            before.kill()
         registry.kill()
 
 
@@ -322,6 +353,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--repeats", type=int, default=7, help="rounds; medians of these")
+    parser.add_argument(
+        "--baseline-checkout",
+        type=Path,
+        help="another checkout whose grader is timed in the same rounds (before/after)",
+    )
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -329,7 +365,14 @@ def main() -> None:
             for rows in args.rows:
                 concurrent = name == "accuracy" and rows <= 100_000
                 results.append(
-                    bench_family(FAMILIES[name], rows, args.repeats, Path(tmp), concurrent)
+                    bench_family(
+                        FAMILIES[name],
+                        rows,
+                        args.repeats,
+                        Path(tmp),
+                        concurrent,
+                        args.baseline_checkout,
+                    )
                 )
                 print(json.dumps(results[-1]), flush=True)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
