@@ -9,4 +9,6 @@ SPEC = CompetitionSpec(
     id="spaceship-titanic",
     lower_is_better=False,
     grade=partial(accuracy_by_id, id_column="PassengerId", target_column="Transported"),
+    # Read only through align_on_ids (labels_by_id), so the reader may keep them as Arrow.
+    arrow_text_columns=("PassengerId",),
 )

@@ -169,6 +169,37 @@ def test_submission_files_grade_the_same_with_and_without_arrow_ids(case, bom) -
     assert fast == plain
 
 
+SPACESHIP = get_spec("spaceship-titanic")
+assert SPACESHIP is not None and SPACESHIP.arrow_text_columns == ("PassengerId",)
+PLAIN_SPACESHIP = dataclasses.replace(SPACESHIP, arrow_text_columns=())
+# Predicted labels as agents write them: pandas reads some as bools, the rest as text or
+# numbers, which the accuracy check refuses in its own words.
+LABELS = st.sampled_from(["True", "False", "true", "FALSE", "1", "0", "", "yes", "1.0"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(id_cases(FILE_IDS), st.data(), st.sampled_from([False, False, False, True]))
+def test_spaceship_files_grade_the_same_with_and_without_arrow_ids(case, data, bom) -> None:
+    """spaceship-titanic's PassengerId is read only through align_on_ids, so its reader keeps
+    it as Arrow strings too: the same score or the same message, whatever the ids or labels."""
+    ids, sub_ids = case
+    truth = [i % 3 == 0 for i in range(len(ids))]
+    kinds = data.draw(st.sampled_from([st.sampled_from(["True", "False"]), LABELS]))
+    labels = data.draw(st.lists(kinds, min_size=len(sub_ids), max_size=len(sub_ids)))
+    answers = pd.DataFrame({"PassengerId": ids, "Transported": truth})
+    submission = pd.DataFrame({"PassengerId": sub_ids, "Transported": labels})
+    raw = submission.to_csv(index=False).encode()
+    raw = (b"\xef\xbb\xbf" + raw) if bom else raw
+    cached = freeze(read_answers(answers.to_csv(index=False).encode(), "csv"))
+    fast = score_source(SPACESHIP, io.BytesIO(raw), cached.copy(deep=False))
+    plain = score_source(PLAIN_SPACESHIP, io.BytesIO(raw), cached.copy(deep=False))
+    event(
+        f"{'valid' if fast.valid else 'invalid'}, "
+        + ("arrow ids" if read_proven_csv(raw, ["PassengerId"]) is not None else "pandas reads")
+    )
+    assert fast == plain
+
+
 def test_matching_arrow_ids_are_paired_without_python_strings() -> None:
     rng = np.random.default_rng(5)
     ids = [bytes(row).hex() for row in rng.integers(0, 256, (4000, 16), dtype=np.uint8)]
