@@ -162,9 +162,9 @@ def _message(prefix: str, message: Message) -> None:
         _well_known(prefix.removesuffix("."), message)
         return
     for field in _checked_fields(message.DESCRIPTOR):
-        if field.type == FieldDescriptor.TYPE_MESSAGE and not field.is_repeated:
-            if not message.HasField(field.name):
-                continue
+        singular_message = field.type == FieldDescriptor.TYPE_MESSAGE and not field.is_repeated
+        if singular_message and not message.HasField(field.name):
+            continue
         value = getattr(message, field.name)  # an unset string is "", which passes
         path = prefix + field.name
         if field.type == FieldDescriptor.TYPE_MESSAGE:
