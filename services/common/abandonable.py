@@ -24,13 +24,15 @@ async def run_abandonable(fn: Callable[[], T], *, on_done: Callable[[], None], n
     future: asyncio.Future[T] = loop.create_future()
 
     def deliver(value: object, failed: bool) -> None:
-        on_done()
-        if future.done():  # the caller went away: nobody wants the result
-            return
-        if failed:
-            future.set_exception(value)  # type: ignore[arg-type]
-        else:
-            future.set_result(value)  # type: ignore[arg-type]
+        try:
+            on_done()
+        finally:  # a failing on_done must not leave the caller waiting forever
+            # A done future means the caller went away: nobody wants the result.
+            if not future.done():
+                if failed:
+                    future.set_exception(value)  # type: ignore[arg-type]
+                else:
+                    future.set_result(value)  # type: ignore[arg-type]
 
     def work() -> None:
         value: object

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import cachetools
+import numpy as np
 import pandas as pd
 from mleb.ranking import LeaderboardState, leaderboard_state_of
 
@@ -37,8 +38,10 @@ class GradingBundle:
     leaderboard_scores: Sequence[float] | None
     awards_medals: bool
     answers_size_bytes: int
-    # What the parsed answers take in memory (see answers_memory_bytes).
+    # What the parsed answers take in memory, and the most that grades may derive from them
+    # and keep while they live (see answers_memory).
     memory_bytes: int
+    derived_bytes_bound: int
     # What the registry holds; ranking follows the spec's declared direction instead.
     lower_is_better: bool | None = None
     # Why `leaderboard_scores` is None, when it is.
@@ -110,18 +113,20 @@ class ParsedAnswersCache:
         return self._cache.get(digest)
 
     def put(self, bundle: GradingBundle) -> None:
+        """Keeps the bundle if it fits with all that grades may derive from it, so that a
+        bundle kept is never pushed out by its own grades (and fetched again on each)."""
         self._latest[bundle.competition_id] = bundle.digest
-        if bundle_weight(bundle) <= self._cache.maxsize:
+        if bundle.memory_bytes + bundle.derived_bytes_bound <= self._cache.maxsize:
             self._cache[bundle.digest] = bundle
 
     def reweigh(self, bundle: GradingBundle) -> None:
-        """Counts what a grade derived from the bundle's answers; the least recently used
-        bundles make room, and one now too large for the cache alone leaves it."""
+        """Counts what a grade derived from the bundle's answers: the least recently used
+        bundles make room."""
         if self._cache.get(bundle.digest) is not bundle:
             return
-        if bundle_weight(bundle) <= self._cache.maxsize:
+        try:
             self._cache[bundle.digest] = bundle
-        else:
+        except ValueError:  # past the bound it was admitted under: never expected
             del self._cache[bundle.digest]
 
     @property
@@ -138,11 +143,22 @@ def bundle_weight(bundle: GradingBundle) -> int:
     return max(1, bundle.memory_bytes + derived)
 
 
-def answers_memory_bytes(answers: Any) -> int:
-    """A frame's arrays with its Python strings (a string shared by several cells is counted
-    each time: an overestimate); JSON answers' objects, walked."""
+def answers_memory(answers: Any) -> tuple[int, int]:
+    """What parsed answers hold in memory, and a bound on what grades may derive from them.
+
+    A frame's arrays with its Python strings (a string shared by several cells is counted each
+    time: an overestimate). Each int64 or text column may get an id order (16 bytes a row) and
+    text ones its two Arrow copies (each cell's UTF-8 bytes and a 4-byte offset, less than
+    its Python string). JSON answers' objects are walked; nothing is derived from them.
+    """
     if isinstance(answers, pd.DataFrame):
-        return int(answers.memory_usage(index=True, deep=True).sum())
+        usage = answers.memory_usage(index=True, deep=True).to_numpy()
+        derived = 0
+        for dtype, held in zip(answers.dtypes, usage[1:], strict=True):
+            text = dtype == np.dtype(object)
+            if text or dtype == np.dtype(np.int64):
+                derived += 16 * len(answers) + (2 * int(held) if text else 0)
+        return int(usage.sum()), derived
     held, pending = 0, [answers]
     while pending:
         value = pending.pop()
@@ -152,7 +168,7 @@ def answers_memory_bytes(answers: Any) -> int:
             pending.extend(value.values())
         elif isinstance(value, list):
             pending.extend(value)
-    return held
+    return held, 0
 
 
 def bundle_digest(answers: bytes, leaderboard: Sequence[float] | None) -> str:
@@ -184,7 +200,7 @@ async def parse_bundle(
         # Shared by every call from now on: read-only, so per-answers caches stay valid
         # (specs never see the difference, since copy-on-write copies before writing).
         freeze(parsed)
-    memory_bytes = await asyncio.to_thread(answers_memory_bytes, parsed)
+    memory_bytes, derived_bound = await asyncio.to_thread(answers_memory, parsed)
     return GradingBundle(
         competition_id=competition_id,
         digest=digest,
@@ -194,6 +210,7 @@ async def parse_bundle(
         awards_medals=awards_medals,
         answers_size_bytes=len(answers),
         memory_bytes=memory_bytes,
+        derived_bytes_bound=derived_bound,
         lower_is_better=lower_is_better,
         leaderboard_state=leaderboard_state
         or leaderboard_state_of("", len(leaderboard_scores or [])),

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pandas as pd
+import structlog
 from mleb.ranking import LeaderboardState, Ranking, leaderboard_note, rank_score
 from mleb.reports import NO_SUBMISSION, CompetitionReport
 
@@ -28,6 +29,8 @@ from services.grader.uploads import (
     SandboxUploadPolicy,
     too_large,
 )
+
+log = structlog.get_logger("mleb.grader")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +82,10 @@ class GraderCore:
 
         def done() -> None:
             self._slots.release()
-            self._bundles.used(bundle)
+            try:
+                self._bundles.used(bundle)
+            except Exception:  # bookkeeping: the grade's result must still reach its caller
+                log.exception("bundle_bookkeeping_failed", competition_id=bundle.competition_id)
 
         return await run_abandonable(
             lambda: score_source(bundle.spec, submission, _private_copy(bundle.answers)),

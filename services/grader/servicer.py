@@ -125,8 +125,13 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
             digest = asyncio.ensure_future(buffer.sha256())
             try:
                 yield call, Upload(header, buffer, await bundle)
-            finally:
-                call.submission_sha256 = await digest
+            except BaseException:
+                # The refusal's record names the body too; a failed hash never replaces it.
+                with contextlib.suppress(Exception):
+                    call.submission_sha256 = await digest
+                raise
+            # An answer is only signed with its digest: a failed hash fails the call.
+            call.submission_sha256 = await digest
 
     async def ValidateSubmission(
         self,

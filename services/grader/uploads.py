@@ -25,6 +25,8 @@ _SPOOL_BYTES = 64 * 1024**2
 SANDBOX_SPOOL_BYTES = 4 * 1024**2
 
 MIB = 1024**2
+# A kept chunk's bytes object and its list slot, beyond its data (about 41 bytes).
+_CHUNK_OVERHEAD = 64
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,9 @@ class SubmissionBuffer:
         self.size = 0
         self._subject = subject
         self._spool_bytes = min(spool_bytes, max_bytes)
+        # What the chunks hold in memory, each one's object overhead included: a stream of
+        # tiny chunks spills as early as the bytes they carry would.
+        self._held = 0
         self._chunks: list[bytes] = []
         self._body: bytes | None = None
         self._spilled: IO[bytes] | None = None
@@ -123,10 +128,13 @@ class SubmissionBuffer:
             raise self._too_large(declared)
 
     def write(self, chunk: bytes) -> None:
+        if not chunk:
+            return  # nothing to keep, and no list entry to grow
         self.size += len(chunk)
         if self.size > self.max_bytes:
             raise self._too_large(self.size)
-        if self._spilled is None and self.size > self._spool_bytes:
+        self._held += len(chunk) + _CHUNK_OVERHEAD
+        if self._spilled is None and self._held > self._spool_bytes:
             self._spilled = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
             for held in self._chunks:
                 self._spill(held)

@@ -340,8 +340,8 @@ class Supervisor:
         when this fails."""
         try:
             await self._backend.stop(handle, 0.0)
-        except BackendError as exc:
-            log.warning("dequeue_failed", sandbox_id=handle.sandbox_id, error=str(exc))
+        except Exception:  # best effort: whatever went wrong, the end is still recorded
+            log.exception("dequeue_failed", sandbox_id=handle.sandbox_id)
 
     def _mint_token(self, row: SandboxRow, valid_for_s: float) -> str:
         return self._tokens.issue(

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import io
 import json
+import tracemalloc
 
 import numpy as np
 import pandas as pd
@@ -110,6 +111,25 @@ async def test_a_body_reads_back_and_hashes_the_same_in_memory_or_spilled(spool_
         assert buffer.file().read() == body
         assert buffer.file().read() == body  # each file() starts at the beginning
         assert await buffer.sha256() == hashlib.sha256(body).hexdigest()
+
+
+def test_tiny_and_empty_chunks_spill_as_early_as_their_memory_says():
+    """Each kept chunk costs its object's overhead too: 2-byte chunks must not hold 20x the
+    spool in memory, and empty ones hold nothing at all."""
+    spool = 64 * 1024
+    with SubmissionBuffer(max_bytes=10**9, spool_bytes=spool) as buffer:
+        for _ in range(1_000_000):
+            buffer.write(b"")
+        assert buffer.size == 0 and not buffer._chunks
+        tracemalloc.start()
+        try:
+            for _ in range(200_000):
+                buffer.write(b"ab")
+            _current, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 3 * spool
+        assert buffer.size == 400_000 and buffer.file().read() == b"ab" * 200_000
 
 
 def test_rate_limiter_refuses_after_burst_per_key():
