@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import cachetools
 import numpy as np
 import pandas as pd
+import structlog
 from mleb.ranking import LeaderboardState, leaderboard_state_of
 
 from services.common.errors import FailedPreconditionError, NotFoundError
@@ -26,6 +27,8 @@ from services.grader.competitions.base import AnswersFormat, CompetitionSpec
 from services.grader.competitions.id_order import ORDERS, freeze
 from services.grader.generic_specs import GENERIC_METRICS, generic_spec
 from services.grader.reading import read_answers, read_table
+
+log = structlog.get_logger("mleb.grader")
 
 
 @dataclass(frozen=True)
@@ -116,8 +119,17 @@ class ParsedAnswersCache:
         """Keeps the bundle if it fits with all that grades may derive from it, so that a
         bundle kept is never pushed out by its own grades (and fetched again on each)."""
         self._latest[bundle.competition_id] = bundle.digest
-        if bundle.memory_bytes + bundle.derived_bytes_bound <= self._cache.maxsize:
+        needs = bundle.memory_bytes + bundle.derived_bytes_bound
+        if needs <= self._cache.maxsize:
             self._cache[bundle.digest] = bundle
+        else:  # parsed again on every call: the operator can raise the limit
+            log.warning(
+                "answers_not_cached",
+                competition_id=bundle.competition_id,
+                needs_bytes=needs,
+                limit_bytes=self._cache.maxsize,
+                setting="MLEB_ANSWERS_CACHE_BYTES",
+            )
 
     def reweigh(self, bundle: GradingBundle) -> None:
         """Counts what a grade derived from the bundle's answers: the least recently used
