@@ -101,6 +101,14 @@ def test_a_sandbox_without_gpus_or_partition_asks_for_neither(tmp_path):
     assert not [o for o in options if o.startswith(("--gres", "--partition"))]
 
 
+@pytest.mark.parametrize("interval", ["0", "0.0", "-1", "nan", "inf", "soon"])
+def test_the_poll_interval_must_be_a_positive_number_of_seconds(monkeypatch, interval):
+    """Zero would make every poll loop spin on squeue and the job folders."""
+    monkeypatch.setenv("MLEB_SLURM_POLL_INTERVAL_S", interval)
+    with pytest.raises(InvalidArgumentError, match="MLEB_SLURM_POLL_INTERVAL_S"):
+        SlurmSettings.from_env()
+
+
 def test_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("MLEB_SLURM_PARTITION", "p")
     monkeypatch.setenv("MLEB_SLURM_SBATCH_ARGS", "--account='my lab' --qos=q")

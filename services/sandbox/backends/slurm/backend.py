@@ -120,7 +120,9 @@ class SlurmSettings:
             sbatch_args=tuple(shlex.split(_env("SBATCH_ARGS"))),
             runner=runner,
             gpu_device_dir=_env("GPU_DEVICE_DIR"),
-            poll_interval_s=seconds_setting("MLEB_SLURM_POLL_INTERVAL_S", cls.poll_interval_s),
+            poll_interval_s=seconds_setting(
+                "MLEB_SLURM_POLL_INTERVAL_S", cls.poll_interval_s, positive=True
+            ),
             fs_lag_s=seconds_setting("MLEB_SLURM_FS_LAG_S", cls.fs_lag_s),
             grader_addr=_env("GRADER_ADDR", os.environ.get("MLEB_GRADER_ADDR", "")),
             client_tls_ca=_env("TLS_CA", os.environ.get("MLEB_TLS_CA", "")),
