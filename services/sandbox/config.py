@@ -21,24 +21,25 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"MLEB_SANDBOX_{name}", default)
 
 
-def _float(name: str, default: float) -> float:
-    raw = _env(name, str(default))
+def _float_setting(variable: str, default: float) -> float:
+    raw = os.environ.get(variable, str(default))
     try:
         return float(raw)
     except ValueError as exc:
-        raise invalid_field(f"MLEB_SANDBOX_{name}", f"not a number: {raw!r}") from exc
+        raise invalid_field(variable, f"not a number: {raw!r}") from exc
+
+
+def _float(name: str, default: float) -> float:
+    return _float_setting(f"MLEB_SANDBOX_{name}", default)
 
 
 def seconds_setting(variable: str, default: float, *, positive: bool = False) -> float:
     """A number of seconds from the environment variable: finite and not negative, or, with
     `positive`, above zero (an interval a loop sleeps, which zero would make spin)."""
-    raw = os.environ.get(variable, str(default))
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise invalid_field(variable, f"not a number: {raw!r}") from exc
+    value = _float_setting(variable, default)
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         kind = "a positive" if positive else "a"
+        raw = os.environ.get(variable, str(default))
         raise invalid_field(variable, f"not {kind} number of seconds: {raw!r}")
     return value
 
