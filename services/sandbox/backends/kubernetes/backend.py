@@ -50,7 +50,7 @@ from services.sandbox.backends.kubernetes.outputs import unpack_outputs
 from services.sandbox.backends.kubernetes.pod_board import PodBoard
 from services.sandbox.backends.kubernetes.pod_exec import ExecFailed, OutputTooLarge, run_in_pod
 from services.sandbox.backends.kubernetes.pod_logs import LogLines, parse_log_line
-from services.sandbox.backends.kubernetes.pod_view import PodView, read_json
+from services.sandbox.backends.kubernetes.pod_view import PodView, Terminated, read_json
 from services.sandbox.config import SandboxSettings, seconds_setting
 from services.sandbox.node.public_fetch import DESCRIPTION
 
@@ -310,18 +310,9 @@ class KubernetesBackend:
         """The Pod, from the board (one list a poll for every sandbox), read directly when
         the list lacks it; a BackendError (LOST) once it is gone."""
 
-        async def read() -> Any:
+        async def read() -> PodView:
             found = await self._board.pod(handle.ref)
-            if found is not None:
-                return found
-            return PodView.from_json(
-                await self._call_json(
-                    "read the sandbox's Pod",
-                    self._core.read_namespaced_pod,
-                    handle.ref,
-                    self._pod.namespace,
-                )
-            )
+            return found if found is not None else await self._get_pod(handle.ref)
 
         try:
             return await self._patiently("read the sandbox's Pod", read)
@@ -329,6 +320,13 @@ class KubernetesBackend:
             raise BackendError(
                 f"Pod {handle.ref} is gone: deleted, or lost with its node", reason="LOST"
             ) from exc
+
+    async def _get_pod(self, name: str) -> PodView:
+        """The Pod read directly from the API; Gone when there is none."""
+        found = await self._call_json(
+            "read the sandbox's Pod", self._core.read_namespaced_pod, name, self._pod.namespace
+        )
+        return PodView.from_json(found)
 
     async def _list_pods(self) -> list[PodView]:
         found = await self._call_json(
@@ -344,12 +342,7 @@ class KubernetesBackend:
         give_up = loop.time() + DELETE_WAIT_S
         while loop.time() < give_up:
             try:
-                await self._call_json(
-                    "read the sandbox's Pod",
-                    self._core.read_namespaced_pod,
-                    name,
-                    self._pod.namespace,
-                )
+                await self._get_pod(name)
             except Gone:
                 return
             await asyncio.sleep(self._k8s.poll_interval_s)
@@ -445,7 +438,7 @@ class KubernetesBackend:
                 # Its Pod was deleted by the service's stop: that stop is how it ended,
                 # even while a node that is away keeps the Pod terminating.
                 if ended is not None:
-                    return ExitInfo(ended.exit_code, ended.reason == "OOMKilled")
+                    return _exit_info(ended)
                 if asyncio.get_running_loop().time() - stopped_at > STOPPED_POD_WAIT_S:
                     return ExitInfo(KILLED_EXIT_CODE)
             elif pod.reason in _LOST_REASONS or pod.deleting:
@@ -458,7 +451,7 @@ class KubernetesBackend:
                 )
             elif ended is not None:
                 await self._collect(handle, pod)
-                return ExitInfo(ended.exit_code, ended.reason == "OOMKilled")
+                return _exit_info(ended)
             elif pod.ended:
                 raise BackendError(f"Pod {handle.ref} ended without the agent", reason="LOST")
             await asyncio.sleep(self._k8s.poll_interval_s)
@@ -616,9 +609,7 @@ class KubernetesBackend:
             if pod.name != pods.pod_name(sandbox_id):
                 continue
             names.add(pod.name)
-            agent = pod.container(pods.AGENT)
-            ended = pod.ended or (agent is not None and agent.terminated is not None)
-            owned.append((Handle(sandbox_id, pod.name), not ended))
+            owned.append((Handle(sandbox_id, pod.name), not _agent_ended_or_never_will(pod)))
         secrets = await self._call_json(
             "list the sandboxes' Secrets",
             self._core.list_namespaced_secret,
@@ -645,6 +636,10 @@ def _pod_files(spec: LaunchSpec) -> dict[str, bytes]:
 def _running(pod: PodView, container: str) -> bool:
     status = pod.container(container)
     return status is not None and status.running
+
+
+def _exit_info(ended: Terminated) -> ExitInfo:
+    return ExitInfo(ended.exit_code, ended.reason == "OOMKilled")
 
 
 def _agent_ended_or_never_will(pod: PodView) -> bool:
