@@ -134,14 +134,18 @@ class SandboxSettings:
             default_disk_bytes=int(_float("DEFAULT_DISK_BYTES", 50 * GIB)),
             max_disk_bytes=int(_float("MAX_DISK_BYTES", 1024 * GIB)),
             max_output_entries=int(_float("MAX_OUTPUT_ENTRIES", 1_000_000)),
-            disk_check_interval_s=_float("DISK_CHECK_INTERVAL_S", 5.0),
+            disk_check_interval_s=seconds_setting(
+                "MLEB_SANDBOX_DISK_CHECK_INTERVAL_S", 5.0, positive=True
+            ),
             default_log_bytes=int(_float("DEFAULT_LOG_BYTES", 64 * MIB)),
             max_log_bytes=int(_float("MAX_LOG_BYTES", 1 * GIB)),
             stop_grace_s=_float("STOP_GRACE_S", 10.0),
             max_artifacts_bytes=int(_float("MAX_ARTIFACTS_BYTES", 10 * GIB)),
             artifacts_retention_s=_float("ARTIFACTS_RETENTION_S", 0.0),
-            sample_interval_s=_float("SAMPLE_INTERVAL_S", 2.0),
-            queue_poll_interval_s=_float("QUEUE_POLL_INTERVAL_S", 2.0),
+            sample_interval_s=seconds_setting("MLEB_SANDBOX_SAMPLE_INTERVAL_S", 2.0, positive=True),
+            queue_poll_interval_s=seconds_setting(
+                "MLEB_SANDBOX_QUEUE_POLL_INTERVAL_S", 2.0, positive=True
+            ),
             max_queue_s=_float("MAX_QUEUE_S", 7 * 24 * 3600.0),
             sidecar_image=_env("SIDECAR_IMAGE", ""),
             egress_allow_addresses=tuple(
