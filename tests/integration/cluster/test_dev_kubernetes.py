@@ -211,7 +211,8 @@ def test_a_second_cluster_on_the_same_docker_engine_is_refused(
 
 def test_a_pod_runs_as_non_root_without_capabilities_and_its_logs_are_read(api: Any) -> None:
     name = unique("ids")
-    api.create_namespaced_pod(NS, pod(name, "id -u; grep Cap /proc/self/status; touch /x"))
+    # touch's refusal goes to stdout too: the log interleaves two streams in no set order.
+    api.create_namespaced_pod(NS, pod(name, "id -u; grep Cap /proc/self/status; touch /x 2>&1"))
     eventually(lambda: phase(api, name) in ("Succeeded", "Failed"), f"pod {name} finished")
     logs = api.read_namespaced_pod_log(name, NS)
     assert logs.splitlines()[0] == "1000"
