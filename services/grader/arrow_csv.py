@@ -82,7 +82,7 @@ def read_proven_csv(data: bytes, arrow_text: Collection[str] = ()) -> pd.DataFra
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None  # ragged rows, for one: pandas fills, fails or makes an index
-    if table.num_rows == 0 or table.column_names != names:
+    if table.num_rows == 0 or table.column_names != names or not _one_row_per_line(data, table):
         return None
     chunk_rows = low_memory_chunk_rows(len(names))
     columns: dict[str, np.ndarray | pd.api.extensions.ExtensionArray] = {}
@@ -151,16 +151,32 @@ def low_memory_chunk_rows(width: int) -> int:
 
 
 def _header_names(data: bytes) -> list[str] | None:
-    if not data.isascii() or b'"' in data or data.startswith(b"\n") or b"\n\n" in data:
-        return None
-    raw = np.frombuffer(data, dtype=np.uint8)
-    # Control bytes and spaces: only line feeds may be among them.
-    if np.count_nonzero(raw <= ord(" ")) != np.count_nonzero(raw == ord("\n")):
+    """The header's names, where nothing in the bytes is for pandas to unquote, decode or end
+    a line at other than a line feed. Spaces, other control bytes and blank lines are ruled
+    out against the parse, by `_one_row_per_line`."""
+    if not data.isascii() or b'"' in data or b"\r" in data or data.startswith(b"\n"):
         return None
     names = data[: data.find(b"\n") % (len(data) + 1)].decode("ascii").split(",")
     if "" in names or len(set(names)) != len(names):
         return None
     return names
+
+
+def _one_row_per_line(data: bytes, table: pa.Table) -> bool:
+    """Every byte up to the space is a line feed, and no line is blank.
+
+    With quotes and carriage returns ruled out, each line feed ends the header or a row, and
+    a final line without one is a row too; so where pyarrow kept every line as a row, the
+    line feeds number its rows plus the header's and a final one. A space or any other
+    control byte, or a line pyarrow did not make a row, leaves more bytes up to the space
+    than that: one pass counts them all. pyarrow keeps a blank line as a row of empty cells
+    (ignore_empty_lines=False), where pandas skips it: only a first column with an empty cell
+    needs the search for one.
+    """
+    raw = np.frombuffer(data, dtype=np.uint8)
+    if np.count_nonzero(raw <= ord(" ")) != table.num_rows + data.endswith(b"\n"):
+        return False
+    return pc.min(pc.binary_length(table.column(0))).as_py() > 0 or b"\n\n" not in data
 
 
 def _typed(cells: pa.ChunkedArray, *, has_x: bool) -> np.ndarray | None:
@@ -221,7 +237,7 @@ def _floats(cells: pa.ChunkedArray, sample: list[str]) -> np.ndarray | None:
 def _proven_floats(
     numbers: np.ndarray, absent: np.ndarray, *, any_missing: bool
 ) -> np.ndarray | None:
-    present = numbers[~absent]
+    present = numbers[~absent] if any_missing else numbers
     if not np.isfinite(present).all() or (np.abs(present) >= _INT64_MAGNITUDE).any():
         return None  # "inf" or "1e400": pandas may keep the text
     whole = (present == np.trunc(present)).all()

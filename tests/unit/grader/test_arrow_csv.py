@@ -156,6 +156,7 @@ def test_fast_reader_gives_the_reference_frame_or_declines(data: bytes) -> None:
         b"id,target\n1,0.25\n2,NA\n3,\n",
         b"id,label\n7,0\n8,1\n",
         b"id,flag,name\n1,TRUE,x\n2,false,y\n",
+        b"id,p\n,0.5\n2,1\n",  # an empty first cell is no blank line
     ],
 )
 def test_typical_submissions_take_the_fast_path(data: bytes) -> None:
@@ -172,6 +173,14 @@ def test_typical_submissions_take_the_fast_path(data: bytes) -> None:
         b"id,p\r\n1,2\r\n",  # CRLF
         b"id,p\n1, 2\n",  # whitespace
         b"id,p\n1,2\n\n3,4\n",  # blank line
+        b"id,p\n1,2\n\n",  # blank last line
+        b"id\n1\n\n",  # blank last line, one column (pyarrow: a row with an empty cell)
+        b"id\n\n1\n",  # blank line after the header, one column
+        b"id,p\n1,2\t\n",  # tab
+        b"id,p\n1,\x0c2\n",  # form feed
+        b"id,p\n1,2\x00\n",  # NUL
+        b"id,p\n1,2\r3,4\n",  # a lone carriage return ends a line for pyarrow
+        b"id p\n1\n",  # space in the header
         b"id,id\n1,2\n",  # duplicate header
         b"id,\n1,2\n",  # empty header name
         b"id,p\n",  # no rows
