@@ -98,8 +98,8 @@ class Upload:
     buffer: SubmissionBuffer
     bundle: GradingBundle
 
-    def to_grade(self) -> tuple[str, IO[bytes], GradingBundle]:
-        return self.header.competition_id, self.buffer.file(), self.bundle
+    async def to_grade(self) -> tuple[str, IO[bytes], GradingBundle]:
+        return self.header.competition_id, await self.buffer.file(), self.bundle
 
 
 class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
@@ -139,7 +139,7 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> grader_service_pb2.ValidateSubmissionResponse:
         async with self._upload("ValidateSubmission", request_iterator) as (call, upload):
-            outcome = await self._core.validate(*upload.to_grade())
+            outcome = await self._core.validate(*(await upload.to_grade()))
             call.outcome = {"valid": outcome.valid}
         # Only validity and the reason leave: never the score.
         return grader_service_pb2.ValidateSubmissionResponse(
@@ -152,7 +152,7 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> grader_service_pb2.ScoreSubmissionResponse:
         async with self._upload("ScoreSubmission", request_iterator) as (call, upload):
-            outcome, version = await self._core.score(*upload.to_grade())
+            outcome, version = await self._core.score(*(await upload.to_grade()))
             call.outcome = {"valid": outcome.valid, "score": outcome.score}
         response = grader_service_pb2.ScoreSubmissionResponse(
             valid=outcome.valid, error=outcome.error, grader_spec_version=version
@@ -167,7 +167,7 @@ class GraderServicer(grader_service_pb2_grpc.GraderServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> grader_service_pb2.GradeSubmissionResponse:
         async with self._upload("GradeSubmission", request_iterator) as (call, upload):
-            competition_id, submission, bundle = upload.to_grade()
+            competition_id, submission, bundle = await upload.to_grade()
             report = await self._core.grade(
                 competition_id, submission, upload.header.submission_path, bundle=bundle
             )

@@ -94,6 +94,10 @@ class InFlightValidations:
             self._held.discard(sandbox_id)
 
 
+def _join(chunks: list[bytes]) -> bytes:
+    return b"".join(chunks)
+
+
 class SubmissionBuffer:
     """An upload's body as it arrives: the chunks themselves up to `spool_bytes` (kept, not
     copied into a growing buffer), a temporary file past that.
@@ -118,7 +122,7 @@ class SubmissionBuffer:
         # tiny chunks spills as early as the bytes they carry would.
         self._held = 0
         self._chunks: list[bytes] = []
-        self._body: bytes | None = None
+        self._joining: asyncio.Future[bytes] | None = None
         self._spilled: IO[bytes] | None = None
         self._digest = hashlib.sha256()
 
@@ -152,24 +156,30 @@ class SubmissionBuffer:
     async def sha256(self) -> str:
         if self._spilled is not None:
             return self._digest.hexdigest()
-        body = self._joined()
+        body = await self._joined()
         # hashlib releases the GIL over a large buffer: this runs beside the grade.
         return await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
 
-    def file(self) -> IO[bytes]:
+    async def file(self) -> IO[bytes]:
         if self._spilled is not None:
             self._spilled.seek(0)
             return self._spilled
         # A BytesIO shares the bytes it starts from, and a whole read() hands them back.
-        return io.BytesIO(self._joined())
+        return io.BytesIO(await self._joined())
 
-    def _joined(self) -> bytes:
-        if self._body is None:
-            self._body, self._chunks = b"".join(self._chunks), []
-        return self._body
+    async def _joined(self) -> bytes:
+        """The chunks as one bytes object, joined once for the hash and the grade alike.
+
+        The join copies the whole body (about 30 ms at 50 MB, mostly faulting in fresh
+        pages): it runs in a worker thread, so the loop keeps serving other calls. Shielded:
+        a caller that gives up does not cancel it under another that still waits."""
+        if self._joining is None:
+            chunks, self._chunks = self._chunks, []
+            self._joining = asyncio.ensure_future(asyncio.to_thread(_join, chunks))
+        return await asyncio.shield(self._joining)
 
     def close(self) -> None:
-        self._chunks, self._body = [], None
+        self._chunks = []
         if self._spilled is not None:
             self._spilled.close()
 

@@ -6,7 +6,9 @@ import asyncio
 import hashlib
 import io
 import json
+import threading
 import tracemalloc
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -108,12 +110,36 @@ async def test_a_body_reads_back_and_hashes_the_same_in_memory_or_spilled(spool_
             buffer.write(body[start : start + 333])
         assert buffer.size == len(body)
         assert await buffer.sha256() == hashlib.sha256(body).hexdigest()
-        assert buffer.file().read() == body
-        assert buffer.file().read() == body  # each file() starts at the beginning
+        assert (await buffer.file()).read() == body
+        assert (await buffer.file()).read() == body  # each file() starts at the beginning
         assert await buffer.sha256() == hashlib.sha256(body).hexdigest()
 
 
-def test_tiny_and_empty_chunks_spill_as_early_as_their_memory_says():
+async def test_the_body_is_joined_once_off_the_loop_and_a_waiter_that_leaves_harms_none():
+    body = b"id,p\n" + b"1,0.5\n" * 100_000
+    loop_thread = threading.get_ident()
+    joined_on: list[int] = []
+
+    def join(chunks):
+        joined_on.append(threading.get_ident())
+        return b"".join(chunks)
+
+    with SubmissionBuffer(max_bytes=2 * len(body)) as buffer:  # held in memory
+        for start in range(0, len(body), 4096):
+            buffer.write(body[start : start + 4096])
+        with mock.patch("services.grader.uploads._join", join):
+            leaving = asyncio.ensure_future(buffer.file())
+            await asyncio.sleep(0)
+            leaving.cancel()
+            first, digest, second = await asyncio.gather(
+                buffer.file(), buffer.sha256(), buffer.file()
+            )
+    assert first.read() == body and second.read() == body
+    assert digest == hashlib.sha256(body).hexdigest()
+    assert len(joined_on) == 1 and joined_on[0] != loop_thread
+
+
+async def test_tiny_and_empty_chunks_spill_as_early_as_their_memory_says():
     """Each kept chunk costs its object's overhead too: 2-byte chunks must not hold 20x the
     spool in memory, and empty ones hold nothing at all."""
     spool = 64 * 1024
@@ -129,7 +155,7 @@ def test_tiny_and_empty_chunks_spill_as_early_as_their_memory_says():
         finally:
             tracemalloc.stop()
         assert peak < 3 * spool
-        assert buffer.size == 400_000 and buffer.file().read() == b"ab" * 200_000
+        assert buffer.size == 400_000 and (await buffer.file()).read() == b"ab" * 200_000
 
 
 def test_rate_limiter_refuses_after_burst_per_key():
