@@ -22,9 +22,11 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from unittest import mock
@@ -228,9 +230,11 @@ async def grading_times(
     addresses: dict[str, str],
     token: str,
     repeats: int,
+    sink: str,
 ) -> dict:
     """Scores (checked equal on every path) and the medians of every timed call;
-    `addresses` names each grader server (this checkout's is "grpc")."""
+    `addresses` names each grader server (this checkout's is "grpc"), `sink` is grpc_sink.py's
+    address: the same stream sent to it is the floor for moving the bytes."""
     competition = family.competition
     cached_provider = LocalBundleProvider(competition, answers)
     spec = get_spec(competition)
@@ -258,6 +262,7 @@ async def grading_times(
             **parse_calls(submission, spec.arrow_text_columns),
             "in_process_cached_s": in_process,
             **{f"{name}_cached_s": call for name, call in remotes.items()},
+            "grpc_sink_s": remote(await stack.enter_async_context(grpc.aio.insecure_channel(sink))),
         }
         if family.fast_path is not None:
             calls["in_process_scikit_learn_s"] = scikit_learn_alone
@@ -276,6 +281,22 @@ async def grading_times(
         min(repeats, 3),
     )
     return {"score": scores["in_process"], **medians, **cold}
+
+
+@contextlib.contextmanager
+def grpc_sink() -> Iterator[str]:
+    """The address of grpc_sink.py, run as a child process for the bench's duration."""
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("grpc_sink.py"))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        yield f"127.0.0.1:{int(process.stdout.readline())}"
+    finally:
+        process.kill()
+        process.wait()
 
 
 def spawn_grader(settings: Settings, checkout: Path | None = None):
@@ -312,7 +333,10 @@ def bench_family(
     try:
         idle_rss = rss_mb(grader.process.pid, "VmRSS:")
         answers = folder / "private" / "test.csv"
-        times = asyncio.run(grading_times(family, answers, submission, addresses, token, repeats))
+        with grpc_sink() as sink:
+            times = asyncio.run(
+                grading_times(family, answers, submission, addresses, token, repeats, sink)
+            )
         pyarrow = times["pyarrow_parse_s"]
         scikit_learn = times.get("in_process_scikit_learn_s")
         return {
@@ -326,6 +350,11 @@ def bench_family(
             "scikit_learn_alone_over_pyarrow": scikit_learn and scikit_learn / pyarrow,
             "read_submission_over_pyarrow": times["read_submission_s"] / pyarrow,
             "grpc_over_in_process": times["grpc_cached_s"] / times["in_process_cached_s"],
+            # What gRPC alone adds to the in-process grade: the floor for the ratio above.
+            "in_process_plus_sink_over_in_process": (
+                times["in_process_cached_s"] + times["grpc_sink_s"]
+            )
+            / times["in_process_cached_s"],
             "baseline_grpc_over_in_process": (
                 times["grpc_baseline_cached_s"] / times["in_process_cached_s"]
                 if before is not None
