@@ -195,20 +195,20 @@ class LayoutBuilder:
         return self._cache.entry(competition.id, key)
 
     async def _fetch(self, competition: Competition, key: str, sandbox_id: str) -> None:
-        staging = await self._threads.run(self._cache.staging_dir, competition.id)
+        staging = await self._threads.run(self._cache.staging, competition.id)
+        folder = staging.path
         try:
             stored = None
             if self._public_store is not None:
-                stored = await self._threads.run(self._public_store.load, competition, staging)
+                stored = await self._threads.run(self._public_store.load, competition, folder)
             if stored is not None:  # its listing already checked against the digest
                 refuse_description_folder(competition.id, stored)
             else:
-                await self._fetch_from_registry(competition, staging)
-            await self._threads.run(_seal, staging)
-            await self._threads.run(self._cache.seal, competition.id, key, staging, sandbox_id)
+                await self._fetch_from_registry(competition, folder)
+            await self._threads.run(_seal, folder)
+            await self._threads.run(self._cache.seal, competition.id, key, folder, sandbox_id)
         finally:
-            if staging.exists():
-                await self._threads.run(shutil.rmtree, staging, True)
+            await self._threads.run(staging.close)
 
     async def _fetch_from_registry(self, competition: Competition, staging: Path) -> None:
         listing = await fetch_from_registry(

@@ -1,15 +1,18 @@
 """The node's cache of sealed public data: entries, the sandboxes that use them, LRU eviction.
 
     <root>/<competition>/<key>/                   a sealed entry: mounted read-only as /home/data
-    <root>/<competition>/.download-*/             a fetch in progress
+    <root>/<competition>/.download-*/             a fetch in progress, or left by one that died
+    <root>/<competition>/.download-*.lock         held (flock) by the fetching process
     <root>/.state/<competition>/<key>/size        the entry's bytes; its mtime is the last use
     <root>/.state/<competition>/<key>/pins/<id>   a sandbox that uses the entry
     <root>/.state/lock                            held (flock) while pins are taken or entries go
     <root>/.trash/*/                              evicted entries, deleted outside the lock
 
-Pins live on disk, so they survive a service restart. A pin counts while the database says its
-sandbox is not terminal (the `live` callback), so a sandbox that ended while the service was
-down releases its entry without anyone removing the pin. Nothing outside an entry's own folder
+A fetch holds its folder's lock file until it ends; flocks go with their process, so a folder
+whose lock nobody holds was left by a crash, and eviction sweeps it (with anything a crash left
+in `.trash`). Pins live on disk, so they survive a service restart. A pin counts while the
+database says its sandbox is not terminal (the `live` callback), so a sandbox that ended while
+the service was down releases its entry without anyone removing the pin. Nothing outside an entry's own folder
 is ever mounted, so the agent never sees the state.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import os
 import shutil
 import tempfile
@@ -31,6 +35,42 @@ log = structlog.get_logger("mleb.sandbox")
 
 # Given sandbox ids, those that are still active (pending or running) anywhere.
 ActiveSandboxes = Callable[[Iterable[str]], set[str]]
+
+
+_STAGING_PREFIX = ".download-"
+_LOCK_SUFFIX = ".lock"
+
+
+class Staging:
+    """A fetch's folder beside the entries, and the lock file that says its fetch is alive.
+
+    `close()` removes the folder (already gone once sealed) and anything named after it,
+    then the lock file."""
+
+    def __init__(self, path: Path, lock_fd: int) -> None:
+        self.path = path
+        self._lock_fd = lock_fd
+
+    @property
+    def _lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + _LOCK_SUFFIX)
+
+    def close(self) -> None:
+        if self._lock_fd < 0:
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+        for scratch in self.path.parent.glob(glob.escape(self.path.name) + ".*"):
+            if scratch != self._lock_path:
+                shutil.rmtree(scratch, ignore_errors=True)
+        self._lock_path.unlink(missing_ok=True)
+        os.close(self._lock_fd)
+        self._lock_fd = -1
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
@@ -50,6 +90,11 @@ def _tree_bytes(path: Path) -> int:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(current, name)).st_size
     return total
+
+
+def _move(source: Path, target: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):  # a concurrent delete finished it first
+        source.rename(target)
 
 
 class PublicCache:
@@ -80,10 +125,22 @@ class PublicCache:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def staging_dir(self, competition_id: str) -> Path:
+    def staging(self, competition_id: str) -> Staging:
+        """A folder for a fetch of the competition's public data; the caller closes it."""
         parent = self.root / competition_id
         parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".download-", dir=parent))
+        # Under the cache lock, so no sweep sees the lock file before it is held.
+        with self._locked():
+            fd, lock_path = tempfile.mkstemp(prefix=_STAGING_PREFIX, suffix=_LOCK_SUFFIX, dir=parent)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                folder = Path(lock_path[: -len(_LOCK_SUFFIX)])
+                folder.mkdir(mode=0o700)
+            except BaseException:
+                os.unlink(lock_path)
+                os.close(fd)
+                raise
+        return Staging(folder, fd)
 
     def pin(self, competition_id: str, key: str, sandbox_id: str) -> bool:
         """Marks the entry as used by the sandbox; False when there is no such entry."""
@@ -113,6 +170,37 @@ class PublicCache:
                     raise
             self._pin(competition_id, key, sandbox_id)
         return final
+
+    def _sweep(self, trash: Path) -> None:
+        """Moves into `trash` the folders of fetches whose process died, and what earlier
+        evictions left in `.trash` (a crash mid-delete, or one deleting now: a second
+        delete of the same tree is harmless). Runs under the cache lock."""
+        for left in self._trash.iterdir():
+            if left != trash and left.is_dir() and not left.is_symlink():
+                _move(left, trash / left.name)
+        for competition in self._children(self.root):
+            for lock in competition.glob(glob.escape(_STAGING_PREFIX) + "*" + _LOCK_SUFFIX):
+                if not lock.is_symlink() and self._abandoned(lock):
+                    name = lock.name[: -len(_LOCK_SUFFIX)]
+                    for left in competition.glob(glob.escape(name) + "*"):
+                        if left != lock:
+                            _move(left, trash / f"{competition.name}.{left.name}")
+                    lock.unlink(missing_ok=True)
+
+    @staticmethod
+    def _abandoned(lock: Path) -> bool:
+        """Nobody holds the lock file: the fetch that made it has ended or died."""
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+        return True
 
     def entries(self) -> list[CacheEntry]:
         found = []
@@ -145,11 +233,14 @@ class PublicCache:
     def evict(self) -> list[CacheEntry]:
         """Removes least recently used entries that no active sandbox uses, down to max_bytes.
 
-        Pins of sandboxes that have ended are dropped on the way.
+        Pins of sandboxes that have ended are dropped on the way, and what crashed fetches
+        and deletions left behind is swept.
         """
         evicted = []
-        trash: Path | None = None
         with self._locked():
+            self._trash.mkdir(exist_ok=True)
+            trash = Path(tempfile.mkdtemp(dir=self._trash))
+            self._sweep(trash)
             entries = self.entries()
             pinned = {p for e in entries for p in e.pinned_by}
             live = self._live(pinned) if pinned else set()
@@ -163,16 +254,12 @@ class PublicCache:
                     break
                 if entry.pinned_by & live:
                     continue
-                if trash is None:
-                    self._trash.mkdir(exist_ok=True)
-                    trash = Path(tempfile.mkdtemp(dir=self._trash))
                 entry.path.rename(trash / f"{entry.competition_id}.{entry.key}")
                 shutil.rmtree(self._state_dir(entry.competition_id, entry.key), ignore_errors=True)
                 total -= entry.size_bytes
                 evicted.append(entry)
         # Deleting a large tree takes a while; nothing can pin what is in the trash.
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
+        shutil.rmtree(trash, ignore_errors=True)
         for entry in evicted:
             log.info(
                 "public_data_evicted",

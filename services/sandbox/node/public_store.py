@@ -176,8 +176,9 @@ class PublicStore:
         """Stores the verified tree for other nodes; a failure is logged, never raised."""
         files_key, listing_key = public_keys(competition)
         try:
-            # Beside the staging folder: the cache's dot-names are never taken for entries.
-            scratch_dir = tempfile.TemporaryDirectory(prefix=".download-publish-", dir=tree.parent)
+            # Beside the staging folder and named after it: the cache's dot-names are never
+            # taken for entries, and a crash leaves it to be swept with the staging folder.
+            scratch_dir = tempfile.TemporaryDirectory(prefix=f"{tree.name}.publish-", dir=tree.parent)
             with scratch_dir as scratch:
                 archive = Path(scratch) / "files.tar"
                 with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:

@@ -3,7 +3,9 @@ between a sandbox taking an entry and eviction removing it."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -22,9 +24,9 @@ class Active:
 
 
 def add_entry(cache: PublicCache, competition: str, key: str, sandbox: str, size: int) -> Path:
-    staging = cache.staging_dir(competition)
-    (staging / "data.bin").write_bytes(b"x" * size)
-    return cache.seal(competition, key, staging, sandbox)
+    with cache.staging(competition) as staging:
+        (staging.path / "data.bin").write_bytes(b"x" * size)
+        return cache.seal(competition, key, staging.path, sandbox)
 
 
 def age(cache: PublicCache, competition: str, key: str, seconds_ago: float) -> None:
@@ -107,9 +109,9 @@ def test_concurrent_starts_and_evictions_never_lose_an_entry_in_use(tmp_path: Pa
         sandbox = f"s{index}"
         active.ids.add(sandbox)
         if not cache.pin("comp-a", "k1", sandbox):
-            staging = cache.staging_dir("comp-a")
-            (staging / "data.bin").write_bytes(b"z" * 4096)
-            cache.seal("comp-a", "k1", staging, sandbox)
+            with cache.staging("comp-a") as staging:
+                (staging.path / "data.bin").write_bytes(b"z" * 4096)
+                cache.seal("comp-a", "k1", staging.path, sandbox)
         entry = cache.entry("comp-a", "k1")
         for _ in range(5):
             try:
@@ -143,3 +145,57 @@ def test_concurrent_starts_and_evictions_never_lose_an_entry_in_use(tmp_path: Pa
     # Nothing runs any more: the entry is evicted.
     cache.evict()
     assert not cache.entry("comp-a", "k1").exists()
+
+
+def _fetch_then_die(root: Path, ready) -> None:
+    """A fetch in another process that is killed midway: its folder and lock file stay."""
+    staging = PublicCache(root).staging("comp-a")
+    (staging.path / "part.bin").write_bytes(b"p" * 1000)
+    (staging.path.with_name(staging.path.name + ".publish-x")).mkdir()
+    ready.set()
+    time.sleep(60)
+
+
+def test_a_crashed_fetch_is_swept_and_a_live_one_is_not(tmp_path: Path) -> None:
+    cache = PublicCache(tmp_path, live=Active())
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    child = context.Process(target=_fetch_then_die, args=(tmp_path, ready))
+    child.start()
+    try:
+        assert ready.wait(30)
+        # Alive in the other process, and alive in this one: both kept.
+        with cache.staging("comp-a") as live:
+            (live.path / "part.bin").write_bytes(b"q")
+            assert cache.evict() == []
+            names = {p.name for p in (tmp_path / "comp-a").iterdir()}
+            assert len([n for n in names if n.endswith(".lock")]) == 2
+            assert any(n.endswith(".publish-x") for n in names)
+            os.kill(child.pid, signal.SIGKILL)
+            child.join(30)
+            cache.evict()
+            # The dead fetch's folder, scratch and lock are gone; the live one is whole.
+            left = sorted(p.name for p in (tmp_path / "comp-a").iterdir())
+            assert left == sorted([live.path.name, live.path.name + ".lock"])
+            assert (live.path / "part.bin").read_bytes() == b"q"
+        assert list((tmp_path / "comp-a").iterdir()) == []
+        assert list((tmp_path / ".trash").iterdir()) == []
+    finally:
+        if child.is_alive():
+            child.kill()
+
+
+def test_what_a_crash_left_in_the_trash_is_swept(tmp_path: Path) -> None:
+    cache = PublicCache(tmp_path, live=Active())
+    half_deleted = tmp_path / ".trash" / "tmpcrash" / "comp-a.k1"
+    half_deleted.mkdir(parents=True)
+    (half_deleted / "data.bin").write_bytes(b"x" * 100)
+    assert cache.evict() == []
+    assert list((tmp_path / ".trash").iterdir()) == []
+
+
+def test_a_sealed_fetch_leaves_no_lock_or_folder_behind(tmp_path: Path) -> None:
+    cache = PublicCache(tmp_path, live=Active("s1"))
+    entry = add_entry(cache, "comp-a", "k1", "s1", 10)
+    assert [p.name for p in (tmp_path / "comp-a").iterdir()] == ["k1"]
+    assert (entry / "data.bin").read_bytes() == b"x" * 10

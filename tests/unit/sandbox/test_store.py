@@ -222,9 +222,9 @@ def test_cache_pins_follow_the_database_across_a_restart(sessions, tmp_path):
     assert found == {"running", "pending"}
     cache = PublicCache(tmp_path, max_bytes=1, live=SandboxRows(sessions).active_among)
     for competition, sandbox in (("comp-a", "running"), ("comp-b", "ended")):
-        staging = cache.staging_dir(competition)
-        (staging / "f").write_bytes(b"x" * 10)
-        cache.seal(competition, "k", staging, sandbox)
+        with cache.staging(competition) as staging:
+            (staging.path / "f").write_bytes(b"x" * 10)
+            cache.seal(competition, "k", staging.path, sandbox)
     assert [e.competition_id for e in cache.evict()] == ["comp-b"]
     with sessions.begin() as session:
         assert store.transition(session, "running", SandboxState.SUCCEEDED, {})
