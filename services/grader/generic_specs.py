@@ -20,6 +20,7 @@ from services.grader.competitions.checks import (
     finite_scores,
     labels_by_id,
     probability_auc_inputs,
+    roc_auc_inputs,
     rejected_by_metric,
     require_columns,
 )
@@ -54,7 +55,7 @@ def _accuracy(submission, answers, id_column: str, target: str) -> float:
 
 
 def _auc(submission, answers, id_column: str, target: str) -> float:
-    y_true, y_score = probability_auc_inputs(submission, answers, id_column, [target])
+    y_true, y_score = roc_auc_inputs(submission, answers, id_column, [target])
     return roc_auc(y_true[:, 0], y_score[:, 0])
 
 

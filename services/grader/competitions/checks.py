@@ -17,6 +17,7 @@ from services.grader.arrow_csv import arrow_cells, object_text
 from services.grader.competitions.base import InvalidSubmission
 from services.grader.competitions.id_order import (
     ORDERS,
+    IdOrder,
     IdsDiffer,
     arrow_positions,
     sorted_positions,
@@ -52,6 +53,8 @@ def align_on_ids(
     answers: pd.DataFrame,
     id_column: str,
     columns: list[str] | None = None,
+    *,
+    any_row_order: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both frames sorted by `id_column`, once the submission is known to hold exactly the ids.
 
@@ -61,7 +64,9 @@ def align_on_ids(
     frames usually come without sorting (see id_order). With `columns`, both frames hold only
     those (moving fewer values, which is most of the cost for millions of rows). Submission
     ids held as Arrow strings (CompetitionSpec.arrow_text_columns) are paired as such where
-    they match; everything else sees the reference's object column.
+    they match; everything else sees the reference's object column. With `any_row_order`, for
+    a metric whose value depends only on which rows pair up, frames whose ids already pair row
+    for row come back in their own order, unsorted.
     """
     require_columns(submission, [id_column])
     require_same_length(submission, answers)
@@ -74,10 +79,8 @@ def align_on_ids(
     if arrow_ids is not None and answers_order is not None and columns and id_column not in columns:
         positions = arrow_positions(arrow_ids, answers_order)
         if positions is not None:
-            return (
-                object_text(_columns(submission, columns)).take(positions).reset_index(drop=True),
-                _columns(answers, columns).take(answers_order.order).reset_index(drop=True),
-            )
+            submission = object_text(_columns(submission, columns))
+            return _paired(submission, answers, columns, positions, answers_order, any_row_order)
     submission = object_text(submission)
     submission_ids = submission[id_column]
     if answers_order is not None and isinstance(submission_ids, pd.Series):
@@ -88,10 +91,8 @@ def align_on_ids(
                 _id_mismatch_message(submission[id_column], answers[id_column])
             ) from None
         if positions is not None:
-            return (
-                _columns(submission, columns).take(positions).reset_index(drop=True),
-                _columns(answers, columns).take(answers_order.order).reset_index(drop=True),
-            )
+            submission = _columns(submission, columns)
+            return _paired(submission, answers, columns, positions, answers_order, any_row_order)
     try:
         sub = submission.sort_values(id_column, kind="stable", ignore_index=True)
     except TypeError as exc:
@@ -106,6 +107,25 @@ def align_on_ids(
 
 def _columns(frame: pd.DataFrame, columns: list[str] | None) -> pd.DataFrame:
     return frame if columns is None else frame[columns]
+
+
+def _paired(
+    submission: pd.DataFrame,
+    answers: pd.DataFrame,
+    columns: list[str] | None,
+    positions: np.ndarray,
+    answers_order: IdOrder,
+    any_row_order: bool,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The submission's rows at `positions` beside the answers' in id order: the pairs, in
+    the order the reference's sort gives them."""
+    if any_row_order and positions is answers_order.order:
+        # Both hold the ids in the same order: each row already sits beside its own.
+        return submission, _columns(answers, columns)
+    return (
+        submission.take(positions).reset_index(drop=True),
+        _columns(answers, columns).take(answers_order.order).reset_index(drop=True),
+    )
 
 
 def _id_mismatch_message(sub_ids: pd.Series, ans_ids: pd.Series) -> str:
@@ -198,19 +218,43 @@ def require_exact_columns(submission: pd.DataFrame, columns: list[str]) -> None:
 
 
 def probability_auc_inputs(
-    submission: pd.DataFrame, answers: pd.DataFrame, id_column: str, label_columns: list[str]
+    submission: pd.DataFrame,
+    answers: pd.DataFrame,
+    id_column: str,
+    label_columns: list[str],
+    *,
+    any_row_order: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels and predicted probabilities, row-aligned by id, as two (rows, labels) arrays.
 
     The equivalent of MLE-bench's AUC preparation (`prepare_for_auroc_metric`): the id and
     label columns must be present, row counts equal, predictions numeric probabilities in
     [0, 1], and the ids exactly the expected ones. Extra submission columns are ignored.
+    `any_row_order` is align_on_ids': only for a metric whose value, to the bit, does not
+    depend on the rows' order (see roc_auc_inputs), never for a mean over rows.
     """
     require_columns(submission, [id_column, *label_columns])
     require_same_length(submission, answers)
     require_probabilities(submission, label_columns)
-    sub, ans = align_on_ids(submission, answers, id_column, label_columns)
+    sub, ans = align_on_ids(
+        submission, answers, id_column, label_columns, any_row_order=any_row_order
+    )
     return ans.to_numpy(), sub.to_numpy(dtype=float)
+
+
+def roc_auc_inputs(
+    submission: pd.DataFrame, answers: pd.DataFrame, id_column: str, label_columns: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """probability_auc_inputs for ROC AUC, rows in any order.
+
+    A column's ROC AUC is built from the scores sorted and the counts of each label at the
+    end of each run of equal scores (metrics/auc.py; scikit-learn's roc_curve alike), all
+    whole numbers: it depends on which label pairs with which score, not on the rows' order,
+    to the bit. So frames whose ids already pair row for row skip the sort's permutation.
+    """
+    return probability_auc_inputs(
+        submission, answers, id_column, label_columns, any_row_order=True
+    )
 
 
 @contextmanager

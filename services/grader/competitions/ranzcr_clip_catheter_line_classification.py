@@ -8,7 +8,7 @@ Each column is checked like a binary AUC submission (numeric probabilities in [0
 import pandas as pd
 
 from services.grader.competitions.base import CompetitionSpec
-from services.grader.competitions.checks import probability_auc_inputs
+from services.grader.competitions.checks import roc_auc_inputs
 from services.grader.metrics.auc import mean_column_roc_auc
 
 SCORED_LABELS = [
@@ -26,7 +26,7 @@ SCORED_LABELS = [
 
 def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     return mean_column_roc_auc(
-        *probability_auc_inputs(submission, answers, "StudyInstanceUID", SCORED_LABELS)
+        *roc_auc_inputs(submission, answers, "StudyInstanceUID", SCORED_LABELS)
     )
 
 

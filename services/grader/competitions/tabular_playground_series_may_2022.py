@@ -6,13 +6,13 @@
 import pandas as pd
 
 from services.grader.competitions.base import CompetitionSpec
-from services.grader.competitions.checks import probability_auc_inputs
+from services.grader.competitions.checks import roc_auc_inputs
 from services.grader.metrics.auc import mean_column_roc_auc
 
 
 def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     # With a single label column the column mean is the plain ROC AUC.
-    return mean_column_roc_auc(*probability_auc_inputs(submission, answers, "id", ["target"]))
+    return mean_column_roc_auc(*roc_auc_inputs(submission, answers, "id", ["target"]))
 
 
 SPEC = CompetitionSpec(

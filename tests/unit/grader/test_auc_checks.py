@@ -1,5 +1,8 @@
 """Unit tests for the id-alignment and score checks the AUC group added to checks.py."""
 
+import contextlib
+from unittest import mock
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +14,10 @@ from services.grader.competitions.checks import (
     probability_auc_inputs,
     require_exact_columns,
     require_probabilities,
+    roc_auc_inputs,
 )
+from services.grader.competitions.id_order import freeze
+from services.grader.metrics import auc
 
 ANSWERS = pd.DataFrame({"id": [30, 10, 20], "y": [1, 0, 1]})
 
@@ -132,3 +138,42 @@ def test_probability_auc_inputs_returns_aligned_label_and_score_arrays():
     y_true, y_score = probability_auc_inputs(sub, ANSWERS, "id", ["y"])
     np.testing.assert_array_equal(y_true, [[0], [1], [1]])
     np.testing.assert_array_equal(y_score, [[0.1], [0.2], [0.3]])
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+@pytest.mark.parametrize("seed", range(40))
+def test_roc_auc_in_the_rows_own_order_is_the_sorted_pairs_auc_to_the_bit(seed, fast_path):
+    """roc_auc_inputs leaves frozen answers and a submission in their order (no permutation);
+    the AUC is the one of the sorted pairs, bit for bit, with ties, repeated scores and several
+    label columns, on our fast path and on scikit-learn's."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 400))
+    labels = [f"y{j}" for j in range(int(rng.integers(1, 4)))]
+    ids = rng.permutation(n) * 7
+    truth = {name: rng.integers(0, 2, n) for name in labels}
+    for name in labels:
+        truth[name][:2] = [0, 1]  # both classes in every column
+    scores = {name: np.round(rng.random(n), int(rng.integers(0, 4))) for name in labels}
+    answers = freeze(pd.DataFrame({"id": ids, **truth}))
+    submission = pd.DataFrame({"id": ids, **scores})
+    unsorted_true, unsorted_score = roc_auc_inputs(submission, answers, "id", labels)
+    assert (unsorted_score == submission[labels].to_numpy()).all()  # not permuted
+    sorted_true, sorted_score = probability_auc_inputs(
+        submission, answers.copy(), "id", labels  # writable answers: the reference's sort
+    )
+    # The reference's pairs are the same pairs, in id order.
+    order = np.argsort(ids, kind="stable")
+    assert (sorted_score == unsorted_score[order]).all()
+    assert (sorted_true == unsorted_true[order]).all()
+    off = mock.patch.object(auc, "_binary_roc_auc", lambda *args: None)
+    with off if not fast_path else contextlib.nullcontext():
+        unsorted = auc.mean_column_roc_auc(unsorted_true, unsorted_score)
+        reference = auc.mean_column_roc_auc(sorted_true, sorted_score)
+    assert np.float64(unsorted).tobytes() == np.float64(reference).tobytes()
+
+
+def test_roc_auc_inputs_pairs_by_id_when_the_ids_come_in_another_order():
+    answers = freeze(pd.DataFrame({"id": [30, 10, 20], "p": [1, 0, 1]}))
+    sub = pd.DataFrame({"id": [20, 30, 10], "p": [0.2, 0.3, 0.1]})
+    y_true, y_score = roc_auc_inputs(sub, answers, "id", ["p"])
+    assert list(zip(y_true[:, 0], y_score[:, 0], strict=True)) == [(0, 0.1), (1, 0.2), (1, 0.3)]
