@@ -20,9 +20,9 @@ from services.grader.competitions.checks import (
     finite_scores,
     labels_by_id,
     probability_auc_inputs,
-    roc_auc_inputs,
     rejected_by_metric,
     require_columns,
+    roc_auc_inputs,
 )
 from services.grader.metrics.auc import roc_auc
 from services.grader.metrics.classification import log_loss

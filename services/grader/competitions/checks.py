@@ -252,9 +252,7 @@ def roc_auc_inputs(
     whole numbers: it depends on which label pairs with which score, not on the rows' order,
     to the bit. So frames whose ids already pair row for row skip the sort's permutation.
     """
-    return probability_auc_inputs(
-        submission, answers, id_column, label_columns, any_row_order=True
-    )
+    return probability_auc_inputs(submission, answers, id_column, label_columns, any_row_order=True)
 
 
 @contextmanager

@@ -12,9 +12,7 @@ from services.grader.metrics.auc import mean_column_roc_auc
 
 def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
     # With a single label column the column mean is the plain ROC AUC.
-    return mean_column_roc_auc(
-        *roc_auc_inputs(submission, answers, "image_name", ["target"])
-    )
+    return mean_column_roc_auc(*roc_auc_inputs(submission, answers, "image_name", ["target"]))
 
 
 SPEC = CompetitionSpec(

@@ -12,8 +12,8 @@ A fetch holds its folder's lock file until it ends; flocks go with their process
 whose lock nobody holds was left by a crash, and eviction sweeps it (with anything a crash left
 in `.trash`). Pins live on disk, so they survive a service restart. A pin counts while the
 database says its sandbox is not terminal (the `live` callback), so a sandbox that ended while
-the service was down releases its entry without anyone removing the pin. Nothing outside an entry's own folder
-is ever mounted, so the agent never sees the state.
+the service was down releases its entry without anyone removing the pin. Nothing outside an
+entry's own folder is ever mounted, so the agent never sees the state.
 """
 
 from __future__ import annotations
@@ -131,7 +131,9 @@ class PublicCache:
         parent.mkdir(parents=True, exist_ok=True)
         # Under the cache lock, so no sweep sees the lock file before it is held.
         with self._locked():
-            fd, lock_path = tempfile.mkstemp(prefix=_STAGING_PREFIX, suffix=_LOCK_SUFFIX, dir=parent)
+            fd, lock_path = tempfile.mkstemp(
+                prefix=_STAGING_PREFIX, suffix=_LOCK_SUFFIX, dir=parent
+            )
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 folder = Path(lock_path[: -len(_LOCK_SUFFIX)])

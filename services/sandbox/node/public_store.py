@@ -178,7 +178,9 @@ class PublicStore:
         try:
             # Beside the staging folder and named after it: the cache's dot-names are never
             # taken for entries, and a crash leaves it to be swept with the staging folder.
-            scratch_dir = tempfile.TemporaryDirectory(prefix=f"{tree.name}.publish-", dir=tree.parent)
+            scratch_dir = tempfile.TemporaryDirectory(
+                prefix=f"{tree.name}.publish-", dir=tree.parent
+            )
             with scratch_dir as scratch:
                 archive = Path(scratch) / "files.tar"
                 with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:

@@ -159,7 +159,10 @@ def test_roc_auc_in_the_rows_own_order_is_the_sorted_pairs_auc_to_the_bit(seed, 
     unsorted_true, unsorted_score = roc_auc_inputs(submission, answers, "id", labels)
     assert (unsorted_score == submission[labels].to_numpy()).all()  # not permuted
     sorted_true, sorted_score = probability_auc_inputs(
-        submission, answers.copy(), "id", labels  # writable answers: the reference's sort
+        submission,
+        answers.copy(),
+        "id",
+        labels,  # writable answers: the reference's sort
     )
     # The reference's pairs are the same pairs, in id order.
     order = np.argsort(ids, kind="stable")
