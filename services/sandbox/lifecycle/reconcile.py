@@ -67,6 +67,17 @@ class Reconciler:
             launched = row.state == SandboxState.RUNNING or row.launch_requested_at is not None
             if launched and found is not None:
                 self._adopt(row, found[0])
+            elif row.state == SandboxState.RUNNING and row.stop_target:
+                # A stop (or the time limit) was under way when the service went away, and
+                # what it stopped is gone: a Kubernetes stop deletes the Pod. It ended as asked.
+                reason = row.stop_failure_reason
+                await self._finisher.finish(
+                    row.id,
+                    SandboxState(row.stop_target),
+                    FailureReason(reason) if reason else None,
+                    row.stop_reason,
+                    handle=Handle(row.id, row.backend_ref),
+                )
             elif row.state == SandboxState.RUNNING:
                 # With its handle: whatever the backend keeps for it (a job's folder) goes too.
                 await self._finisher.finish(

@@ -4,11 +4,13 @@ removes orphans and replays logs; including SIGKILL of a real `mleb serve sandbo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from pathlib import Path
 
-from mleb.sandbox.v1 import sandbox_pb2
+import grpc
+from mleb.sandbox.v1 import sandbox_pb2, sandbox_service_pb2
 
 from services.sandbox.backends.local.backend import LocalBackend
 from services.sandbox.lifecycle.core import INSTANCE_LABEL, NODE_LABEL, SERVICE_LABEL
@@ -103,6 +105,44 @@ async def test_a_vanished_agent_is_lost_and_an_orphan_is_removed(sandbox_stack, 
         while (runs / "sbx-orphan").exists():
             await asyncio.sleep(0.05)
     assert not _pid_alive(orphan_pid)
+
+
+async def test_a_stop_under_way_ends_as_asked_when_what_it_stopped_is_gone(sandbox_stack):
+    """The service dies while a stop waits out its grace; meanwhile the agent goes (as a
+    Kubernetes stop deletes the Pod). The next service ends it CANCELLED with the stop's
+    reason, not LOST."""
+    env = sandbox_stack.served_env(MLEB_SANDBOX_QUEUE_POLL_INTERVAL_S="0.2")
+    ignores_sigterm = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('up', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    async with sandbox_stack.served(env) as (first, stub):
+        sandbox = await sandbox_stack.create(stub, agent(ignores_sigterm))
+        await wait_for_line(sandbox_stack, stub, sandbox.id, "up")
+        # StopSandbox answers once the sandbox has ended, which this one will not by itself.
+        stopping = asyncio.ensure_future(
+            stub.StopSandbox(
+                sandbox_service_pb2.StopSandboxRequest(
+                    sandbox_id=sandbox.id, grace_period={"seconds": 120}, reason="operator stop"
+                ),
+                metadata=sandbox_stack.metadata,
+            )
+        )
+        await wait_for_line(sandbox_stack, stub, sandbox.id, "stopping: operator stop; "
+                            "killing after 120s")  # fmt: skip
+        await sigkill(first)
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await stopping
+    backend = LocalBackend(sandbox_stack.sandbox_settings.work_dir / "local-runs")
+    ((handle, _running),) = await backend.list_owned(instance_labels(sandbox_stack))
+    await backend.remove(handle)
+    async with sandbox_stack.served(env) as (second, stub):
+        done = await sandbox_stack.wait_for(stub, sandbox.id)
+        assert done.state == S.SANDBOX_STATE_CANCELLED, (done.state, done.failure_message)
+        assert done.failure_message == "operator stop"
+        assert second.terminate() == 0
 
 
 def _pid_alive(pid: int) -> bool:
