@@ -243,6 +243,11 @@ def _proven_floats(
     whole = (present == np.trunc(present)).all()
     if whole and not any_missing:
         return None  # integers that pyarrow refused ("+5"): pandas reads int64
+    if whole and np.signbit(present[present == 0]).any():
+        # Integers with missing cells: pandas' integer pass takes them, then makes them
+        # floats, so "-0" comes back as 0.0 where pyarrow's cast keeps -0.0 (and "-0.0"
+        # would stay -0.0 for pandas too): its parse decides.
+        return None
     return numbers
 
 

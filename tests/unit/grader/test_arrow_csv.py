@@ -124,6 +124,9 @@ def assert_same_frame(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
 @example(b"id,p\n1,1.5\n2,99999999999999999999\n")
 @example(b"id,p\n1,NAN\n2,1.5\n")
 @example(b"A\n-9223372036854777856.000000\n0.0\n18446744073709551616.000000")
+@example(b"a,b\n1,-0\n2,\n")
+@example(b"a,b\n1,-0.0\n2,NA\n")
+@example(b"a,b\n1,-0\n2,0.5\n")
 @example(b"a,a\n1,2\n")
 @example(b"id\n1\n\n2\n")
 @example(b"a,b\n1,2,3\n")
@@ -189,6 +192,8 @@ def test_typical_submissions_take_the_fast_path(data: bytes) -> None:
         b"id,p\n1,inf\n2,0.5\n",  # infinity
         b"id,p\n1,0x10\n2,3\n",  # hexadecimal
         b"id,p\n1,True\n2,\n",  # bool with a missing value
+        b"id,p\n1,-0\n2,\n",  # "-0" among integers with a missing cell: pandas gives 0.0
+        b"id,p\n1,-0\n2,NA\n",
         b"id,p\nx,1\nNA,2\n",  # text with a missing value
         b"id,p\nabcdefghijklmnop,1\nNA,2\n",  # long text ids with a missing value
     ],
