@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from services.sandbox.backends.base import BackendError, LaunchSpec, NetworkMode, OutputStream
-from services.sandbox.backends.local.backend import LocalBackend
+from services.sandbox.backends.local.backend import SHIM_PID_FILE, LocalBackend, _alive
 from services.sandbox.node.layout import host_layout
 
 LABELS = {"mleb.instance": "test-local"}
@@ -158,3 +158,24 @@ async def test_a_folder_the_agent_cannot_enter_is_refused_clearly(tmp_path):
     backend = LocalBackend(tmp_path / "runs")
     with pytest.raises(BackendError, match="MLEB_SANDBOX_WORK_DIR"):
         await backend.launch(spec(tmp_path, "sbx-closed", "print(1)"))
+
+
+async def test_removing_a_running_agent_leaves_no_folder_even_from_another_service(open_tmp):
+    """The killed agent's runner writes its end into the run folder: remove() waits for it,
+    whether this backend or a former service started it, so nothing is written after the
+    folder is gone (the folder once survived, with only the exit record in it)."""
+    runs = open_tmp / "runs"
+    for i in range(12):
+        starter, remover = LocalBackend(runs), LocalBackend(runs)
+        handle = await starter.launch(
+            spec(open_tmp, f"sbx-rm-{i}", "import time; print('up', flush=True); time.sleep(60)")
+        )
+        async with asyncio.timeout(20):
+            while not (runs / handle.sandbox_id / "agent.pid").exists():
+                await asyncio.sleep(0.01)
+        runner = int((runs / handle.sandbox_id / SHIM_PID_FILE).read_text())
+        await (remover if i % 2 else starter).remove(handle)
+        # The runner has ended (a zombie at most) by the time remove() returns.
+        assert not _alive(runner), i
+        assert not (runs / handle.sandbox_id).exists(), i
+        await starter.remove(handle)  # reaps the starter's own child; the folder is gone

@@ -62,6 +62,8 @@ AGENT_USER = "nobody"
 LABELS_FILE = "labels.json"
 SHIM_PID_FILE = "shim.pid"
 _POLL_S = 0.05
+# How long remove() waits for a killed agent's runner to record the end and exit.
+_RUNNER_EXIT_WAIT_S = 5.0
 _START_TIMEOUT_S = 20.0
 
 
@@ -321,6 +323,12 @@ class LocalBackend(OnServiceHost):
     async def remove(self, handle: Handle) -> None:
         if self._exit_record(handle.sandbox_id) is None:
             self._signal_agent(handle.sandbox_id, signal.SIGKILL)
+        # The runner writes the agent's end into the folder once the agent dies: wait for it
+        # (ours, or one a former service started), or it can write after the folder is
+        # deleted and leave it behind. Never killed by pid: that pid may be reused by now.
+        deadline = time.monotonic() + _RUNNER_EXIT_WAIT_S
+        while self._shim_alive(handle.sandbox_id) and time.monotonic() < deadline:
+            await asyncio.sleep(_POLL_S)
         self._reap(handle.sandbox_id)
         shutil.rmtree(self._run_dir(handle.sandbox_id), ignore_errors=True)
 
