@@ -10,6 +10,7 @@ from pathlib import Path
 import structlog
 
 from services.sandbox.backends.base import BackendError, Handle
+from services.sandbox.db.schema import SandboxRow
 from services.sandbox.lifecycle.driving import Driving
 from services.sandbox.lifecycle.evidence import SandboxEvidence
 from services.sandbox.lifecycle.interfaces import Endpoints
@@ -20,6 +21,12 @@ from services.sandbox.node import artifacts
 from services.sandbox.records import SandboxRecord
 
 log = structlog.get_logger("mleb.sandbox")
+
+
+def requested_end(row: SandboxRow) -> tuple[SandboxState, FailureReason | None, str]:
+    """The end a recorded stop intent asks for: its state, failure reason and message."""
+    reason = row.stop_failure_reason
+    return SandboxState(row.stop_target), FailureReason(reason) if reason else None, row.stop_reason
 
 
 class Finisher:

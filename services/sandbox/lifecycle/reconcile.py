@@ -16,7 +16,7 @@ from services.sandbox.db import store
 from services.sandbox.db.schema import GpuLeaseRow, SandboxRow
 from services.sandbox.gpus import leases
 from services.sandbox.lifecycle.driving import Driving
-from services.sandbox.lifecycle.finishing import Finisher
+from services.sandbox.lifecycle.finishing import Finisher, requested_end
 from services.sandbox.lifecycle.gpu_queue import GpuQueue
 from services.sandbox.lifecycle.states import ACTIVE, FailureReason, SandboxState
 from services.sandbox.lifecycle.supervision import Supervisor
@@ -70,13 +70,8 @@ class Reconciler:
             elif row.state == SandboxState.RUNNING and row.stop_target:
                 # A stop (or the time limit) was under way when the service went away, and
                 # what it stopped is gone: a Kubernetes stop deletes the Pod. It ended as asked.
-                reason = row.stop_failure_reason
                 await self._finisher.finish(
-                    row.id,
-                    SandboxState(row.stop_target),
-                    FailureReason(reason) if reason else None,
-                    row.stop_reason,
-                    handle=Handle(row.id, row.backend_ref),
+                    row.id, *requested_end(row), handle=Handle(row.id, row.backend_ref)
                 )
             elif row.state == SandboxState.RUNNING:
                 # With its handle: whatever the backend keeps for it (a job's folder) goes too.

@@ -30,7 +30,7 @@ from services.sandbox.db import store
 from services.sandbox.db.schema import SandboxRow
 from services.sandbox.lifecycle import quotas
 from services.sandbox.lifecycle.driving import Driving
-from services.sandbox.lifecycle.finishing import Finisher
+from services.sandbox.lifecycle.finishing import Finisher, requested_end
 from services.sandbox.lifecycle.interfaces import Endpoints, Inventory
 from services.sandbox.lifecycle.live import Stats
 from services.sandbox.lifecycle.logs import LogWriter
@@ -317,14 +317,7 @@ class Supervisor:
                     starting.cancel()
                     await live.writer.system(f"stopped while queued: {row.stop_reason}")
                     await self._dequeue(handle)
-                    reason = row.stop_failure_reason
-                    await self._finisher.finish(
-                        sandbox_id,
-                        SandboxState(row.stop_target),
-                        FailureReason(reason) if reason else None,
-                        row.stop_reason,
-                        handle=handle,
-                    )
+                    await self._finisher.finish(sandbox_id, *requested_end(row), handle=handle)
                     return None
             return starting.result()
         except BackendError as exc:
@@ -426,10 +419,7 @@ class Supervisor:
             _merge_usage(live.stats, await self._backend.usage(handle))
         state, reason, message = SandboxState.SUCCEEDED, None, ""
         if stop_target:
-            state = SandboxState(stop_target)
-            message = row.stop_reason
-            if row.stop_failure_reason:
-                reason = FailureReason(row.stop_failure_reason)
+            state, reason, message = requested_end(row)
         elif exit_info.oom_killed:
             state, reason = SandboxState.FAILED, FailureReason.OUT_OF_MEMORY
             message = f"killed for exceeding its memory limit of {row.memory_bytes} bytes"
