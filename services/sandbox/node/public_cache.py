@@ -41,6 +41,17 @@ _STAGING_PREFIX = ".download-"
 _LOCK_SUFFIX = ".lock"
 
 
+def _lock_of(folder: Path) -> Path:
+    return folder.with_name(folder.name + _LOCK_SUFFIX)
+
+
+def _staging_leftovers(folder: Path) -> list[Path]:
+    """A staging folder and what is named after it (a publish's scratch), not its lock."""
+    lock = _lock_of(folder)
+    named_after = folder.parent.glob(glob.escape(folder.name) + ".*")
+    return [folder, *(path for path in named_after if path != lock)]
+
+
 class Staging:
     """A fetch's folder beside the entries, and the lock file that says its fetch is alive.
 
@@ -51,18 +62,12 @@ class Staging:
         self.path = path
         self._lock_fd = lock_fd
 
-    @property
-    def _lock_path(self) -> Path:
-        return self.path.with_name(self.path.name + _LOCK_SUFFIX)
-
     def close(self) -> None:
         if self._lock_fd < 0:
             return
-        shutil.rmtree(self.path, ignore_errors=True)
-        for scratch in self.path.parent.glob(glob.escape(self.path.name) + ".*"):
-            if scratch != self._lock_path:
-                shutil.rmtree(scratch, ignore_errors=True)
-        self._lock_path.unlink(missing_ok=True)
+        for left in _staging_leftovers(self.path):
+            shutil.rmtree(left, ignore_errors=True)
+        _lock_of(self.path).unlink(missing_ok=True)
         os.close(self._lock_fd)
         self._lock_fd = -1
 
@@ -136,7 +141,7 @@ class PublicCache:
             )
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                folder = Path(lock_path[: -len(_LOCK_SUFFIX)])
+                folder = Path(lock_path).with_suffix("")
                 folder.mkdir(mode=0o700)
             except BaseException:
                 os.unlink(lock_path)
@@ -183,10 +188,8 @@ class PublicCache:
         for competition in self._children(self.root):
             for lock in competition.glob(glob.escape(_STAGING_PREFIX) + "*" + _LOCK_SUFFIX):
                 if not lock.is_symlink() and self._abandoned(lock):
-                    name = lock.name[: -len(_LOCK_SUFFIX)]
-                    for left in competition.glob(glob.escape(name) + "*"):
-                        if left != lock:
-                            _move(left, trash / f"{competition.name}.{left.name}")
+                    for left in _staging_leftovers(lock.with_suffix("")):
+                        _move(left, trash / f"{competition.name}.{left.name}")
                     lock.unlink(missing_ok=True)
 
     @staticmethod
