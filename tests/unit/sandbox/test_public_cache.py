@@ -199,3 +199,22 @@ def test_a_sealed_fetch_leaves_no_lock_or_folder_behind(tmp_path: Path) -> None:
     entry = add_entry(cache, "comp-a", "k1", "s1", 10)
     assert [p.name for p in (tmp_path / "comp-a").iterdir()] == ["k1"]
     assert (entry / "data.bin").read_bytes() == b"x" * 10
+
+
+def test_the_sweep_follows_no_link_it_finds(tmp_path: Path) -> None:
+    """Links planted where the sweep looks (a lock, a staging folder, the trash) are not
+    followed: what they point at survives."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    root = tmp_path / "cache"
+    (root / "comp-a").mkdir(parents=True)
+    (root / ".trash").mkdir()
+    (root / "comp-a" / ".download-evil.lock").symlink_to(outside / "keep.txt")
+    (root / "comp-a" / ".download-evil").symlink_to(outside)
+    (root / "comp-a" / ".download-dead.lock").touch()  # abandoned: nobody holds it
+    (root / "comp-a" / ".download-dead").symlink_to(outside)
+    (root / ".trash" / "linked").symlink_to(outside)
+    PublicCache(root, live=Active()).evict()
+    assert (outside / "keep.txt").read_text() == "keep"
+    assert not (root / "comp-a" / ".download-dead.lock").exists()
