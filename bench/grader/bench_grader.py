@@ -230,11 +230,11 @@ async def grading_times(
     addresses: dict[str, str],
     token: str,
     repeats: int,
-    sink: str,
+    sinks: dict[str, str],
 ) -> dict:
     """Scores (checked equal on every path) and the medians of every timed call;
-    `addresses` names each grader server (this checkout's is "grpc"), `sink` is grpc_sink.py's
-    address: the same stream sent to it is the floor for moving the bytes."""
+    `addresses` names each grader server (this checkout's is "grpc"), `sinks` each
+    grpc_sink.py's: the same stream sent to them gives the floors."""
     competition = family.competition
     cached_provider = LocalBundleProvider(competition, answers)
     spec = get_spec(competition)
@@ -262,7 +262,10 @@ async def grading_times(
             **parse_calls(submission, spec.arrow_text_columns),
             "in_process_cached_s": in_process,
             **{f"{name}_cached_s": call for name, call in remotes.items()},
-            "grpc_sink_s": remote(await stack.enter_async_context(grpc.aio.insecure_channel(sink))),
+            **{
+                f"{name}_s": remote(await stack.enter_async_context(grpc.aio.insecure_channel(a)))
+                for name, a in sinks.items()
+            },
         }
         if family.fast_path is not None:
             calls["in_process_scikit_learn_s"] = scikit_learn_alone
@@ -284,10 +287,11 @@ async def grading_times(
 
 
 @contextlib.contextmanager
-def grpc_sink() -> Iterator[str]:
-    """The address of grpc_sink.py, run as a child process for the bench's duration."""
+def grpc_sink(*args: str) -> Iterator[str]:
+    """The address of grpc_sink.py, run with `args` as a child process for the bench's
+    duration."""
     process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("grpc_sink.py"))],
+        [sys.executable, str(Path(__file__).with_name("grpc_sink.py")), *args],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -333,9 +337,13 @@ def bench_family(
     try:
         idle_rss = rss_mb(grader.process.pid, "VmRSS:")
         answers = folder / "private" / "test.csv"
-        with grpc_sink() as sink:
+        submission_file = root / f"submission-{competition}-{rows}.csv"
+        submission_file.write_bytes(submission)
+        ahead = ("--grade-ahead", competition, str(answers), str(submission_file))
+        with grpc_sink() as sink, grpc_sink(*ahead) as grade_ahead:
+            sinks = {"grpc_sink": sink, "grpc_grade_ahead": grade_ahead}
             times = asyncio.run(
-                grading_times(family, answers, submission, addresses, token, repeats, sink)
+                grading_times(family, answers, submission, addresses, token, repeats, sinks)
             )
         pyarrow = times["pyarrow_parse_s"]
         scikit_learn = times.get("in_process_scikit_learn_s")
@@ -354,6 +362,10 @@ def bench_family(
             "in_process_plus_sink_over_in_process": (
                 times["in_process_cached_s"] + times["grpc_sink_s"]
             )
+            / times["in_process_cached_s"],
+            # The whole grade overlapped with the whole transfer: the floor for any server
+            # that grades while the bytes arrive.
+            "grade_ahead_over_in_process": times["grpc_grade_ahead_s"]
             / times["in_process_cached_s"],
             "baseline_grpc_over_in_process": (
                 times["grpc_baseline_cached_s"] / times["in_process_cached_s"]
