@@ -2,15 +2,14 @@
 same validation, grader and allowlist-proxy sockets the service serves on its own host for
 the Docker backend (services.sandbox.node.endpoints), with the sandbox's own token.
 
-They live in a folder of the node's own (a Unix socket does not cross hosts through a shared
-filesystem), and the egress log goes back to the service through the runner's folder.
+They live in a folder of the node's own (services.sandbox.node.runner_sockets), and the egress
+log goes back to the service through the runner's folder.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-import shutil
-import tempfile
 from pathlib import Path
 
 import structlog
@@ -25,6 +24,7 @@ from services.sandbox.node.egress_proxy import (
 )
 from services.sandbox.node.endpoints import SandboxEndpoints
 from services.sandbox.node.runner_files import RunnerFiles, RunnerOptions
+from services.sandbox.node.runner_sockets import SocketsFolder
 
 log = structlog.get_logger("mleb.node_runner")
 
@@ -65,21 +65,21 @@ class NodeEndpoints:
             ),
             self._egress,
         )
-        self._sockets: Path | None = None
+        self._sockets: SocketsFolder | None = None
         self._sandbox_id = ""
 
     async def open(self, spec: LaunchSpec) -> LaunchSpec:
         """Serves the endpoints; returns the spec with the sockets folder they are in."""
         self._sandbox_id = spec.sandbox_id
-        self._sockets = Path(tempfile.mkdtemp(prefix=f"mleb-{spec.sandbox_id}-"))
+        self._sockets = await asyncio.to_thread(SocketsFolder.claim, spec.sandbox_id)
         await self._endpoints.open(
             spec.sandbox_id,
-            self._sockets,
+            self._sockets.path,
             spec.env["MLEB_SANDBOX_TOKEN"],
             spec.network,
             list(spec.allowed_hosts),
         )
-        layout = dataclasses.replace(spec.layout, sockets_dir=self._sockets)
+        layout = dataclasses.replace(spec.layout, sockets_dir=self._sockets.path)
         return dataclasses.replace(spec, layout=layout)
 
     async def flush_egress(self) -> None:
@@ -90,5 +90,5 @@ class NodeEndpoints:
         """Ends the agent's connections and writes the egress log. Idempotent."""
         await self._endpoints.aclose()
         if self._sockets is not None:
-            shutil.rmtree(self._sockets, ignore_errors=True)
+            self._sockets.remove()
             self._sockets = None
