@@ -30,7 +30,7 @@ from mleb.evidence.dsse import SANDBOX_PREDICATE
 from mleb.grader.v1 import grader_service_pb2 as pb
 from mleb.grader.v1 import grader_service_pb2_grpc
 
-from bench.grader.bench_grader import median_time_async
+from bench.grader.bench_grader import median_time
 from services.common.audit_client import AuditChainClient
 from services.common.server import ServiceDefinition, start_server
 from services.common.settings import Settings
@@ -148,16 +148,16 @@ async def main() -> None:
             print(f"| {rows:,} | {medians[0] * 1e3:.1f} ms | {medians[1] * 1e3:.1f} ms | "
                   f"{medians[0] / medians[1]:.2f}x |")  # fmt: skip
         keys = signing_keys(None)
-        sign = await median_time_async(
+        sign = await median_time(
             lambda: asyncio.sleep(0, keys.sign_statement({"s": "a" * 64}, SANDBOX_PREDICATE,
                                                          sandbox_predicate())),
             200,
         )  # fmt: skip
         end = [("egress", {"sandbox_id": "sbx-b", "host": f"h{i}", "port": 443}) for i in range(4)]
         end.append(("sandbox_lifecycle", {"sandbox_id": "sbx-b", "event": "finished"}))
-        append = await median_time_async(lambda: chain.append(end), 50)
+        append = await median_time(lambda: chain.append(end), 50)
         head = (await chain.append(end))[-1].seq
-        export = await median_time_async(lambda: chain.export(max(1, head - 40), head), 50)
+        export = await median_time(lambda: chain.export(max(1, head - 40), head), 50)
         bare = await asyncio.to_thread(docker_true, 5)
         total = sign + append + export
         print("\n| per finished sandbox | median |")

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from unittest import mock
@@ -37,6 +37,7 @@ import pandas as pd
 import pyarrow.csv as pa_csv
 from mleb.grader.v1 import grader_service_pb2 as pb
 from mleb.grader.v1 import grader_service_pb2_grpc
+from mleb.reports import CompetitionReport
 
 from services.common.auth import Role, TokenAuthority
 from services.common.settings import Settings
@@ -138,7 +139,7 @@ def make_competition(root: Path, family: Family, rows: int) -> tuple[Path, bytes
     return folder, submission.to_csv(index=False).encode()
 
 
-async def median_times(calls: dict[str, Callable[[], Awaitable[object]]], rounds: int) -> dict:
+async def median_times(calls: Mapping[str, Callable[[], Awaitable[object]]], rounds: int) -> dict:
     """Each call once per round, in turn, so that all of them see the same load; the median
     of each. Each round starts one call further on, so that none always follows the same one.
     """
@@ -151,6 +152,10 @@ async def median_times(calls: dict[str, Callable[[], Awaitable[object]]], rounds
             await calls[name]()
             times[name].append(time.perf_counter() - started)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+async def median_time(call: Callable[[], Awaitable[object]], rounds: int) -> float:
+    return (await median_times({"call": call}, rounds))["call"]
 
 
 def timed_sync(fn: Callable[[], object]) -> Callable[[], Awaitable[object]]:
@@ -240,10 +245,10 @@ async def grading_times(
     spec = get_spec(competition)
     assert spec is not None
 
-    async def in_process(provider=cached_provider):
+    async def in_process(provider: LocalBundleProvider = cached_provider) -> CompetitionReport:
         return await GraderCore(provider).grade(competition, io.BytesIO(submission), "s.csv")
 
-    async def scikit_learn_alone():
+    async def scikit_learn_alone() -> CompetitionReport:
         with without_fast_path(family):
             return await in_process()
 
@@ -258,7 +263,7 @@ async def grading_times(
             name: remote(await stack.enter_async_context(grpc.aio.insecure_channel(address)))
             for name, address in addresses.items()
         }
-        calls = {
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
             **parse_calls(submission, spec.arrow_text_columns),
             "in_process_cached_s": in_process,
             **{f"{name}_cached_s": call for name, call in remotes.items()},

@@ -28,7 +28,7 @@ import grpc
 from mleb.grader.v1 import grader_service_pb2 as pb
 from mleb.grader.v1 import grader_service_pb2_grpc
 
-from bench.grader.bench_grader import COMPETITION, SECRET, make_competition, peak_rss_mb
+from bench.grader.bench_grader import FAMILIES, SECRET, make_competition, rss_mb
 from services.common.auth import Role, TokenAuthority
 from services.common.settings import Settings
 from services.registry.core import RegistryCore
@@ -37,6 +37,8 @@ from services.registry.importers.own_format import import_competition
 from tests.fixtures.processes import settings_env, spawn_server
 
 MIB = 1024**2
+FAMILY = FAMILIES["accuracy"]
+COMPETITION = FAMILY.competition
 _CHUNK = b"1,2\n" * (MIB // 4)
 
 
@@ -104,7 +106,7 @@ def main() -> None:
         settings = Settings(
             data_dir=root / "data", database_url=f"sqlite:///{root / 'mleb.db'}", auth_secret=SECRET
         )
-        folder, submission = make_competition(root, args.rows)
+        folder, submission = make_competition(root, FAMILY, args.rows)
         core = RegistryCore.from_settings(settings)
         import_competition(CompetitionInstaller(core.sessions, core.storage), folder)
         core.close()
@@ -117,9 +119,7 @@ def main() -> None:
                     grader = spawn_server("grader", grader_env)
                     try:
                         calls = asyncio.run(_scenario(name, grader.address, submission))
-                        results[name].append(
-                            {"rss": peak_rss_mb(grader.process.pid), "calls": calls}
-                        )
+                        results[name].append({"rss": rss_mb(grader.process.pid), "calls": calls})
                     finally:
                         grader.terminate()
         finally:

@@ -32,7 +32,9 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import docker
 import structlog
@@ -63,7 +65,7 @@ def capture_phases() -> dict[str, list[dict[str, float]]]:
     so this configuration is the one their loggers take."""
     kept: dict[str, list[dict[str, float]]] = {name: [] for name in PHASE_EVENTS}
 
-    def keep(_logger: object, _method: str, event: dict) -> dict:
+    def keep(_logger: object, _method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
         if event.get("event") in kept:
             kept[event["event"]].append({k: v for k, v in event.items() if k.endswith("_ms")})
         raise structlog.DropEvent
