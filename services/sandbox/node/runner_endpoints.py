@@ -74,12 +74,12 @@ class NodeEndpoints:
         self._sockets = await asyncio.to_thread(SocketsFolder.claim, spec.sandbox_id)
         await self._endpoints.open(
             spec.sandbox_id,
-            self._sockets.path,
+            self._sockets.sockets,
             spec.env["MLEB_SANDBOX_TOKEN"],
             spec.network,
             list(spec.allowed_hosts),
         )
-        layout = dataclasses.replace(spec.layout, sockets_dir=self._sockets.path)
+        layout = dataclasses.replace(spec.layout, sockets_dir=self._sockets.sockets)
         return dataclasses.replace(spec, layout=layout)
 
     async def flush_egress(self) -> None:
