@@ -116,7 +116,7 @@ FAMILIES = {
                   (auc, "_binary_roc_auc")),
     "rmse": Family("petfinder-pawpularity-score", "rmse", "Id", "Pawpularity", _petfinder),
     "log-loss": Family("dogs-vs-cats-redux-kernels-edition", "log-loss", "id", "label",
-                       _dogs_vs_cats, (classification, "_binary_log_loss")),
+                       _dogs_vs_cats, (classification, "_binary_true_class")),
 }  # fmt: skip
 
 

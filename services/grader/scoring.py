@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -46,8 +46,9 @@ def score_frame(spec: CompetitionSpec, submission: Any, answers: Any) -> ScoreOu
         # The exception text may quote the answers, so only its type leaves this function.
         log.warning("grade_raised", competition_id=spec.id, error_type=type(exc).__name__)
         return ScoreOutcome(None, f"The submission could not be graded ({type(exc).__name__}).")
-    # round() on the metric's own type, as the reference does (numpy and Python round differ).
-    return ScoreOutcome(float(round(raw, 5)))
+    # round() on the metric's own type, as the reference does (numpy and Python round differ);
+    # the cast is for the type checker only.
+    return ScoreOutcome(float(round(cast(float, raw), 5)))
 
 
 def score_source(spec: CompetitionSpec, source: Source, answers: Any) -> ScoreOutcome:

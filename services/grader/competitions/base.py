@@ -19,6 +19,10 @@ class InvalidSubmission(Exception):
 
 AnswersFormat = Literal["csv", "jsonl"]
 
+# A metric's raw value: a Python float, or numpy's float64 where the reference's is one (the
+# two round differently). float64 subclasses float at run time; numpy 1.26's stubs omit it.
+Score = float | np.float64
+
 
 @dataclass(frozen=True)
 class CompetitionSpec:
@@ -29,7 +33,7 @@ class CompetitionSpec:
     """
 
     id: str
-    grade: Callable[[pd.DataFrame, Any], float]
+    grade: Callable[[pd.DataFrame, Any], Score]
     # The metric's direction, declared rather than inferred: MLE-bench infers it from the
     # leaderboard's first and last rows, which a plain clone holds only as Git LFS pointers.
     # Imports check it against the leaderboard when there is one.
@@ -56,7 +60,7 @@ class CompetitionSpec:
 class Float64Score:
     """A grading function whose score is returned as numpy float64 (picklable)."""
 
-    grade: Callable[[pd.DataFrame, Any], float]
+    grade: Callable[[pd.DataFrame, Any], Score]
 
     def __call__(self, submission: pd.DataFrame, answers: Any) -> np.float64:
         return np.float64(self.grade(submission, answers))

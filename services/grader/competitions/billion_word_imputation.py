@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from services.grader.competitions.base import CompetitionSpec
+from services.grader.competitions.base import CompetitionSpec, Score
 from services.grader.competitions.checks import align_on_ids, require_columns, require_text
 from services.grader.metrics.edit_distance import mean_levenshtein
 
 
-def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
+def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> Score:
     require_columns(submission, ["id", "sentence"])
     sub, ans = align_on_ids(submission, answers, "id")
     # MLE-bench passes the cells to Levenshtein as they are: an empty cell (NaN) fails there.

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from services.grader.competitions.base import CompetitionSpec, InvalidSubmission
+from services.grader.competitions.base import CompetitionSpec, InvalidSubmission, Score
 from services.grader.competitions.checks import require_exact_columns, require_unique
 from services.grader.metrics.ranking import mean_average_precision_at_k
 
 ID = "customer_id"
 
 
-def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
+def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> Score:
     require_exact_columns(submission, [ID, "prediction"])
     # MLE-bench pairs rows by position after filtering, so a repeated id shifts every later
     # row; we reject repeats (anywhere, so the message reveals nothing about who is graded).

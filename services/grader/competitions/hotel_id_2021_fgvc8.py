@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from services.grader.competitions.base import CompetitionSpec
+from services.grader.competitions.base import CompetitionSpec, Score
 from services.grader.competitions.checks import align_on_ids, require_columns
 from services.grader.metrics.ranking import mean_average_precision_at_k
 
 
-def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
+def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> Score:
     require_columns(submission, ["image", "hotel_id"])
     sub, ans = align_on_ids(submission, answers, "image")
     return mean_average_precision_at_k(

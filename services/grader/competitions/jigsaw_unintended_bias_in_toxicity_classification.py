@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from services.grader.competitions.base import CompetitionSpec, InvalidSubmission
+from services.grader.competitions.base import CompetitionSpec, InvalidSubmission, Score
 from services.grader.competitions.checks import align_on_ids, require_columns
 from services.grader.metrics.subgroup_auc import bias_weighted_auc
 
@@ -43,7 +43,7 @@ def _prediction_column(submission: pd.DataFrame) -> str:
     return present[0]
 
 
-def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
+def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> Score:
     require_columns(submission, ["id"])
     column = _prediction_column(submission)
     sub, ans = align_on_ids(submission, answers, "id")

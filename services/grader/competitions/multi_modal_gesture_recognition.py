@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from services.grader.competitions.base import CompetitionSpec, InvalidSubmission
+from services.grader.competitions.base import CompetitionSpec, InvalidSubmission, Score
 from services.grader.competitions.checks import align_on_ids, require_columns
 from services.grader.metrics.edit_distance import token_error_rate
 
@@ -16,7 +16,7 @@ def _gesture_lists(sequences: pd.Series) -> list[list[int]]:
     return [[int(token) for token in text.split()] for text in sequences.astype(str)]
 
 
-def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
+def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> Score:
     require_columns(submission, ["Id", "Sequence"])
     sub, ans = align_on_ids(submission, answers, "Id")
     try:

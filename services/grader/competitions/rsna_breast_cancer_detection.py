@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from services.grader.competitions.base import CompetitionSpec, InvalidSubmission
+from services.grader.competitions.base import CompetitionSpec, InvalidSubmission, Score
 from services.grader.competitions.checks import align_on_ids, require_columns
 from services.grader.metrics.fscore import probabilistic_f1
 
 
-def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> float:
+def grade(submission: pd.DataFrame, answers: pd.DataFrame) -> Score:
     require_columns(submission, ["prediction_id", "cancer"])
     sub, ans = align_on_ids(submission, answers, "prediction_id")
     if not pd.api.types.is_numeric_dtype(sub["cancer"]):

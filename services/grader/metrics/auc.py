@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.integrate import trapezoid
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from services.grader.metrics.binary_labels import positive_class
@@ -33,7 +34,7 @@ def _binary_roc_auc(y_true: np.ndarray, y_score: np.ndarray) -> float | None:
     classes), then builds the ROC curve: the scores in descending order, the cumulative
     count of positives (tps) and negatives (fps) at the last row of each run of equal scores,
     the points that are not collinear with their neighbours (drop_intermediate), a (0, 0)
-    start, then fps / fps[-1] and tps / tps[-1], and the area by the trapezoidal rule. The same
+    start, then fps / fps[-1] and tps / tps[-1], and the area by scipy's `trapezoid`. The same
     steps here, with one difference that changes no value: the sort need not be stable,
     because the counts are read only at the end of each run of equal scores, where they do
     not depend on the order within the run. All counts are whole numbers, exact in float64.
@@ -54,7 +55,7 @@ def _binary_roc_auc(y_true: np.ndarray, y_score: np.ndarray) -> float | None:
         fps, tps = fps[kept], tps[kept]
     fps, tps = np.append(0.0, fps), np.append(0.0, tps)
     # fps never decreases, so scikit-learn's `auc` keeps the direction +1.
-    return float(np.trapezoid(tps / tps[-1], fps / fps[-1]))
+    return float(trapezoid(tps / tps[-1], fps / fps[-1]))
 
 
 def mean_column_roc_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
@@ -92,7 +93,7 @@ def band_weighted_roc_auc(
     total = 0.0
     for low, high, weight in zip(tpr_bounds[:-1], tpr_bounds[1:], weights, strict=True):
         height_in_band = np.clip(tpr, low, high) - low
-        total += weight * np.trapezoid(height_in_band, fpr)
+        total += weight * trapezoid(height_in_band, fpr)
     band_heights = np.diff(np.asarray(tpr_bounds, dtype=float))
     return float(total / np.dot(band_heights, np.asarray(weights, dtype=float)))
 

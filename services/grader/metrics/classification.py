@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.special import xlogy
 from sklearn.metrics import accuracy_score
 from sklearn.metrics import log_loss as _sklearn_log_loss
 
@@ -70,36 +71,69 @@ def exact_match_rate(y_true: np.ndarray | pd.Series, y_pred: np.ndarray | pd.Ser
 
 
 def log_loss(y_true: np.ndarray, y_proba: np.ndarray) -> float:
-    """Mean negative log-likelihood of the true labels, as scikit-learn computes it.
+    """Mean negative log-likelihood of the true labels, as MLE-bench's scikit-learn (1.5.2)
+    computes it.
 
     `y_true` is either a vector of labels (with `y_proba` the probability of the larger label)
     or a one-hot indicator matrix (with `y_proba` a matching matrix of class probabilities).
     Probabilities are clipped to [eps, 1 - eps] with eps the float64 machine epsilon; rows are
-    not renormalised.
+    not renormalised. The logarithm is scipy's `xlogy`, the C library's log, as in 1.5.2:
+    newer scikit-learn takes numpy's vectorised log, which differs from it in the last bit for
+    about one input in four, enough to round a score differently. Inputs neither fast path
+    takes go to scikit-learn, for its errors (a single class, probabilities outside [0, 1]).
     """
-    fast = _binary_log_loss(np.asarray(y_true), np.asarray(y_proba))
-    return fast if fast is not None else float(_sklearn_log_loss(y_true, y_proba))
+    y_true, y_proba = np.asarray(y_true), np.asarray(y_proba)
+    chosen = _binary_true_class(y_true, y_proba)
+    if chosen is None:
+        chosen = _one_hot_true_class(y_true, y_proba)
+    if chosen is None:
+        return float(_sklearn_log_loss(y_true, y_proba))
+    eps = np.finfo(np.float64).eps
+    # 1.5.2 sums x * log(p) over each row, where every term but the true class's is exactly 0.
+    return float(np.average(-xlogy(1.0, np.clip(chosen, eps, 1 - eps))))
 
 
-def _binary_log_loss(y_true: np.ndarray, y_proba: np.ndarray) -> float | None:
-    """scikit-learn's log loss for integer or boolean labels of exactly two classes and a
-    1-D float64 vector of finite probabilities in [0, 1]; None for any other input.
+def _probabilities(y_proba: np.ndarray) -> np.ndarray | None:
+    """float64 probabilities as scikit-learn's check_array makes them (integers and booleans
+    become float64), when all are finite and within [0, 1]; None otherwise."""
+    if y_proba.dtype.kind in "iub":
+        y_proba = y_proba.astype(np.float64)
+    if y_proba.dtype != np.float64 or not y_proba.size:
+        return None
+    if not (np.all(np.isfinite(y_proba)) and y_proba.min() >= 0 and y_proba.max() <= 1):
+        return None
+    return y_proba
 
-    scikit-learn one-hot encodes the labels (sorting them twice to find the classes), builds
-    the two columns [1 - p, p], clips both to [eps, 1 - eps] and sums x * log(p) over each
-    row, where one term is exactly 0. The same values without the encoding: each row's loss
-    is -log of its true class's clipped probability, and the mean is taken the same way.
-    """
-    if y_proba.ndim != 1 or y_proba.dtype != np.float64:
+
+def _binary_true_class(y_true: np.ndarray, y_proba: np.ndarray) -> np.ndarray | None:
+    """Each row's probability of its true class, for integer or boolean labels of exactly two
+    classes and a 1-D vector of probabilities (that of the larger label); None for any other
+    input. scikit-learn builds the columns [1 - p, p] and one-hot encodes the labels."""
+    if y_proba.ndim != 1:
         return None
     positive = positive_class(y_true)
     if positive is None or len(positive) != len(y_proba):
         return None  # one class (scikit-learn raises), several, a length mismatch: its path
-    if not (np.all(np.isfinite(y_proba)) and y_proba.min() >= 0 and y_proba.max() <= 1):
+    probabilities = _probabilities(y_proba)
+    if probabilities is None:
         return None
-    eps = np.finfo(np.float64).eps
-    chosen = np.where(positive, y_proba, 1 - y_proba)
-    return float(np.average(-np.log(np.clip(chosen, eps, 1 - eps))))
+    return np.where(positive, probabilities, 1 - probabilities)
+
+
+def _one_hot_true_class(y_true: np.ndarray, y_proba: np.ndarray) -> np.ndarray | None:
+    """Each row's probability of its true class, for a one-hot 0/1 matrix of two or more
+    classes (exactly one 1 per row) and a probability matrix of the same shape; None for any
+    other input."""
+    if y_true.ndim != 2 or y_true.shape != y_proba.shape or y_true.shape[1] < 2:
+        return None
+    if y_true.dtype.kind not in "iufb" or not np.isin(y_true, (0, 1)).all():
+        return None
+    if not (y_true.sum(axis=1) == 1).all():
+        return None
+    probabilities = _probabilities(y_proba)
+    if probabilities is None:
+        return None
+    return probabilities[np.arange(len(y_true)), y_true.argmax(axis=1)]
 
 
 def weighted_binary_log_loss(

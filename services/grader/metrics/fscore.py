@@ -52,7 +52,9 @@ def _row_label_pairs(label_sets: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return tokens.index.to_numpy(dtype=np.int64), tokens.to_numpy(dtype=object)
 
 
-def probabilistic_f1(labels: np.ndarray, predictions: np.ndarray, beta: float = 1.0) -> float:
+def probabilistic_f1(
+    labels: np.ndarray, predictions: np.ndarray, beta: float = 1.0
+) -> float | np.float64:
     """The probabilistic F-beta of the RSNA screening mammography competition.
 
     Predictions are clipped to [0, 1] and counted fractionally: true positives sum them over
