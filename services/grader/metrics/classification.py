@@ -94,10 +94,14 @@ def log_loss(y_true: np.ndarray, y_proba: np.ndarray) -> float:
 
 
 def _probabilities(y_proba: np.ndarray) -> np.ndarray | None:
-    """float64 probabilities as scikit-learn's check_array makes them (integers and booleans
-    become float64), when all are finite and within [0, 1]; None otherwise."""
-    if y_proba.dtype.kind in "iub":
-        y_proba = y_proba.astype(np.float64)
+    """float64 probabilities as scikit-learn's check_array makes them (integers, booleans and
+    objects become float64: a frame with a boolean column next to float ones gives objects),
+    when all are finite and within [0, 1]; None otherwise."""
+    if y_proba.dtype.kind in "iubO":
+        try:
+            y_proba = y_proba.astype(np.float64)
+        except (TypeError, ValueError):
+            return None
     if y_proba.dtype != np.float64 or not y_proba.size:
         return None
     if not (np.all(np.isfinite(y_proba)) and y_proba.min() >= 0 and y_proba.max() <= 1):

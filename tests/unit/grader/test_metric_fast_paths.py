@@ -11,6 +11,7 @@ import warnings
 from unittest import mock
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.special
 from hypothesis import given, settings
@@ -113,6 +114,18 @@ def test_log_loss_takes_scipy_s_log_where_newer_scikit_learn_takes_numpy_s():
     y_proba = np.array([0.013532599814388258, 0.9864674001856117])
     assert log_loss(y_true, y_proba) == 0.013625
     assert log_loss(np.eye(2, dtype=np.int64)[y_true], np.c_[1 - y_proba, y_proba]) == 0.013625
+
+
+def test_log_loss_of_a_boolean_class_column_beside_float_ones():
+    """lmsys-chatbot-arena with `False` in one class column: the frame's array holds objects,
+    which scikit-learn 1.5.2 turns into float64. Observed on the reference: 0.5214150000000001
+    (0.52142); scikit-learn 1.9's numpy log gave 0.521415 (0.52141)."""
+    y_true = np.array([[1, 0, 0]])
+    y_proba = pd.DataFrame(
+        {"a": [0.5936798962961404], "b": [0.4063201037038596], "tie": [False]}
+    ).to_numpy()
+    assert y_proba.dtype == object
+    assert log_loss(y_true, y_proba) == 0.5214150000000001
 
 
 def sklearn_roc_auc(y_true, y_score):
