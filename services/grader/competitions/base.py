@@ -9,6 +9,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from services.grader.metrics import Score
+
 
 class InvalidSubmission(Exception):
     """The submission cannot be graded.
@@ -18,10 +20,6 @@ class InvalidSubmission(Exception):
 
 
 AnswersFormat = Literal["csv", "jsonl"]
-
-# A metric's raw value: a Python float, or numpy's float64 where the reference's is one (the
-# two round differently). float64 subclasses float at run time; numpy 1.26's stubs omit it.
-Score = float | np.float64
 
 
 @dataclass(frozen=True)

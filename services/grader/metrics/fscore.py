@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
+from services.grader.metrics import Score
+
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Unweighted mean of per-class F1 over every class seen in either array."""
@@ -52,9 +54,7 @@ def _row_label_pairs(label_sets: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return tokens.index.to_numpy(dtype=np.int64), tokens.to_numpy(dtype=object)
 
 
-def probabilistic_f1(
-    labels: np.ndarray, predictions: np.ndarray, beta: float = 1.0
-) -> float | np.float64:
+def probabilistic_f1(labels: np.ndarray, predictions: np.ndarray, beta: float = 1.0) -> Score:
     """The probabilistic F-beta of the RSNA screening mammography competition.
 
     Predictions are clipped to [0, 1] and counted fractionally: true positives sum them over
